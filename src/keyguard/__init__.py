@@ -1,0 +1,6 @@
+"""keyguard: leaked-key incident response, end to end."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

@@ -1,0 +1,96 @@
+"""The ``keyguard`` console script: one Typer app, one sub-app per noun.
+
+This module and :mod:`keyguard.api.errors` are the only places that turn
+:class:`~keyguard.errors.KeyguardError` into exit codes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+import typer
+
+from keyguard.errors import KeyguardError
+
+app = typer.Typer(
+    name="keyguard",
+    help="Leaked-key incident response: contain, assess, replace, monitor, comply, harden.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Each module registers its commands on ``app`` when imported (see ``register``).
+COMMAND_MODULES = (
+    "keyguard.cli.init_cmd",
+    "keyguard.cli.keys",
+    "keyguard.cli.crypto_ops",
+    "keyguard.cli.data",
+    "keyguard.cli.clients",
+    "keyguard.cli.audit",
+    "keyguard.cli.scan",
+    "keyguard.cli.incident",
+    "keyguard.cli.alerts",
+    "keyguard.cli.policy",
+    "keyguard.cli.serve",
+    "keyguard.cli.demo",
+)
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    if debug:
+        os.environ["KEYGUARD_DEBUG"] = "1"
+
+
+def _load_commands() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        register: Any = getattr(module, "register", None)
+        if register is not None:
+            register(app)
+
+
+def _fail(message: str, hint: str, code: int) -> int:
+    text = f"keyguard: error: {message}"
+    if hint:
+        text += f" ({hint})"
+    sys.stderr.write(text.replace("\n", " ") + "\n")
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the exit code (SPEC §4)."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        _load_commands()
+        result = app(args=argv, prog_name="keyguard", standalone_mode=False)
+        return int(result) if isinstance(result, int) else 0
+    except KeyguardError as exc:
+        if debug:
+            raise
+        return _fail(exc.message, exc.hint, exc.exit_code)
+    except click.exceptions.Abort:
+        return _fail("aborted", "no confirmation given", 2)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        return _fail(exc.format_message(), "see --help", 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", "rerun the command to resume", 130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+        if debug:
+            raise
+        return _fail(f"internal error: {type(exc).__name__}", "rerun with --debug for details", 10)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Shared output helpers of the CLI: JSON documents, Rich consoles, confirmations."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from keyguard.errors import UsageError
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False)
+
+JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+YesOption = typer.Option(False, "--yes", "-y", help="Skip the confirmation question.")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, bytes):
+        return value.decode("ascii", "replace")
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def print_json(document: Any) -> None:
+    """Write one JSON document on stdout."""
+    sys.stdout.write(json.dumps(document, default=_default, ensure_ascii=False, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def emit(document: Any, as_json: bool, human: Callable[[], None]) -> None:
+    """Print ``document`` as JSON when asked, else call ``human`` to render it."""
+    if as_json:
+        print_json(document)
+    else:
+        human()
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before an irreversible step; refuse without a terminal unless ``--yes`` (SPEC §4)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "refusing an irreversible operation without confirmation", hint="pass --yes"
+        )
+    if not typer.confirm(question, default=False, err=True):
+        raise UsageError("not confirmed", hint="nothing was changed")

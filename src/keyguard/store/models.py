@@ -1,0 +1,13 @@
+"""Every table of keyguard, imported so that ``Base.metadata`` is complete.
+
+Feature packages add their table modules to the import list below.
+"""
+
+from __future__ import annotations
+
+from keyguard.store.tables import Base
+
+# Import table modules for their side effect of registering on Base.metadata.
+from keyguard.store import tables as _vault_tables  # noqa: F401
+
+__all__ = ["Base"]
