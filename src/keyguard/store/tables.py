@@ -40,7 +40,12 @@ class RootKey(Base):
     generation: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     root_kind: Mapped[str] = mapped_column(String(16))
     root_params: Mapped[dict[str, Any]] = mapped_column(JSON)
-    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # During a root rotation: this generation's key sealed under the next one (so
+    # readers holding only the new root still read old rows) and under the previous
+    # one (so running readers holding the old keyring follow to the new generation).
+    sealed_by_next: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    sealed_by_prev: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

@@ -1,0 +1,1 @@
+"""The tamper-evident audit log: hash-chained events, group commit, verification."""

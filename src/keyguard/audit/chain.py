@@ -1,0 +1,90 @@
+"""Canonical encoding and hashing of audit events (SPEC §5).
+
+``hash`` = SHA-256 over the canonical JSON (sorted keys, no spaces, UTF-8) of
+the event without ``hash``; ``prev_hash`` links each event to the one before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from keyguard.errors import ChainIntegrityError
+
+GENESIS = "0" * 64
+FIELDS = (
+    "id",
+    "ts",
+    "actor",
+    "source_ip",
+    "user_agent",
+    "op",
+    "key",
+    "version",
+    "result",
+    "reason",
+    "request_id",
+    "prev_hash",
+)
+
+
+def canonical(event: Mapping[str, Any]) -> bytes:
+    """Canonical JSON of ``event`` without ``hash``."""
+    body = {name: event.get(name) for name in FIELDS}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_hash(event: Mapping[str, Any]) -> str:
+    """SHA-256 hex of the canonical form."""
+    return hashlib.sha256(canonical(event)).hexdigest()
+
+
+def checkpoint(key: bytes, last_id: int, last_hash: str) -> str:
+    """HMAC of the head under a vault-internal key: rewriting the whole chain is detected too."""
+    return hmac.new(key, f"{last_id}:{last_hash}".encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of a successful verification."""
+
+    events: int
+    last_id: int
+    last_hash: str
+    checkpoint_checked: bool
+
+
+def verify_events(
+    events: Iterable[Mapping[str, Any]],
+    head_last_id: int,
+    head_last_hash: str,
+) -> VerifyResult:
+    """Walk the chain; raise :class:`ChainIntegrityError` naming the first bad event.
+
+    Detects modified events (hash mismatch), deleted or reordered ones (id gap or
+    ``prev_hash`` mismatch), inserted ones (id or link mismatch) and truncation
+    (the head points past the last event).
+    """
+    expected_prev = GENESIS
+    expected_id = 1
+    count = 0
+    last_id = 0
+    for event in events:
+        event_id = int(event["id"])
+        if event_id != expected_id:
+            raise ChainIntegrityError(min(event_id, expected_id), f"expected event {expected_id}, found {event_id}")
+        if event["prev_hash"] != expected_prev:
+            raise ChainIntegrityError(event_id, "prev_hash does not link to the previous event")
+        if not hmac.compare_digest(event_hash(event), str(event["hash"])):
+            raise ChainIntegrityError(event_id, "content does not match its hash")
+        expected_prev = str(event["hash"])
+        expected_id += 1
+        last_id = event_id
+        count += 1
+    if last_id != head_last_id or expected_prev != head_last_hash:
+        raise ChainIntegrityError(last_id + 1, f"the log ends at {last_id} but the head says {head_last_id}")
+    return VerifyResult(count, last_id, expected_prev, False)

@@ -1,0 +1,170 @@
+"""Append-only audit log with group commit.
+
+Callers append an event and block until it is durable; concurrent callers'
+events are written in one transaction (a leader writes for everyone waiting),
+so fsync cost is shared and no event is ever skipped. The chain is extended
+under the database's write lock (SQLite ``BEGIN IMMEDIATE``, PostgreSQL
+``SELECT … FOR UPDATE`` of the head row), so several processes and API nodes
+keep one valid chain. If the write fails, every waiting operation fails closed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, text, update
+
+from keyguard.audit.chain import checkpoint, event_hash
+from keyguard.errors import AuditWriteError
+from keyguard.store.db import write_tx
+from keyguard.store.tables import AuditEvent, AuditHead, Key, KeyVersion
+
+RESULTS = ("ok", "denied", "error")
+
+
+def format_ts(at: datetime) -> str:
+    """Fixed-width RFC 3339 UTC (sortable as text)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class EventDraft:
+    """An event before the chain gives it an id and hashes."""
+
+    actor: str
+    op: str
+    result: str
+    key: str | None = None
+    version: int | None = None
+    reason: str | None = None
+    source_ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+    ts: datetime | None = None
+
+
+@dataclass
+class _Pending:
+    draft: EventDraft
+    done: bool = False
+    record: dict[str, Any] = field(default_factory=dict)
+    error: BaseException | None = None
+
+
+class AuditLog:
+    """The chain writer of one process."""
+
+    def __init__(self, engine: Engine, checkpoint_key: bytes | None = None) -> None:
+        self._engine = engine
+        self._checkpoint_key = checkpoint_key
+        self._cv = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._writing = False
+        self._is_pg = engine.dialect.name == "postgresql"
+
+    def append(self, draft: EventDraft) -> dict[str, Any]:
+        """Append one event; returns the stored record. Raises :class:`AuditWriteError`."""
+        pending = _Pending(draft)
+        with self._cv:
+            self._queue.append(pending)
+            while not pending.done:
+                if self._writing:
+                    self._cv.wait()
+                    continue
+                self._writing = True
+                batch, self._queue = self._queue, []
+                self._cv.release()
+                try:
+                    self._write(batch)
+                finally:
+                    self._cv.acquire()
+                    self._writing = False
+                    self._cv.notify_all()
+        if pending.error is not None:
+            raise AuditWriteError(
+                "the audit event could not be written, so the operation was refused",
+                hint=type(pending.error).__name__,
+            )
+        return pending.record
+
+    def _write(self, batch: list[_Pending]) -> None:
+        now = datetime.now(UTC)
+        try:
+            with write_tx(self._engine) as conn:
+                head_q = select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)
+                if self._is_pg:
+                    head_q = head_q.with_for_update()
+                last_id, last_hash = conn.execute(head_q).one()
+                rows = []
+                used: dict[tuple[str, int], str] = {}
+                for pending in batch:
+                    d = pending.draft
+                    last_id += 1
+                    record: dict[str, Any] = {
+                        "id": last_id,
+                        "ts": format_ts(d.ts or now),
+                        "actor": d.actor,
+                        "source_ip": d.source_ip,
+                        "user_agent": d.user_agent,
+                        "op": d.op,
+                        "key": d.key,
+                        "version": d.version,
+                        "result": d.result,
+                        "reason": d.reason,
+                        "request_id": d.request_id,
+                        "prev_hash": last_hash,
+                    }
+                    record["hash"] = last_hash = event_hash(record)
+                    pending.record = record
+                    rows.append(record)
+                    if d.result == "ok" and d.key and d.version:
+                        used[(d.key, d.version)] = record["ts"]
+                conn.execute(insert(AuditEvent), rows)
+                values: dict[str, Any] = {"last_id": last_id, "last_hash": last_hash}
+                if self._checkpoint_key is not None:
+                    values["checkpoint"] = checkpoint(self._checkpoint_key, last_id, last_hash)
+                conn.execute(update(AuditHead).where(AuditHead.id == 1).values(**values))
+                if used:
+                    self._touch(conn, used)
+                if self._is_pg:
+                    conn.execute(text("SELECT pg_notify('keyguard_audit', :id)"), {"id": str(last_id)})
+        except Exception as exc:  # noqa: BLE001 - fail closed for every waiter
+            for pending in batch:
+                pending.error = exc
+                pending.done = True
+            return
+        for pending in batch:
+            pending.done = True
+
+    @staticmethod
+    def _touch(conn: Any, used: dict[tuple[str, int], str]) -> None:
+        """Record last-used times once per batch, not once per operation."""
+        for (key, version), ts in used.items():
+            at = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            key_id = select(Key.id).where(Key.name == key).scalar_subquery()
+            conn.execute(
+                update(KeyVersion)
+                .where(KeyVersion.key_id == key_id, KeyVersion.version == version)
+                .values(last_used_at=at)
+            )
+            conn.execute(update(Key).where(Key.name == key).values(last_used_at=at))
+
+
+def iter_events(engine: Engine, since_id: int = 0, batch: int = 5000) -> Iterator[dict[str, Any]]:
+    """Stream events in id order without holding the log in memory."""
+    cols = [c for c in AuditEvent.__table__.columns]
+    last = since_id
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(*cols).where(AuditEvent.id > last).order_by(AuditEvent.id).limit(batch)
+            ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield dict(row._mapping)
+        last = rows[-1].id
