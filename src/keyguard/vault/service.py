@@ -258,7 +258,7 @@ class Vault:
         for hook in self.state_hooks:
             hook()
 
-    def _bump_state(self, conn: Connection) -> None:
+    def bump_state(self, conn: Connection) -> None:
         conn.execute(update(VaultCounter).where(VaultCounter.name == "state").values(value=VaultCounter.value + 1))
         if self.engine.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_notify('keyguard_state', 'changed')"))
@@ -348,7 +348,7 @@ class Vault:
         )
 
     @contextmanager
-    def _audited(self, principal: Principal, op: str, key: str | None, version: int | None = None) -> Iterator[dict[str, Any]]:
+    def audited(self, principal: Principal, op: str, key: str | None, version: int | None = None) -> Iterator[dict[str, Any]]:
         """Run an operation; record it allowed or refused. ``ctx['version']`` may be set inside."""
         ctx: dict[str, Any] = {"version": version, "reason": None}
         try:
@@ -410,7 +410,7 @@ class Vault:
         self._check_tier(tier)
         if rotation_days < 1:
             raise UsageError("rotation period must be at least 1 day")
-        with self._audited(principal, "key.create", name, 1):
+        with self.audited(principal, "key.create", name, 1):
             principal.require("key.create", name)
             material = alg.generate(algorithm)
             self._insert_key(name, purpose, tier, owner, tags or [], rotation_days, algorithm, material, "generated")
@@ -453,7 +453,7 @@ class Vault:
                 .returning(Key.id)
             ).scalar_one()
             self._insert_version(conn, key_id, 1, algorithm, material, origin, now)
-            self._bump_state(conn)
+            self.bump_state(conn)
         self._invalidate()
 
     def _insert_version(
@@ -502,7 +502,7 @@ class Vault:
             raise UsageError(f"the key is {parsed.algorithm}, not {algorithm}")
         alg.check_purpose(parsed.algorithm, purpose)
         exists = self._exists(name)
-        with self._audited(principal, "key.import", name) as ctx:
+        with self.audited(principal, "key.import", name) as ctx:
             principal.require("key.import", name)
             if exists:
                 info = self.key_info(name)
@@ -521,7 +521,7 @@ class Vault:
     def rotate(self, principal: Principal, name: str, algorithm: str | None = None) -> KeyInfo:
         """Add a new active version (optionally another algorithm of the same purpose)."""
         info = self.key_info(name)
-        with self._audited(principal, "key.rotate", name) as ctx:
+        with self.audited(principal, "key.rotate", name) as ctx:
             principal.require("key.rotate", name)
             new_alg = algorithm or info.versions[info.latest].algorithm
             alg.check_purpose(new_alg, info.purpose)
@@ -542,7 +542,7 @@ class Vault:
             )
             self._insert_version(conn, info.id, version, algorithm, material, origin, now)
             conn.execute(update(Key).where(Key.id == info.id).values(rotated_at=now))
-            self._bump_state(conn)
+            self.bump_state(conn)
         self._invalidate()
         return version
 
@@ -557,7 +557,7 @@ class Vault:
         if op is None:
             raise UsageError(f"cannot set state {target} directly", hint="rotate makes a new active version")
         info = self.key_info(name)
-        with self._audited(principal, op, name, version) as ctx:
+        with self.audited(principal, op, name, version) as ctx:
             principal.require(op, name)
             if version not in info.versions:
                 raise NotFoundError(f"key {name!r} has no version {version}", hint=f"versions 1..{info.latest}")
@@ -586,7 +586,7 @@ class Vault:
                 conn.execute(
                     update(KeyVersion).where(KeyVersion.key_id == info.id, KeyVersion.version == version).values(**values)
                 )
-                self._bump_state(conn)
+                self.bump_state(conn)
             ctx["reason"] = reason or f"{row} -> {final}"
         self._invalidate()
         return self.key_info(name)
@@ -594,13 +594,13 @@ class Vault:
     def set_min_decryption_version(self, principal: Principal, name: str, minimum: int) -> KeyInfo:
         """Refuse decryption with versions below ``minimum``."""
         info = self.key_info(name)
-        with self._audited(principal, "key.config", name, minimum) as ctx:
+        with self.audited(principal, "key.config", name, minimum) as ctx:
             principal.require("key.config", name)
             if not 1 <= minimum <= info.latest:
                 raise UsageError(f"min_decryption_version must be within 1..{info.latest}")
             with write_tx(self.engine) as conn:
                 conn.execute(update(Key).where(Key.id == info.id).values(min_decryption_version=minimum))
-                self._bump_state(conn)
+                self.bump_state(conn)
             ctx["reason"] = f"min_decryption_version={minimum}"
         self._invalidate()
         return self.key_info(name)
@@ -608,7 +608,7 @@ class Vault:
     # ------------------------------------------------------------------ crypto operations
     def encrypt(self, principal: Principal, name: str, plaintext: bytes, context: dict[str, Any] | None = None) -> tuple[str, int]:
         """Encrypt under the active version; returns ``(ciphertext text, version)``."""
-        with self._audited(principal, "encrypt", name) as ctx:
+        with self.audited(principal, "encrypt", name) as ctx:
             principal.require("encrypt", name)
             info = self.key_info(name)
             self._require_purpose(info, "encrypt")
@@ -622,7 +622,7 @@ class Vault:
     ) -> tuple[bytes, str, int]:
         """Decrypt; returns ``(plaintext, key name, version)``."""
         parsed = envelope.parse(ciphertext)
-        with self._audited(principal, op, parsed.key, parsed.version) as ctx:
+        with self.audited(principal, op, parsed.key, parsed.version) as ctx:
             principal.require(op, parsed.key)
             plaintext = self._open(parsed, context, op)
             ctx["version"] = parsed.version
@@ -648,7 +648,7 @@ class Vault:
         versions (that is how data is moved off a leaked key); services may not.
         """
         parsed = envelope.parse(ciphertext)
-        with self._audited(principal, "rewrap", parsed.key, parsed.version) as ctx:
+        with self.audited(principal, "rewrap", parsed.key, parsed.version) as ctx:
             principal.require("rewrap", parsed.key)
             privileged = principal.role in ("admin", "operator")
             plaintext = self._open(parsed, context, "rewrap", allow_blocked=privileged)
@@ -660,7 +660,7 @@ class Vault:
 
     def generate_data_key(self, principal: Principal, name: str, context: dict[str, Any] | None = None) -> tuple[bytes, str, int]:
         """A fresh 256-bit data key: plaintext, and wrapped under the active version."""
-        with self._audited(principal, "data-key", name) as ctx:
+        with self.audited(principal, "data-key", name) as ctx:
             principal.require("data-key", name)
             info = self.key_info(name)
             self._require_purpose(info, "encrypt")
@@ -672,7 +672,7 @@ class Vault:
 
     def sign(self, principal: Principal, name: str, message: bytes) -> tuple[bytes, int]:
         """Sign (or MAC) with the active version; returns ``(raw signature, version)``."""
-        with self._audited(principal, "sign", name) as ctx:
+        with self.audited(principal, "sign", name) as ctx:
             principal.require("sign", name)
             info = self.key_info(name)
             self._require_purpose(info, "sign", "mac")
@@ -684,7 +684,7 @@ class Vault:
     def verify(self, principal: Principal, name: str, message: bytes, signature: bytes, version: int | None = None) -> int:
         """Verify; returns the version that verified. Raises :class:`InvalidSignature`."""
         raw = signature
-        with self._audited(principal, "verify", name, version) as ctx:
+        with self.audited(principal, "verify", name, version) as ctx:
             principal.require("verify", name)
             info = self.key_info(name)
             self._require_purpose(info, "sign", "mac")
@@ -707,7 +707,7 @@ class Vault:
 
     def public_key(self, principal: Principal, name: str, version: int | None = None) -> tuple[bytes, int, str]:
         """SubjectPublicKeyInfo DER, version and algorithm of an asymmetric key."""
-        with self._audited(principal, "export-public", name, version) as ctx:
+        with self.audited(principal, "export-public", name, version) as ctx:
             principal.require("export-public", name)
             info = self.key_info(name)
             n = version or (info.active.version if info.active else info.latest)

@@ -1,0 +1,222 @@
+"""Clients (consumers of keys), their grants and bearer tokens.
+
+Tokens are 256-bit random strings (``kgt_…``); only their SHA-256 is stored,
+looked up by that hash and compared in constant time. They expire and can be
+revoked; suspending a client refuses all its tokens at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from keyguard.errors import ConflictError, NotFoundError, PermissionDeniedError, UsageError
+from keyguard.store.db import write_tx
+from keyguard.store.tables import Client, Grant, Token
+from keyguard.vault.principal import ROLES, Principal
+from keyguard.vault.service import Vault, check_name, hash_token
+
+TOKEN_PREFIX = "kgt_"
+DEFAULT_TTL = timedelta(hours=1)
+MAX_TTL = timedelta(days=30)
+
+
+@dataclass(frozen=True)
+class ClientView:
+    """A client as shown to users."""
+
+    name: str
+    role: str
+    status: str
+    grants: list[str]
+    references: list[str]
+    created_at: datetime
+    status_changed_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON view."""
+        return {
+            "name": self.name,
+            "role": self.role,
+            "status": self.status,
+            "grants": self.grants,
+            "references": self.references,
+            "created_at": self.created_at,
+            "status_changed_at": self.status_changed_at,
+        }
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class ClientService:
+    """Create, suspend and authenticate clients."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+        self.engine = vault.engine
+
+    def create(
+        self,
+        principal: Principal,
+        name: str,
+        role: str,
+        grants: list[tuple[str, str]],
+        references: list[str] | None = None,
+        description: str = "",
+    ) -> ClientView:
+        """Register a client with a role and ``KEY:OP`` grants."""
+        check_name(name, "client")
+        if role not in ROLES:
+            raise UsageError(f"unknown role {role!r}", hint="one of " + ", ".join(ROLES))
+        with self.vault.audited(principal, "client.create", None) as ctx:
+            principal.require("client.create")
+            now = self.vault.clock.now()
+            with write_tx(self.engine) as conn:
+                if conn.execute(select(Client.id).where(Client.name == name)).first():
+                    raise ConflictError(f"client {name!r} already exists")
+                client_id = conn.execute(
+                    insert(Client)
+                    .values(
+                        name=name,
+                        role=role,
+                        status="active",
+                        description=description,
+                        references=references or [],
+                        created_at=now,
+                        status_changed_at=now,
+                    )
+                    .returning(Client.id)
+                ).scalar_one()
+                if grants:
+                    conn.execute(
+                        insert(Grant), [{"client_id": client_id, "key_pattern": k, "op": o} for k, o in grants]
+                    )
+            ctx["reason"] = f"client {name} role {role} grants " + ",".join(f"{k}:{o}" for k, o in grants)
+        return self.get(name)
+
+    def get(self, name: str) -> ClientView:
+        """One client, or :class:`NotFoundError`."""
+        with Session(self.engine) as session:
+            client = session.scalars(select(Client).where(Client.name == name)).one_or_none()
+            if client is None:
+                raise NotFoundError(f"client {name!r} not found", hint="keyguard client list shows the clients")
+            grants = session.execute(select(Grant.key_pattern, Grant.op).where(Grant.client_id == client.id)).all()
+            return ClientView(
+                name=client.name,
+                role=client.role,
+                status=client.status,
+                grants=[f"{k}:{o}" for k, o in grants],
+                references=list(client.references or []),
+                created_at=_aware(client.created_at),
+                status_changed_at=_aware(client.status_changed_at),
+            )
+
+    def list(self, principal: Principal) -> list[ClientView]:
+        """All clients."""
+        principal.require("client.read")
+        with self.engine.connect() as conn:
+            names = conn.execute(select(Client.name).order_by(Client.name)).scalars().all()
+        return [self.get(n) for n in names]
+
+    def set_status(self, principal: Principal, name: str, status: str, reason: str | None = None) -> ClientView:
+        """Suspend or resume a client (suspension refuses all its tokens at once)."""
+        op = "client.suspend" if status == "suspended" else "client.resume"
+        with self.vault.audited(principal, op, None) as ctx:
+            principal.require(op)
+            self.get(name)
+            with write_tx(self.engine) as conn:
+                conn.execute(
+                    update(Client)
+                    .where(Client.name == name)
+                    .values(status=status, status_changed_at=self.vault.clock.now())
+                )
+                self.vault.bump_state(conn)
+            ctx["reason"] = f"client {name}: {reason or status}"
+        return self.get(name)
+
+    def issue_token(self, principal: Principal, name: str, ttl: timedelta = DEFAULT_TTL) -> tuple[str, datetime]:
+        """A new bearer token for ``name``; returns ``(token, expires_at)``. Shown once."""
+        if not timedelta(seconds=1) <= ttl <= MAX_TTL:
+            raise UsageError("token lifetime must be between 1 second and 30 days")
+        with self.vault.audited(principal, "client.token", None) as ctx:
+            principal.require("client.token")
+            view = self.get(name)
+            if view.status != "active":
+                raise PermissionDeniedError(f"client {name!r} is {view.status}", hint="resume it first")
+            token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+            now = self.vault.clock.now()
+            expires = now + ttl
+            with write_tx(self.engine) as conn:
+                client_id = conn.execute(select(Client.id).where(Client.name == name)).scalar_one()
+                conn.execute(
+                    insert(Token).values(
+                        client_id=client_id, token_hash=hash_token(token), created_at=now, expires_at=expires
+                    )
+                )
+            ctx["reason"] = f"token for {name} until {expires.isoformat()}"
+        return token, expires
+
+    def revoke_tokens(self, principal: Principal, name: str) -> int:
+        """Revoke every token of a client; returns how many."""
+        with self.vault.audited(principal, "client.revoke", None) as ctx:
+            principal.require("client.revoke")
+            self.get(name)
+            with write_tx(self.engine) as conn:
+                client_id = conn.execute(select(Client.id).where(Client.name == name)).scalar_one()
+                count = conn.execute(
+                    update(Token)
+                    .where(Token.client_id == client_id, Token.revoked_at.is_(None))
+                    .values(revoked_at=self.vault.clock.now())
+                ).rowcount
+            ctx["reason"] = f"revoked {count} tokens of {name}"
+        return int(count)
+
+    def authenticate(
+        self, token: str, source_ip: str | None = None, user_agent: str | None = None, request_id: str | None = None
+    ) -> Principal:
+        """The principal a bearer token stands for, or :class:`PermissionDeniedError` (no detail)."""
+        refused = PermissionDeniedError("invalid or expired token", hint="get a new one with keyguard client token")
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+            raise refused
+        digest = hash_token(token)
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(Token.token_hash, Token.expires_at, Token.revoked_at, Client.id, Client.name, Client.role, Client.status)
+                .join(Client, Client.id == Token.client_id)
+                .where(Token.token_hash == digest)
+            ).first()
+            if row is None or not hmac.compare_digest(row.token_hash, digest):
+                raise refused
+            if row.revoked_at is not None or _aware(row.expires_at) <= self.vault.clock.now():
+                raise refused
+            if row.status != "active":
+                raise PermissionDeniedError(f"client {row.name!r} is {row.status}", hint="an operator suspended it")
+            grants = conn.execute(select(Grant.key_pattern, Grant.op).where(Grant.client_id == row.id)).all()
+        return Principal(
+            name=row.name,
+            role=row.role,
+            grants=tuple((g.key_pattern, g.op) for g in grants),
+            source_ip=source_ip,
+            user_agent=user_agent,
+            request_id=request_id,
+            client_id=row.id,
+        )
+
+    def delete_grants(self, principal: Principal, name: str) -> None:
+        """Remove every grant of a client (least privilege after an incident)."""
+        with self.vault.audited(principal, "client.config", None) as ctx:
+            principal.require("client.config")
+            with write_tx(self.engine) as conn:
+                client_id = conn.execute(select(Client.id).where(Client.name == name)).scalar_one_or_none()
+                if client_id is None:
+                    raise NotFoundError(f"client {name!r} not found")
+                conn.execute(delete(Grant).where(Grant.client_id == client_id))
+            ctx["reason"] = f"grants of {name} removed"
