@@ -168,3 +168,23 @@ def iter_events(engine: Engine, since_id: int = 0, batch: int = 5000) -> Iterato
         for row in rows:
             yield dict(row._mapping)
         last = rows[-1].id
+
+
+def verify_log(engine: Engine, checkpoint_key: bytes | None = None) -> dict[str, Any]:
+    """Walk the whole chain; raise :class:`ChainIntegrityError` at the first bad event."""
+    import hmac as _hmac
+
+    from keyguard.audit.chain import verify_events
+    from keyguard.errors import ChainIntegrityError
+
+    with engine.connect() as conn:
+        last_id, last_hash, mark = conn.execute(
+            select(AuditHead.last_id, AuditHead.last_hash, AuditHead.checkpoint).where(AuditHead.id == 1)
+        ).one()
+    result = verify_events(iter_events(engine), int(last_id), str(last_hash))
+    checked = False
+    if checkpoint_key is not None and mark:
+        if not _hmac.compare_digest(checkpoint(checkpoint_key, int(last_id), str(last_hash)), str(mark)):
+            raise ChainIntegrityError(int(last_id), "the head's checkpoint does not match: the chain was rewritten")
+        checked = True
+    return {"events": result.events, "last_id": result.last_id, "last_hash": result.last_hash, "checkpoint": checked}

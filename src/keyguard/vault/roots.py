@@ -176,20 +176,30 @@ def open_root(kind: str, params: Mapping[str, Any], env: Mapping[str, str] | Non
     raise UsageError(f"unknown root of trust {kind!r}", hint="one of " + ", ".join(ROOT_KINDS))
 
 
-def create_root(kind: str, home: Path, env: Mapping[str, str] | None = None) -> RootOfTrust:
-    """Make a new root of trust of ``kind`` for ``keyguard init``."""
+def create_root(
+    kind: str, home: Path, env: Mapping[str, str] | None = None, *, rotating: bool = False
+) -> RootOfTrust:
+    """Make a new root of trust of ``kind`` for ``keyguard init``.
+
+    When ``rotating``, ``KEYGUARD_NEW_PASSPHRASE`` / ``KEYGUARD_NEW_KEYFILE`` name the
+    new root (the plain variables still open the current one).
+    """
     env = os.environ if env is None else env
+    prefix = "KEYGUARD_NEW_" if rotating else "KEYGUARD_"
     if kind == "passphrase":
-        passphrase = env.get("KEYGUARD_PASSPHRASE")
+        passphrase = env.get(prefix + "PASSPHRASE")
         if passphrase is None and os.isatty(0):
             passphrase = getpass.getpass("new keyguard passphrase: ")
             if getpass.getpass("again: ") != passphrase:
                 raise UsageError("passphrases differ")
         if not passphrase:
-            raise UsageError("no passphrase", hint="set KEYGUARD_PASSPHRASE")
+            raise UsageError("no passphrase", hint=f"set {prefix}PASSPHRASE")
         return PassphraseRoot.create(passphrase)
     if kind == "keyfile":
-        path = Path(env.get("KEYGUARD_KEYFILE") or home / "root.key")
+        default = home / (f"root-{os.urandom(4).hex()}.key" if rotating else "root.key")
+        path = Path(env.get(prefix + "KEYFILE") or default)
+        if rotating and path.exists():
+            raise UsageError(f"{path} exists already", hint="name a new key file in KEYGUARD_NEW_KEYFILE")
         return KeyFileRoot.create(path)
     if kind == "pkcs11":
         from keyguard.vault.pkcs11_root import Pkcs11Root

@@ -208,6 +208,11 @@ class Vault:
         """Vault-internal key for secret-key fingerprints (never leaves the process)."""
         return self._secrets["fingerprint"]
 
+    @property
+    def checkpoint_key(self) -> bytes:
+        """Vault-internal key that authenticates the audit chain's head."""
+        return self._secrets["audit-checkpoint"]
+
     def start_watcher(self, interval: float = 0.1) -> None:
         """Keep the state cache fresh across processes and nodes (serve mode)."""
         if self._watcher is not None:
@@ -310,9 +315,22 @@ class Vault:
         if v.loaded is None:
             if v.sealed is None:
                 raise KeyStateError(info.name, v.version, VersionState.DESTROYED, "use")
+            if not self.barrier.has(v.seal_generation):
+                self._follow_rotation(v.seal_generation)
             material = self.barrier.unseal(v.seal_generation, v.sealed, _sealed_aad(info.id, v.version, v.algorithm))
             v.loaded = alg.LoadedKey(v.algorithm, material)
         return v.loaded
+
+    def _follow_rotation(self, generation: int) -> None:
+        """Learn a newer barrier generation through the rotation chain (no root needed)."""
+        from keyguard.vault.barrier import chain_open
+
+        with Session(self.engine) as session:
+            for gen in range(self.barrier.generation + 1, generation + 1):
+                row = session.get(RootKey, gen)
+                if row is None or row.sealed_by_prev is None or not self.barrier.has(gen - 1):
+                    raise IntegrityError(f"barrier generation {generation} is unknown", hint="reopen the vault with the new root")
+                self.barrier.add(gen, chain_open(self.barrier.key(gen - 1), row.sealed_by_prev))
 
     def list_keys(self, principal: Principal) -> list[KeyInfo]:
         """Every key (metadata only)."""

@@ -1,0 +1,53 @@
+"""What every CLI command needs: settings, the vault, the calling principal."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from keyguard.config import Settings
+from keyguard.errors import UsageError
+from keyguard.runtime import open_vault
+from keyguard.vault.principal import Principal, local_admin
+from keyguard.vault.service import Vault
+
+
+def vault() -> Vault:
+    """The vault of ``$KEYGUARD_HOME`` / ``KEYGUARD_DATABASE_URL``."""
+    return open_vault(Settings.from_env())
+
+
+def principal(v: Vault) -> Principal:
+    """The caller: a client when ``KEYGUARD_TOKEN`` is set, else the local administrator."""
+    token = os.environ.get("KEYGUARD_TOKEN")
+    if token:
+        from keyguard.vault.clients import ClientService
+
+        return ClientService(v).authenticate(token, source_ip="127.0.0.1", user_agent="keyguard-cli")
+    return local_admin()
+
+
+def read_input(path: Path | None) -> bytes:
+    """Bytes from ``--in FILE`` or stdin."""
+    if path is not None:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    return sys.stdin.buffer.read()
+
+
+def write_output(data: bytes, path: Path | None, mode: int = 0o600) -> None:
+    """Bytes to ``--out FILE`` (created 0600, written atomically) or stdout."""
+    if path is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

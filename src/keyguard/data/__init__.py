@@ -1,0 +1,1 @@
+"""The data inventory: which ciphertexts each key version protects."""
