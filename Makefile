@@ -38,8 +38,7 @@ lint: $(DEVSTAMP)
 	$(BIN)/mypy src
 
 test: $(DEVSTAMP) apt lint
-	$(BIN)/pytest -n 2 -q -m "not slow"
-	$(BIN)/pytest -q -m slow
+	$(BIN)/pytest -n 2 -q --durations=15
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
