@@ -1,0 +1,146 @@
+"""The detection engine: pure, streaming, and snapshot-able.
+
+``process(event)`` runs every enabled rule on one event and returns
+:class:`AlertUpdate` values: a new alert, or one more occurrence of an alert of
+the same rule, key and discriminator seen within the rule's group window (one
+alert for a 10-minute burst, with a count). It does no I/O; ``snapshot()`` and
+``restore()`` carry its state across ``watch`` restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from keyguard.monitor.detect.detectors import DETECTORS, BadVersion, Detector
+from keyguard.monitor.detect.rules import TIERS, RuleSpec
+from keyguard.monitor.event import MonitorEvent
+from keyguard.monitor.timeutil import ts_epoch
+
+SNAPSHOT_VERSION = 1
+
+
+@dataclass(slots=True)
+class AlertUpdate:
+    """One firing of a rule, already grouped: ``is_new`` or one more of ``group_key``."""
+
+    rule: str
+    severity: str
+    key: str | None
+    group_key: str
+    title: str
+    details: dict[str, Any]
+    ts: str
+    is_new: bool
+    count: int = 1
+    event: dict[str, Any] = field(default_factory=dict)
+
+
+def group_key_of(rule: str, key: str | None, discriminator: str) -> str:
+    """Stable identity of an alert group (rule, key, discriminator)."""
+    text = f"{rule}\x1f{key or ''}\x1f{discriminator}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+class DetectionEngine:
+    """Runs rules over an event stream; knows key tiers and blocked versions."""
+
+    def __init__(
+        self,
+        rules: Iterable[RuleSpec],
+        *,
+        tiers: Mapping[str, str] | None = None,
+        compromised: Mapping[str, Iterable[int]] | None = None,
+    ) -> None:
+        self.rules = [r for r in rules if r.enabled]
+        self.tiers: dict[str, str] = dict(tiers or {})
+        self._detectors: list[tuple[RuleSpec, Detector, dict[str, Any]]] = []
+        for rule in self.rules:
+            params = {tier: rule.params_for(tier) for tier in TIERS}
+            self._detectors.append((rule, DETECTORS[rule.kind](), params))
+        self.groups: dict[str, float] = {}  # group_key -> last epoch
+        self.set_compromised(compromised or {})
+        self.processed = 0
+
+    def set_compromised(self, compromised: Mapping[str, Iterable[int]]) -> None:
+        """Tell the engine which versions are blocked (compromised / disabled / destroyed)."""
+        blocked = {k: set(v) for k, v in compromised.items()}
+        for _, detector, _ in self._detectors:
+            if isinstance(detector, BadVersion):
+                detector.compromised = blocked
+
+    def set_tiers(self, tiers: Mapping[str, str]) -> None:
+        """Tell the engine each key's tier (unknown keys use ``default`` thresholds)."""
+        self.tiers = dict(tiers)
+
+    def process(self, ev: MonitorEvent) -> list[AlertUpdate]:
+        """Run every rule on ``ev``; return the (grouped) alerts it raises."""
+        self.processed += 1
+        epoch = ts_epoch(ev.ts)
+        tier = self.tiers.get(ev.key, "default") if ev.key is not None else "default"
+        out: list[AlertUpdate] = []
+        for rule, detector, params in self._detectors:
+            signal = detector.observe(ev, epoch, params[tier])
+            if signal is None:
+                continue
+            gkey = group_key_of(rule.id, ev.key, signal.discriminator)
+            last = self.groups.get(gkey)
+            is_new = last is None or epoch - last > rule.group_window_seconds
+            self.groups[gkey] = epoch
+            out.append(
+                AlertUpdate(
+                    rule=rule.id,
+                    severity=rule.severity,
+                    key=ev.key,
+                    group_key=gkey,
+                    title=signal.title,
+                    details=signal.details,
+                    ts=ev.ts,
+                    is_new=is_new,
+                    event=ev.to_record(),
+                )
+            )
+        if len(self.groups) > 50_000:
+            self._prune(epoch)
+        return out
+
+    def process_many(self, events: Iterable[MonitorEvent]) -> list[AlertUpdate]:
+        """Process events in order and return the alert updates, merged per group."""
+        merged: dict[str, AlertUpdate] = {}
+        order: list[AlertUpdate] = []
+        for ev in events:
+            for update in self.process(ev):
+                current = merged.get(update.group_key)
+                if current is None or update.is_new:
+                    merged[update.group_key] = update
+                    order.append(update)
+                else:
+                    current.count += 1
+                    current.ts = update.ts
+        return order
+
+    def _prune(self, epoch: float) -> None:
+        horizon = epoch - max((r.group_window_seconds for r in self.rules), default=600)
+        self.groups = {k: v for k, v in self.groups.items() if v >= horizon}
+
+    def snapshot(self) -> dict[str, Any]:
+        """JSON-able state of every detector and of the alert groups."""
+        return {
+            "version": SNAPSHOT_VERSION,
+            "processed": self.processed,
+            "groups": dict(self.groups),
+            "rules": {rule.id: det.snapshot() for rule, det, _ in self._detectors},
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Load a snapshot made by :meth:`snapshot` (unknown rules are ignored)."""
+        if state.get("version") != SNAPSHOT_VERSION:
+            return
+        self.processed = int(state.get("processed", 0))
+        self.groups = {k: float(v) for k, v in state.get("groups", {}).items()}
+        saved = state.get("rules", {})
+        for rule, detector, _ in self._detectors:
+            if rule.id in saved:
+                detector.restore(saved[rule.id])

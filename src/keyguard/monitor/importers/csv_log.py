@@ -1,0 +1,80 @@
+"""CSV with a header row; ``--map field=Column`` maps §5 fields to the file's columns."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from typing import IO
+
+from keyguard.monitor.event import RESULTS
+from keyguard.monitor.importers.base import ImportOptions, Parsed, Rejected
+from keyguard.monitor.importers.jsonl import event_from_record
+
+FIELDS = (
+    "ts",
+    "actor",
+    "source_ip",
+    "user_agent",
+    "op",
+    "key",
+    "version",
+    "result",
+    "reason",
+    "request_id",
+)
+_RESULT_ALIASES = {
+    "success": "ok",
+    "succeeded": "ok",
+    "allowed": "ok",
+    "true": "ok",
+    "200": "ok",
+    "failure": "error",
+    "failed": "error",
+    "deny": "denied",
+    "forbidden": "denied",
+    "unauthorized": "denied",
+    "403": "denied",
+    "401": "denied",
+}
+
+
+def parse(stream: IO[bytes], *, name: str | None, options: ImportOptions) -> Iterator[Parsed]:
+    """Parse CSV rows; a column named like a §5 field maps to it unless ``column_map`` says else."""
+    reader = csv.reader(
+        io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=""),
+        delimiter=options.delimiter,
+    )
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    index = {column.strip(): i for i, column in enumerate(header)}
+    mapping: dict[str, int] = {}
+    for field in FIELDS:
+        column = options.column_map.get(field, field)
+        if column in index:
+            mapping[field] = index[column]
+    missing = [f for f in ("ts", "op") if f not in mapping]
+    if missing:
+        yield Rejected(1, f"no column for {', '.join(missing)} (use --map FIELD=COLUMN)", name)
+        return
+    for row in reader:
+        line = reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        record: dict[str, object] = {}
+        for field, i in mapping.items():
+            record[field] = row[i].strip() if i < len(row) else None
+        result = str(record.get("result") or "ok").lower()
+        record["result"] = _RESULT_ALIASES.get(result, result) if result not in RESULTS else result
+        version = record.get("version")
+        if version in ("", None):
+            record["version"] = None
+        else:
+            try:
+                record["version"] = int(str(version))
+            except ValueError:
+                yield Rejected(line, "version must be an integer", name)
+                continue
+        yield event_from_record(record, source="csv", line=line, name=name)

@@ -1,0 +1,95 @@
+"""Import a file, a folder of files or stdin into ``imported_events``, with detection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+
+from keyguard.errors import NotFoundError
+from keyguard.monitor.detect.engine import DetectionEngine
+from keyguard.monitor.detect.rules import load_rules
+from keyguard.monitor.importers import ImportOptions, Parsed, get_importer
+from keyguard.monitor.importers.base import input_files, open_input
+from keyguard.monitor.store import ImportStats, get_state, import_stream, put_state
+from keyguard.store.db import write_tx
+from keyguard.store.tables import Key, KeyVersion
+
+DETECTOR_STATE = "detector"
+BLOCKED_STATES = ("compromised", "disabled", "destroyed")
+
+
+def total_bytes(target: str) -> int | None:
+    """Size of what ``target`` names (for a progress bar), None for stdin."""
+    files = input_files(target)
+    if files == [None]:
+        return None
+    return sum(p.stat().st_size for p in files if p is not None)
+
+
+def parse_target(
+    target: str, fmt: str, options: ImportOptions, on_read: Callable[[int], None] | None = None
+) -> Iterator[Parsed]:
+    """Parse every file of ``target`` (``-`` for stdin) with the importer of ``fmt``."""
+    importer = get_importer(fmt)
+    files = input_files(target)
+    if files != [None] and not files:
+        raise NotFoundError(f"no files in {target}")
+    for path in files:
+        if path is not None and not path.exists():
+            raise NotFoundError(f"no such file: {path}", hint="check the path")
+        with open_input(path, on_read) as stream:
+            yield from importer(stream, name=None if path is None else str(path), options=options)
+
+
+def vault_context(engine: Engine) -> tuple[dict[str, str], dict[str, list[int]]]:
+    """Key tiers and blocked versions from keyguard's own vault tables."""
+    with engine.connect() as conn:
+        tiers: dict[str, str] = {
+            str(n): str(t) for n, t in conn.execute(select(Key.name, Key.tier))
+        }
+        blocked: dict[str, list[int]] = {}
+        rows = conn.execute(
+            select(Key.name, KeyVersion.version)
+            .join(KeyVersion, KeyVersion.key_id == Key.id)
+            .where(KeyVersion.state.in_(BLOCKED_STATES))
+        )
+        for name, version in rows:
+            blocked.setdefault(name, []).append(int(version))
+    return tiers, blocked
+
+
+def load_detector(engine: Engine, rule_paths: list[Path] | None = None) -> DetectionEngine:
+    """A detection engine with the rules, the vault's tiers and blocked versions, saved state."""
+    tiers, blocked = vault_context(engine)
+    detector = DetectionEngine(load_rules(rule_paths), tiers=tiers, compromised=blocked)
+    state = get_state(engine, DETECTOR_STATE)
+    if state is not None:
+        detector.restore(state)
+    return detector
+
+
+def save_detector(engine: Engine, detector: DetectionEngine) -> None:
+    """Persist the detector's snapshot."""
+    with write_tx(engine) as conn:
+        put_state(conn, DETECTOR_STATE, detector.snapshot())
+
+
+def import_target(
+    engine: Engine,
+    target: str,
+    fmt: str,
+    options: ImportOptions | None = None,
+    *,
+    detect: bool = True,
+    on_read: Callable[[int], None] | None = None,
+) -> ImportStats:
+    """Import ``target`` in format ``fmt``; new events also go through detection."""
+    detector = load_detector(engine) if detect else None
+    stats = import_stream(
+        engine, parse_target(target, fmt, options or ImportOptions(), on_read), detector=detector
+    )
+    if detector is not None:
+        save_detector(engine, detector)
+    return stats
