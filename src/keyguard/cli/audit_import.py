@@ -19,22 +19,14 @@ from sqlalchemy import Engine
 
 from keyguard.cli.output import err_console, print_json
 from keyguard.clock import parse_time
-from keyguard.config import Settings
 from keyguard.errors import UsageError
 from keyguard.monitor.importers import IMPORTERS, ImportOptions
 from keyguard.monitor.ingest import import_target, total_bytes
 from keyguard.monitor.store import ImportStats, fingerprint_key, iter_imported
 from keyguard.monitor.timeutil import format_ts
-from keyguard.store.db import create_db_engine, migrate
+from keyguard.runtime import open_engine
 
 MAX_REJECTIONS_SHOWN = 20
-
-
-def open_engine() -> Engine:
-    """The engine of ``KEYGUARD_DATABASE_URL`` (migrated)."""
-    engine = create_db_engine(Settings.from_env().database_url)
-    migrate(engine)
-    return engine
 
 
 def _column_map(items: list[str]) -> dict[str, str]:
@@ -139,32 +131,34 @@ def import_command(
 
 
 def write_imported(
-    out: IO[bytes], *, fmt: str = "jsonl", since: str | None = None, engine: Engine | None = None
+    out: IO[bytes],
+    *,
+    fmt: str = "jsonl",
+    since: str | None = None,
+    key: str | None = None,
+    engine: Engine | None = None,
 ) -> int:
     """Write imported events as §5 JSON lines plus ``source``/``source_line``; return the count."""
     if fmt != "jsonl":
-        raise UsageError(
-            f"imported events export as jsonl only, not {fmt!r}", hint="use --format jsonl"
-        )
+        raise UsageError(f"imported events export as jsonl only, not {fmt!r}", hint="use jsonl")
+    since_ts = format_ts(parse_time(since)) if since else None
     count = 0
-    for record in iter_imported(engine or open_engine(), since=since):
+    for record in iter_imported(engine or open_engine(), since=since_ts, key=key):
+        record.pop("id", None)
         out.write(orjson.dumps(record) + b"\n")
         count += 1
     out.flush()
     return count
 
 
-def export_imported_command(
-    fmt: str = "jsonl", out: Path | None = None, since: str | None = None
+def export_imported(
+    *, since: str | None = None, key: str | None = None, out: Path | None = None, fmt: str = "jsonl"
 ) -> int:
-    """What ``audit export --imported`` runs: write to ``out`` (or stdout); exit code 0."""
-    since_ts = format_ts(parse_time(since)) if since else None
+    """What ``audit export --imported`` runs: write to ``out`` (or stdout); return the count."""
     if out is None:
-        write_imported(sys.stdout.buffer, fmt=fmt, since=since_ts)
-    else:
-        with out.open("wb") as handle:
-            write_imported(handle, fmt=fmt, since=since_ts)
-    return 0
+        return write_imported(sys.stdout.buffer, fmt=fmt, since=since, key=key)
+    with out.open("wb") as handle:
+        return write_imported(handle, fmt=fmt, since=since, key=key)
 
 
 def register_import(audit_app: typer.Typer) -> None:
@@ -172,4 +166,4 @@ def register_import(audit_app: typer.Typer) -> None:
     audit_app.command("import")(import_command)
 
 
-__all__ = ["export_imported_command", "import_command", "register_import", "write_imported"]
+__all__ = ["export_imported", "import_command", "register_import", "write_imported"]

@@ -228,7 +228,7 @@ def fingerprint_key(engine: Engine) -> bytes:
 
 
 def iter_imported(
-    engine: Engine, *, since: str | None = None, chunk: int = 10_000
+    engine: Engine, *, since: str | None = None, key: str | None = None, chunk: int = 10_000
 ) -> Iterator[dict[str, Any]]:
     """Imported events in id order as §5 records plus ``source`` and ``source_line``."""
     last = 0
@@ -237,6 +237,8 @@ def iter_imported(
         query = select(*cols).where(_EVENTS.c.id > last).order_by(_EVENTS.c.id).limit(chunk)
         if since is not None:
             query = query.where(_EVENTS.c.ts >= since)
+        if key is not None:
+            query = query.where(_EVENTS.c.key == key)
         with engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         if not rows:

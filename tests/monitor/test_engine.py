@@ -1,0 +1,56 @@
+"""The engine: grouping with counts, and snapshot/restore equivalence."""
+
+from __future__ import annotations
+
+import json
+
+from keyguard.monitor.detect import DetectionEngine, load_rules
+from keyguard.monitor.event import MonitorEvent
+from keyguard.monitor.timeutil import epoch_ts
+
+
+def _stream(n: int, start: float = 1_767_600_000.0) -> list[MonitorEvent]:
+    events = []
+    for i in range(n):
+        events.append(
+            MonitorEvent(
+                ts=epoch_ts(start + i * 7),
+                op="decrypt",
+                result="denied" if i % 3 == 0 else "ok",
+                key=f"k{i % 4}",
+                version=1 + i % 2,
+                actor=f"svc-{i % 5}",
+                source_ip=f"203.{i % 7}.0.{i % 11}",
+                user_agent=f"ua/{i % 6}",
+                reason="permission denied" if i % 3 == 0 else None,
+            )
+        )
+    return events
+
+
+def test_burst_is_one_alert_with_a_count() -> None:
+    rule = next(r for r in load_rules() if r.id == "denied-burst")
+    engine = DetectionEngine([rule])
+    events = [
+        MonitorEvent(ts=epoch_ts(1_767_600_000 + i), op="decrypt", result="denied", key="pay")
+        for i in range(100)
+    ]
+    updates = engine.process_many(events)
+    assert len(updates) == 1
+    assert updates[0].is_new and updates[0].count == 10
+
+
+def test_snapshot_restore_gives_the_same_alerts() -> None:
+    rules = load_rules()
+    events = _stream(3000)
+    whole = DetectionEngine(rules, compromised={"k1": [2]})
+    expected = [(u.rule, u.group_key, u.is_new) for ev in events for u in whole.process(ev)]
+
+    first = DetectionEngine(rules, compromised={"k1": [2]})
+    got = [(u.rule, u.group_key, u.is_new) for ev in events[:1700] for u in first.process(ev)]
+    snapshot = json.loads(json.dumps(first.snapshot()))
+    second = DetectionEngine(rules, compromised={"k1": [2]})
+    second.restore(snapshot)
+    got += [(u.rule, u.group_key, u.is_new) for ev in events[1700:] for u in second.process(ev)]
+    assert got == expected
+    assert any(rule == "compromised-version-use" for rule, _, _ in expected)
