@@ -1,0 +1,137 @@
+"""The rule catalog: TOML files (one per provider family) loaded, checked and validated
+against their own examples. A catalog whose examples fail does not load.
+"""
+
+from __future__ import annotations
+
+import random
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from keyguard.errors import DataFileError
+from keyguard.scan.generate import expand
+from keyguard.scan.model import Origin
+from keyguard.scan.rule import Rule, parse_rule
+
+EXAMPLE_SEEDS = (0, 1)
+
+
+@dataclass(frozen=True)
+class ExampleFailure:
+    """One example that did not behave as its rule says."""
+
+    rule: str
+    kind: str  # "true_positive" | "false_positive"
+    index: int
+    found: int
+
+    def __str__(self) -> str:
+        want = "exactly one finding" if self.kind == "true_positive" else "no finding"
+        return f"rule {self.rule}: {self.kind} example #{self.index} gave {self.found}, want {want}"
+
+
+def parse_rule_file(text: str, family: str, where: str) -> list[Rule]:
+    """Parse one TOML rule file (``[[rule]]`` tables)."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DataFileError(f"{where}: invalid TOML: {exc}") from None
+    tables = document.get("rule", [])
+    if not isinstance(tables, list) or not tables:
+        raise DataFileError(f"{where}: no [[rule]] tables")
+    return [parse_rule(table, family) for table in tables]
+
+
+def builtin_rule_texts() -> list[tuple[str, str]]:
+    """``(family, TOML text)`` of every built-in rule file, sorted by family."""
+    folder = resources.files("keyguard.scan") / "rules"
+    out = [
+        (entry.name.removesuffix(".toml"), entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".toml")
+    ]
+    return sorted(out)
+
+
+def check_unique(rules: list[Rule]) -> None:
+    """Raise DataFileError when two rules share an id."""
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.id in seen:
+            raise DataFileError(f"duplicate rule id {rule.id}")
+        seen.add(rule.id)
+
+
+def validate_examples(
+    rules: list[Rule], subjects: list[Rule] | None = None, seeds: tuple[int, ...] = EXAMPLE_SEEDS
+) -> list[ExampleFailure]:
+    """Run each subject rule's examples through a scanner built from ``rules``."""
+    from keyguard.scan.engine import Scanner
+
+    scanner = Scanner(rules)
+    failures: list[ExampleFailure] = []
+    for rule in subjects if subjects is not None else rules:
+        if not rule.true_positives or not rule.false_positives:
+            failures.append(ExampleFailure(rule.id, "missing_examples", 0, 0))
+            continue
+        for seed in seeds:
+            rng = random.Random(f"{rule.id}:{seed}")
+            for index, template in enumerate(rule.true_positives):
+                text = expand(template, rng)
+                found = _count(scanner, text, rule.id)
+                if found != 1:
+                    failures.append(ExampleFailure(rule.id, "true_positive", index, found))
+            for index, template in enumerate(rule.false_positives):
+                text = expand(template, rng)
+                found = _count(scanner, text, rule.id)
+                if found:
+                    failures.append(ExampleFailure(rule.id, "false_positive", index, found))
+    return failures
+
+
+def _count(scanner: object, text: str, rule_id: str) -> int:
+    from keyguard.scan.engine import Scanner
+
+    assert isinstance(scanner, Scanner)
+    findings = scanner.scan_bytes(text.encode(), Origin("example"))
+    return sum(f.rule == rule_id for f in findings)
+
+
+def load_rules(
+    extra_files: tuple[Path, ...] = (), *, validate: bool = True, builtin: bool = True
+) -> list[Rule]:
+    """Load the built-in catalog plus ``extra_files``; refuse it if an example fails."""
+    rules = list(_builtin(validate)) if builtin else []
+    extra: list[Rule] = []
+    for path in extra_files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DataFileError(f"cannot read rule file {path}: {exc.strerror}") from None
+        extra.extend(parse_rule_file(text, path.stem, str(path)))
+    rules.extend(extra)
+    check_unique(rules)
+    if validate and extra:
+        _raise_on(validate_examples(rules, extra))
+    return rules
+
+
+def _raise_on(failures: list[ExampleFailure]) -> None:
+    if failures:
+        raise DataFileError(
+            f"rule catalog refused: {failures[0]}", hint=f"{len(failures)} example(s) failed"
+        )
+
+
+@lru_cache(maxsize=2)
+def _builtin(validate: bool) -> tuple[Rule, ...]:
+    rules: list[Rule] = []
+    for family, text in builtin_rule_texts():
+        rules.extend(parse_rule_file(text, family, f"rules/{family}.toml"))
+    check_unique(rules)
+    if validate:
+        _raise_on(validate_examples(rules, seeds=(0,)))
+    return tuple(rules)

@@ -1,0 +1,79 @@
+"""Base64 layers worth opening: Kubernetes Secret ``data:`` values, basic-auth headers,
+and values next to the word base64. Each decoded value is re-scanned in its line's
+context (``password: <decoded>``) by the engine, to a depth limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterator
+
+# Order matters: the engine maps hit ids to these by position.
+DECODER_KEYWORDS = ("data:", "basic ", "base64", ".dockerconfigjson")
+
+_YAML_VALUE = re.compile(rb"^([ \t]+[\w.-]+:[ \t]*)([A-Za-z0-9+/]{8,}={0,2})[ \t]*\r?$", re.M)
+_TOKEN = re.compile(rb"(?<![A-Za-z0-9+/_-])([A-Za-z0-9+/_-]{12,}={0,2})(?![A-Za-z0-9+/=_-])")
+_DATA_SECTION_LIMIT = 65536
+_LINE_LIMIT = 4096
+
+
+def b64decode_text(token: bytes) -> bytes | None:
+    """Decode standard or URL-safe base64 to printable UTF-8 text, else None."""
+    padded = token + b"=" * (-len(token) % 4)
+    try:
+        if b"-" in token or b"_" in token:
+            raw = base64.urlsafe_b64decode(padded)
+        else:
+            raw = base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) < 4:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    return raw if printable >= 0.95 * len(text) else None
+
+
+def _line_bounds(data: bytes, pos: int) -> tuple[int, int]:
+    start = data.rfind(b"\n", max(0, pos - _LINE_LIMIT), pos) + 1
+    end = data.find(b"\n", pos, pos + _LINE_LIMIT)
+    return start, end if end >= 0 else min(len(data), pos + _LINE_LIMIT)
+
+
+def decoded_lines(
+    data: bytes, hits: list[tuple[int, int]], base: int
+) -> Iterator[tuple[int, int, bytes]]:
+    """Yield ``(token start, token end, line with the token decoded)`` for each layer."""
+    seen: set[int] = set()
+    for kid, end in hits:
+        keyword = DECODER_KEYWORDS[kid - base]
+        if keyword == "data:":
+            stop = min(len(data), end + _DATA_SECTION_LIMIT)
+            segment = data[end:stop]
+            for match in _YAML_VALUE.finditer(segment):
+                start = end + match.start(2)
+                if start in seen:
+                    continue
+                seen.add(start)
+                decoded = b64decode_text(match.group(2))
+                if decoded is not None:
+                    key = match.group(1).strip()
+                    yield start, end + match.end(2), key + b" " + decoded
+            continue
+        lo, hi = _line_bounds(data, end)
+        line = data[lo:hi]
+        for match in _TOKEN.finditer(line):
+            start = lo + match.start(1)
+            if start in seen:
+                continue
+            seen.add(start)
+            decoded = b64decode_text(match.group(1))
+            if decoded is not None:
+                prefix = line[: match.start(1)]
+                suffix = line[match.end(1) :]
+                yield start, lo + match.end(1), prefix + decoded + suffix

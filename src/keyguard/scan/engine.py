@@ -1,0 +1,257 @@
+"""The detection pipeline: keyword prefilter → regex on hit lines → entropy → validators
+→ filters → allowlists → overlap resolution, with base64 layers decoded to a depth limit.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from keyguard.scan.config import ScanConfig
+from keyguard.scan.decode import DECODER_KEYWORDS, decoded_lines
+from keyguard.scan.entropy import shannon
+from keyguard.scan.filters import rejected_by
+from keyguard.scan.managed import ManagedMatcher
+from keyguard.scan.model import Finding, Origin
+from keyguard.scan.prefilter import KeywordMatcher, make_matcher
+from keyguard.scan.rule import Rule
+from keyguard.scan.validators import VALIDATORS
+
+ALLOW_MARKER = b"keyguard:allow"
+MAX_BACK = 2048  # bytes looked at before a keyword on one (possibly huge) line
+MAX_FORWARD = 2048  # bytes looked at after it
+MULTILINE_FORWARD = 65536  # multi-line rules (PEM blocks) look this far
+CHUNK = 8 * 1024 * 1024
+OVERLAP = 128 * 1024
+
+
+@dataclass(slots=True)
+class _Candidate:
+    rule_index: int
+    start: int  # absolute byte offset of the secret in the buffer
+    end: int
+    secret: str
+    entropy: float
+    line_start: int
+    decoded: int = 0
+
+
+@dataclass
+class Scanner:
+    """A compiled rule set ready to scan byte buffers. Cheap to reuse, not thread-safe."""
+
+    rules: list[Rule]
+    config: ScanConfig = field(default_factory=ScanConfig)
+    max_decode_depth: int = 2
+    engine: str = "auto"
+    managed: ManagedMatcher | None = None
+    _matcher: KeywordMatcher = field(init=False, repr=False)
+    _keyword_rules: list[list[int]] = field(init=False, repr=False)
+    _decoder_base: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        keywords: list[str] = []
+        index: dict[str, int] = {}
+        self._keyword_rules = []
+        for rule_index, rule in enumerate(self.rules):
+            for keyword in rule.keywords:
+                if keyword not in index:
+                    index[keyword] = len(keywords)
+                    keywords.append(keyword)
+                    self._keyword_rules.append([])
+                self._keyword_rules[index[keyword]].append(rule_index)
+        self._decoder_base = len(keywords)
+        keywords.extend(DECODER_KEYWORDS)
+        self._matcher = make_matcher(keywords, prefer=self.engine)
+
+    # -- public API -------------------------------------------------------------------
+
+    def scan_bytes(self, data: bytes, origin: Origin, *, base_line: int = 1) -> list[Finding]:
+        """Scan one in-memory buffer and return its findings (line numbers from ``base_line``)."""
+        if self.config.allows_path(origin.path):
+            return []
+        candidates = self._candidates(data, depth=0)
+        findings = [
+            self._finding(data, c, origin, base_line)
+            for c in self._resolve(candidates)
+            if not self._path_allowed(self.rules[c.rule_index], origin.path)
+        ]
+        if self.managed is not None:
+            findings = self.managed.annotate(data, findings, origin, base_line)
+        return findings
+
+    def _path_allowed(self, rule: Rule, path: str) -> bool:
+        return rule.allowlist.allows_path(path) or self.config.allows_rule_path(rule.id, path)
+
+    def scan_stream(self, stream: IO[bytes], origin: Origin) -> Iterator[Finding]:
+        """Scan a large stream in overlapping chunks with bounded memory."""
+        base_line = 1
+        carry = b""
+        seen: set[tuple[str, int, str]] = set()
+        while True:
+            block = stream.read(CHUNK)
+            data = carry + block
+            if not data:
+                return
+            for finding in self.scan_bytes(data, origin, base_line=base_line):
+                key = (finding.rule, finding.line, finding.secret)
+                if key not in seen:
+                    seen.add(key)
+                    yield finding
+            if not block:
+                return
+            cut = max(0, len(data) - OVERLAP)
+            newline = data.rfind(b"\n", 0, cut)
+            cut = newline + 1 if newline > 0 else cut
+            base_line += data.count(b"\n", 0, cut)
+            carry = data[cut:]
+            if len(seen) > 100_000:
+                seen.clear()
+
+    # -- pipeline ---------------------------------------------------------------------
+
+    def _windows(self, data: bytes, hits: Iterable[tuple[int, int]]) -> dict[int, list[list[int]]]:
+        size = len(data)
+        per_rule: dict[int, list[list[int]]] = {}
+        line_cache: dict[int, tuple[int, int]] = {}
+        for kid, end in hits:
+            if kid >= self._decoder_base:
+                continue
+            bounds = line_cache.get(end)
+            if bounds is None:
+                lo = max(0, end - MAX_BACK)
+                nl = data.rfind(b"\n", lo, end)
+                start = nl + 1 if nl >= 0 else lo
+                nl = data.find(b"\n", end, end + MAX_FORWARD)
+                stop = nl if nl >= 0 else min(size, end + MAX_FORWARD)
+                bounds = line_cache[end] = (start, stop)
+            for rule_index in self._keyword_rules[kid]:
+                stop = bounds[1]
+                if self.rules[rule_index].multiline:
+                    stop = min(size, end + MULTILINE_FORWARD)
+                per_rule.setdefault(rule_index, []).append([bounds[0], stop])
+        for spans in per_rule.values():
+            spans.sort()
+            merged: list[list[int]] = [spans[0]]
+            for span in spans[1:]:
+                if span[0] <= merged[-1][1] + 1:
+                    merged[-1][1] = max(merged[-1][1], span[1])
+                else:
+                    merged.append(span)
+            spans[:] = merged
+        return per_rule
+
+    def _candidates(self, data: bytes, depth: int) -> list[_Candidate]:
+        hits = self._matcher.hits(data)
+        if not hits:
+            return []
+        out: list[_Candidate] = []
+        for rule_index, spans in self._windows(data, hits).items():
+            rule = self.rules[rule_index]
+            for lo, hi in spans:
+                out.extend(self._match_window(data, lo, hi, rule_index, rule))
+        if depth < self.max_decode_depth:
+            decoder_hits = [h for h in hits if h[0] >= self._decoder_base]
+            if decoder_hits:
+                out.extend(self._decoded_candidates(data, decoder_hits, depth))
+        return out
+
+    def _match_window(
+        self, data: bytes, lo: int, hi: int, rule_index: int, rule: Rule
+    ) -> Iterator[_Candidate]:
+        chunk = data[lo:hi]
+        ascii_only = chunk.isascii()
+        text = chunk.decode("utf-8", "surrogateescape")
+        for match in rule.regex.finditer(text):
+            secret = match.group(rule.secret_group)
+            if not secret:
+                continue
+            s_off = match.start(rule.secret_group)
+            if not ascii_only:
+                s_off = len(text[:s_off].encode("utf-8", "surrogateescape"))
+            start = lo + s_off
+            end = start + len(secret.encode("utf-8", "surrogateescape"))
+            if not self._accept(rule, secret, match.group(0)):
+                continue
+            line_start = data.rfind(b"\n", 0, start) + 1
+            line_end = data.find(b"\n", end)
+            line = data[line_start : line_end if line_end >= 0 else len(data)]
+            if ALLOW_MARKER in line:
+                continue
+            yield _Candidate(rule_index, start, end, secret, shannon(secret), line_start)
+
+    def _accept(self, rule: Rule, secret: str, matched: str) -> bool:
+        if rule.entropy and shannon(secret) < rule.entropy:
+            return False
+        if rule.validator and not VALIDATORS[rule.validator](secret):
+            return False
+        if rejected_by(secret, rule.skip_filters) is not None:
+            return False
+        if rule.allowlist.allows_secret(secret, matched):
+            return False
+        return not self.config.allows_secret(rule.id, secret, matched)
+
+    def _decoded_candidates(
+        self, data: bytes, hits: list[tuple[int, int]], depth: int
+    ) -> Iterator[_Candidate]:
+        for token_start, token_end, decoded in decoded_lines(data, hits, self._decoder_base):
+            for cand in self._candidates(decoded, depth + 1):
+                cand.start, cand.end = token_start, token_end
+                cand.line_start = data.rfind(b"\n", 0, token_start) + 1
+                cand.decoded = depth + 1
+                yield cand
+
+    def _resolve(self, candidates: list[_Candidate]) -> list[_Candidate]:
+        """Drop duplicates and overlaps: specific rules beat generic ones, then longer secrets."""
+        candidates.sort(
+            key=lambda c: (
+                self.rules[c.rule_index].generic,
+                c.decoded,
+                -(c.end - c.start),
+                c.rule_index,
+                c.start,
+            )
+        )
+        starts: list[int] = []
+        ends: list[int] = []
+        kept: list[_Candidate] = []
+        for cand in candidates:
+            pos = bisect.bisect_right(starts, cand.start)
+            if pos and ends[pos - 1] > cand.start:
+                continue
+            if pos < len(starts) and starts[pos] < cand.end:
+                continue
+            if pos and starts[pos - 1] == cand.start:
+                continue
+            starts.insert(pos, cand.start)
+            ends.insert(pos, cand.end)
+            kept.append(cand)
+        kept.sort(key=lambda c: c.start)
+        return kept
+
+    def _finding(self, data: bytes, cand: _Candidate, origin: Origin, base_line: int) -> Finding:
+        rule = self.rules[cand.rule_index]
+        line = base_line + data.count(b"\n", 0, cand.start)
+        column = len(data[cand.line_start : cand.start].decode("utf-8", "replace")) + 1
+        width = len(data[cand.start : cand.end].decode("utf-8", "replace"))
+        finding = Finding(
+            rule=rule.id,
+            description=rule.description,
+            severity=rule.severity,
+            file=origin.path,
+            line=line,
+            column=column,
+            end_column=column + max(width, 1),
+            secret=cand.secret,
+            entropy=cand.entropy,
+            tags=rule.tags,
+            commit=origin.commit,
+            author=origin.author,
+            email=origin.email,
+            date=origin.date,
+        )
+        if cand.decoded:
+            finding.extra["decoded_depth"] = cand.decoded
+        return finding

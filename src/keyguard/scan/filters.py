@@ -1,0 +1,89 @@
+"""Predicate filters: values that look like secrets but are not (detect-secrets style).
+
+Each filter is a plain function ``str -> bool`` returning True when the candidate
+should be dropped. ``FILTERS`` maps a stable name to each so rules can opt out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_HEX_HASH = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{56}|[0-9a-fA-F]{64}|[0-9a-fA-F]{96}|[0-9a-fA-F]{128})$")
+_PREFIXED_HASH = re.compile(r"^(?:sha\d{1,3}|md5|sha|blake2b?)[-:=]", re.IGNORECASE)
+_TEMPLATED = re.compile(
+    r"\$\{[^}]*\}?|\{\{.*?\}\}|\$\([^)]*\)|<%.*?%>|\{%.*?%\}|%\([a-z_]+\)s|^\$[A-Za-z_][A-Za-z0-9_]*$"
+    r"|os\.environ|getenv\(|process\.env|ENV\[|env\(|System\.getenv|secrets\.|vars\.|\{\$"
+)
+_PLACEHOLDER_WORDS = (
+    "example", "sample", "dummy", "placeholder", "changeme", "change_me", "change-me",
+    "your_", "your-", "yourkey", "yourtoken", "yoursecret", "insert_", "replace_", "redacted",
+    "xxxx", "****", "....", "fixme", "<", ">", "notreal", "not_a_real", "test123",
+    "foobar", "password123", "secret123", "abc123", "qwerty", "lorem", "mysecret", "mypassword",
+    "supersecret", "s3cr3t", "hunter2", "fake_", "_fake", "-fake", "fake-",
+)
+_PLACEHOLDER_VALUES = frozenset(
+    {"none", "null", "nil", "undefined", "true", "false", "string", "password", "secret",
+     "token", "test", "testing", "admin", "root", "default", "empty", "todo", "tbd", "n/a"}
+)
+_REPEATED = re.compile(r"^(.)\1{5,}$|(.)\2{7,}")
+_SEQUENTIAL = ("0123456789", "abcdefghij", "ABCDEFGHIJ", "1234567890")
+_PUBLIC_KEY = re.compile(r"PUBLIC KEY|^ssh-(?:rsa|ed25519|dss) |^ecdsa-sha2-", re.IGNORECASE)
+_PATHLIKE = re.compile(r"^(?:/|\./|\.\./|~/|[A-Za-z]:\\)|\.(?:py|js|ts|go|java|json|ya?ml|txt|md|html|png|jpg)$")
+_IDENTIFIER = re.compile(r"^[A-Za-z]+(?:[_.-][A-Za-z]+)+$|^[a-z]+(?:[A-Z][a-z]+)+$")
+
+
+def is_uuid(value: str) -> bool:
+    """A UUID (any version) is an identifier, not a secret."""
+    return bool(_UUID.match(value))
+
+
+def is_hash(value: str) -> bool:
+    """Hex digests of common hash lengths, or ``sha256:…``-style prefixed digests."""
+    return bool(_HEX_HASH.match(value) or _PREFIXED_HASH.match(value))
+
+
+def is_templated(value: str) -> bool:
+    """Template or environment references: ``${VAR}``, ``{{ x }}``, ``os.environ[...]``."""
+    return bool(_TEMPLATED.search(value))
+
+
+def is_placeholder(value: str) -> bool:
+    """Documented example values, masks and obvious dummies."""
+    low = value.lower()
+    if low in _PLACEHOLDER_VALUES:
+        return True
+    if any(word in low for word in _PLACEHOLDER_WORDS):
+        return True
+    if _REPEATED.search(value):
+        return True
+    return any(seq in value for seq in _SEQUENTIAL)
+
+
+def is_public_key(value: str) -> bool:
+    """Public keys are meant to be shared."""
+    return bool(_PUBLIC_KEY.search(value))
+
+
+def is_path_or_identifier(value: str) -> bool:
+    """File paths and plain identifiers (``user_name``, ``camelCase``, ``CONST_NAME``)."""
+    return bool(_PATHLIKE.search(value) or _IDENTIFIER.match(value))
+
+
+FILTERS: dict[str, Callable[[str], bool]] = {
+    "uuid": is_uuid,
+    "hash": is_hash,
+    "templated": is_templated,
+    "placeholder": is_placeholder,
+    "public_key": is_public_key,
+    "identifier": is_path_or_identifier,
+}
+
+
+def rejected_by(value: str, skip: frozenset[str] = frozenset()) -> str | None:
+    """Name of the first filter that drops ``value`` (ignoring ``skip``), else None."""
+    for name, predicate in FILTERS.items():
+        if name not in skip and predicate(value):
+            return name
+    return None

@@ -1,0 +1,334 @@
+"""Recognising keyguard's own keys in scanned text, by fingerprint only.
+
+The vault side implements :class:`ManagedKeyIndex`; the scanner derives candidates
+from the text (PEM / DER in base64 or hex / JWK / raw base64, base64url or hex secret
+keys), asks the index, and never stores or prints key material.
+
+Integration points expected from the rest of keyguard (imported lazily):
+
+* ``keyguard.vault.managed_key_index() -> ManagedKeyIndex``
+* ``keyguard.incident.open_leak_incident(ref, exposed_at, author, commit, root_cause,
+  location) -> str`` (the incident id; opens or updates the incident of that version)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from keyguard.errors import KeyguardError, UsageError
+from keyguard.scan.entropy import shannon
+from keyguard.scan.model import Finding, Origin
+
+SECRET_LENGTHS = frozenset({16, 24, 32, 48, 64})
+MANAGED_RULE = "keyguard-managed-key"
+MANAGED_PUBLIC_RULE = "keyguard-managed-public-key"
+ROOT_CAUSE_GIT = "committed to version control"
+ROOT_CAUSE_FILE = "stored in plaintext"
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedKeyRef:
+    """A version of a vault key."""
+
+    name: str
+    version: int
+
+
+class ManagedKeyIndex(Protocol):
+    """Answers whether material belongs to a vault key version (by fingerprint)."""
+
+    def match_secret(self, raw: bytes) -> ManagedKeyRef | None:
+        """Raw secret-key bytes (AES/HMAC/ChaCha key, 16-64 bytes)."""
+        ...
+
+    def match_public(self, spki_der: bytes) -> ManagedKeyRef | None:
+        """SubjectPublicKeyInfo DER of a public key."""
+        ...
+
+
+IncidentOpener = Callable[[ManagedKeyRef, datetime, str, str, str, str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    start: int
+    end: int
+    ref: ManagedKeyRef
+    private: bool
+
+
+_PEM = re.compile(
+    rb"-----BEGIN ((?:[A-Z0-9]+ )*(?:PRIVATE|PUBLIC) KEY)-----(?:[A-Za-z0-9+/=\s:,-]|\\[nr])+?-----END \1-----"
+)
+_JWK = re.compile(rb"\{[^{}]{0,8192}?\"kty\"\s*:\s*\"[A-Za-z]{2,3}\"[^{}]{0,8192}?\}")
+_B64 = re.compile(rb"(?<![A-Za-z0-9+/_=-])[A-Za-z0-9+/_-]{22,}={0,2}(?![A-Za-z0-9+/_=-])")
+_HEX = re.compile(rb"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{2}){16,}(?![0-9A-Za-z])")
+_MAX_DER = 16384
+
+
+def _b64(token: bytes) -> bytes | None:
+    padded = token.rstrip(b"=") + b"=" * (-len(token.rstrip(b"=")) % 4)
+    try:
+        if b"-" in token or b"_" in token:
+            return base64.urlsafe_b64decode(padded)
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _spki(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    public = key.public_key() if hasattr(key, "private_bytes") else key
+    data: bytes = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return data
+
+
+def spki_from_pem(block: bytes) -> tuple[bytes, bool] | None:
+    """``(SPKI DER, is_private)`` of an unencrypted PEM key block, else None."""
+    from cryptography.hazmat.primitives import serialization
+
+    block = block.replace(b"\\n", b"\n").replace(b"\\r", b"")
+    try:
+        if b"OPENSSH PRIVATE KEY" in block:
+            return _spki(serialization.load_ssh_private_key(block, password=None)), True
+        if b"PRIVATE KEY" in block:
+            return _spki(serialization.load_pem_private_key(block, password=None)), True
+        return _spki(serialization.load_pem_public_key(block)), False
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        return None
+    except Exception:  # noqa: BLE001 - cryptography raises UnsupportedAlgorithm and others
+        return None
+
+
+def spki_from_der(der: bytes) -> tuple[bytes, bool] | None:
+    """``(SPKI DER, is_private)`` of a DER private or public key, else None."""
+    from cryptography.hazmat.primitives import serialization
+
+    if len(der) > _MAX_DER or not der.startswith(b"\x30"):
+        return None
+    try:
+        return _spki(serialization.load_der_private_key(der, password=None)), True
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        return _spki(serialization.load_der_public_key(der)), False
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _int(value: str) -> int:
+    raw = _b64(value.encode())
+    if raw is None:
+        raise ValueError("bad base64url")
+    return int.from_bytes(raw, "big")
+
+
+def spki_from_jwk(jwk: dict[str, Any]) -> tuple[bytes, bool] | None:
+    """``(SPKI DER, is_private)`` of an RSA / EC / OKP JWK, else None."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+
+    kty = jwk.get("kty")
+    private = "d" in jwk
+    try:
+        if kty == "RSA":
+            key: Any = rsa.RSAPublicNumbers(_int(jwk["e"]), _int(jwk["n"])).public_key()
+        elif kty == "EC":
+            curves = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
+            curve = curves[jwk["crv"]]
+            key = ec.EllipticCurvePublicNumbers(_int(jwk["x"]), _int(jwk["y"]), curve).public_key()
+        elif kty == "OKP":
+            raw = _b64(str(jwk["x"]).encode()) or b""
+            cls: Any = {"Ed25519": ed25519.Ed25519PublicKey, "Ed448": ed448.Ed448PublicKey}[
+                jwk["crv"]
+            ]
+            key = cls.from_public_bytes(raw)
+        else:
+            return None
+        return _spki(key), private
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+class ManagedMatcher:
+    """Finds vault key material in a buffer and marks or adds findings for it."""
+
+    def __init__(self, index: ManagedKeyIndex) -> None:
+        self.index = index
+
+    def _hits(self, data: bytes) -> Iterator[_Hit]:
+        covered: list[tuple[int, int]] = []
+        for match in _PEM.finditer(data):
+            covered.append(match.span())
+            derived = spki_from_pem(match.group(0))
+            if derived is not None:
+                ref = self.index.match_public(derived[0])
+                if ref is not None:
+                    yield _Hit(match.start(), match.end(), ref, derived[1])
+        for match in _JWK.finditer(data):
+            try:
+                jwk = json.loads(match.group(0))
+            except ValueError:
+                continue
+            if not isinstance(jwk, dict):
+                continue
+            covered.append(match.span())
+            ref = None
+            private = True
+            if jwk.get("kty") == "oct":
+                raw = _b64(str(jwk.get("k", "")).encode())
+                ref = self.index.match_secret(raw) if raw else None
+            else:
+                derived = spki_from_jwk(jwk)
+                if derived is not None:
+                    ref, private = self.index.match_public(derived[0]), derived[1]
+            if ref is not None:
+                yield _Hit(match.start(), match.end(), ref, private)
+
+        def inside(pos: int) -> bool:
+            return any(lo <= pos < hi for lo, hi in covered)
+
+        for regex, decoder in ((_HEX, bytes.fromhex), (_B64, _b64)):
+            for match in regex.finditer(data):
+                if inside(match.start()):
+                    continue
+                token = match.group(0)
+                try:
+                    raw = decoder(token.decode("ascii")) if decoder is bytes.fromhex else _b64(token)  # type: ignore[operator]
+                except ValueError:
+                    raw = None
+                if raw is None:
+                    continue
+                if len(raw) in SECRET_LENGTHS:
+                    ref = self.index.match_secret(raw)
+                    if ref is not None:
+                        yield _Hit(match.start(), match.end(), ref, True)
+                        continue
+                if len(raw) >= 40:
+                    derived = spki_from_der(raw)
+                    if derived is not None:
+                        ref = self.index.match_public(derived[0])
+                        if ref is not None:
+                            yield _Hit(match.start(), match.end(), ref, derived[1])
+
+    def annotate(
+        self, data: bytes, findings: list[Finding], origin: Origin, base_line: int = 1
+    ) -> list[Finding]:
+        """Mark findings that are vault keys; add findings for matches no rule reported."""
+        out = list(findings)
+        for hit in self._hits(data):
+            line = base_line + data.count(b"\n", 0, hit.start)
+            line_start = data.rfind(b"\n", 0, hit.start) + 1
+            column = len(data[line_start : hit.start].decode("utf-8", "replace")) + 1
+            marked = False
+            for finding in out:
+                if finding.file == origin.path and finding.line == line and _overlaps(
+                    finding, column, hit
+                ):
+                    _mark(finding, hit)
+                    marked = True
+            if not marked:
+                secret = data[hit.start : hit.end].decode("utf-8", "replace")
+                finding = Finding(
+                    rule=MANAGED_RULE if hit.private else MANAGED_PUBLIC_RULE,
+                    description="Material of a key managed by keyguard",
+                    severity="critical" if hit.private else "info",
+                    file=origin.path,
+                    line=line,
+                    column=column,
+                    end_column=column + len(secret),
+                    secret=secret,
+                    entropy=shannon(secret),
+                    tags=("keyguard",),
+                    commit=origin.commit,
+                    author=origin.author,
+                    email=origin.email,
+                    date=origin.date,
+                )
+                _mark(finding, hit)
+                out.append(finding)
+        return out
+
+
+def _overlaps(finding: Finding, column: int, hit: _Hit) -> bool:
+    width = hit.end - hit.start
+    return finding.column < column + width and column < max(finding.end_column, finding.column + 1)
+
+
+def _mark(finding: Finding, hit: _Hit) -> None:
+    finding.managed_key = {"name": hit.ref.name, "version": hit.ref.version}
+    if hit.private:
+        finding.severity = "critical"
+    else:
+        finding.extra["public_only"] = True
+
+
+def load_vault_index() -> ManagedKeyIndex:
+    """The vault's index of managed keys (imported lazily); UsageError if unavailable."""
+    try:
+        vault = importlib.import_module("keyguard.vault")
+        factory = vault.managed_key_index
+    except (ImportError, AttributeError):
+        raise UsageError("the vault is not initialised", hint="run keyguard init") from None
+    try:
+        index: ManagedKeyIndex = factory()
+    except KeyguardError:
+        raise
+    except Exception:  # noqa: BLE001 - any vault failure means it is not usable here
+        raise UsageError("the vault is not initialised", hint="run keyguard init") from None
+    return index
+
+
+def load_incident_opener() -> IncidentOpener:
+    """The incident module's opener (imported lazily); UsageError if unavailable."""
+    try:
+        module = importlib.import_module("keyguard.incident")
+        opener: IncidentOpener = module.open_leak_incident
+    except (ImportError, AttributeError):
+        raise UsageError(
+            "incidents are not available", hint="run keyguard init, or drop --open-incident"
+        ) from None
+    return opener
+
+
+def _when(finding: Finding) -> datetime:
+    if finding.date:
+        try:
+            return datetime.fromisoformat(finding.date).astimezone(UTC)
+        except ValueError:
+            pass
+    return datetime.now(UTC)
+
+
+def open_incidents_for(
+    findings: list[Finding], opener: IncidentOpener
+) -> dict[ManagedKeyRef, str]:
+    """Open (or update) one incident per leaked private/secret key version, exposed at the
+    date of the earliest finding (the first commit that contained it)."""
+    earliest: dict[ManagedKeyRef, Finding] = {}
+    for finding in findings:
+        if not finding.managed_key or finding.extra.get("public_only"):
+            continue
+        ref = ManagedKeyRef(str(finding.managed_key["name"]), int(finding.managed_key["version"]))
+        current = earliest.get(ref)
+        if current is None or _when(finding) < _when(current):
+            earliest[ref] = finding
+    opened: dict[ManagedKeyRef, str] = {}
+    for ref, finding in sorted(earliest.items(), key=lambda kv: (kv[0].name, kv[0].version)):
+        root_cause = ROOT_CAUSE_GIT if finding.commit else ROOT_CAUSE_FILE
+        location = f"{finding.file}:{finding.line}"
+        author = f"{finding.author} <{finding.email}>" if finding.author else ""
+        incident = opener(ref, _when(finding), author, finding.commit or "", root_cause, location)
+        finding.extra["incident"] = incident
+        opened[ref] = incident
+    return opened

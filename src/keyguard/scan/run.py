@@ -1,0 +1,172 @@
+"""Orchestration: turn sources into findings (files/stdin, git history, staged changes)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+from keyguard.scan.engine import Scanner
+from keyguard.scan.model import Finding, Origin
+from keyguard.scan.sources import git as gitsrc
+from keyguard.scan.sources.files import Item, expand_content, is_binary, iter_items
+
+Progress = Callable[[int, int], None]  # (bytes scanned, commits read)
+BATCH = 256
+
+
+def _noop(done: int, commits: int) -> None:
+    del done, commits
+
+
+def scan_item(scanner: Scanner, item: Item) -> list[Finding]:
+    """Findings of one item (buffer or stream)."""
+    if item.data is not None:
+        return scanner.scan_bytes(item.data, item.origin)
+    assert item.stream is not None
+    return list(scanner.scan_stream(item.stream, item.origin))
+
+
+def scan_targets(
+    scanner: Scanner, targets: list[str], *, no_ignore: bool = False, progress: Progress = _noop
+) -> list[Finding]:
+    """Scan files, directories (and archives inside them) and ``-`` for stdin."""
+    findings: list[Finding] = []
+    done = 0
+    for item in iter_items(targets, no_ignore=no_ignore):
+        findings.extend(scan_item(scanner, item))
+        done += item.size
+        progress(done, 0)
+    return findings
+
+
+# -- git history ----------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _scan_blob_batch(blob_ids: list[str]) -> tuple[list[tuple[str, Finding]], int]:
+    scanner: Scanner = _WORKER["scanner"]
+    history: gitsrc.History = _WORKER["history"]
+    repo: str = _WORKER["repo"]
+    out: list[tuple[str, Finding]] = []
+    total = 0
+    for blob, size, content in gitsrc.iter_blobs(repo, blob_ids):
+        total += size
+        origin = gitsrc.origin_for(history, blob)
+        if isinstance(content, bytes):
+            if is_binary(content[:8000]):
+                for inner in expand_content(origin, content):
+                    out.extend((blob, f) for f in scan_item(scanner, inner))
+                continue
+            out.extend((blob, f) for f in scanner.scan_bytes(content, origin))
+        else:
+            head = content.read(8000)
+            if is_binary(head):
+                continue
+            data = head + content.read()  # bounded by git's own blob size; streamed below
+            out.extend((blob, f) for f in scanner.scan_bytes(data, origin))
+    return out, total
+
+
+def _batches(blobs: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(blobs), size):
+        yield blobs[start : start + size]
+
+
+def scan_history(
+    scanner: Scanner,
+    repo: str,
+    *,
+    branch: str | None = None,
+    since: str | None = None,
+    max_commits: int | None = None,
+    jobs: int = 0,
+    progress: Progress = _noop,
+) -> list[Finding]:
+    """Scan every blob introduced in the selected history once; attribute each finding to
+    the oldest commit that introduced it, per path."""
+    gitsrc.check_repo(repo)
+    history = gitsrc.read_history(
+        repo,
+        branch=branch,
+        since=since,
+        max_commits=max_commits,
+        on_commit=lambda n: progress(0, n),
+    )
+    blobs = list(history.introductions)
+    jobs = jobs or min(2, os.cpu_count() or 1)
+    _WORKER.update(scanner=scanner, history=history, repo=repo)
+    results: list[tuple[str, Finding]] = []
+    done = 0
+    try:
+        if jobs > 1 and len(blobs) > BATCH:
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(jobs) as pool:
+                for found, size in pool.imap_unordered(_scan_blob_batch, _batches(blobs, BATCH)):
+                    results.extend(found)
+                    done += size
+                    progress(done, len(history.commits))
+        else:
+            for batch in _batches(blobs, BATCH * 8):
+                found, size = _scan_blob_batch(batch)
+                results.extend(found)
+                done += size
+                progress(done, len(history.commits))
+    finally:
+        _WORKER.clear()
+    return attribute(history, results, scanner)
+
+
+def attribute(
+    history: gitsrc.History, results: list[tuple[str, Finding]], scanner: Scanner
+) -> list[Finding]:
+    """One finding per (rule, secret, path), carrying the first commit that introduced it."""
+    best: dict[tuple[str, str, str, int], tuple[int, Finding]] = {}
+    for blob, finding in results:
+        for index, path in history.introductions.get(blob, []):
+            if scanner.config.allows_path(path):
+                continue
+            key = (finding.rule, finding.secret_sha256, path, finding.extra.get("part", 0))
+            current = best.get(key)
+            if current is None or index > current[0]:
+                best[key] = (index, finding_at(finding, history.commits[index], path))
+    ordered = sorted(best.values(), key=lambda pair: (-pair[0], pair[1].file, pair[1].line))
+    return [finding for _, finding in ordered]
+
+
+def finding_at(finding: Finding, commit: gitsrc.Commit, path: str) -> Finding:
+    """A copy of ``finding`` placed at ``commit`` and ``path``."""
+    return replace(
+        finding,
+        file=path,
+        commit=commit.sha,
+        author=commit.author,
+        email=commit.email,
+        date=commit.date,
+        extra=dict(finding.extra),
+    )
+
+
+def scan_staged(scanner: Scanner, repo: str) -> list[Finding]:
+    """Findings on the lines the staged diff adds (for pre-commit hooks)."""
+    gitsrc.check_repo(repo)
+    entries = gitsrc.staged_blobs(repo)
+    if not entries:
+        return []
+    added = gitsrc.staged_added_lines(repo)
+    paths = dict(entries)
+    findings: list[Finding] = []
+    for blob, _size, content in gitsrc.iter_blobs(repo, [sha for sha, _ in entries]):
+        data = content if isinstance(content, bytes) else content.read()
+        path = paths[blob]
+        for item in expand_content(Origin(path), data):
+            assert item.data is not None
+            for finding in scanner.scan_bytes(item.data, item.origin):
+                span = finding.secret.count("\n")
+                lines = set(range(finding.line, finding.line + span + 1))
+                if lines & added.get(path, set()) or "!" in finding.file:
+                    findings.append(finding)
+    return findings

@@ -1,0 +1,88 @@
+"""Structural checks a rule can require of its secret (checksums, decodable parts).
+
+A validator never contacts a provider: it only checks what the format itself
+guarantees, such as the CRC32 checksum GitHub and npm embed in their tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import zlib
+from collections.abc import Callable
+
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def base62(number: int, width: int) -> str:
+    """``number`` in base 62 (digits, upper, lower), left-padded with zeros to ``width``."""
+    digits = ""
+    while number:
+        number, rem = divmod(number, 62)
+        digits = BASE62[rem] + digits
+    return digits.rjust(width, "0")
+
+
+def crc32_token_ok(token: str) -> bool:
+    """GitHub / npm style: ``prefix_`` + 30 random chars + 6 base62 chars of CRC32(random)."""
+    body = token.rsplit("_", 1)[-1]
+    if len(body) != 36:
+        return False
+    payload, check = body[:30], body[30:]
+    return base62(zlib.crc32(payload.encode()), 6) == check
+
+
+def _b64decode(text: str) -> bytes | None:
+    padded = text + "=" * (-len(text) % 4)
+    try:
+        if "-" in text or "_" in text:
+            return base64.urlsafe_b64decode(padded)
+        return base64.b64decode(padded, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def jwt_ok(token: str) -> bool:
+    """A JWT whose header decodes to a JSON object naming an ``alg``."""
+    parts = token.split(".")
+    if len(parts) not in (3, 5):
+        return False
+    raw = _b64decode(parts[0])
+    if raw is None:
+        return False
+    try:
+        header = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(header, dict) and "alg" in header
+
+
+def basic_auth_ok(token: str) -> bool:
+    """Base64 of ``user:password`` with a non-trivial password."""
+    raw = _b64decode(token)
+    if raw is None:
+        return False
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    user, sep, password = text.partition(":")
+    if not sep or not user or len(password) < 6 or not text.isprintable():
+        return False
+    from keyguard.scan.filters import is_placeholder, is_templated
+
+    return not (is_placeholder(password) or is_templated(password))
+
+
+def not_all_alpha(token: str) -> bool:
+    """Random tokens mix digits in; all-letter values are usually identifiers."""
+    return not token.isalpha()
+
+
+VALIDATORS: dict[str, Callable[[str], bool]] = {
+    "crc32-token": crc32_token_ok,
+    "jwt": jwt_ok,
+    "basic-auth": basic_auth_ok,
+    "mixed": not_all_alpha,
+}
