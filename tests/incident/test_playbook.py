@@ -13,7 +13,13 @@ from keyguard.clock import FrozenClock
 from keyguard.errors import DataFileError, NotFoundError
 from keyguard.incident.actions import ACTIONS
 from keyguard.incident.durations import parse_duration
-from keyguard.incident.playbook import PLAYBOOK_DIR, load_playbook, load_playbook_file, playbook_ids, schedule
+from keyguard.incident.playbook import (
+    PLAYBOOK_DIR,
+    load_playbook,
+    load_playbook_file,
+    playbook_ids,
+    schedule,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -32,7 +38,9 @@ def test_deadlines_never_decrease(playbook_id: str) -> None:
     dues = [parse_duration(p.due).span for p in spec.phases]
     assert dues == sorted(dues)
     for phase in spec.phases:
-        assert all(parse_duration(t.due).span <= parse_duration(phase.due).span for t in phase.tasks)
+        assert all(
+            parse_duration(t.due).span <= parse_duration(phase.due).span for t in phase.tasks
+        )
 
 
 def test_leaked_key_follows_the_sla_timeline() -> None:
@@ -44,8 +52,17 @@ def test_leaked_key_follows_the_sla_timeline() -> None:
     ]
     assert spec.phases[3].starts == "PT72H"
     actions = {t.action for p in spec.phases for t in p.tasks}
-    assert {"vault.compromise", "vault.verify-dead", "assess.run", "vault.rotate", "data.rewrap",
-            "rollout.check", "comply.obligations", "report.write", "manual"} <= actions
+    assert {
+        "vault.compromise",
+        "vault.verify-dead",
+        "assess.run",
+        "vault.rotate",
+        "data.rewrap",
+        "rollout.check",
+        "comply.obligations",
+        "report.write",
+        "manual",
+    } <= actions
 
 
 @pytest.mark.parametrize("playbook_id", playbook_ids())
@@ -71,7 +88,11 @@ def _mutate(tmp_path: Path, old: str, new: str) -> Path:
     ("old", "new", "message"),
     [
         ("action: vault.rotate", "action: vault.rotate-all", "unknown action"),
-        ("\n    due: PT72H\n", "\n    due: PT12H\n", "is due|due after its phase|deadlines decrease"),
+        (
+            "\n    due: PT72H\n",
+            "\n    due: PT12H\n",
+            "is due|due after its phase|deadlines decrease",
+        ),
         ("zh: 编写事件报告", "zh: write the report", "no Chinese characters"),
         ("due: P4D", "due: four days", "invalid ISO 8601 duration"),
         ("id: root-cause", "id: write-report", "duplicate ids"),

@@ -19,10 +19,21 @@ EXAMPLES = [
 ]
 
 REQUIRED = {
-    "gdpr-art33", "gdpr-art34", "nis2-art23-early-warning", "nis2-art23-notification",
-    "nis2-art23-final-report", "cn-incident-measures-cii", "cn-incident-measures", "cn-dsl-art29",
-    "cn-pipl-art57", "dora-art19-initial", "dora-art19-intermediate", "dora-art19-final",
-    "sec-8k-item105", "hipaa-breach", "us-ca-1798.82",
+    "gdpr-art33",
+    "gdpr-art34",
+    "nis2-art23-early-warning",
+    "nis2-art23-notification",
+    "nis2-art23-final-report",
+    "cn-incident-measures-cii",
+    "cn-incident-measures",
+    "cn-dsl-art29",
+    "cn-pipl-art57",
+    "dora-art19-initial",
+    "dora-art19-intermediate",
+    "dora-art19-final",
+    "sec-8k-item105",
+    "hipaa-breach",
+    "us-ca-1798.82",
 }
 
 
@@ -47,12 +58,12 @@ def test_every_source_is_a_url_and_texts_are_bilingual() -> None:
 
 
 def test_gdpr_encryption_exemption_void_when_key_leaked() -> None:
-    base = dict(
-        exposed_at=datetime(2026, 11, 26, 20, tzinfo=UTC),
-        detected_at=datetime(2026, 11, 27, 9, tzinfo=UTC),
-        jurisdictions=frozenset({"eu"}),
-        data_classes=frozenset({"pii"}),
-    )
+    base = {
+        "exposed_at": datetime(2026, 11, 26, 20, tzinfo=UTC),
+        "detected_at": datetime(2026, 11, 27, 9, tzinfo=UTC),
+        "jurisdictions": frozenset({"eu"}),
+        "data_classes": frozenset({"pii"}),
+    }
     safe = Facts(**base, flags=frozenset({"high-risk", "data-encrypted"}))
     leaked = Facts(**base, flags=frozenset({"high-risk", "data-encrypted", "key-compromised"}))
     assert "gdpr-art34" not in {o.regulation for o in CATALOG.obligations(safe)}
@@ -67,7 +78,10 @@ def test_combined_fact_pattern_orders_obligations_by_due_time() -> None:
         data_classes=frozenset({"pii"}),
         flags=frozenset({"key-compromised", "data-encrypted", "cii-operator", "relatively-major"}),
     )
-    got = [(o.regulation, format_time(o.due_at) if o.due_at else None) for o in CATALOG.obligations(facts)]
+    got = [
+        (o.regulation, format_time(o.due_at) if o.due_at else None)
+        for o in CATALOG.obligations(facts)
+    ]
     assert got == [
         ("cn-dsl-art29", "2026-11-27T09:00:00Z"),
         ("cn-pipl-art57", "2026-11-27T09:00:00Z"),
@@ -79,14 +93,18 @@ def test_combined_fact_pattern_orders_obligations_by_due_time() -> None:
 
 
 def test_bad_regulation_file_refuses_to_load(tmp_path: Path) -> None:
-    src = (Path(__file__).parents[2] / "src/keyguard/incident/regulations/gdpr-art33.yaml").read_text()
+    src = (
+        Path(__file__).parents[2] / "src/keyguard/incident/regulations/gdpr-art33.yaml"
+    ).read_text()
     (tmp_path / "gdpr-art33.yaml").write_text(src.replace("within: PT72H", "within: 72 hours"))
     with pytest.raises(DataFileError, match="gdpr-art33.yaml is invalid at clock.within"):
         RegulationCatalog.load(tmp_path)
 
 
 def test_file_name_must_match_id(tmp_path: Path) -> None:
-    src = (Path(__file__).parents[2] / "src/keyguard/incident/regulations/gdpr-art33.yaml").read_text()
+    src = (
+        Path(__file__).parents[2] / "src/keyguard/incident/regulations/gdpr-art33.yaml"
+    ).read_text()
     (tmp_path / "other.yaml").write_text(src)
     with pytest.raises(DataFileError, match="name the file after its id|holds regulation"):
         RegulationCatalog.load(tmp_path)

@@ -35,7 +35,13 @@ def _observed(day: date) -> date:
 def us_federal_holidays(year: int) -> frozenset[date]:
     """The observed US federal holidays of ``year`` (5 U.S.C. 6103)."""
     mon, thu = 0, 3
-    fixed = [date(year, 1, 1), date(year, 6, 19), date(year, 7, 4), date(year, 11, 11), date(year, 12, 25)]
+    fixed = [
+        date(year, 1, 1),
+        date(year, 6, 19),
+        date(year, 7, 4),
+        date(year, 11, 11),
+        date(year, 12, 25),
+    ]
     days = {_observed(d) for d in fixed}
     days |= {
         _nth_weekday(year, 1, mon, 3),  # Birthday of Martin Luther King, Jr.

@@ -14,12 +14,12 @@ from functools import cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from keyguard.clock import parse_time
 from keyguard.errors import DataFileError, NotFoundError
 from keyguard.incident.business_days import add_business_days
 from keyguard.incident.datafiles import load_yaml_model
 from keyguard.incident.durations import parse_duration
 from keyguard.incident.model import Incident, LocalText, Obligation
-from keyguard.clock import parse_time
 from keyguard.incident.schema import ClockSpec, ExampleFacts, ExemptionSpec, RegulationSpec
 
 REGULATION_DIR = Path(__file__).parent / "regulations"
@@ -138,7 +138,9 @@ def _run(clock: ClockSpec, start: datetime) -> datetime | None:
     return None  # without undue delay: no fixed due time
 
 
-def compute_due(clock: ClockSpec, facts: Facts, due_of: Mapping[str, datetime | None]) -> datetime | None:
+def compute_due(
+    clock: ClockSpec, facts: Facts, due_of: Mapping[str, datetime | None]
+) -> datetime | None:
     """The due time of a duty whose clock is ``clock``; None when not fixed (yet)."""
     start: datetime | None
     if clock.start == "detection":
@@ -178,7 +180,9 @@ class RegulationCatalog:
         specs = [load_yaml_model(p, RegulationSpec) for p in sorted(directory.glob("*.yaml"))]
         for path, spec in zip(sorted(directory.glob("*.yaml")), specs, strict=True):
             if path.stem != spec.id:
-                raise DataFileError(f"{path.name} holds regulation {spec.id!r}", hint="name the file after its id")
+                raise DataFileError(
+                    f"{path.name} holds regulation {spec.id!r}", hint="name the file after its id"
+                )
         return cls(specs)
 
     def get(self, regulation_id: str) -> RegulationSpec:
@@ -194,7 +198,9 @@ class RegulationCatalog:
         done: list[RegulationSpec] = []
         pending = list(self.specs.values())
         while pending:
-            ready = [s for s in pending if s.clock.after is None or s.clock.after in {d.id for d in done}]
+            ready = [
+                s for s in pending if s.clock.after is None or s.clock.after in {d.id for d in done}
+            ]
             if not ready:
                 raise DataFileError("regulation clocks depend on each other in a cycle")
             done += ready

@@ -130,7 +130,7 @@ class TriggerSpec(_Strict):
 
 
 class ExemptionSpec(_Strict):
-    """An exemption that lifts the duty when ``when_flags`` hold, unless ``void_when_flags`` hold."""
+    """An exemption: lifts the duty when ``when_flags`` hold, unless ``void_when_flags`` do."""
 
     id: str = Field(pattern=_ID)
     when_flags: list[str] = Field(min_length=1)

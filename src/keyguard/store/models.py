@@ -10,5 +10,6 @@ from keyguard.store.tables import Base
 # Import table modules for their side effect of registering on Base.metadata.
 from keyguard.store import tables as _vault_tables  # noqa: F401
 from keyguard.monitor import tables as _monitor_tables  # noqa: F401
+from keyguard.incident import tables as _incident_tables  # noqa: F401
 
 __all__ = ["Base"]
