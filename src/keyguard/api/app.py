@@ -1,0 +1,85 @@
+"""``create_app(settings, vault)``: the FastAPI application of ``keyguard serve`` (SPEC §6)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+import keyguard
+from keyguard.api import errors
+from keyguard.api.auth import TokenCache
+from keyguard.api.deps import parse_networks
+from keyguard.api.metrics import RequestMiddleware
+from keyguard.api.routes import audit, clients, crypto, keys, meta
+from keyguard.config import Settings
+from keyguard.vault.clients import ClientService
+from keyguard.vault.service import Vault
+
+DESCRIPTION = (
+    "The keyguard vault over HTTP. Authenticate with `Authorization: Bearer <token>` "
+    "(`keyguard client token NAME`). Bytes travel as base64. A refused call answers 403 "
+    'with `{"error", "reason"}` where the reason names the state (`version 1 is compromised`); '
+    "a bad body 422; an unknown key 404; a tampered ciphertext or invalid signature 409."
+)
+
+
+def create_app(
+    settings: Settings | None = None,
+    vault: Vault | None = None,
+    *,
+    trusted_proxies: Sequence[str] = (),
+    token_ttl: float = 0.5,
+    watch: bool = True,
+) -> FastAPI:
+    """Build the API over ``vault`` (opened from ``settings`` when not given).
+
+    ``trusted_proxies`` lists the addresses or CIDR ranges whose
+    ``X-Forwarded-For`` is believed. With ``watch``, the vault's state watcher
+    runs while the app is up, so changes made by other processes or nodes drop
+    this node's caches (containment on every node).
+    """
+    owned = vault is None
+    if vault is None:
+        from keyguard.runtime import open_vault
+
+        vault = open_vault(settings)
+    service = ClientService(vault)
+    token_cache = TokenCache(service, ttl=token_ttl)
+    vault.state_hooks.append(token_cache.clear)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if watch:
+            vault.start_watcher()
+        try:
+            yield
+        finally:
+            if owned:
+                vault.close()
+
+    app = FastAPI(
+        title="keyguard",
+        version=keyguard.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.vault = vault
+    app.state.clients = service
+    app.state.token_cache = token_cache
+    app.state.trusted_proxies = parse_networks(trusted_proxies)
+    errors.install(app)
+    app.add_middleware(RequestMiddleware)
+    for module in (keys, crypto, clients, audit, meta):
+        app.include_router(module.router)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (one per worker process)."""
+    proxies = os.environ.get("KEYGUARD_TRUSTED_PROXIES", "")
+    return create_app(
+        Settings.from_env(), trusted_proxies=[p for p in proxies.split(",") if p.strip()]
+    )

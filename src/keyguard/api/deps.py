@@ -1,0 +1,113 @@
+"""Request dependencies as ``Annotated`` aliases: the vault, the client service, the caller."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from keyguard.api.auth import TokenCache, is_invalid_token
+from keyguard.api.errors import AuthenticationError
+from keyguard.errors import PermissionDeniedError
+from keyguard.vault.clients import ClientService
+from keyguard.vault.principal import Principal
+from keyguard.vault.service import Vault
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(items: Sequence[str]) -> tuple[Network, ...]:
+    """Parse trusted-proxy addresses or CIDR ranges (``127.0.0.1``, ``10.0.0.0/8``)."""
+    return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in items if item.strip())
+
+
+def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+def client_ip(request: Request) -> str | None:
+    """The caller's address; ``X-Forwarded-For`` is believed only from trusted proxies.
+
+    The chain is read from the right: the first address that is not a trusted
+    proxy is the client (addresses further left are the client's own claims).
+    """
+    peer = request.client.host if request.client else None
+    trusted: tuple[Network, ...] = request.app.state.trusted_proxies
+    if peer is None or not trusted or not _is_trusted(peer, trusted):
+        return peer
+    forwarded = request.headers.get("x-forwarded-for")
+    if not forwarded:
+        return peer
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer
+        if not _is_trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def request_id(request: Request) -> str:
+    """The request id set by the middleware (from ``X-Request-Id`` or generated)."""
+    return str(request.scope.get("keyguard.request_id", ""))
+
+
+def get_vault(request: Request) -> Vault:
+    """The application's vault."""
+    vault: Vault = request.app.state.vault
+    return vault
+
+
+def get_clients(request: Request) -> ClientService:
+    """The application's client service."""
+    clients: ClientService = request.app.state.clients
+    return clients
+
+
+async def get_principal(request: Request) -> Principal:
+    """The authenticated caller (bearer token); refusals are audited."""
+    cache: TokenCache = request.app.state.token_cache
+    source_ip = client_ip(request)
+    user_agent = request.headers.get("user-agent")
+    rid = request_id(request)
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        await _audit_refusal(request, source_ip, user_agent, rid, "no bearer token")
+        raise AuthenticationError(
+            "authentication required", hint="send Authorization: Bearer <token>"
+        )
+    bearer = token.strip()
+    cached = cache.authenticate_cached(bearer, source_ip, user_agent, rid)
+    if cached is not None:
+        return cached
+    try:
+        return await run_in_threadpool(cache.authenticate, bearer, source_ip, user_agent, rid)
+    except PermissionDeniedError as exc:
+        await _audit_refusal(request, source_ip, user_agent, rid, exc.message)
+        if is_invalid_token(exc):
+            raise AuthenticationError(exc.message, hint=exc.hint) from None
+        raise
+
+
+async def _audit_refusal(
+    request: Request, source_ip: str | None, user_agent: str | None, rid: str, reason: str
+) -> None:
+    vault = get_vault(request)
+    anonymous = Principal(
+        name="anonymous", role="none", source_ip=source_ip, user_agent=user_agent, request_id=rid
+    )
+    await run_in_threadpool(vault.record, anonymous, "auth", "denied", None, None, reason)
+
+
+VaultDep = Annotated[Vault, Depends(get_vault)]
+ClientsDep = Annotated[ClientService, Depends(get_clients)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,1 @@
+"""One thin module per noun: parse, call the vault, shape the response."""

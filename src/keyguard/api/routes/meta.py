@@ -1,0 +1,69 @@
+"""Unauthenticated endpoints: ``/healthz``, ``/metrics``, ``/.well-known/jwks.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import select, text
+from starlette.concurrency import run_in_threadpool
+
+from keyguard.api import schemas
+from keyguard.api.deps import VaultDep
+from keyguard.crypto.publickeys import to_jwk
+from keyguard.errors import KeyguardError
+from keyguard.store.tables import Key
+from keyguard.vault.lifecycle import usable_for
+from keyguard.vault.service import Vault
+
+router = APIRouter(tags=["service"])
+
+
+@router.get("/healthz", name="health")
+def health(vault: VaultDep, response: Response) -> schemas.HealthOut:
+    """``ok`` when the database answers, else 503."""
+    try:
+        with vault.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any failure means unhealthy
+        response.status_code = 503
+        return schemas.HealthOut(status="unavailable", database=vault.engine.dialect.name)
+    return schemas.HealthOut(status="ok", database=vault.engine.dialect.name)
+
+
+@router.get("/metrics", name="metrics", response_class=Response)
+async def metrics() -> Response:
+    """Prometheus text exposition."""
+    return Response(await run_in_threadpool(generate_latest), media_type=CONTENT_TYPE_LATEST)
+
+
+def jwks(vault: Vault) -> dict[str, Any]:
+    """Public keys of every sign key's usable versions as a JWK set (kid ``<name>:<version>``)."""
+    keys: list[dict[str, Any]] = []
+    with vault.engine.connect() as conn:
+        names = (
+            conn.execute(select(Key.name).where(Key.purpose == "sign").order_by(Key.name))
+            .scalars()
+            .all()
+        )
+    for name in names:
+        try:
+            info = vault.key_info(name)
+        except KeyguardError:
+            continue
+        for number in sorted(info.versions):
+            version = info.versions[number]
+            if version.public_key is None or not usable_for(version.state, "verify"):
+                continue
+            if number < info.min_decryption_version:
+                continue
+            keys.append(to_jwk(version.public_key, kid=f"{name}:{number}"))
+    return {"keys": keys}
+
+
+@router.get("/.well-known/jwks.json", name="jwks")
+def jwks_endpoint(vault: VaultDep, response: Response) -> dict[str, Any]:
+    """JWKS of the signing keys (public material only, so no token is needed)."""
+    response.headers["Cache-Control"] = "max-age=60"
+    return jwks(vault)
