@@ -1,4 +1,4 @@
-"""Key management over HTTP: create, import, list, show, rotate, states, config, public parts, JWKS."""
+"""Key management over HTTP: create, import, list, show, rotate, states, config, public, JWKS."""
 
 from __future__ import annotations
 

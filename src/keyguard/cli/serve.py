@@ -1,10 +1,91 @@
-"""CLI commands (being built)."""
+"""``keyguard serve``: the HTTP API (SPEC §6) under uvicorn (uvloop + httptools)."""
 
 from __future__ import annotations
 
+import os
+
 import typer
+
+from keyguard.cli.output import JsonOption, console, emit
+from keyguard.config import Settings
+from keyguard.errors import UsageError
+
+
+def _check_proxies(proxies: list[str]) -> None:
+    from keyguard.api.deps import parse_networks
+
+    try:
+        parse_networks(proxies)
+    except ValueError as exc:
+        raise UsageError(
+            f"invalid --trusted-proxy: {exc}", hint="an address or CIDR like 10.0.0.0/8"
+        ) from None
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8787, "--port", min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes."),
+    trusted_proxy: list[str] = typer.Option(  # noqa: B008
+        [],
+        "--trusted-proxy",
+        help="Address or CIDR whose X-Forwarded-For is believed (repeatable).",
+    ),
+    access_log: bool = typer.Option(
+        False, "--access-log/--no-access-log", help="Log every request."
+    ),
+    log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Run the HTTP API, /metrics, /healthz and /.well-known/jwks.json."""
+    import uvicorn
+
+    from keyguard.api.app import app_from_env, create_app
+    from keyguard.runtime import open_vault
+
+    _check_proxies(trusted_proxy)
+    settings = Settings.from_env()
+    # Open the vault first: a wrong root or a missing vault fails now, with its exit code.
+    vault = open_vault(settings)
+    database = vault.engine.dialect.name
+    url = f"http://{host}:{port}"
+    document = {
+        "url": url,
+        "workers": workers,
+        "database": database,
+        "openapi": f"{url}/openapi.json",
+    }
+    emit(
+        document,
+        as_json,
+        lambda: console.print(
+            f"keyguard API on {url} ({workers} worker(s), {database}); "
+            f"OpenAPI at {url}/openapi.json"
+        ),
+    )
+    common = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": access_log,
+        "log_level": log_level,
+        "timeout_graceful_shutdown": 5,
+    }
+    if workers == 1:
+        app = create_app(settings, vault, trusted_proxies=trusted_proxy)
+        try:
+            uvicorn.run(app, **common)  # type: ignore[arg-type]
+        finally:
+            vault.close()
+        return
+    vault.close()
+    vault.engine.dispose()
+    os.environ["KEYGUARD_TRUSTED_PROXIES"] = ",".join(trusted_proxy)
+    target = f"{app_from_env.__module__}:app_from_env"
+    uvicorn.run(target, factory=True, workers=workers, **common)  # type: ignore[arg-type]
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to app."""
-    del app
+    """Add ``keyguard serve``."""
+    app.command("serve")(serve)
