@@ -153,46 +153,51 @@ def save_alerts(engine: Engine, updates: Iterable[AlertUpdate]) -> list[int]:
     An update joins the open or acknowledged alert of its group; when there is none
     (new group, or the last one was closed) a new alert is created.
     """
+    with write_tx(engine) as conn:
+        return save_alerts_in(conn, updates)
+
+
+def save_alerts_in(conn: Connection, updates: Iterable[AlertUpdate]) -> list[int]:
+    """:func:`save_alerts` inside the caller's transaction."""
     created: list[int] = []
     now = _now()
-    with write_tx(engine) as conn:
-        for up in updates:
-            current = conn.execute(
-                select(_ALERTS.c.id, _ALERTS.c.count)
-                .where(
-                    _ALERTS.c.rule == up.rule,
-                    _ALERTS.c.group_key == up.group_key,
-                    _ALERTS.c.status != "closed",
-                )
-                .order_by(_ALERTS.c.id.desc())
-                .limit(1)
-            ).first()
-            if current is not None and not up.is_new:
-                conn.execute(
-                    update(_ALERTS)
-                    .where(_ALERTS.c.id == current.id)
-                    .values(count=int(current[1]) + up.count, last_seen=up.ts, updated_at=now)
-                )
-                continue
-            alert_id = conn.execute(
-                _ALERTS.insert().values(
-                    rule=up.rule,
-                    severity=up.severity,
-                    key=up.key,
-                    group_key=up.group_key,
-                    title=up.title,
-                    details={**up.details, "event": up.event},
-                    count=up.count,
-                    first_seen=up.ts,
-                    last_seen=up.ts,
-                    status="open",
-                    created_at=now,
-                    updated_at=now,
-                )
-            ).inserted_primary_key
-            assert alert_id is not None
-            created.append(int(alert_id[0]))
-            metrics.ALERTS.labels(rule=up.rule).inc()
+    for up in updates:
+        current = conn.execute(
+            select(_ALERTS.c.id, _ALERTS.c.count)
+            .where(
+                _ALERTS.c.rule == up.rule,
+                _ALERTS.c.group_key == up.group_key,
+                _ALERTS.c.status != "closed",
+            )
+            .order_by(_ALERTS.c.id.desc())
+            .limit(1)
+        ).first()
+        if current is not None and not up.is_new:
+            conn.execute(
+                update(_ALERTS)
+                .where(_ALERTS.c.id == current.id)
+                .values(count=int(current[1]) + up.count, last_seen=up.ts, updated_at=now)
+            )
+            continue
+        alert_id = conn.execute(
+            _ALERTS.insert().values(
+                rule=up.rule,
+                severity=up.severity,
+                key=up.key,
+                group_key=up.group_key,
+                title=up.title,
+                details={**up.details, "event": up.event},
+                count=up.count,
+                first_seen=up.ts,
+                last_seen=up.ts,
+                status="open",
+                created_at=now,
+                updated_at=now,
+            )
+        ).inserted_primary_key
+        assert alert_id is not None
+        created.append(int(alert_id[0]))
+        metrics.ALERTS.labels(rule=up.rule).inc()
     return created
 
 

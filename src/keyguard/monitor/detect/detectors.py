@@ -216,8 +216,8 @@ class DeniedBurst:
             return None
         subject = _subject(ev)
         window = self.keys.get(subject)
-        if window is None:
-            window = self.keys[subject] = deque(maxlen=params.threshold)
+        if window is None or window.maxlen != params.threshold:
+            window = self.keys[subject] = deque(window or (), maxlen=params.threshold)
         window.append(epoch)
         if len(window) >= params.threshold and epoch - window[0] <= params.window_seconds:
             window.clear()

@@ -1,0 +1,181 @@
+"""``keyguard watch``: detection on new events, alerts delivered within a second.
+
+Each step reads new events (the audit table by id cursor, followed files by byte
+offset), stores followed-file events in ``imported_events``, runs detection, and
+commits alerts, the detector snapshot and the cursors in ONE transaction, so a
+restart neither re-alerts nor misses events. New alerts go to the dispatcher,
+which delivers them on its own threads. On PostgreSQL the loop wakes on
+``LISTEN keyguard_audit``; it also polls every 250 ms.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, Table, select
+
+from keyguard.monitor import metrics
+from keyguard.monitor.alerts import alert_dict
+from keyguard.monitor.delivery import Dispatcher
+from keyguard.monitor.detect.engine import DetectionEngine
+from keyguard.monitor.follow import AuditFollower, FileCursor, FileFollower
+from keyguard.monitor.ingest import DETECTOR_STATE, load_detector, vault_context
+from keyguard.monitor.store import get_state, put_state, save_alerts_in, store_events
+from keyguard.monitor.tables import Alert
+from keyguard.store.db import write_tx
+
+log = logging.getLogger(__name__)
+AUDIT_CURSOR = "cursor:audit_events"
+NOTIFY_CHANNEL = "keyguard_audit"
+POLL_SECONDS = 0.25
+_ALERTS: Table = Alert.__table__  # type: ignore[assignment]
+
+
+@dataclass
+class StepResult:
+    """What one step did."""
+
+    events: int = 0
+    alerts: int = 0
+
+
+class Watcher:
+    """Follows the sources, detects, persists and hands new alerts to the dispatcher."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        dispatcher: Dispatcher | None = None,
+        files: Sequence[FileFollower] = (),
+        detector: DetectionEngine | None = None,
+        follow_audit: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.dispatcher = dispatcher
+        self.detector = detector or load_detector(engine)
+        state = get_state(engine, AUDIT_CURSOR)
+        self.audit = (
+            AuditFollower(engine, int(state["id"]) if state else 0) if follow_audit else None
+        )
+        self.files = list(files)
+        for follower in self.files:
+            saved = get_state(engine, follower.state_name)
+            if saved:
+                follower.cursor = FileCursor(**saved)
+        self.total = StepResult()
+        self._last_context = 0.0
+
+    def _refresh_context(self) -> None:
+        now = time.monotonic()
+        if now - self._last_context >= 5.0:
+            tiers, blocked = vault_context(self.engine)
+            self.detector.set_tiers(tiers)
+            self.detector.set_compromised(blocked)
+            self._last_context = now
+
+    def step(self) -> StepResult:
+        """Process everything new once; return counts."""
+        self._refresh_context()
+        result = StepResult()
+        updates = []
+        audit_cursor = None
+        if self.audit is not None:
+            events, audit_cursor = self.audit.read()
+            if events:
+                metrics.count_events(events)
+                updates.extend(self.detector.process_many(events))
+                result.events += len(events)
+        file_cursors: list[tuple[FileFollower, FileCursor]] = []
+        for follower in self.files:
+            events, cursor = follower.read()
+            if cursor != follower.cursor:
+                file_cursors.append((follower, cursor))
+            if events:
+                fresh = store_events(self.engine, events)
+                metrics.count_events(fresh)
+                updates.extend(self.detector.process_many(fresh))
+                result.events += len(fresh)
+        if not result.events and not file_cursors:
+            return result
+        with write_tx(self.engine) as conn:
+            created = save_alerts_in(conn, updates) if updates else []
+            put_state(conn, DETECTOR_STATE, self.detector.snapshot())
+            if self.audit is not None and audit_cursor is not None:
+                put_state(conn, AUDIT_CURSOR, {"id": audit_cursor})
+            for follower, cursor in file_cursors:
+                put_state(conn, follower.state_name, cursor.to_json())
+            rows = (
+                conn.execute(select(_ALERTS).where(_ALERTS.c.id.in_(created))).all()
+                if created
+                else []
+            )
+        if self.audit is not None and audit_cursor is not None:
+            self.audit.cursor = audit_cursor
+        for follower, cursor in file_cursors:
+            follower.cursor = cursor
+        if rows and self.dispatcher is not None:
+            for row in rows:
+                self.dispatcher.submit(alert_dict(row))
+        result.alerts = len(created)
+        self.total.events += result.events
+        self.total.alerts += result.alerts
+        return result
+
+    def run_once(self) -> StepResult:
+        """Process the whole backlog, then return."""
+        while True:
+            step = self.step()
+            if not step.events:
+                return self.total
+
+    def run(self, stop: threading.Event, poll: float = POLL_SECONDS) -> StepResult:
+        """Loop until ``stop`` is set: wake on NOTIFY (PostgreSQL) or every ``poll`` seconds."""
+        listener = _Listener(self.engine) if self.engine.dialect.name == "postgresql" else None
+        try:
+            while not stop.is_set():
+                step = self.step()
+                if step.events:
+                    continue  # more may be waiting: do not sleep
+                if listener is not None:
+                    listener.wait(poll)
+                else:
+                    stop.wait(poll)
+        finally:
+            if listener is not None:
+                listener.close()
+        return self.total
+
+
+class _Listener:
+    """``LISTEN keyguard_audit`` on a dedicated psycopg connection."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._conn: Any = None
+        try:
+            import psycopg
+
+            url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._conn = psycopg.connect(url, autocommit=True)
+            self._conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except Exception as exc:  # noqa: BLE001 - polling still works without it
+            log.warning("LISTEN unavailable, polling only: %s", type(exc).__name__)
+            self._conn = None
+
+    def wait(self, timeout: float) -> None:
+        """Return on a notification or after ``timeout`` seconds."""
+        if self._conn is None:
+            time.sleep(timeout)
+            return
+        for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+            break
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
