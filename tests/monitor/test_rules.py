@@ -58,7 +58,8 @@ def test_catalog_covers_every_kind_and_ids_are_unique() -> None:
             "examples: {positive: [{name: a, events: [{}]}], negative: []}\n"
         ),
         (
-            "id: bad-threshold\nkind: denied_burst\ndescription: d\nthresholds: {high: {threshold: 0}}\n"
+            "id: bad-threshold\nkind: denied_burst\ndescription: d\n"
+            "thresholds: {high: {threshold: 0}}\n"
             "examples: {positive: [{name: a, events: [{}]}], negative: [{name: b, events: [{}]}]}\n"
         ),
         (
