@@ -43,7 +43,11 @@ from keyguard.scan.run import scan_history, scan_staged, scan_targets
 
 FORMATS = ("table", "json", "jsonl", "sarif", "csv")
 SEVERITY_STYLE = {
-    "critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim",
+    "critical": "bold red",
+    "high": "red",
+    "medium": "yellow",
+    "low": "cyan",
+    "info": "dim",
 }
 _OFFSET = re.compile(r"^-(\d+)([smhdw])$")
 
@@ -65,9 +69,13 @@ def parse_since(value: str | None) -> str | None:
         ) from None
 
 
+def _no_progress(done: int, commits: int) -> None:
+    del done, commits
+
+
 def _progress(enabled: bool) -> tuple[AbstractContextManager[Any], Any]:
     if not enabled:
-        return nullcontext(), lambda done, commits: None
+        return nullcontext(), _no_progress
     bar = Progress(
         TextColumn("[bold]scanning"),
         BarColumn(),
@@ -163,8 +171,13 @@ def scan(
             for target in targets:
                 findings.extend(
                     scan_history(
-                        scanner, target, branch=branch, since=since_iso,
-                        max_commits=max_commits, jobs=jobs, progress=update,
+                        scanner,
+                        target,
+                        branch=branch,
+                        since=since_iso,
+                        max_commits=max_commits,
+                        jobs=jobs,
+                        progress=update,
                     )
                 )
         elif staged:
@@ -231,8 +244,10 @@ def rules_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 
     rules = load_rules()
     if as_json:
-        rows = [{"id": r.id, "family": r.family, "severity": r.severity,
-                 "description": r.description} for r in rules]
+        rows = [
+            {"id": r.id, "family": r.family, "severity": r.severity, "description": r.description}
+            for r in rules
+        ]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return 0
     table = Table(title=f"{len(rules)} rules")

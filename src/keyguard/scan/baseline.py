@@ -27,8 +27,7 @@ def load_baseline(path: Path) -> set[Identity]:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
         return {
-            (str(e["file"]), str(e["rule"]), str(e["secret_sha256"]))
-            for e in document["findings"]
+            (str(e["file"]), str(e["rule"]), str(e["secret_sha256"])) for e in document["findings"]
         }
     except (OSError, ValueError, KeyError, TypeError):
         raise DataFileError(

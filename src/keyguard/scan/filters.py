@@ -10,27 +10,92 @@ import re
 from collections.abc import Callable
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_HEX_HASH = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{56}|[0-9a-fA-F]{64}|[0-9a-fA-F]{96}|[0-9a-fA-F]{128})$")
+_HEX_HASH = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{56}|[0-9a-fA-F]{64})$")
 _PREFIXED_HASH = re.compile(r"^(?:sha\d{1,3}|md5|sha|blake2b?)[-:=]", re.IGNORECASE)
 _TEMPLATED = re.compile(
     r"\$\{[^}]*\}?|\{\{.*?\}\}|\$\([^)]*\)|<%.*?%>|\{%.*?%\}|%\([a-z_]+\)s|^\$[A-Za-z_][A-Za-z0-9_]*$"
     r"|os\.environ|getenv\(|process\.env|ENV\[|env\(|System\.getenv|secrets\.|vars\.|\{\$"
 )
 _PLACEHOLDER_WORDS = (
-    "example", "sample", "dummy", "placeholder", "changeme", "change_me", "change-me",
-    "your_", "your-", "yourkey", "yourtoken", "yoursecret", "insert_", "replace_", "redacted",
-    "xxxx", "****", "....", "fixme", "<", ">", "notreal", "not_a_real", "test123",
-    "foobar", "password123", "secret123", "abc123", "qwerty", "lorem", "mysecret", "mypassword",
-    "supersecret", "s3cr3t", "hunter2", "fake_", "_fake", "-fake", "fake-",
+    "example",
+    "sample",
+    "dummy",
+    "placeholder",
+    "changeme",
+    "change_me",
+    "change-me",
+    "your_",
+    "your-",
+    "yourkey",
+    "yourtoken",
+    "yoursecret",
+    "insert_",
+    "replace_",
+    "redacted",
+    "xxxx",
+    "****",
+    "....",
+    "fixme",
+    "<",
+    ">",
+    "notreal",
+    "not_a_real",
+    "test123",
+    "foobar",
+    "password123",
+    "secret123",
+    "abc123",
+    "qwerty",
+    "lorem",
+    "mysecret",
+    "mypassword",
+    "supersecret",
+    "s3cr3t",
+    "hunter2",
+    "fake_",
+    "_fake",
+    "-fake",
+    "fake-",
 )
 _PLACEHOLDER_VALUES = frozenset(
-    {"none", "null", "nil", "undefined", "true", "false", "string", "password", "secret",
-     "token", "test", "testing", "admin", "root", "default", "empty", "todo", "tbd", "n/a"}
+    {
+        "none",
+        "null",
+        "nil",
+        "undefined",
+        "true",
+        "false",
+        "string",
+        "password",
+        "secret",
+        "token",
+        "test",
+        "testing",
+        "admin",
+        "root",
+        "default",
+        "empty",
+        "todo",
+        "tbd",
+        "n/a",
+        "anonymous",
+        "guest",
+        "user",
+        "username",
+        "pass",
+        "passwd",
+        "secret_key",
+        "api_key",
+    }
 )
+_LONG_WORDS = ("example", "placeholder", "redacted", "changeme", "your_", "insert_", "<", ">")
+_LONG_RUN = re.compile(r"(.)\1{11,}")
 _REPEATED = re.compile(r"^(.)\1{5,}$|(.)\2{7,}")
 _SEQUENTIAL = ("0123456789", "abcdefghij", "ABCDEFGHIJ", "1234567890")
 _PUBLIC_KEY = re.compile(r"PUBLIC KEY|^ssh-(?:rsa|ed25519|dss) |^ecdsa-sha2-", re.IGNORECASE)
-_PATHLIKE = re.compile(r"^(?:/|\./|\.\./|~/|[A-Za-z]:\\)|\.(?:py|js|ts|go|java|json|ya?ml|txt|md|html|png|jpg)$")
+_PATHLIKE = re.compile(
+    r"^(?:/|\./|\.\./|~/|[A-Za-z]:\\)|\.(?:py|js|ts|go|java|json|ya?ml|txt|md|html|png|jpg)$"
+)
 _IDENTIFIER = re.compile(r"^[A-Za-z]+(?:[_.-][A-Za-z]+)+$|^[a-z]+(?:[A-Z][a-z]+)+$")
 
 
@@ -54,6 +119,8 @@ def is_placeholder(value: str) -> bool:
     low = value.lower()
     if low in _PLACEHOLDER_VALUES:
         return True
+    if len(value) >= 64:  # long random values contain short patterns by chance
+        return bool(_LONG_RUN.search(value)) or any(w in low for w in _LONG_WORDS)
     if any(word in low for word in _PLACEHOLDER_WORDS):
         return True
     if _REPEATED.search(value):

@@ -56,10 +56,10 @@ def _expand_one(kind: str, arg: str, rng: random.Random) -> str:
         return f"{arg}_{payload}{base62(zlib.crc32(payload.encode()), 6)}"
     if kind == "jwt":
         header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-        claims = {"sub": _random_string(rng, string.digits, 10), "iat": rng.randint(1e9, 2e9)}
-        payload = base64.urlsafe_b64encode(json.dumps(claims).encode())
+        claims = {"sub": _random_string(rng, string.digits, 10), "iat": rng.randint(10**9, 2**31)}
+        body = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
         sig = _random_string(rng, string.ascii_letters + string.digits + "-_", 43)
-        return f"{header.decode().rstrip('=')}.{payload.decode().rstrip('=')}.{sig}"
+        return f"{header.decode().rstrip('=')}.{body}.{sig}"
     if kind == "b64":
         return base64.b64encode(arg.encode()).decode()
     if kind == "b64u":

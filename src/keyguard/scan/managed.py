@@ -66,7 +66,8 @@ class _Hit:
 
 
 _PEM = re.compile(
-    rb"-----BEGIN ((?:[A-Z0-9]+ )*(?:PRIVATE|PUBLIC) KEY)-----(?:[A-Za-z0-9+/=\s:,-]|\\[nr])+?-----END \1-----"
+    rb"-----BEGIN ((?:[A-Z0-9]+ )*(?:PRIVATE|PUBLIC) KEY)-----"
+    rb"(?:[A-Za-z0-9+/=\s:,-]|\\[nr])+?-----END \1-----"
 )
 _JWK = re.compile(rb"\{[^{}]{0,8192}?\"kty\"\s*:\s*\"[A-Za-z]{2,3}\"[^{}]{0,8192}?\}")
 _B64 = re.compile(rb"(?<![A-Za-z0-9+/_=-])[A-Za-z0-9+/_-]{22,}={0,2}(?![A-Za-z0-9+/_=-])")
@@ -81,6 +82,13 @@ def _b64(token: bytes) -> bytes | None:
             return base64.urlsafe_b64decode(padded)
         return base64.b64decode(padded, validate=True)
     except (binascii.Error, ValueError):
+        return None
+
+
+def _unhex(token: bytes) -> bytes | None:
+    try:
+        return bytes.fromhex(token.decode("ascii"))
+    except ValueError:
         return None
 
 
@@ -119,7 +127,7 @@ def spki_from_der(der: bytes) -> tuple[bytes, bool] | None:
         return None
     try:
         return _spki(serialization.load_der_private_key(der, password=None)), True
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001, S110 - not a private key: try a public one
         pass
     try:
         return _spki(serialization.load_der_public_key(der)), False
@@ -198,15 +206,12 @@ class ManagedMatcher:
         def inside(pos: int) -> bool:
             return any(lo <= pos < hi for lo, hi in covered)
 
-        for regex, decoder in ((_HEX, bytes.fromhex), (_B64, _b64)):
+        for regex in (_HEX, _B64):
             for match in regex.finditer(data):
                 if inside(match.start()):
                     continue
                 token = match.group(0)
-                try:
-                    raw = decoder(token.decode("ascii")) if decoder is bytes.fromhex else _b64(token)  # type: ignore[operator]
-                except ValueError:
-                    raw = None
+                raw = _unhex(token) if regex is _HEX else _b64(token)
                 if raw is None:
                     continue
                 if len(raw) in SECRET_LENGTHS:
@@ -232,8 +237,10 @@ class ManagedMatcher:
             column = len(data[line_start : hit.start].decode("utf-8", "replace")) + 1
             marked = False
             for finding in out:
-                if finding.file == origin.path and finding.line == line and _overlaps(
-                    finding, column, hit
+                if (
+                    finding.file == origin.path
+                    and finding.line == line
+                    and _overlaps(finding, column, hit)
                 ):
                     _mark(finding, hit)
                     marked = True
@@ -310,9 +317,7 @@ def _when(finding: Finding) -> datetime:
     return datetime.now(UTC)
 
 
-def open_incidents_for(
-    findings: list[Finding], opener: IncidentOpener
-) -> dict[ManagedKeyRef, str]:
+def open_incidents_for(findings: list[Finding], opener: IncidentOpener) -> dict[ManagedKeyRef, str]:
     """Open (or update) one incident per leaked private/secret key version, exposed at the
     date of the earliest finding (the first commit that contained it)."""
     earliest: dict[ManagedKeyRef, Finding] = {}

@@ -75,9 +75,31 @@ def basic_auth_ok(token: str) -> bool:
     return not (is_placeholder(password) or is_templated(password))
 
 
+def k8s_value_ok(token: str) -> bool:
+    """A Kubernetes Secret value: base64 of printable, high-entropy, non-placeholder text."""
+    raw = _b64decode(token)
+    if raw is None:
+        return False
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return False
+    from keyguard.scan.entropy import shannon
+    from keyguard.scan.filters import is_placeholder, is_templated
+
+    if len(text) < 8 or not text.isprintable() or shannon(text) < 3.0:
+        return False
+    return not (is_placeholder(text) or is_templated(text))
+
+
 def not_all_alpha(token: str) -> bool:
     """Random tokens mix digits in; all-letter values are usually identifiers."""
     return not token.isalpha()
+
+
+def mixed_case(token: str) -> bool:
+    """Both upper- and lower-case letters (random tokens over [A-Za-z])."""
+    return any(c.isupper() for c in token) and any(c.islower() for c in token)
 
 
 VALIDATORS: dict[str, Callable[[str], bool]] = {
@@ -85,4 +107,6 @@ VALIDATORS: dict[str, Callable[[str], bool]] = {
     "jwt": jwt_ok,
     "basic-auth": basic_auth_ok,
     "mixed": not_all_alpha,
+    "k8s-value": k8s_value_ok,
+    "mixed-case": mixed_case,
 }

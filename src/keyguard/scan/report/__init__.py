@@ -14,8 +14,20 @@ from keyguard.scan.model import Finding
 from keyguard.scan.report.sarif import sarif_document
 
 FIELDS = (
-    "rule", "description", "severity", "file", "line", "column", "commit", "author",
-    "email", "date", "secret", "fingerprint", "entropy", "managed_key",
+    "rule",
+    "description",
+    "severity",
+    "file",
+    "line",
+    "column",
+    "commit",
+    "author",
+    "email",
+    "date",
+    "secret",
+    "fingerprint",
+    "entropy",
+    "managed_key",
 )
 
 

@@ -13,15 +13,19 @@ SECURITY_SEVERITY = {"critical": "9.5", "high": "8.0", "medium": "5.5", "low": "
 
 
 def _uri(path: str) -> str:
-    return path.replace("\\", "/").lstrip("./") if path.startswith("./") else path.replace("\\", "/")
+    path = path.replace("\\", "/")
+    return path[2:] if path.startswith("./") else path
 
 
 def _region(finding: Finding) -> dict[str, int]:
     lines = finding.secret.split("\n")
     start = {"startLine": max(1, finding.line), "startColumn": max(1, finding.column)}
     if len(lines) > 1:
-        return {**start, "endLine": start["startLine"] + len(lines) - 1,
-                "endColumn": len(lines[-1]) + 1}
+        return {
+            **start,
+            "endLine": start["startLine"] + len(lines) - 1,
+            "endColumn": len(lines[-1]) + 1,
+        }
     return {**start, "endColumn": max(finding.end_column, finding.column + 1)}
 
 

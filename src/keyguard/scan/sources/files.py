@@ -40,7 +40,7 @@ def is_binary(head: bytes) -> bool:
 
 def archive_kind(head: bytes) -> str | None:
     """``zip`` / ``tar`` / ``gzip`` / ``bz2`` / ``xz`` from magic bytes, else None."""
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
     if head.startswith(b"\x1f\x8b"):
         return "gzip"

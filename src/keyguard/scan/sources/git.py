@@ -56,12 +56,16 @@ def _unquote(path: str) -> str:
     return path
 
 
-def log_args(
-    *, branch: str | None, since: str | None, max_commits: int | None
-) -> list[str]:
+def log_args(*, branch: str | None, since: str | None, max_commits: int | None) -> list[str]:
     """The ``git log`` arguments selecting the commits to scan."""
-    args = ["log", "--raw", "--no-abbrev", "--no-renames", "--diff-merges=first-parent",
-            f"--format=%x00%H{SEP}%an{SEP}%ae{SEP}%aI"]
+    args = [
+        "log",
+        "--raw",
+        "--no-abbrev",
+        "--no-renames",
+        "--diff-merges=first-parent",
+        f"--format=%x00%H{SEP}%an{SEP}%ae{SEP}%aI",
+    ]
     if since:
         args.append(f"--since={since}")
     if max_commits:
