@@ -1,0 +1,208 @@
+"""Render a :class:`ReportData` as Markdown, HTML (chart embedded as base64 PNG) or PDF."""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from keyguard.clock import format_time
+from keyguard.errors import KeyguardError, UsageError
+from keyguard.incident.i18n import SEVERITY_NAMES, data_class_name
+from keyguard.incident.model import ItemState
+from keyguard.incident.report.chart import usage_chart_png
+from keyguard.incident.report.data import ReportData
+from keyguard.incident.report.labels import HARDENING, LABELS, STATUS_NAMES
+from keyguard.incident.templates import environment
+
+FORMATS = ("md", "html", "pdf")
+MAX_ITEM_ROWS = 50
+
+
+def _span(delta: timedelta | None) -> str:
+    if delta is None:
+        return "-"
+    sign = "-" if delta.total_seconds() < 0 else ""
+    seconds = abs(int(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{sign}{days}d {hours}h {minutes:02d}m"
+    if hours:
+        return f"{sign}{hours}h {minutes:02d}m"
+    return f"{sign}{minutes}m {secs:02d}s"
+
+
+def _time(at: datetime | None, none: str) -> str:
+    return format_time(at) if at is not None else none
+
+
+def build_context(data: ReportData, lang: str) -> dict[str, Any]:
+    """The values the report templates show (shared by every format)."""
+    t = LABELS[lang]
+    inc = data.incident
+    contained = data.contained_at
+    status = STATUS_NAMES[lang].get(str(inc.status), str(inc.status))
+    per_class: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for item in data.data_items:
+        per_class[item.data_class][0] += 1
+        per_class[item.data_class][1] += item.records
+    total_records = sum(i.records for i in data.data_items)
+    phases = []
+    for phase in inc.phases:
+        done = phase.done_at
+        if done is not None:
+            result = t["met"] if done <= phase.due_at else t["missed"]
+        else:
+            result = t["overdue"] if phase.state(data.now) is ItemState.OVERDUE else t["open"]
+        phases.append(
+            {
+                "name": phase.title.get(lang),
+                "due": format_time(phase.due_at),
+                "done": _time(done, "-"),
+                "result": result,
+            }
+        )
+    usage_total = sum(p.count for p in data.usage)
+    after = sum(
+        p.count
+        for p in data.usage
+        if p.hour >= inc.exposed_at.replace(minute=0, second=0, microsecond=0)
+    )
+    peak = max(data.usage, key=lambda p: p.count, default=None)
+    usage_summary = (
+        t["usage_summary"].format(
+            total=usage_total, after=after, peak=peak.count, peak_at=format_time(peak.hour)
+        )
+        if peak is not None and usage_total
+        else t["no_usage"]
+    )
+    open_tasks = [
+        {
+            "id": task.id,
+            "title": task.title.get(lang),
+            "owner": task.owner,
+            "due": format_time(task.due_at),
+            "overdue": task.state(data.now) is ItemState.OVERDUE,
+        }
+        for task in inc.tasks
+        if task.done_at is None
+    ]
+    open_obligations = [
+        {
+            "id": ob.regulation,
+            "title": ob.title.get(lang),
+            "owner": ob.audience.get(lang),
+            "due": _time(ob.due_at, t["no_due"]),
+            "overdue": ob.state(data.now) is ItemState.OVERDUE,
+        }
+        for ob in inc.obligations
+        if ob.done_at is None
+    ]
+    return {
+        "t": t,
+        "lang": lang,
+        "title": inc.title,
+        "incident_id": inc.id,
+        "organisation": data.organisation,
+        "generated": format_time(data.now),
+        "summary": [
+            (t["keys"], ", ".join(str(k) for k in inc.keys)),
+            (t["status"], status),
+            (t["severity"], SEVERITY_NAMES[lang][str(inc.severity)]),
+            (t["source"], inc.source or "-"),
+            (t["exposed"], format_time(inc.exposed_at)),
+            (t["detected"], format_time(inc.detected_at)),
+            (t["contained"], _time(contained, t["not_yet"])),
+            (
+                t["time_to_contain"],
+                _span(contained - inc.detected_at) if contained else t["not_yet"],
+            ),
+            (t["exposure"], _span((contained or data.now) - inc.exposed_at)),
+            (
+                t["at_risk"],
+                t["items_records"].format(items=len(data.data_items), records=f"{total_records:,}"),
+            ),
+        ],
+        "phases": phases,
+        "events": [
+            {
+                "at": format_time(e.at),
+                "offset": _span(e.at - inc.detected_at),
+                "actor": e.actor,
+                "what": e.message,
+            }
+            for e in inc.timeline
+        ],
+        "per_class": [
+            {"name": data_class_name(lang, c), "count": n, "records": f"{r:,}"}
+            for c, (n, r) in sorted(per_class.items())
+        ],
+        "items": [
+            {
+                "name": i.name,
+                "class": data_class_name(lang, i.data_class),
+                "records": f"{i.records:,}",
+                "key": f"{i.key}@{i.version}",
+                "rewrapped": t["yes"] if i.rewrapped else t["no"],
+            }
+            for i in data.data_items[:MAX_ITEM_ROWS]
+        ],
+        "more_items": max(0, len(data.data_items) - MAX_ITEM_ROWS),
+        "usage_summary": usage_summary,
+        "anomalies": [
+            {
+                "at": format_time(a.at),
+                "kind": a.kind,
+                "severity": a.severity,
+                "description": a.description,
+            }
+            for a in data.anomalies
+        ],
+        "obligations": [
+            {
+                "id": ob.regulation,
+                "title": ob.title.get(lang),
+                "audience": ob.audience.get(lang),
+                "due": _time(ob.due_at, t["no_due"]),
+                "status": str(ob.state(data.now)),
+                "done": _time(ob.done_at, "-"),
+            }
+            for ob in inc.obligations
+        ],
+        "root_cause": inc.root_cause,
+        "open_actions": open_tasks + open_obligations,
+        "hardening": [zh if lang == "zh" else en for en, zh in HARDENING],
+        "chart": None,
+    }
+
+
+def render_report(data: ReportData, fmt: str, lang: str = "en") -> bytes:
+    """The report as bytes in ``fmt`` (md, html or pdf) and ``lang`` (en or zh)."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown report format {fmt!r}", hint="md, html or pdf")
+    if lang not in LABELS:
+        raise UsageError(f"unknown language {lang!r}", hint="en or zh")
+    context = build_context(data, lang)
+    env = environment()
+    if fmt == "md":
+        return env.get_template("report.md.j2").render(**context).encode("utf-8")
+    context["chart"] = base64.b64encode(usage_chart_png(data, lang)).decode("ascii")
+    html = env.get_template("report.html.j2").render(**context)
+    if fmt == "html":
+        return html.encode("utf-8")
+    return html_to_pdf(html)
+
+
+def html_to_pdf(html: str) -> bytes:
+    """Render HTML to PDF with WeasyPrint (fonts from fontconfig; CJK needs fonts-noto-cjk)."""
+    try:
+        from weasyprint import HTML
+    except (ImportError, OSError) as exc:
+        raise KeyguardError(
+            f"PDF rendering is unavailable: {exc}", hint="install weasyprint and its libraries"
+        ) from None
+    pdf: bytes = HTML(string=html).write_pdf()
+    return pdf
