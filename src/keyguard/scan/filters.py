@@ -13,7 +13,8 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _HEX_HASH = re.compile(r"^(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{56}|[0-9a-fA-F]{64})$")
 _PREFIXED_HASH = re.compile(r"^(?:sha\d{1,3}|md5|sha|blake2b?)[-:=]", re.IGNORECASE)
 _TEMPLATED = re.compile(
-    r"\$\{[^}]*\}?|\{\{.*?\}\}|\$\([^)]*\)|<%.*?%>|\{%.*?%\}|%\([a-z_]+\)s|^\$[A-Za-z_][A-Za-z0-9_]*$"
+    r"\$\{[^}]*\}?|\{\{.*?\}\}|\{[^{}\s]{1,64}\}|\$\([^)]*\)|<%.*?%>|\{%.*?%\}"
+    r"|%\([a-z_]+\)s|^\$[A-Za-z_][A-Za-z0-9_]*$"
     r"|os\.environ|getenv\(|process\.env|ENV\[|env\(|System\.getenv|secrets\.|vars\.|\{\$"
 )
 _PLACEHOLDER_WORDS = (

@@ -1,0 +1,109 @@
+"""The rule catalog: every rule's own examples, ids, families and refusal to load."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from keyguard.errors import DataFileError
+from keyguard.scan.catalog import load_rules, validate_examples
+from keyguard.scan.engine import Scanner
+from keyguard.scan.generate import expand
+from keyguard.scan.model import Origin
+
+RULES = load_rules()
+SCANNER = Scanner(RULES)
+
+
+def test_catalog_size_and_families() -> None:
+    assert len(RULES) >= 150
+    families = {r.family for r in RULES}
+    for family in ("aws", "gcp", "azure", "alibaba", "tencent", "huawei", "github", "gitlab",
+                   "private_keys", "jwt", "urls", "generic", "payments", "slack", "ai"):
+        assert family in families
+
+
+def test_ids_unique_and_stable_shape() -> None:
+    ids = [r.id for r in RULES]
+    assert len(ids) == len(set(ids))
+    for rule in RULES:
+        assert rule.keywords, rule.id
+        assert rule.true_positives and rule.false_positives, rule.id
+        assert all(k == k.lower() for k in rule.keywords)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.id)
+def test_rule_examples(rule: object) -> None:
+    from keyguard.scan.rule import Rule
+
+    assert isinstance(rule, Rule)
+    for seed in range(3):
+        rng = random.Random(f"test:{rule.id}:{seed}")
+        for template in rule.true_positives:
+            text = expand(template, rng)
+            found = [f for f in SCANNER.scan_bytes(text.encode(), Origin("x")) if f.rule == rule.id]
+            assert len(found) == 1, f"{rule.id}: true positive not found exactly once"
+        for template in rule.false_positives:
+            text = expand(template, rng)
+            found = [f for f in SCANNER.scan_bytes(text.encode(), Origin("x")) if f.rule == rule.id]
+            assert not found, f"{rule.id}: false positive reported"
+
+
+def test_repository_holds_no_key_shaped_literal() -> None:
+    """The catalog's own text must not trip the scanner (examples are templates)."""
+    folder = Path(__file__).parents[2] / "src" / "keyguard" / "scan" / "rules"
+    for path in folder.glob("*.toml"):
+        findings = SCANNER.scan_bytes(path.read_bytes(), Origin(path.name))
+        assert findings == [], f"{path.name}: {[f.rule for f in findings]}"
+
+
+BAD_RULE = """
+[[rule]]
+id = "acme-token"
+description = "Acme token"
+regex = '''\\b(acme_[a-z0-9]{10})\\b'''
+keywords = ["acme_"]
+examples.true_positives = ["acme_{gen:[A-Z]*10}"]
+examples.false_positives = ["acme_<token>"]
+"""
+
+GOOD_RULE = BAD_RULE.replace("{gen:[A-Z]*10}", "{gen:[a-z0-9]*10}")
+
+
+def test_catalog_with_failing_example_refuses_to_load(tmp_path: Path) -> None:
+    bad = tmp_path / "acme.toml"
+    bad.write_text(BAD_RULE)
+    with pytest.raises(DataFileError, match="refused"):
+        load_rules((bad,))
+    good = tmp_path / "acme_ok.toml"
+    good.write_text(GOOD_RULE)
+    assert any(r.id == "acme-token" for r in load_rules((good,)))
+
+
+def test_duplicate_ids_refused(tmp_path: Path) -> None:
+    dup = tmp_path / "dup.toml"
+    dup.write_text(GOOD_RULE.replace("acme-token", "github-pat"))
+    with pytest.raises(DataFileError, match="duplicate"):
+        load_rules((dup,))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[[rule]]\nid='Bad Id'\n", "[[rule]]\nid='x'\ndescription='d'\nregex='('\nkeywords=['x']\n",
+     "not toml ["],
+)
+def test_malformed_rule_files(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(DataFileError):
+        load_rules((path,))
+
+
+def test_validate_examples_reports_missing_examples() -> None:
+    from dataclasses import replace
+
+    rule = replace(RULES[0], false_positives=())
+    failures = validate_examples([rule], [rule])
+    assert failures and failures[0].kind == "missing_examples"
