@@ -1,0 +1,67 @@
+"""Helpers shared by the bench scripts (not part of the package)."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert
+
+from keyguard.audit.log import format_ts
+from keyguard.store.db import create_db_engine, migrate
+
+
+def fresh_sqlite(prefix: str) -> tuple[Engine, Path]:
+    """A migrated SQLite database in a new temporary directory."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    engine = create_db_engine(f"sqlite:///{home / 'keyguard.db'}")
+    migrate(engine)
+    return engine, home
+
+
+def synthetic_history(
+    engine: Engine, key: str, n: int, exposed_at: datetime, attacker_share: float = 0.01, seed: int = 1
+) -> None:
+    """``n`` imported events over 30 days for ``key``: office-hours traffic, then an attacker."""
+    from keyguard.monitor.tables import ImportedEvent
+
+    rng = random.Random(seed)
+    start = exposed_at - timedelta(days=30)
+    span = (exposed_at - start).total_seconds()
+    normal_ips = [f"10.0.{i}.{j}" for i in range(2) for j in range(1, 6)]
+    rows: list[dict[str, Any]] = []
+    batch = 50_000
+    n_attack = int(n * attacker_share)
+    for i in range(n):  # noqa: B007
+        if i < n - n_attack:
+            at = start + timedelta(seconds=rng.random() * span)
+            at = at.replace(hour=8 + (at.hour % 10))
+            ip, actor, ua, result = rng.choice(normal_ips), f"svc-{i % 4}", "billing/2.1", "ok"
+        else:
+            at = exposed_at + timedelta(hours=2, seconds=rng.random() * 600)
+            ip, actor, ua, result = "203.0.113.66", "svc-0", "python-requests/2.31", "ok"
+        rows.append({
+            "content_hash": f"{seed}-{i}", "ts": format_ts(at), "actor": actor, "source_ip": ip,
+            "user_agent": ua, "op": "decrypt" if i % 3 else "encrypt", "key": key, "version": 1,
+            "result": result, "reason": None, "request_id": None, "source": "jsonl", "source_file": "bench",
+            "source_line": i + 1,
+        })
+        if len(rows) == batch:
+            with engine.begin() as conn:
+                conn.execute(insert(ImportedEvent), rows)
+            rows = []
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(insert(ImportedEvent), rows)
+
+
+def now() -> datetime:
+    """UTC now."""
+    return datetime.now(UTC)
+
+
+os.environ.setdefault("KEYGUARD_KDF_MEMORY_KIB", "65536")

@@ -1,0 +1,1 @@
+"""Damage assessment of a leaked key."""
