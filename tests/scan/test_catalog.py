@@ -20,8 +20,23 @@ SCANNER = Scanner(RULES)
 def test_catalog_size_and_families() -> None:
     assert len(RULES) >= 150
     families = {r.family for r in RULES}
-    for family in ("aws", "gcp", "azure", "alibaba", "tencent", "huawei", "github", "gitlab",
-                   "private_keys", "jwt", "urls", "generic", "payments", "slack", "ai"):
+    for family in (
+        "aws",
+        "gcp",
+        "azure",
+        "alibaba",
+        "tencent",
+        "huawei",
+        "github",
+        "gitlab",
+        "private_keys",
+        "jwt",
+        "urls",
+        "generic",
+        "payments",
+        "slack",
+        "ai",
+    ):
         assert family in families
 
 
@@ -91,8 +106,11 @@ def test_duplicate_ids_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["[[rule]]\nid='Bad Id'\n", "[[rule]]\nid='x'\ndescription='d'\nregex='('\nkeywords=['x']\n",
-     "not toml ["],
+    [
+        "[[rule]]\nid='Bad Id'\n",
+        "[[rule]]\nid='x'\ndescription='d'\nregex='('\nkeywords=['x']\n",
+        "not toml [",
+    ],
 )
 def test_malformed_rule_files(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.toml"

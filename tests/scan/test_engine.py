@@ -23,7 +23,8 @@ AWS = "AKIA{gen:[A-Z2-7]*16}"
 def test_hyperscan_and_aho_corasick_agree(gen: Callable[[str], str]) -> None:
     rules = load_rules()
     text = "\n".join(
-        gen(t) for t in [f"token = {GH}", f"key={AWS}", "password: Xy7#kLq92mZp!", "{pem:PRIVATE KEY}"]
+        gen(t)
+        for t in [f"token = {GH}", f"key={AWS}", "password: Xy7#kLq92mZp!", "{pem:PRIVATE KEY}"]
     ).encode()
     a = Scanner(rules, engine="hyperscan").scan_bytes(text, Origin("a"))
     b = Scanner(rules, engine="ahocorasick").scan_bytes(text, Origin("a"))
@@ -112,7 +113,10 @@ def test_config_allowlists(gen: Callable[[str], str]) -> None:
     config = parse_config(
         {
             "allowlist": {"paths": [r"^fixtures/"], "stopwords": ["notreal"]},
-            "rules": {"github-pat": {"regexes": [token[:12]]}, "aws-access-key-id": {"paths": [r"\.md$"]}},
+            "rules": {
+                "github-pat": {"regexes": [token[:12]]},
+                "aws-access-key-id": {"paths": [r"\.md$"]},
+            },
         }
     )
     scanner = Scanner(load_rules(), config=config)
