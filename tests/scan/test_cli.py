@@ -205,7 +205,8 @@ def test_match_vault_without_vault(
 def test_rules_test_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     good = tmp_path / "acme.toml"
     good.write_text(
-        "[[rule]]\nid = 'acme-token'\ndescription = 'Acme'\nregex = '''\\b(acme_[a-z0-9]{12})\\b'''\n"
+        "[[rule]]\nid = 'acme-token'\ndescription = 'Acme'\n"
+        "regex = '''\\b(acme_[a-z0-9]{12})\\b'''\n"
         "keywords = ['acme_']\nexamples.true_positives = ['k = acme_{gen:[a-z0-9]*12}']\n"
         "examples.false_positives = ['acme_<token>']\n"
     )
