@@ -3,7 +3,8 @@
 A playbook task names an action. ``manual`` tasks are done by a person
 (``incident task ID TASK --note``); every other action is something keyguard
 can do itself. The vault-facing code binds a handler to an action with
-:func:`bind`; the handler returns the evidence recorded on the task.
+:func:`bind`; :meth:`IncidentService.run_actions` calls it with an
+:class:`ActionContext` and records the evidence it returns on the task.
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyguard.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from keyguard.incident.model import Incident, Task
+    from keyguard.incident.service import IncidentService
 
 MANUAL = "manual"
 
@@ -52,8 +57,18 @@ _SPECS = (
 #: Every known action by name (read-only).
 ACTIONS: Mapping[str, ActionSpec] = MappingProxyType({s.name: s for s in _SPECS})
 
-#: A handler receives the incident id and task id and returns the task's evidence.
-Handler = Callable[[int, str], dict[str, Any]]
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What a handler gets: the service, the incident as loaded, and the task to perform."""
+
+    service: IncidentService
+    incident: Incident
+    task: Task
+
+
+#: A handler performs the task and returns its evidence (raise a KeyguardError to fail it).
+Handler = Callable[[ActionContext], dict[str, Any]]
 
 _handlers: dict[str, Handler] = {}
 
@@ -75,3 +90,8 @@ def bind(name: str, handler: Handler) -> None:
 def handler(name: str) -> Handler | None:
     """The handler bound to ``name``, or None when nothing performs it yet."""
     return _handlers.get(name)
+
+
+def unbind(name: str) -> None:
+    """Remove the handler of ``name`` (tests, plugins being unloaded)."""
+    _handlers.pop(name, None)

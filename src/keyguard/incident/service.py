@@ -12,6 +12,7 @@ import builtins
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from keyguard.clock import Clock, SystemClock, format_time
-from keyguard.errors import ConflictError, NotFoundError, UsageError
+from keyguard.errors import ConflictError, KeyguardError, NotFoundError, UsageError
+from keyguard.incident import actions
 from keyguard.incident import repository as repo
 from keyguard.incident.model import (
     Incident,
@@ -357,6 +359,41 @@ class IncidentService:
             )
         return incident
 
+    def run_actions(
+        self, incident_id: int, only: Iterable[str] | None = None
+    ) -> builtins.list[ActionResult]:
+        """Perform the pending automatic tasks that have a bound handler, in playbook order.
+
+        ``only`` limits the run to these action names (``{"vault.compromise"}``). A handler
+        that raises a KeyguardError leaves its task open and is recorded on the timeline;
+        the run goes on with the next task.
+        """
+        wanted = set(only) if only is not None else None
+        results: builtins.list[ActionResult] = []
+        for task in self.get(incident_id).tasks:
+            if task.done_at is not None or not task.is_automatic:
+                continue
+            if wanted is not None and task.action not in wanted:
+                continue
+            handler = actions.handler(task.action)
+            if handler is None:
+                continue
+            incident = self.get(incident_id)
+            try:
+                evidence = handler(actions.ActionContext(self, incident, task))
+            except KeyguardError as exc:
+                self.record(
+                    incident_id,
+                    "task-failed",
+                    f"task {task.id} failed: {exc.message}",
+                    {"action": task.action, "hint": exc.hint},
+                )
+                results.append(ActionResult(task.id, task.action, ok=False, error=exc.message))
+                continue
+            self.complete_task(incident_id, task.id, evidence=evidence, by="keyguard")
+            results.append(ActionResult(task.id, task.action, ok=True, evidence=evidence))
+        return results
+
     def _recompute(self, incident: Incident) -> builtins.list[Obligation]:
         fresh = self.catalog.obligations(Facts.of(incident))
         old = {o.regulation: o for o in incident.obligations}
@@ -367,6 +404,35 @@ class IncidentService:
         # A duty already fulfilled stays on record even if the facts no longer require it.
         fresh += [o for o in old.values() if o.done_at is not None]
         return fresh
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """The outcome of one automatic task run by :meth:`IncidentService.run_actions`."""
+
+    task: str
+    action: str
+    ok: bool
+    evidence: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+def _comply_obligations(ctx: actions.ActionContext) -> dict[str, Any]:
+    """Built-in handler of ``comply.obligations``: the duties and their due times as evidence."""
+    now = ctx.service.clock.now()
+    return {
+        "obligations": [
+            {
+                "regulation": o.regulation,
+                "due": format_time(o.due_at) if o.due_at else None,
+                "status": str(o.state(now)),
+            }
+            for o in ctx.incident.obligations
+        ]
+    }
+
+
+actions.bind("comply.obligations", _comply_obligations)
 
 
 class _Change:
