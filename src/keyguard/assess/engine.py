@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from keyguard.audit.log import format_ts
+from keyguard.clock import format_time
 
 SENSITIVE_CLASSES = frozenset({"pii", "payment", "credentials", "secrets"})
 _TIER_WEIGHT = {"high": 2, "medium": 1, "low": 0}
@@ -84,9 +85,9 @@ class Assessment:
         return {
             "key": self.key,
             "versions": self.versions,
-            "exposed_at": self.exposed_at,
-            "baseline_from": self.baseline_from,
-            "assessed_at": self.assessed_at,
+            "exposed_at": format_time(self.exposed_at),
+            "baseline_from": format_time(self.baseline_from),
+            "assessed_at": format_time(self.assessed_at),
             "events_total": self.events_total,
             "events_after_exposure": self.events_after_exposure,
             "new_source_ips": self.new_source_ips,

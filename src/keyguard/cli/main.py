@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "keyguard.cli.audit",
     "keyguard.cli.scan",
     "keyguard.cli.incident",
+    "keyguard.cli.respond",
     "keyguard.cli.alerts",
     "keyguard.cli.policy",
     "keyguard.cli.serve",

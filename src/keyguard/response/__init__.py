@@ -1,0 +1,1 @@
+"""Leaked-key response: the steps that act on the vault, and the one-command playbook."""

@@ -1,0 +1,176 @@
+"""Replace, step 3 continued: prove every consumer switched to the new version.
+
+A consumer (client) that holds a grant on the key, or used it, is
+
+* ``switched``: it used the new version since the rotation;
+* ``straggler``: it still called an old version since the rotation;
+* ``quiet``: it has not called the key since the rotation.
+
+Consumers may declare the files where they read the key reference
+(``client create --reference FILE``): ``.env``, YAML, JSON, TOML or CI variable
+files. ``update_references`` rewrites ``NAME@N``, ``kg://NAME/N`` and
+``NAME:vN`` to the new version, keeps a backup, writes atomically (temp file,
+fsync, rename, same mode), checks the file still parses, and returns the diff.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import func, select
+
+from keyguard.audit.log import format_ts
+from keyguard.errors import UsageError
+from keyguard.store.tables import AuditEvent, Client, Grant
+from keyguard.vault.service import Vault
+
+
+@dataclass(frozen=True)
+class ConsumerStatus:
+    """Where one consumer stands after a rotation."""
+
+    client: str
+    status: str
+    last_new: str | None
+    last_old: str | None
+    old_calls: int
+    references: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON view."""
+        return {
+            "client": self.client,
+            "status": self.status,
+            "last_new": self.last_new,
+            "last_old": self.last_old,
+            "old_calls": self.old_calls,
+            "references": self.references,
+        }
+
+
+def consumers(vault: Vault, key: str) -> list[ConsumerStatus]:
+    """Every consumer of ``key`` and whether it switched to the active version."""
+    info = vault.key_info(key)
+    active = info.active
+    new_version = active.version if active else info.latest
+    since = format_ts(info.versions[new_version].created_at)
+    with vault.engine.connect() as conn:
+        rows = conn.execute(select(Client.id, Client.name, Client.references, Client.status)).all()
+        grants = conn.execute(select(Grant.client_id, Grant.key_pattern)).all()
+        users = set(conn.execute(select(AuditEvent.actor).distinct().where(AuditEvent.key == key)).scalars())
+        usage = {
+            (r.actor, r.is_new): (r.last, int(r.n))
+            for r in conn.execute(
+                select(
+                    AuditEvent.actor,
+                    (AuditEvent.version >= new_version).label("is_new"),
+                    func.max(AuditEvent.ts).label("last"),
+                    func.count().label("n"),
+                )
+                .where(AuditEvent.key == key, AuditEvent.ts >= since, AuditEvent.result == "ok")
+                .group_by(AuditEvent.actor, AuditEvent.version >= new_version)
+            ).all()
+        }
+        old_attempts = {
+            r.actor: (r.last, int(r.n))
+            for r in conn.execute(
+                select(AuditEvent.actor, func.max(AuditEvent.ts).label("last"), func.count().label("n"))
+                .where(AuditEvent.key == key, AuditEvent.ts >= since, AuditEvent.version < new_version)
+                .group_by(AuditEvent.actor)
+            ).all()
+        }
+    granted = {g.client_id for g in grants if fnmatch.fnmatchcase(key, g.key_pattern)}
+    result: list[ConsumerStatus] = []
+    for row in rows:
+        if row.id not in granted and row.name not in users:
+            continue
+        new = usage.get((row.name, True))
+        old = old_attempts.get(row.name)
+        status = "switched" if new and not old else "straggler" if old else "quiet"
+        if new and old and old[0] < new[0]:
+            status = "switched"  # it called the old version once, then moved on
+        result.append(
+            ConsumerStatus(row.name, status, new[0] if new else None, old[0] if old else None,
+                           old[1] if old else 0, list(row.references or []))
+        )
+    return sorted(result, key=lambda c: c.client)
+
+
+def percent_done(statuses: list[ConsumerStatus]) -> float:
+    """Share of consumers that switched (100 when there are none)."""
+    if not statuses:
+        return 100.0
+    return round(100.0 * sum(s.status == "switched" for s in statuses) / len(statuses), 1)
+
+
+def _patterns(key: str) -> list[re.Pattern[str]]:
+    k = re.escape(key)
+    return [
+        re.compile(rf"(?<![a-z0-9._-])({k}@)(\d+)\b"),
+        re.compile(rf"(kg://{k}/)(\d+)\b"),
+        re.compile(rf"(?<![a-z0-9._-])({k}:v)(\d+)\b"),
+    ]
+
+
+def _check_parses(path: Path, text: str) -> None:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".json":
+            json.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            yaml.safe_load(text)
+        elif suffix == ".toml":
+            tomllib.loads(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise UsageError(f"{path} would no longer parse after the update", hint=type(exc).__name__) from None
+
+
+def rewrite(text: str, key: str, new_version: int) -> str:
+    """``text`` with every older reference to ``key`` pointing at ``new_version``."""
+    for pattern in _patterns(key):
+        text = pattern.sub(lambda m: m.group(1) + (str(new_version) if int(m.group(2)) < new_version else m.group(2)), text)
+    return text
+
+
+def update_references(path: Path, key: str, new_version: int, now: datetime, dry_run: bool = False) -> str:
+    """Rewrite references in ``path`` atomically with a backup; returns the unified diff ('' if none)."""
+    try:
+        original = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    updated = rewrite(original, key, new_version)
+    if updated == original:
+        return ""
+    _check_parses(path, updated)
+    diff = "".join(
+        difflib.unified_diff(original.splitlines(True), updated.splitlines(True), f"a/{path.name}", f"b/{path.name}")
+    )
+    if dry_run:
+        return diff
+    mode = path.stat().st_mode & 0o7777
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    backup = path.with_name(f"{path.name}.kg-bak-{stamp}")
+    for target, content in ((backup, original), (path, updated)):
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return diff

@@ -1,0 +1,219 @@
+"""The response steps that act on the vault: contain, assess, rotate + re-wrap.
+
+Each step does the work through the vault (so it is audited), records its
+evidence on the incident's playbook task, and moves the incident's status
+forward. Steps are idempotent: rerunning one after a crash finishes the work
+without doing anything twice (versions already compromised stay so, items
+already re-wrapped are skipped, a rotation already done is not repeated).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from keyguard.assess.engine import Assessment, assess
+from keyguard.audit.log import format_ts
+from keyguard.crypto import envelope
+from keyguard.data.inventory import DataInventory
+from keyguard.errors import ConflictError, KeyStateError, NotFoundError
+from keyguard.incident.model import Incident, Status
+from keyguard.incident.service import IncidentService
+from keyguard.store.tables import AuditEvent, Client
+from keyguard.vault.clients import ClientService
+from keyguard.vault.lifecycle import VersionState
+from keyguard.vault.principal import Principal
+from keyguard.vault.service import Vault
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Responder:
+    """Runs response steps for incidents on one vault."""
+
+    vault: Vault
+    incidents: IncidentService
+    principal: Principal
+
+    # ----------------------------------------------------------------- helpers
+    def affected(self, incident: Incident) -> list[tuple[str, list[int]]]:
+        """(key, versions) pairs the incident covers; no version means every usable one."""
+        out: list[tuple[str, list[int]]] = []
+        for ref in incident.keys:
+            info = self.vault.key_info(ref.name)
+            if ref.version is not None:
+                if ref.version not in info.versions:
+                    raise NotFoundError(f"key {ref.name!r} has no version {ref.version}")
+                out.append((ref.name, [ref.version]))
+            else:
+                out.append((ref.name, sorted(v for v, i in info.versions.items() if i.state != VersionState.DESTROYED)))
+        return out
+
+    def _task(self, incident_id: int, action: str, note: str, evidence: dict[str, Any]) -> None:
+        incident = self.incidents.get(incident_id)
+        for task in incident.tasks:
+            if task.action == action and task.done_at is None:
+                self.incidents.complete_task(incident_id, task.id, note, evidence, by=self.principal.actor)
+
+    def _advance(self, incident_id: int, status: Status, evidence: dict[str, Any]) -> None:
+        incident = self.incidents.get(incident_id)
+        if incident.status.rank < status.rank:
+            self.incidents.advance_status(incident_id, status, evidence, actor=self.principal.actor)
+
+    # ----------------------------------------------------------------- step 1
+    def contain(self, incident_id: int, reversible: bool = False, suspend_clients: bool = True) -> dict[str, Any]:
+        """Block every affected version, suspend clients that used it since the exposure, prove it dead."""
+        started = time.perf_counter()
+        incident = self.incidents.get(incident_id)
+        target = VersionState.DISABLED if reversible else VersionState.COMPROMISED
+        blocked: list[dict[str, Any]] = []
+        for name, versions in self.affected(incident):
+            for version in versions:
+                state = self.vault.key_info(name).versions[version].state
+                if state in (VersionState.COMPROMISED, VersionState.DESTROYED) or state == target:
+                    blocked.append({"key": name, "version": version, "state": state, "changed": False})
+                    continue
+                self.vault.set_state(self.principal, name, version, target.value, f"incident {incident_id}: containment")
+                blocked.append({"key": name, "version": version, "state": target.value, "changed": True})
+        contained_in = time.perf_counter() - started
+        self._task(incident_id, "vault.compromise", f"{len(blocked)} version(s) {target.value}", {"versions": blocked})
+        suspended = self._suspend_users(incident) if suspend_clients else []
+        if suspend_clients:
+            self._task(incident_id, "clients.suspend", f"{len(suspended)} client(s) suspended", {"clients": suspended})
+        proofs = self.prove_dead(incident)
+        self._task(incident_id, "vault.verify-dead", "every leaked version refuses use", {"proofs": proofs})
+        evidence = {"versions": blocked, "suspended": suspended, "proofs": proofs, "seconds": round(contained_in, 4)}
+        self._advance(incident_id, Status.CONTAINED, evidence)
+        return evidence
+
+    def _suspend_users(self, incident: Incident) -> list[str]:
+        """Clients whose calls used an affected key after the exposure (keyguard's own log)."""
+        names: set[str] = set()
+        since = format_ts(incident.exposed_at)
+        with self.vault.engine.connect() as conn:
+            clients = set(conn.execute(select(Client.name).where(Client.status == "active", Client.role == "service")).scalars())
+            for ref in incident.keys:
+                query = select(AuditEvent.actor).distinct().where(AuditEvent.key == ref.name, AuditEvent.ts >= since)
+                if ref.version is not None:
+                    query = query.where(AuditEvent.version == ref.version)
+                names.update(a for a in conn.execute(query).scalars() if a in clients)
+        service = ClientService(self.vault)
+        for name in sorted(names):
+            service.set_status(self.principal, name, "suspended", f"incident {incident.id}: used the leaked key")
+        return sorted(names)
+
+    def prove_dead(self, incident: Incident) -> list[dict[str, Any]]:
+        """Attempt a real operation with each leaked version through the vault; record the refusal."""
+        probe = Principal(name=f"keyguard:probe:incident-{incident.id}", role="admin")
+        proofs: list[dict[str, Any]] = []
+        for name, versions in self.affected(incident):
+            info = self.vault.key_info(name)
+            for version in versions:
+                try:
+                    if info.purpose == "encrypt":
+                        # A syntactically valid ciphertext naming the leaked version: the state check refuses first.
+                        fake = envelope.Ciphertext(name, version, b"\0" * 40).text()
+                        self.vault.decrypt(probe, fake)
+                    else:
+                        self.vault.verify(probe, name, b"probe", b"\0" * 64, version)
+                except KeyStateError as exc:
+                    proofs.append({"key": name, "version": version, "refused": True, "reason": str(exc), "at": format_ts(self.vault.clock.now())})
+                    continue
+                except Exception as exc:  # noqa: BLE001 - any other answer means the version was usable
+                    proofs.append({"key": name, "version": version, "refused": False, "reason": type(exc).__name__})
+                    continue
+                proofs.append({"key": name, "version": version, "refused": False, "reason": "operation succeeded"})
+        dead = all(p["refused"] for p in proofs)
+        if not dead:
+            raise ConflictError("a leaked version still answers", hint="contain the incident first")
+        return proofs
+
+    # ----------------------------------------------------------------- step 2
+    def assess(self, incident_id: int, baseline: timedelta = timedelta(days=30)) -> list[Assessment]:
+        """Replay the audit log since the exposure against the baseline; grade and record the risk."""
+        incident = self.incidents.get(incident_id)
+        inventory = DataInventory(self.vault)
+        results: list[Assessment] = []
+        for name, versions in self.affected(incident):
+            info = self.vault.key_info(name)
+            data = [d for d in inventory.summary(name) if d["version"] in versions]
+            results.append(
+                assess(self.vault.engine, name, incident.exposed_at, now=self.vault.clock.now(), versions=versions,
+                       tier=info.tier, baseline=baseline, detected_at=incident.detected_at, data=data)
+            )
+        grade_rank = {"low": 0, "medium": 1, "high": 2}
+        worst = max(results, key=lambda a: grade_rank[a.grade])
+        classes = sorted({d["class"] for a in results for d in a.data})
+        impact = {
+            "grade": worst.grade,
+            "factors": [f.to_dict() for a in results for f in a.factors],
+            "assessments": [a.to_dict() for a in results],
+            "anomalies": _anomalies(results),
+            "data": [dict(d, key=a.key) for a in results for d in a.data],
+            "records": sum(int(d["records"]) for a in results for d in a.data),
+        }
+        flags = ["high-risk"] if worst.grade == "high" else []
+        self.incidents.update_facts(incident_id, severity=worst.grade, impact=impact, add_data_classes=classes,
+                                    add_flags=flags, actor=self.principal.actor)
+        self._task(incident_id, "assess.run", f"risk {worst.grade}: {len(impact['anomalies'])} anomalies",
+                   {"grade": worst.grade, "events_after_exposure": sum(a.events_after_exposure for a in results)})
+        self._advance(incident_id, Status.ASSESSED, {"grade": worst.grade})
+        return results
+
+    # ----------------------------------------------------------------- step 3
+    def rotate(self, incident_id: int, algorithm: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+        """New version for every affected key (once), then re-wrap every registered item (resumable)."""
+        incident = self.incidents.get(incident_id)
+        inventory = DataInventory(self.vault)
+        rotated: list[dict[str, Any]] = []
+        rewrapped: list[dict[str, Any]] = []
+        for name, versions in self.affected(incident):
+            info = self.vault.key_info(name)
+            active = info.active
+            if active is None or active.version in versions:
+                info = self.vault.rotate(self.principal, name, algorithm)
+                active = info.active
+                assert active is not None
+                rotated.append({"key": name, "version": active.version, "algorithm": active.algorithm, "new": True})
+            else:
+                rotated.append({"key": name, "version": active.version, "algorithm": active.algorithm, "new": False})
+            report = inventory.rewrap(self.principal, name, progress=progress)
+            rewrapped.append(report.to_dict())
+        self._task(incident_id, "vault.rotate", ", ".join(f"{r['key']} v{r['version']} ({r['algorithm']})" for r in rotated),
+                   {"rotated": rotated})
+        self._task(incident_id, "data.rewrap", f"{sum(r['rewrapped'] for r in rewrapped)} items re-wrapped",
+                   {"rewrap": rewrapped})
+        evidence = {"rotated": rotated, "rewrap": rewrapped}
+        self._advance(incident_id, Status.ROTATED, evidence)
+        return evidence
+
+
+def _anomalies(results: list[Assessment]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for a in results:
+        for s in a.new_source_ips:
+            found.append({"at": s["first"], "kind": "new-source-ip", "severity": "high" if s["ok"] else "medium",
+                          "description": f"{a.key}: new source IP {s['value']} ({s['events']} calls, {s['ok']} succeeded)"})
+        for s in a.new_actors:
+            found.append({"at": s["first"], "kind": "new-client", "severity": "medium",
+                          "description": f"{a.key}: new client {s['value']} ({s['events']} calls)"})
+        for s in a.new_user_agents:
+            found.append({"at": s["first"], "kind": "new-user-agent", "severity": "low",
+                          "description": f"{a.key}: new user agent {s['value']!r} ({s['events']} calls)"})
+        for b in a.bursts[:5]:
+            found.append({"at": b["minute"], "kind": "burst", "severity": "high",
+                          "description": f"{a.key}: {b['events']} calls in one minute (threshold {b['threshold']:.0f})"})
+        for h in a.off_hours[:5]:
+            found.append({"at": h["hour"], "kind": "off-hours", "severity": "medium",
+                          "description": f"{a.key}: {h['events']} calls in a normally idle hour"})
+        for r in a.refused[:5]:
+            found.append({"at": r["first"], "kind": "refused", "severity": "medium",
+                          "description": f"{a.key}: {r['events']} {r['result']} calls ({r['reason'] or 'no reason'})"})
+    return sorted(found, key=lambda x: str(x["at"]))
+
