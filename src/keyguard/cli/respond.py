@@ -54,14 +54,14 @@ def _progress(show: bool) -> Progress:
 def contain(
     incident_id: int = typer.Argument(...),
     reversible: bool = typer.Option(False, "--reversible", help="Disable instead of compromise."),
-    no_suspend: bool = typer.Option(False, "--no-suspend", help="Do not suspend the clients that used the key."),
+    suspend_clients: bool = typer.Option(False, "--suspend-clients", help="Also suspend the clients that used the key since the exposure."),
     yes: bool = YesOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Block the leaked versions everywhere, suspend their users, prove the key is dead."""
     confirm(f"Contain incident {incident_id}: block its key versions now?", yes)
     _vault, responder = _responder()
-    evidence = responder.contain(incident_id, reversible, not no_suspend)
+    evidence = responder.contain(incident_id, reversible, suspend_clients)
     emit(evidence, as_json, lambda: console.print(
         f"contained in {evidence['seconds']} s: "
         + ", ".join(f"{v['key']} v{v['version']} {v['state']}" for v in evidence["versions"])
@@ -157,6 +157,7 @@ def register(app: typer.Typer) -> None:
         jurisdiction: str = typer.Option("", "--jurisdiction", help="eu,cn,us-ca,… (comma separated)."),
         flag: list[str] = typer.Option([], "--flag", help="cii-operator, financial-entity, … (repeatable)."),
         algorithm: str | None = typer.Option(None, "--algorithm", "-a"),
+        suspend_clients: bool = typer.Option(False, "--suspend-clients", help="Suspend clients that used the key since the exposure."),
         report_format: list[str] = typer.Option(["md", "html"], "--report-format", help="md, html, pdf."),
         yes: bool = YesOption,
         as_json: bool = JsonOption,
@@ -171,7 +172,7 @@ def register(app: typer.Typer) -> None:
             result = run_respond(
                 vault, responder.incidents, responder.principal, [parse_key(k) for k in key], parse_time(exposed_at),
                 detected_at=parse_time(detected_at) if detected_at else None,
-                jurisdictions=[j for j in jurisdiction.split(",") if j], flags=flag, algorithm=algorithm,
+                jurisdictions=[j for j in jurisdiction.split(",") if j], flags=flag, algorithm=algorithm, suspend_clients=suspend_clients,
                 report_dir=settings.home / "reports", report_formats=report_format,
                 on_step=(lambda m: err_console.print(f"[dim]{m}[/dim]")) if show else None,
                 progress=lambda d, t: bar.update(task, completed=d, total=t),

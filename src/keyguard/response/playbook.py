@@ -81,6 +81,7 @@ def respond(
     flags: Sequence[str] = (),
     source: str = "keyguard respond",
     algorithm: str | None = None,
+    suspend_clients: bool = False,
     report_dir: Path | None = None,
     report_formats: Sequence[str] = ("md", "html"),
     on_step: Step | None = None,
@@ -107,7 +108,7 @@ def respond(
         result.steps.append({"step": name, "seconds": round(time.perf_counter() - t0, 3), "at": format_time(vault.clock.now())})
         return value
 
-    step("contain", lambda: responder.contain(incident.id))
+    step("contain", lambda: responder.contain(incident.id, suspend_clients=suspend_clients))
     result.contained_seconds = round(time.perf_counter() - started, 3)
     assessments = step("assess", lambda: responder.assess(incident.id))
     result.grade = max((a.grade for a in assessments), key=["low", "medium", "high"].index)

@@ -67,7 +67,7 @@ class Responder:
             self.incidents.advance_status(incident_id, status, evidence, actor=self.principal.actor)
 
     # ----------------------------------------------------------------- step 1
-    def contain(self, incident_id: int, reversible: bool = False, suspend_clients: bool = True) -> dict[str, Any]:
+    def contain(self, incident_id: int, reversible: bool = False, suspend_clients: bool = False) -> dict[str, Any]:
         """Block every affected version, suspend clients that used it since the exposure, prove it dead."""
         started = time.perf_counter()
         incident = self.incidents.get(incident_id)
