@@ -103,3 +103,13 @@ def test_cli_import_and_export(
     lines = [json.loads(x) for x in target.read_text().splitlines()]
     assert len(lines) == 27 and lines[0]["source"] == "jsonl" and lines[0]["source_line"] == 1
     assert main(["audit", "import", "--format", "nope", str(path)]) == 2
+
+
+def test_grown_file_imports_only_the_new_lines(engine: Engine, tmp_path: Path) -> None:
+    full = _events_file(tmp_path / "full.jsonl", 80)
+    head = tmp_path / "head.jsonl"
+    head.write_text("".join(full.read_text().splitlines(keepends=True)[:50]))
+    assert import_target(engine, str(head), "jsonl", detect=False).imported == 50
+    stats = import_target(engine, str(full), "jsonl", detect=False)
+    assert (stats.imported, stats.duplicates) == (30, 50)
+    assert _count(engine, ImportedEvent) == 80

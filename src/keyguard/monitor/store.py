@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, select, update
+from sqlalchemy import Engine, Table, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -78,7 +78,12 @@ def _row(ev: MonitorEvent, digest: str) -> dict[str, Any]:
 
 
 def store_events(engine: Engine, events: Sequence[MonitorEvent]) -> list[MonitorEvent]:
-    """Insert ``events``; return those that were new (not already stored), in order."""
+    """Insert ``events``; return those that were new (not already stored), in order.
+
+    One ``INSERT … ON CONFLICT DO NOTHING`` executemany; when its row count shows
+    that some rows were duplicates, the new ones are those above the previous
+    maximum id.
+    """
     if not events:
         return []
     rows: list[dict[str, Any]] = []
@@ -89,19 +94,28 @@ def store_events(engine: Engine, events: Sequence[MonitorEvent]) -> list[Monitor
             seen[digest] = ev
             rows.append(_row(ev, digest))
     with write_tx(engine) as conn:
-        existing: set[str] = set()
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA cache_size=-65536")
+        else:
+            conn.execute(text("LOCK TABLE imported_events IN SHARE ROW EXCLUSIVE MODE"))
+        before = conn.execute(select(func.max(_EVENTS.c.id))).scalar() or 0
+        inserted = conn.execute(_insert(conn), rows).rowcount
+        if inserted == len(rows):
+            return list(seen.values())
+        if inserted == 0:
+            return []
+        fresh: set[str] = set()
         hashes = list(seen)
         for start in range(0, len(hashes), 900):
-            chunk = hashes[start : start + 900]
-            existing.update(
+            fresh.update(
                 conn.execute(
-                    select(_EVENTS.c.content_hash).where(_EVENTS.c.content_hash.in_(chunk))
+                    select(_EVENTS.c.content_hash).where(
+                        _EVENTS.c.id > before,
+                        _EVENTS.c.content_hash.in_(hashes[start : start + 900]),
+                    )
                 ).scalars()
             )
-        fresh = [r for r in rows if r["content_hash"] not in existing]
-        if fresh:
-            conn.execute(_insert(conn), fresh)
-    return [seen[r["content_hash"]] for r in fresh]
+    return [ev for digest, ev in seen.items() if digest in fresh]
 
 
 def import_stream(
@@ -158,26 +172,30 @@ def save_alerts(engine: Engine, updates: Iterable[AlertUpdate]) -> list[int]:
 
 
 def save_alerts_in(conn: Connection, updates: Iterable[AlertUpdate]) -> list[int]:
-    """:func:`save_alerts` inside the caller's transaction."""
-    created: list[int] = []
+    """:func:`save_alerts` inside the caller's transaction (set-wise: a few statements)."""
+    pending = list(updates)
+    if not pending:
+        return []
     now = _now()
-    for up in updates:
-        current = conn.execute(
-            select(_ALERTS.c.id, _ALERTS.c.count)
+    groups = sorted({up.group_key for up in pending})
+    latest: dict[str, list[int]] = {}  # group_key -> [alert id, count]
+    for start in range(0, len(groups), 500):
+        rows = conn.execute(
+            select(_ALERTS.c.id, _ALERTS.c.group_key, _ALERTS.c.count)
             .where(
-                _ALERTS.c.rule == up.rule,
-                _ALERTS.c.group_key == up.group_key,
-                _ALERTS.c.status != "closed",
+                _ALERTS.c.group_key.in_(groups[start : start + 500]), _ALERTS.c.status != "closed"
             )
-            .order_by(_ALERTS.c.id.desc())
-            .limit(1)
-        ).first()
+            .order_by(_ALERTS.c.id)
+        )
+        for alert_id, group_key, count in rows:
+            latest[group_key] = [int(alert_id), int(count)]
+    changed: dict[int, dict[str, Any]] = {}
+    created: list[int] = []
+    for up in pending:
+        current = latest.get(up.group_key)
         if current is not None and not up.is_new:
-            conn.execute(
-                update(_ALERTS)
-                .where(_ALERTS.c.id == current.id)
-                .values(count=int(current[1]) + up.count, last_seen=up.ts, updated_at=now)
-            )
+            current[1] += up.count
+            changed[current[0]] = {"b_id": current[0], "count": current[1], "last_seen": up.ts}
             continue
         alert_id = conn.execute(
             _ALERTS.insert().values(
@@ -196,8 +214,16 @@ def save_alerts_in(conn: Connection, updates: Iterable[AlertUpdate]) -> list[int
             )
         ).inserted_primary_key
         assert alert_id is not None
+        latest[up.group_key] = [int(alert_id[0]), up.count]
         created.append(int(alert_id[0]))
         metrics.ALERTS.labels(rule=up.rule).inc()
+    if changed:
+        conn.execute(
+            update(_ALERTS)
+            .where(_ALERTS.c.id == bindparam("b_id"))
+            .values(count=bindparam("count"), last_seen=bindparam("last_seen"), updated_at=now),
+            list(changed.values()),
+        )
     return created
 
 

@@ -98,15 +98,24 @@ class RateSpike:
         self.keys: dict[str, list[Any]] = {}
 
     def _close(self, state: list[Any], next_minute: int, params: RateSpikeParams) -> None:
-        minute, count, buckets = state[0], state[1], state[3]
-        steps = min(next_minute - minute, 1440)
-        for i in range(steps):
-            hour = ((minute + i) // 60) % 24
-            bucket = buckets.setdefault(hour, [])
-            bucket.append(count if i == 0 else 0)
-            if len(bucket) > params.history:
-                del bucket[0]
-        state[4] = {}  # thresholds are recomputed lazily
+        """Record the closed minute's count, then zeros for the idle minutes before the next."""
+        minute, buckets, keep, cache = state[0], state[3], params.history, state[4]
+        hour = (minute // 60) % 24
+        bucket = buckets.setdefault(hour, [])
+        bucket.append(state[1])
+        cache.pop(hour, None)
+        first, last = minute + 1, min(next_minute, minute + 1441)  # idle minutes [first, last)
+        while first < last:
+            hour_end = min((first // 60 + 1) * 60, last)
+            idle_hour = (first // 60) % 24
+            cache.pop(idle_hour, None)
+            idle = buckets.setdefault(idle_hour, [])
+            idle.extend([0] * min(hour_end - first, keep))
+            if len(idle) > keep:
+                del idle[:-keep]
+            first = hour_end
+        if len(bucket) > keep:
+            del bucket[:-keep]
 
     def _threshold(self, state: list[Any], hour: int, params: RateSpikeParams) -> float | None:
         cached = state[4].get(hour)
@@ -138,8 +147,12 @@ class RateSpike:
             self._close(state, minute, params)
             state[0], state[1] = minute, 0
         state[1] += 1
-        if state[2] == state[0]:
-            return None
+        if (
+            state[2] == state[0]
+            or state[1] < params.min_per_minute
+            and (params.hard_limit is None or state[1] < params.hard_limit)
+        ):
+            return None  # every threshold is at least min_per_minute (or hard_limit)
         threshold = self._threshold(state, (state[0] // 60) % 24, params)
         if threshold is None or state[1] < threshold:
             return None
