@@ -42,3 +42,15 @@ __all__ = [
     "TimelineEntry",
     "default_catalog",
 ]
+
+
+def open_leak_incident(
+    ref: object, exposed_at: object, author: str, commit: str, root_cause: str, location: str
+) -> str:
+    """Open or update the incident of a key version the scanner found leaked (see keyguard.scan.managed)."""
+    from datetime import datetime
+
+    from keyguard.response.leaks import scanner_opener
+
+    assert isinstance(exposed_at, datetime)
+    return scanner_opener(ref, exposed_at, author, commit, root_cause, location)

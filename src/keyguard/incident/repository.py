@@ -186,6 +186,11 @@ def add_timeline(session: Session, incident_id: int, entry: TimelineEntry) -> No
     )
 
 
+def lock(session: Session, incident_id: int) -> None:
+    """Lock the incident row for this transaction (PostgreSQL; SQLite holds the write lock)."""
+    session.execute(select(IncidentRow.id).where(IncidentRow.id == incident_id).with_for_update())
+
+
 def get(session: Session, incident_id: int, catalog: RegulationCatalog) -> Incident:
     """The incident ``incident_id`` with everything attached; NotFoundError when absent."""
     row = session.get(IncidentRow, incident_id)

@@ -446,7 +446,12 @@ class _Change:
     def __enter__(self) -> tuple[Session, Incident, datetime]:
         self._cm = self.service._write()
         session: Session = self._cm.__enter__()
-        incident = repo.get(session, self.incident_id, self.service.catalog)
+        try:
+            repo.lock(session, self.incident_id)
+            incident = repo.get(session, self.incident_id, self.service.catalog)
+        except BaseException as exc:
+            self._cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         if incident.is_closed:
             self._cm.__exit__(None, None, None)
             raise ConflictError(

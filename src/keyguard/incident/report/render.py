@@ -65,6 +65,23 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
                 "result": result,
             }
         )
+    tasks = []
+    for task in inc.tasks:
+        if task.done_at is not None:
+            late = task.done_at - task.due_at
+            result = t["met"] if late <= timedelta(0) else f"{t['missed']} (+{_span(late)})"
+        else:
+            result = t["overdue"] if task.state(data.now) is ItemState.OVERDUE else t["open"]
+        tasks.append(
+            {
+                "id": task.id,
+                "title": task.title.get(lang),
+                "due": format_time(task.due_at),
+                "done": _time(task.done_at, "-"),
+                "by": task.done_by or "-",
+                "result": result,
+            }
+        )
     usage_total = sum(p.count for p in data.usage)
     after = sum(
         p.count
@@ -127,6 +144,7 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
             ),
         ],
         "phases": phases,
+        "tasks": tasks,
         "events": [
             {
                 "at": format_time(e.at),
@@ -167,7 +185,8 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
                 "title": ob.title.get(lang),
                 "audience": ob.audience.get(lang),
                 "due": _time(ob.due_at, t["no_due"]),
-                "status": str(ob.state(data.now)),
+                "state": str(ob.state(data.now)),
+                "status": t["state_" + str(ob.state(data.now))],
                 "done": _time(ob.done_at, "-"),
             }
             for ob in inc.obligations
