@@ -47,7 +47,10 @@ __all__ = [
 def open_leak_incident(
     ref: object, exposed_at: object, author: str, commit: str, root_cause: str, location: str
 ) -> str:
-    """Open or update the incident of a key version the scanner found leaked (see keyguard.scan.managed)."""
+    """Open or update the incident of a key version the scanner found leaked.
+
+    See keyguard.scan.managed; the work is done by keyguard.response.leaks.
+    """
     from datetime import datetime
 
     from keyguard.response.leaks import scanner_opener
