@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, Table, bindparam, func, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from keyguard.monitor import metrics
@@ -52,29 +51,24 @@ class ImportStats:
         }
 
 
-def _insert(conn: Connection) -> Any:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(_EVENTS).on_conflict_do_nothing(index_elements=["content_hash"])
-    return sqlite.insert(_EVENTS).on_conflict_do_nothing(index_elements=["content_hash"])
+_COLUMNS = (
+    "content_hash", "ts", "actor", "source_ip", "user_agent", "op", "key", "version", "result",
+    "reason", "request_id", "source", "source_file", "source_line",
+)  # fmt: skip
+_INSERT_SQL = {
+    style: (
+        f"INSERT INTO imported_events ({', '.join(_COLUMNS)}) "  # noqa: S608 - constant names
+        f"VALUES ({', '.join([mark] * len(_COLUMNS))}) ON CONFLICT (content_hash) DO NOTHING"
+    )
+    for style, mark in (("qmark", "?"), ("format", "%s"), ("pyformat", "%s"))
+}
 
 
-def _row(ev: MonitorEvent, digest: str) -> dict[str, Any]:
-    return {
-        "content_hash": digest,
-        "ts": ev.ts,
-        "actor": ev.actor,
-        "source_ip": ev.source_ip,
-        "user_agent": ev.user_agent,
-        "op": ev.op,
-        "key": ev.key,
-        "version": ev.version,
-        "result": ev.result,
-        "reason": ev.reason,
-        "request_id": ev.request_id,
-        "source": ev.source,
-        "source_file": ev.source_file,
-        "source_line": ev.source_line,
-    }
+def _row(ev: MonitorEvent, digest: str) -> tuple[Any, ...]:
+    return (
+        digest, ev.ts, ev.actor, ev.source_ip, ev.user_agent, ev.op, ev.key, ev.version,
+        ev.result, ev.reason, ev.request_id, ev.source, ev.source_file, ev.source_line,
+    )  # fmt: skip
 
 
 def store_events(engine: Engine, events: Sequence[MonitorEvent]) -> list[MonitorEvent]:
@@ -86,7 +80,7 @@ def store_events(engine: Engine, events: Sequence[MonitorEvent]) -> list[Monitor
     """
     if not events:
         return []
-    rows: list[dict[str, Any]] = []
+    rows: list[tuple[Any, ...]] = []
     seen: dict[str, MonitorEvent] = {}
     for ev in events:
         digest = ev.content_hash()
@@ -99,7 +93,8 @@ def store_events(engine: Engine, events: Sequence[MonitorEvent]) -> list[Monitor
         else:
             conn.execute(text("LOCK TABLE imported_events IN SHARE ROW EXCLUSIVE MODE"))
         before = conn.execute(select(func.max(_EVENTS.c.id))).scalar() or 0
-        inserted = conn.execute(_insert(conn), rows).rowcount
+        sql = _INSERT_SQL[conn.dialect.paramstyle]
+        inserted = conn.exec_driver_sql(sql, rows).rowcount  # Core executemany, positional
         if inserted == len(rows):
             return list(seen.values())
         if inserted == 0:
