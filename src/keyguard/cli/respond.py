@@ -34,8 +34,6 @@ def install_tripwire(vault: Vault, incidents: object) -> None:
 
     def hook(principal: object, key: str, version: int, op: str) -> None:
         actor = getattr(principal, "actor", "?")
-        if str(actor).startswith("keyguard:probe:"):
-            return  # our own proof that the key is dead
         for incident in incidents.list(key=key):
             incidents.record(
                 incident.id, "alert",

@@ -68,27 +68,28 @@ def consumers(vault: Vault, key: str) -> list[ConsumerStatus]:
         rows = conn.execute(select(Client.id, Client.name, Client.references, Client.status)).all()
         grants = conn.execute(select(Grant.client_id, Grant.key_pattern)).all()
         users = set(conn.execute(select(AuditEvent.actor).distinct().where(AuditEvent.key == key)).scalars())
-        usage = {
-            (r.actor, r.is_new): (r.last, int(r.n))
-            for r in conn.execute(
-                select(
-                    AuditEvent.actor,
-                    (AuditEvent.version >= new_version).label("is_new"),
-                    func.max(AuditEvent.ts).label("last"),
-                    func.count().label("n"),
-                )
-                .where(AuditEvent.key == key, AuditEvent.ts >= since, AuditEvent.result == "ok")
-                .group_by(AuditEvent.actor, AuditEvent.version >= new_version)
-            ).all()
-        }
-        old_attempts = {
-            r.actor: (r.last, int(r.n))
-            for r in conn.execute(
-                select(AuditEvent.actor, func.max(AuditEvent.ts).label("last"), func.count().label("n"))
-                .where(AuditEvent.key == key, AuditEvent.ts >= since, AuditEvent.version < new_version)
-                .group_by(AuditEvent.actor)
-            ).all()
-        }
+        per_version = conn.execute(
+            select(
+                AuditEvent.actor,
+                AuditEvent.version,
+                AuditEvent.result,
+                func.max(AuditEvent.ts).label("last"),
+                func.count().label("n"),
+            )
+            .where(AuditEvent.key == key, AuditEvent.ts >= since)
+            .group_by(AuditEvent.actor, AuditEvent.version, AuditEvent.result)
+        ).all()
+    usage: dict[tuple[str, bool], tuple[str, int]] = {}
+    old_attempts: dict[str, tuple[str, int]] = {}
+    for r in per_version:
+        if r.version is None:
+            continue
+        if r.version >= new_version and r.result == "ok":
+            last, n = usage.get((r.actor, True), ("", 0))
+            usage[(r.actor, True)] = (max(last, r.last), n + int(r.n))
+        elif r.version < new_version:
+            last, n = old_attempts.get(r.actor, ("", 0))
+            old_attempts[r.actor] = (max(last, r.last), n + int(r.n))
     granted = {g.client_id for g in grants if fnmatch.fnmatchcase(key, g.key_pattern)}
     result: list[ConsumerStatus] = []
     for row in rows:

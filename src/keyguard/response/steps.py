@@ -110,7 +110,7 @@ class Responder:
 
     def prove_dead(self, incident: Incident) -> list[dict[str, Any]]:
         """Attempt a real operation with each leaked version through the vault; record the refusal."""
-        probe = Principal(name=f"keyguard:probe:incident-{incident.id}", role="admin")
+        probe = Principal(name=f"keyguard:probe:incident-{incident.id}", role="admin", extra={"probe": "1"})
         proofs: list[dict[str, Any]] = []
         for name, versions in self.affected(incident):
             info = self.vault.key_info(name)

