@@ -10,11 +10,16 @@ import binascii
 import re
 from collections.abc import Iterator
 
-# Order matters: the engine maps hit ids to these by position.
-DECODER_KEYWORDS = ("data:", "basic ", "base64", ".dockerconfigjson")
+# (kind, caseless keyword for Aho-Corasick, regex for Hyperscan)
+DECODERS: tuple[tuple[str, str, str], ...] = (
+    ("k8s", "kind: secret", r"(?i:kind)[\x22']?:\s*[\x22']?(?i:secret)\b"),
+    ("basic", "basic ", r"(?i:basic)\s+[A-Za-z0-9+/]{12}"),
+    ("base64", "base64", r"(?i:base64)[^\n]{0,80}[A-Za-z0-9+/_-]{20}"),
+    ("docker", ".dockerconfigjson", r"\.dockerconfigjson"),
+)
 
 _YAML_VALUE = re.compile(rb"^([ \t]+[\w.-]+:[ \t]*)([A-Za-z0-9+/]{8,}={0,2})[ \t]*\r?$", re.M)
-_TOKEN = re.compile(rb"(?<![A-Za-z0-9+/_-])([A-Za-z0-9+/_-]{12,}={0,2})(?![A-Za-z0-9+/=_-])")
+_TOKEN = re.compile(rb"(?<![A-Za-z0-9+/_-])([A-Za-z0-9+/_-]{16,}={0,2})(?![A-Za-z0-9+/=_-])")
 _DATA_SECTION_LIMIT = 65536
 _LINE_LIMIT = 4096
 
@@ -45,25 +50,27 @@ def _line_bounds(data: bytes, pos: int) -> tuple[int, int]:
     return start, end if end >= 0 else min(len(data), pos + _LINE_LIMIT)
 
 
-def decoded_lines(
-    data: bytes, hits: list[tuple[int, int]], base: int
-) -> Iterator[tuple[int, int, bytes]]:
-    """Yield ``(token start, token end, line with the token decoded)`` for each layer."""
+def decoded_lines(data: bytes, hits: list[tuple[str, int]]) -> Iterator[tuple[int, int, bytes]]:
+    """Yield ``(token start, token end, line with the token decoded)`` for each layer;
+    ``hits`` are ``(decoder kind, end offset)`` pairs."""
     seen: set[int] = set()
-    for kid, end in hits:
-        keyword = DECODER_KEYWORDS[kid - base]
-        if keyword == "data:":
+    done_k8s = False
+    for kind, end in hits:
+        if kind == "k8s":
+            if done_k8s:
+                continue
+            done_k8s = True
+            lo = max(0, end - _DATA_SECTION_LIMIT)
             stop = min(len(data), end + _DATA_SECTION_LIMIT)
-            segment = data[end:stop]
-            for match in _YAML_VALUE.finditer(segment):
-                start = end + match.start(2)
+            for match in _YAML_VALUE.finditer(data, lo, stop):
+                start = match.start(2)
                 if start in seen:
                     continue
                 seen.add(start)
                 decoded = b64decode_text(match.group(2))
                 if decoded is not None:
                     key = match.group(1).strip()
-                    yield start, end + match.end(2), key + b" " + decoded
+                    yield start, match.end(2), key + b" " + decoded
             continue
         lo, hi = _line_bounds(data, end)
         line = data[lo:hi]

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from keyguard.scan.config import ScanConfig
-from keyguard.scan.decode import DECODER_KEYWORDS, decoded_lines
+from keyguard.scan.decode import DECODERS, decoded_lines
 from keyguard.scan.entropy import shannon
 from keyguard.scan.filters import rejected_by
 from keyguard.scan.managed import ManagedMatcher
 from keyguard.scan.model import Finding, Origin
-from keyguard.scan.prefilter import KeywordMatcher, make_matcher
+from keyguard.scan.prefilter import KeywordMatcher, Pattern, hyperscan_available, make_matcher
 from keyguard.scan.rule import Rule
 from keyguard.scan.validators import VALIDATORS
 
@@ -50,21 +50,31 @@ class Scanner:
     _matcher: KeywordMatcher = field(init=False, repr=False)
     _keyword_rules: list[list[int]] = field(init=False, repr=False)
     _decoder_base: int = field(init=False, repr=False)
+    _decoder_kinds: list[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        keywords: list[str] = []
-        index: dict[str, int] = {}
+        if self.engine not in ("auto", "hyperscan", "ahocorasick"):
+            raise ValueError(f"unknown engine {self.engine!r}")
+        use_hs = self.engine == "hyperscan" or (self.engine == "auto" and hyperscan_available())
+        patterns: list[Pattern] = []
+        index: dict[Pattern, int] = {}
         self._keyword_rules = []
         for rule_index, rule in enumerate(self.rules):
-            for keyword in rule.keywords:
-                if keyword not in index:
-                    index[keyword] = len(keywords)
-                    keywords.append(keyword)
+            wanted: list[Pattern] = (
+                [(rule.prefilter, True)]
+                if use_hs and rule.prefilter
+                else [(k, False) for k in rule.keywords]
+            )
+            for pattern in wanted:
+                if pattern not in index:
+                    index[pattern] = len(patterns)
+                    patterns.append(pattern)
                     self._keyword_rules.append([])
-                self._keyword_rules[index[keyword]].append(rule_index)
-        self._decoder_base = len(keywords)
-        keywords.extend(DECODER_KEYWORDS)
-        self._matcher = make_matcher(keywords, prefer=self.engine)
+                self._keyword_rules[index[pattern]].append(rule_index)
+        self._decoder_base = len(patterns)
+        self._decoder_kinds = [kind for kind, _, _ in DECODERS]
+        patterns.extend((regex, True) if use_hs else (kw, False) for _, kw, regex in DECODERS)
+        self._matcher = make_matcher(patterns, use_hyperscan=use_hs)
 
     # -- public API -------------------------------------------------------------------
 
@@ -196,7 +206,9 @@ class Scanner:
     def _decoded_candidates(
         self, data: bytes, hits: list[tuple[int, int]], depth: int
     ) -> Iterator[_Candidate]:
-        for token_start, token_end, decoded in decoded_lines(data, hits, self._decoder_base):
+        base, kinds = self._decoder_base, self._decoder_kinds
+        typed = [(kinds[kid - base], end) for kid, end in hits]
+        for token_start, token_end, decoded in decoded_lines(data, typed):
             for cand in self._candidates(decoded, depth + 1):
                 cand.start, cand.end = token_start, token_end
                 cand.line_start = data.rfind(b"\n", 0, token_start) + 1

@@ -18,20 +18,30 @@ class KeywordMatcher(Protocol):
         ...
 
 
-class HyperscanMatcher:
-    """Keyword matcher on a Hyperscan block-mode database."""
+Pattern = tuple[str, bool]  # (keyword or regular expression, is_regex)
 
-    def __init__(self, keywords: list[str]) -> None:
+
+def hyperscan_available() -> bool:
+    """Whether the hyperscan module imports on this machine."""
+    try:
+        import hyperscan  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class HyperscanMatcher:
+    """Matcher on a Hyperscan block-mode database: caseless literals and prefilter regexes."""
+
+    def __init__(self, patterns: list[Pattern]) -> None:
         import hyperscan
 
         self._hs: Any = hyperscan
         self._db: Any = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-        exprs = [re.escape(k).encode() for k in keywords]
+        exprs = [(p if is_regex else re.escape(p)).encode() for p, is_regex in patterns]
+        flags = [0 if is_regex else hyperscan.HS_FLAG_CASELESS for _, is_regex in patterns]
         self._db.compile(
-            expressions=exprs,
-            ids=list(range(len(keywords))),
-            elements=len(exprs),
-            flags=[hyperscan.HS_FLAG_CASELESS] * len(exprs),
+            expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags
         )
 
     def hits(self, data: bytes) -> list[tuple[int, int]]:
@@ -51,11 +61,13 @@ class HyperscanMatcher:
 class AhoCorasickMatcher:
     """Keyword matcher on pyahocorasick over the lower-cased buffer."""
 
-    def __init__(self, keywords: list[str]) -> None:
+    def __init__(self, patterns: list[Pattern]) -> None:
         import ahocorasick
 
         self._automaton: Any = ahocorasick.Automaton()
-        for index, keyword in enumerate(keywords):
+        for index, (keyword, is_regex) in enumerate(patterns):
+            if is_regex:
+                raise ValueError("Aho-Corasick takes literal keywords only")
             self._automaton.add_word(keyword.lower(), index)
         self._automaton.make_automaton()
 
@@ -65,12 +77,8 @@ class AhoCorasickMatcher:
         return [(kid, end + 1) for end, kid in self._automaton.iter(text)]
 
 
-def make_matcher(keywords: list[str], *, prefer: str = "auto") -> KeywordMatcher:
-    """Hyperscan if available (or forced), else Aho-Corasick."""
-    if prefer in ("auto", "hyperscan"):
-        try:
-            return HyperscanMatcher(keywords)
-        except ImportError:
-            if prefer == "hyperscan":
-                raise
-    return AhoCorasickMatcher(keywords)
+def make_matcher(patterns: list[Pattern], *, use_hyperscan: bool) -> KeywordMatcher:
+    """Hyperscan when asked (patterns may hold regexes), else Aho-Corasick (literals)."""
+    if use_hyperscan:
+        return HyperscanMatcher(patterns)
+    return AhoCorasickMatcher(patterns)

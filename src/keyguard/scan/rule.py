@@ -51,6 +51,7 @@ class Rule:
     skip_filters: frozenset[str] = frozenset()
     multiline: bool = False
     generic: bool = False
+    prefilter: str | None = None
     allowlist: Allowlist = field(default_factory=Allowlist)
     true_positives: tuple[str, ...] = ()
     false_positives: tuple[str, ...] = ()
@@ -112,6 +113,7 @@ def parse_rule(table: dict[str, Any], family: str) -> Rule:
         skip_filters=frozenset(FILTERS) if "all" in skip else skip,
         multiline=bool(table.get("multiline", False)),
         generic=generic,
+        prefilter=str(table["prefilter"]) if table.get("prefilter") else None,
         allowlist=parse_allowlist(table.get("allowlist", {}), where),
         true_positives=tuple(str(x) for x in examples.get("true_positives", [])),
         false_positives=tuple(str(x) for x in examples.get("false_positives", [])),

@@ -14,7 +14,8 @@ from keyguard.scan.sources import git as gitsrc
 from keyguard.scan.sources.files import Item, expand_content, is_binary, iter_items
 
 Progress = Callable[[int, int], None]  # (bytes scanned, commits read)
-BATCH = 256
+BATCH = 256  # below this many blobs, no worker processes
+CHUNK_BLOBS = 20_000
 
 
 def _noop(done: int, commits: int) -> None:
@@ -71,9 +72,20 @@ def _scan_blob_batch(blob_ids: list[str]) -> tuple[list[tuple[str, Finding]], in
     return out, total
 
 
-def _batches(blobs: list[str], size: int) -> Iterable[list[str]]:
-    for start in range(0, len(blobs), size):
-        yield blobs[start : start + size]
+def _chunks(blobs: list[tuple[str, int]], parts: int) -> Iterable[list[str]]:
+    """Contiguous runs (pack order kept) of roughly equal byte size."""
+    total = sum(size for _, size in blobs) or 1
+    target = max(total // max(parts, 1), 1)
+    chunk: list[str] = []
+    acc = 0
+    for sha, size in blobs:
+        chunk.append(sha)
+        acc += size
+        if acc >= target or len(chunk) >= CHUNK_BLOBS:
+            yield chunk
+            chunk, acc = [], 0
+    if chunk:
+        yield chunk
 
 
 def scan_history(
@@ -96,7 +108,7 @@ def scan_history(
         max_commits=max_commits,
         on_commit=lambda n: progress(0, n),
     )
-    blobs = list(history.introductions)
+    blobs = gitsrc.pack_order(repo, history.introductions)
     jobs = jobs or min(2, os.cpu_count() or 1)
     _WORKER.update(scanner=scanner, history=history, repo=repo)
     results: list[tuple[str, Finding]] = []
@@ -105,12 +117,13 @@ def scan_history(
         if jobs > 1 and len(blobs) > BATCH:
             ctx = multiprocessing.get_context("fork")
             with ctx.Pool(jobs) as pool:
-                for found, size in pool.imap_unordered(_scan_blob_batch, _batches(blobs, BATCH)):
+                chunks = _chunks(blobs, jobs * 4)
+                for found, size in pool.imap_unordered(_scan_blob_batch, chunks):
                     results.extend(found)
                     done += size
                     progress(done, len(history.commits))
         else:
-            for batch in _batches(blobs, BATCH * 8):
+            for batch in _chunks(blobs, 8):
                 found, size = _scan_blob_batch(batch)
                 results.extend(found)
                 done += size

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -196,6 +196,35 @@ def iter_blobs(
         proc.kill()
         proc.wait()
         writer.join(timeout=1)
+
+
+def pack_order(repo: str, wanted: Mapping[str, object]) -> list[tuple[str, int]]:
+    """``(blob id, size)`` of the wanted blobs in pack order (cheap delta resolution when
+    read back in this order); wanted blobs git did not list come last."""
+    proc = subprocess.Popen(  # noqa: S603
+        _git(
+            repo,
+            "cat-file",
+            "--batch-all-objects",
+            "--unordered",
+            "--batch-check=%(objectname) %(objecttype) %(objectsize)",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    out: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for line in proc.stdout:
+        parts = line.split()
+        if len(parts) == 3 and parts[1] == b"blob":
+            sha = parts[0].decode()
+            if sha in wanted and sha not in seen:
+                seen.add(sha)
+                out.append((sha, int(parts[2])))
+    proc.wait()
+    out.extend((sha, 0) for sha in wanted if sha not in seen)
+    return out
 
 
 def origin_for(history: History, blob: str) -> Origin:
