@@ -99,7 +99,10 @@ def duckdb_anchor(path: Path, form: str) -> tuple[float, int]:
             "format='newline_delimited', maximum_object_size=1048576)"
         )
     else:
-        sql = "SELECT count(*), 0 FROM (SELECT unnest(Records) FROM read_json(?, maximum_object_size=2147483647))"
+        sql = (
+            "SELECT count(*), 0 FROM (SELECT unnest(Records) "
+            "FROM read_json(?, maximum_object_size=2147483647))"
+        )
     count, _ = con.execute(sql, [str(path)]).fetchone()  # type: ignore[misc]
     return time.perf_counter() - started, int(count)
 
@@ -128,7 +131,8 @@ def main() -> None:
 
         seconds, count = duckdb_anchor(path, args.form)
         print(
-            f"duckdb read_json (anchor): {count:,} events in {seconds:.2f} s = {count / seconds:,.0f} events/s"
+            f"duckdb read_json (anchor): {count:,} events in {seconds:.2f} s = "
+            f"{count / seconds:,.0f} events/s"
         )
 
         url = args.db or f"sqlite:///{tmp}/bench.db"
@@ -146,7 +150,8 @@ def main() -> None:
         again = import_target(engine, str(path), "cloudtrail", detect=not args.no_detect)
         seconds = time.perf_counter() - started
         print(
-            f"re-import: {again.imported} imported, {again.duplicates:,} duplicates in {seconds:.2f} s"
+            f"re-import: {again.imported} imported, {again.duplicates:,} duplicates "
+            f"in {seconds:.2f} s"
         )
         engine.dispose()
         if os.environ.get("KEEP"):

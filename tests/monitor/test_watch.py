@@ -119,6 +119,7 @@ def test_follow_file_like_tail_f(engine: Engine, tmp_path: Path) -> None:
         )
     assert watcher.step().events == 7
     assert _alerts(engine) == 1
+    watcher.persist()  # as on exit
     # restart: the persisted cursor skips what was read
     again = Watcher(
         engine,
@@ -161,3 +162,17 @@ def test_cli_watch_once_and_alert_commands(
     assert "abc" not in json.dumps(shown["deliveries"])
     assert main(["alert", "show", "999"]) == 4
     assert main(["watch", "--once", "--json"]) == 0
+
+
+def test_crash_before_snapshot_replays_without_realerting(engine: Engine) -> None:
+    append_audit(engine, 1, 10)
+    crashed = Watcher(engine, snapshot_every=3600)
+    assert crashed.step().alerts == 1  # alert committed, snapshot and cursor not yet
+    with http_receiver() as rx:
+        dispatcher = Dispatcher(engine, [parse_sink(rx.url)], attempts=1)
+        restarted = Watcher(engine, dispatcher=dispatcher)
+        total = restarted.run_once()
+        dispatcher.close()
+    assert (total.events, total.alerts) == (10, 0)  # replayed, recognised, not re-delivered
+    assert rx.requests == [] and _alerts(engine) == 1
+    assert Watcher(engine).run_once().events == 0  # the cursor was persisted on exit

@@ -173,23 +173,26 @@ def save_alerts_in(conn: Connection, updates: Iterable[AlertUpdate]) -> list[int
         return []
     now = _now()
     groups = sorted({up.group_key for up in pending})
-    latest: dict[str, list[int]] = {}  # group_key -> [alert id, count]
+    latest: dict[str, list[Any]] = {}  # group_key -> [alert id, count, last_seen]
     for start in range(0, len(groups), 500):
         rows = conn.execute(
-            select(_ALERTS.c.id, _ALERTS.c.group_key, _ALERTS.c.count)
+            select(_ALERTS.c.id, _ALERTS.c.group_key, _ALERTS.c.count, _ALERTS.c.last_seen)
             .where(
                 _ALERTS.c.group_key.in_(groups[start : start + 500]), _ALERTS.c.status != "closed"
             )
             .order_by(_ALERTS.c.id)
         )
-        for alert_id, group_key, count in rows:
-            latest[group_key] = [int(alert_id), int(count)]
+        for alert_id, group_key, count, last_seen in rows:
+            latest[group_key] = [int(alert_id), int(count), str(last_seen)]
     changed: dict[int, dict[str, Any]] = {}
     created: list[int] = []
     for up in pending:
         current = latest.get(up.group_key)
+        if current is not None and current[2] >= up.ts:
+            continue  # a replay after a restart: this firing is already recorded
         if current is not None and not up.is_new:
             current[1] += up.count
+            current[2] = up.ts
             changed[current[0]] = {"b_id": current[0], "count": current[1], "last_seen": up.ts}
             continue
         alert_id = conn.execute(
@@ -209,7 +212,7 @@ def save_alerts_in(conn: Connection, updates: Iterable[AlertUpdate]) -> list[int
             )
         ).inserted_primary_key
         assert alert_id is not None
-        latest[up.group_key] = [int(alert_id[0]), up.count]
+        latest[up.group_key] = [int(alert_id[0]), up.count, up.ts]
         created.append(int(alert_id[0]))
         metrics.ALERTS.labels(rule=up.rule).inc()
     if changed:

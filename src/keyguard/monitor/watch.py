@@ -55,6 +55,7 @@ class Watcher:
         files: Sequence[FileFollower] = (),
         detector: DetectionEngine | None = None,
         follow_audit: bool = True,
+        snapshot_every: float = 1.0,
     ) -> None:
         self.engine = engine
         self.dispatcher = dispatcher
@@ -69,7 +70,12 @@ class Watcher:
             if saved:
                 follower.cursor = FileCursor(**saved)
         self.total = StepResult()
+        self.snapshot_every = snapshot_every
         self._last_context = 0.0
+        self._persisted_at = time.monotonic()
+        self._dirty = False
+        self._dirty_files: set[FileFollower] = set()
+        self._audit_cursor = self.audit.cursor if self.audit is not None else 0
 
     def _refresh_context(self) -> None:
         now = time.monotonic()
@@ -79,60 +85,74 @@ class Watcher:
             self.detector.set_compromised(blocked)
             self._last_context = now
 
-    def step(self) -> StepResult:
-        """Process everything new once; return counts."""
+    def step(self, *, persist: bool = False) -> StepResult:
+        """Process everything new once; return counts.
+
+        Alerts are committed at once; the detector snapshot and the cursors are
+        committed together at most every ``snapshot_every`` seconds (or when
+        ``persist``). After a crash the events since the last snapshot are replayed,
+        and replayed alerts are recognised by their group and time, so nothing is
+        raised or delivered twice and nothing is missed.
+        """
         self._refresh_context()
         result = StepResult()
         updates = []
-        audit_cursor = None
         if self.audit is not None:
-            events, audit_cursor = self.audit.read()
+            events, self._audit_cursor = self.audit.read()
+            self.audit.cursor = self._audit_cursor
             if events:
                 metrics.count_events(events)
                 updates.extend(self.detector.process_many(events))
                 result.events += len(events)
-        file_cursors: list[tuple[FileFollower, FileCursor]] = []
         for follower in self.files:
             events, cursor = follower.read()
             if cursor != follower.cursor:
-                file_cursors.append((follower, cursor))
+                follower.cursor = cursor
+                self._dirty_files.add(follower)
             if events:
                 fresh = store_events(self.engine, events)
                 metrics.count_events(fresh)
-                updates.extend(self.detector.process_many(fresh))
-                result.events += len(fresh)
-        if not result.events and not file_cursors:
+                updates.extend(self.detector.process_many(events))
+                result.events += len(events)
+        self.total.events += result.events
+        if result.events or self._dirty_files:
+            self._dirty = True
+        due = time.monotonic() - self._persisted_at >= self.snapshot_every
+        if not updates and not (self._dirty and (persist or due)):
             return result
         with write_tx(self.engine) as conn:
             created = save_alerts_in(conn, updates) if updates else []
-            put_state(conn, DETECTOR_STATE, self.detector.snapshot())
-            if self.audit is not None and audit_cursor is not None:
-                put_state(conn, AUDIT_CURSOR, {"id": audit_cursor})
-            for follower, cursor in file_cursors:
-                put_state(conn, follower.state_name, cursor.to_json())
+            if self._dirty and (persist or due):
+                put_state(conn, DETECTOR_STATE, self.detector.snapshot())
+                if self.audit is not None:
+                    put_state(conn, AUDIT_CURSOR, {"id": self._audit_cursor})
+                for follower in self._dirty_files:
+                    put_state(conn, follower.state_name, follower.cursor.to_json())
+                self._dirty_files.clear()
+                self._dirty = False
+                self._persisted_at = time.monotonic()
             rows = (
                 conn.execute(select(_ALERTS).where(_ALERTS.c.id.in_(created))).all()
                 if created
                 else []
             )
-        if self.audit is not None and audit_cursor is not None:
-            self.audit.cursor = audit_cursor
-        for follower, cursor in file_cursors:
-            follower.cursor = cursor
         if rows and self.dispatcher is not None:
             for row in rows:
                 self.dispatcher.submit(alert_dict(row))
         result.alerts = len(created)
-        self.total.events += result.events
         self.total.alerts += result.alerts
         return result
 
+    def persist(self) -> None:
+        """Commit the detector snapshot and cursors now (on exit)."""
+        self.step(persist=True)
+
     def run_once(self) -> StepResult:
-        """Process the whole backlog, then return."""
-        while True:
-            step = self.step()
-            if not step.events:
-                return self.total
+        """Process the whole backlog, persist, then return."""
+        while self.step().events:
+            pass
+        self.persist()
+        return self.total
 
     def run(self, stop: threading.Event, poll: float = POLL_SECONDS) -> StepResult:
         """Loop until ``stop`` is set: wake on NOTIFY (PostgreSQL) or every ``poll`` seconds."""
@@ -149,6 +169,7 @@ class Watcher:
         finally:
             if listener is not None:
                 listener.close()
+            self.persist()
         return self.total
 
 
