@@ -80,3 +80,20 @@ def test_assessed_items_and_anomalies_win(service: IncidentService) -> None:
     data = gather_report_data(service, inc.id)
     assert [(d.name, d.rewrapped) for d in data.data_items] == [("x", False)]
     assert [a.kind for a in data.anomalies] == ["burst", "alert"]
+
+
+def test_aggregated_assessment_data_and_factors(service: IncidentService) -> None:
+    inc = service.open([("pay", 1)], EXPOSED, DETECTED)
+    service.update_facts(
+        inc.id,
+        impact={
+            "data": [{"key": "pay", "version": 1, "class": "pii", "items": 40, "records": 900}],
+            "factors": [
+                {"factor": "tier", "weight": 2, "en": "The key is high tier.", "zh": "高等级密钥。"}
+            ],
+        },
+    )
+    data = gather_report_data(service, inc.id)
+    [row] = data.data_items
+    assert (row.items, row.records, row.rewrapped) == (40, 900, True)  # nothing left under v1
+    assert data.risk_factors == [("The key is high tier.", "高等级密钥。")]

@@ -164,8 +164,8 @@ def open_incident(
     now = svc.clock.now()
     incident = svc.open(
         [parse_key(k) for k in key],
-        parse_time(exposed_at, svc.clock),
-        parse_time(detected_at, svc.clock) if detected_at else None,
+        parse_time(exposed_at, svc.clock).replace(microsecond=0),
+        parse_time(detected_at, svc.clock).replace(microsecond=0) if detected_at else None,
         source,
         jurisdiction,
         data_class,

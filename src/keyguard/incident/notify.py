@@ -63,8 +63,12 @@ def _severity(ctx: NoticeContext) -> str:
 
 
 def _consequences(ctx: NoticeContext) -> str:
-    reasons = ctx.incident.impact.get("reasons")
-    lines = [str(r) for r in reasons] if isinstance(reasons, list) else []
+    factors = ctx.incident.impact.get("factors")
+    lines = [
+        str(f.get(ctx.lang) or f.get("en"))
+        for f in (factors if isinstance(factors, list) else [])
+        if isinstance(f, dict) and f.get("en")
+    ]
     default = phrase(ctx.lang, "consequences_default", severity=_severity(ctx))
     return "\n".join([default, *[f"- {r}" for r in lines]])
 

@@ -126,8 +126,7 @@ class IncidentService:
     ) -> Incident:
         """Open an incident for leaked ``keys``: schedule the playbook, work out the obligations."""
         now = self.clock.now()
-        detected = (detected_at or now).replace(microsecond=0)
-        exposed_at = exposed_at.replace(microsecond=0)
+        detected = detected_at or now
         if not keys:
             raise UsageError("an incident needs at least one key", hint="pass --key NAME[@VERSION]")
         parsed = [IncidentKey(name, version) for name, version in keys]

@@ -30,7 +30,7 @@ class Anomaly:
 
 @dataclass(frozen=True)
 class DataItem:
-    """A registered item under a leaked key version."""
+    """A registered item (or ``items`` of them, aggregated) under a leaked key version."""
 
     name: str
     data_class: str
@@ -38,11 +38,15 @@ class DataItem:
     key: str
     version: int
     rewrapped: bool = False
+    items: int = 1
 
 
 @dataclass(frozen=True)
 class ReportData:
-    """Everything the report shows: the incident plus usage, anomalies and data items."""
+    """Everything the report shows: the incident plus usage, anomalies and data items.
+
+    ``risk_factors`` are the reasons behind the risk grade as (en, zh) sentences.
+    """
 
     incident: Incident
     now: datetime
@@ -50,6 +54,7 @@ class ReportData:
     anomalies: Sequence[Anomaly] = field(default_factory=tuple)
     data_items: Sequence[DataItem] = field(default_factory=tuple)
     organisation: str = ""
+    risk_factors: Sequence[tuple[str, str]] = field(default_factory=tuple)
 
     @property
     def contained_at(self) -> datetime | None:

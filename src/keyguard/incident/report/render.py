@@ -28,6 +28,8 @@ def _span(delta: timedelta | None) -> str:
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
+    if seconds < 60:
+        return f"{sign}{abs(delta.total_seconds()):.2f} s"
     if days:
         return f"{sign}{days}d {hours}h {minutes:02d}m"
     if hours:
@@ -36,7 +38,12 @@ def _span(delta: timedelta | None) -> str:
 
 
 def _time(at: datetime | None, none: str) -> str:
-    return format_time(at) if at is not None else none
+    return format_time(at.replace(microsecond=0)) if at is not None else none
+
+
+def _short(at: datetime | None, none: str = "-") -> str:
+    """A compact UTC time for table cells (the column header says UTC)."""
+    return at.strftime("%Y-%m-%d %H:%M:%S") if at is not None else none
 
 
 def build_context(data: ReportData, lang: str) -> dict[str, Any]:
@@ -47,9 +54,10 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
     status = STATUS_NAMES[lang].get(str(inc.status), str(inc.status))
     per_class: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for item in data.data_items:
-        per_class[item.data_class][0] += 1
+        per_class[item.data_class][0] += item.items
         per_class[item.data_class][1] += item.records
     total_records = sum(i.records for i in data.data_items)
+    total_items = sum(i.items for i in data.data_items)
     phases = []
     for phase in inc.phases:
         done = phase.done_at
@@ -60,8 +68,8 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
         phases.append(
             {
                 "name": phase.title.get(lang),
-                "due": format_time(phase.due_at),
-                "done": _time(done, "-"),
+                "due": _short(phase.due_at),
+                "done": _short(done),
                 "result": result,
             }
         )
@@ -76,8 +84,8 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
             {
                 "id": task.id,
                 "title": task.title.get(lang),
-                "due": format_time(task.due_at),
-                "done": _time(task.done_at, "-"),
+                "due": _short(task.due_at),
+                "done": _short(task.done_at),
                 "by": task.done_by or "-",
                 "result": result,
             }
@@ -91,7 +99,7 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
     peak = max(data.usage, key=lambda p: p.count, default=None)
     usage_summary = (
         t["usage_summary"].format(
-            total=usage_total, after=after, peak=peak.count, peak_at=format_time(peak.hour)
+            total=usage_total, after=after, peak=peak.count, peak_at=_short(peak.hour)
         )
         if peak is not None and usage_total
         else t["no_usage"]
@@ -101,7 +109,7 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
             "id": task.id,
             "title": task.title.get(lang),
             "owner": task.owner,
-            "due": format_time(task.due_at),
+            "due": _short(task.due_at),
             "overdue": task.state(data.now) is ItemState.OVERDUE,
         }
         for task in inc.tasks
@@ -112,7 +120,7 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
             "id": ob.regulation,
             "title": ob.title.get(lang),
             "owner": ob.audience.get(lang),
-            "due": _time(ob.due_at, t["no_due"]),
+            "due": _short(ob.due_at, t["no_due"]),
             "overdue": ob.state(data.now) is ItemState.OVERDUE,
         }
         for ob in inc.obligations
@@ -124,14 +132,14 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
         "title": inc.title,
         "incident_id": inc.id,
         "organisation": data.organisation,
-        "generated": format_time(data.now),
+        "generated": _time(data.now, "-"),
         "summary": [
             (t["keys"], ", ".join(str(k) for k in inc.keys)),
             (t["status"], status),
             (t["severity"], SEVERITY_NAMES[lang][str(inc.severity)]),
             (t["source"], inc.source or "-"),
-            (t["exposed"], format_time(inc.exposed_at)),
-            (t["detected"], format_time(inc.detected_at)),
+            (t["exposed"], _time(inc.exposed_at, "-")),
+            (t["detected"], _time(inc.detected_at, "-")),
             (t["contained"], _time(contained, t["not_yet"])),
             (
                 t["time_to_contain"],
@@ -140,14 +148,14 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
             (t["exposure"], _span((contained or data.now) - inc.exposed_at)),
             (
                 t["at_risk"],
-                t["items_records"].format(items=len(data.data_items), records=f"{total_records:,}"),
+                t["items_records"].format(items=f"{total_items:,}", records=f"{total_records:,}"),
             ),
         ],
         "phases": phases,
         "tasks": tasks,
         "events": [
             {
-                "at": format_time(e.at),
+                "at": _short(e.at),
                 "offset": _span(e.at - inc.detected_at),
                 "actor": e.actor,
                 "what": e.message,
@@ -155,13 +163,14 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
             for e in inc.timeline
         ],
         "per_class": [
-            {"name": data_class_name(lang, c), "count": n, "records": f"{r:,}"}
+            {"name": data_class_name(lang, c), "count": f"{n:,}", "records": f"{r:,}"}
             for c, (n, r) in sorted(per_class.items())
         ],
         "items": [
             {
                 "name": i.name,
                 "class": data_class_name(lang, i.data_class),
+                "count": f"{i.items:,}",
                 "records": f"{i.records:,}",
                 "key": f"{i.key}@{i.version}",
                 "rewrapped": t["yes"] if i.rewrapped else t["no"],
@@ -172,7 +181,7 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
         "usage_summary": usage_summary,
         "anomalies": [
             {
-                "at": format_time(a.at),
+                "at": _short(a.at),
                 "kind": a.kind,
                 "severity": a.severity,
                 "description": a.description,
@@ -184,14 +193,15 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
                 "id": ob.regulation,
                 "title": ob.title.get(lang),
                 "audience": ob.audience.get(lang),
-                "due": _time(ob.due_at, t["no_due"]),
+                "due": _short(ob.due_at, t["no_due"]),
                 "state": str(ob.state(data.now)),
                 "status": t["state_" + str(ob.state(data.now))],
-                "done": _time(ob.done_at, "-"),
+                "done": _short(ob.done_at),
             }
             for ob in inc.obligations
         ],
         "root_cause": inc.root_cause,
+        "risk_factors": [zh if lang == "zh" else en for en, zh in data.risk_factors],
         "open_actions": open_tasks + open_obligations,
         "hardening": [zh if lang == "zh" else en for en, zh in HARDENING],
         "chart": None,

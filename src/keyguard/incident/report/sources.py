@@ -2,8 +2,8 @@
 
 Only plain SQL over the shared tables (``audit_events``, ``imported_events``,
 ``data_items``); what the assessment stored in ``incident.impact`` wins:
-``impact["data_items"]`` (the items under the leaked versions when assessed)
-and ``impact["anomalies"]``.
+``impact["data"]`` or ``impact["data_items"]`` (what was under the leaked
+versions when assessed), ``impact["factors"]`` and ``impact["anomalies"]``.
 """
 
 from __future__ import annotations
@@ -73,8 +73,50 @@ def _inventory(engine: Engine, incident: Incident) -> dict[str, tuple[str, str, 
         return {str(r[0]): (str(r[1]), str(r[3]), int(r[4]), int(r[2])) for r in rows}
 
 
+def _remaining(engine: Engine, key: str, version: int) -> int:
+    """Items of ``key`` still under ``version`` (0 once everything was re-wrapped)."""
+    if "data_items" not in set(inspect(engine).get_table_names()):
+        return 0
+    query = text(
+        "SELECT count(*) FROM data_items WHERE key_name = :key AND version = :version "
+        "AND is_deleted = :deleted"
+    )
+    with engine.connect() as conn:
+        params = {"key": key, "version": version, "deleted": False}
+        return int(conn.execute(query, params).scalar_one())
+
+
+def _int(value: object, default: int = 0) -> int:
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else default
+
+
 def data_items(engine: Engine, incident: Incident) -> list[DataItem]:
-    """Items under the leaked versions: as assessed (impact), else as the inventory has them."""
+    """Items under the leaked versions: as assessed, else as the inventory has them now.
+
+    The assessment may store ``impact["data"]`` (per key, version and class:
+    ``{"key", "version", "class", "items", "records"}``) or ``impact["data_items"]``
+    (one entry per item: ``{"name", "key", "version", "data_class", "records"}``).
+    """
+    aggregated = incident.impact.get("data")
+    if isinstance(aggregated, list) and aggregated:
+        rows = []
+        for raw in aggregated:
+            if not isinstance(raw, dict):
+                continue
+            key, version = str(raw.get("key", "")), _int(raw.get("version"))
+            data_class = str(raw.get("class", raw.get("data_class", "other")))
+            rows.append(
+                DataItem(
+                    f"{key}@{version} · {data_class}",
+                    data_class,
+                    _int(raw.get("records")),
+                    key,
+                    version,
+                    rewrapped=_remaining(engine, key, version) == 0,
+                    items=_int(raw.get("items"), 1),
+                )
+            )
+        return rows
     current = _inventory(engine, incident)
     assessed = incident.impact.get("data_items")
     if isinstance(assessed, list) and assessed:
@@ -82,13 +124,13 @@ def data_items(engine: Engine, incident: Incident) -> list[DataItem]:
         for raw in assessed:
             if not isinstance(raw, dict):
                 continue
-            name, version = str(raw.get("name", "")), int(raw.get("version", 0))
+            name, version = str(raw.get("name", "")), _int(raw.get("version"))
             now_version = current.get(name, ("", "", 0, version))[3]
             items.append(
                 DataItem(
                     name,
                     str(raw.get("data_class", "other")),
-                    int(raw.get("records", 0)),
+                    _int(raw.get("records")),
                     str(raw.get("key", "")),
                     version,
                     rewrapped=now_version > version,
@@ -102,6 +144,16 @@ def data_items(engine: Engine, incident: Incident) -> list[DataItem]:
         for name, (key, data_class, records, version) in sorted(current.items())
         if (key, version) in leaked or key in keys_any
     ]
+
+
+def risk_factors(incident: Incident) -> list[tuple[str, str]]:
+    """The reasons behind the grade stored by the assessment (``impact["factors"]``), en and zh."""
+    raw = incident.impact.get("factors")
+    found = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, dict) and item.get("en"):
+            found.append((str(item["en"]), str(item.get("zh") or item["en"])))
+    return found
 
 
 def anomalies(incident: Incident) -> list[Anomaly]:
@@ -143,4 +195,5 @@ def gather_report_data(
         anomalies=anomalies(incident),
         data_items=data_items(service.engine, incident),
         organisation=organisation,
+        risk_factors=risk_factors(incident),
     )
