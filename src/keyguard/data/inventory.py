@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Text, cast, func, insert, select
 
 from keyguard.crypto import envelope
 from keyguard.errors import ConflictError, KeyStateError, NotFoundError, UsageError
@@ -168,15 +168,19 @@ class DataInventory:
         done = 0
         lost = 0
         last_id = 0
-        stmt = (
-            update(DataItem)
-            .where(DataItem.id == bindparam("b_id"), DataItem.version == bindparam("b_old"))
-            .values(ciphertext=bindparam("b_ct"), version=bindparam("b_new"), updated_at=bindparam("b_at"))
+        is_sqlite = self.engine.dialect.name == "sqlite"
+        # Driver-level executemany: this loop is the hot path of a 100k-item rewrap.
+        mark = "?" if is_sqlite else "%s"
+        update_sql = (
+            f"UPDATE data_items SET ciphertext = {mark}, version = {mark}, updated_at = {mark} "
+            f"WHERE id = {mark} AND version = {mark}"
         )
+        raw_context = cast(DataItem.context, Text)
+        new_prefix = envelope.associated_data(key, active.version, None)
         while limit is None or done < limit:
             with self.engine.connect() as conn:
                 rows = conn.execute(
-                    select(DataItem.id, DataItem.version, DataItem.ciphertext, DataItem.context)
+                    select(DataItem.id, DataItem.version, DataItem.ciphertext, raw_context.label("context"))
                     .where(
                         DataItem.key_name == key,
                         DataItem.version != active.version,
@@ -190,7 +194,8 @@ class DataInventory:
                 break
             last_id = rows[-1].id
             now = self.vault.clock.now()
-            params: list[dict[str, Any]] = []
+            stamp: Any = now.strftime("%Y-%m-%d %H:%M:%S.%f") if is_sqlite else now
+            params: list[tuple[Any, ...]] = []
             loaded_cache: dict[int, Any] = {}
             for row in rows:
                 old = loaded_cache.get(row.version)
@@ -199,18 +204,16 @@ class DataInventory:
                     if state is None or state == VersionState.DESTROYED:
                         lost += 1
                         continue
-                    old = loaded_cache[row.version] = self.vault.loaded_version(key, row.version, allow_blocked=True)
+                    old = loaded_cache[row.version] = (
+                        self.vault.loaded_version(key, row.version, allow_blocked=True),
+                        envelope.associated_data(key, row.version, None),
+                    )
+                context = _stored_context(row.context)
                 parsed = envelope.parse(row.ciphertext)
-                plaintext = old.decrypt(parsed.payload, envelope.associated_data(key, row.version, row.context))
-                payload = target.encrypt(plaintext, envelope.associated_data(key, active.version, row.context))
+                plaintext = old[0].decrypt(parsed.payload, old[1] + context)
+                payload = target.encrypt(plaintext, new_prefix + context)
                 params.append(
-                    {
-                        "b_id": row.id,
-                        "b_old": row.version,
-                        "b_ct": envelope.Ciphertext(key, active.version, payload).text(),
-                        "b_new": active.version,
-                        "b_at": now,
-                    }
+                    (envelope.Ciphertext(key, active.version, payload).text(), active.version, stamp, row.id, row.version)
                 )
             if params:
                 # Audit first (fail closed), then commit the batch atomically.
@@ -220,15 +223,22 @@ class DataInventory:
                     "ok",
                     key,
                     active.version,
-                    f"{len(params)} items (ids {params[0]['b_id']}..{params[-1]['b_id']}) to version {active.version}",
+                    f"{len(params)} items (ids {params[0][3]}..{params[-1][3]}) to version {active.version}",
                 )
                 with write_tx(self.engine) as conn:
-                    conn.execute(stmt.execution_options(synchronize_session=False), params)
+                    conn.exec_driver_sql(update_sql, params)
                 done += len(params)
             if progress is not None:
                 progress(done, total)
         remaining = self.pending(key, active.version)
         return RewrapReport(key, active.version, done, remaining - lost, lost)
+
+
+def _stored_context(raw: str | None) -> bytes:
+    """The canonical context bytes from the stored JSON text (stored canonically, see store.db)."""
+    if raw is None or raw in ("null", "{}"):
+        return b""
+    return raw.encode()
 
 
 def require_item(inventory: DataInventory, name: str) -> None:

@@ -8,6 +8,7 @@ do not race.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -50,6 +51,7 @@ def create_db_engine(url: str) -> Engine:
                 os.close(fd)
         engine = create_engine(
             url,
+            json_serializer=canonical_json,
             connect_args={"check_same_thread": False, "timeout": 60, "isolation_level": None},
             pool_size=8,
             max_overflow=16,
@@ -64,8 +66,14 @@ def create_db_engine(url: str) -> Engine:
 
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        return create_engine(url, json_serializer=canonical_json, pool_size=10, max_overflow=20, pool_pre_ping=True)
     raise UsageError(f"unsupported database backend {parsed.get_backend_name()!r}", hint="use sqlite or postgresql+psycopg")
+
+
+def canonical_json(value: Any) -> str:
+    """JSON columns are stored canonically (sorted keys, no spaces), so stored text can be
+    used as-is where a canonical form is needed (encryption contexts as associated data)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def is_sqlite(engine: Engine) -> bool:
