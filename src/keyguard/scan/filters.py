@@ -139,6 +139,19 @@ def is_path_or_identifier(value: str) -> bool:
     return bool(_PATHLIKE.search(value) or _IDENTIFIER.match(value))
 
 
+def is_encoded_placeholder(value: str) -> bool:
+    """Base64 of a placeholder or template (``Y2hhbmdlbWU=`` is ``changeme``)."""
+    if len(value) < 8 or len(value) % 4 or not value.isascii():
+        return False
+    from keyguard.scan.decode import b64decode_text
+
+    raw = b64decode_text(value.encode())
+    if raw is None:
+        return False
+    text = raw.decode("utf-8", "replace").strip()
+    return is_placeholder(text) or is_templated(text)
+
+
 FILTERS: dict[str, Callable[[str], bool]] = {
     "uuid": is_uuid,
     "hash": is_hash,
@@ -146,6 +159,7 @@ FILTERS: dict[str, Callable[[str], bool]] = {
     "placeholder": is_placeholder,
     "public_key": is_public_key,
     "identifier": is_path_or_identifier,
+    "encoded_placeholder": is_encoded_placeholder,
 }
 
 

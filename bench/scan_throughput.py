@@ -1,0 +1,90 @@
+"""Scanner throughput: keyguard vs betterleaks, Kingfisher and detect-secrets on a real
+code base (CPython's standard library replayed from 2.7 to 3.13 as git history).
+
+MB/s = bytes of ``git log -p --all`` / wall time, for every tool and both targets (working
+tree and full history), so all figures share one denominator. Peak RSS is summed over
+each tool's process tree. Competitors run from bench/.venv-scan, validation off.
+
+    .venv/bin/python bench/scan_throughput.py
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scan_common import KEYGUARD, WORK, build_stdlib_repo, ensure_competitors, git_log_bytes, measure
+
+
+def count_findings(tool: str, path: Path) -> int:
+    try:
+        document = json.loads(path.read_text() or "null")
+    except (OSError, ValueError):
+        return -1
+    if tool == "keyguard":
+        return len(document)
+    if tool == "detect-secrets":
+        return sum(len(v) for v in document["results"].values())
+    if isinstance(document, dict):
+        return len(document.get("findings") or [])
+    return len(document or [])
+
+
+def commands(bindir: Path, repo: Path, patch: Path, out: Path) -> dict[tuple[str, str], list[str]]:
+    kf = [str(bindir / "kingfisher"), "scan", "--no-validate", "--no-update-check", "-q",
+          "-f", "json", "-o", str(out)]
+    bl = [str(bindir / "betterleaks"), "--no-banner", "-l", "error", "-o", str(out)]
+    ds = [str(bindir / "detect-secrets"), "scan", "--all-files"]
+    kg = [str(KEYGUARD), "scan", "-f", "json", "-o", str(out)]
+    return {
+        ("keyguard", "working tree"): [*kg, str(repo)],
+        ("keyguard", "history"): [*kg, "--git", str(repo)],
+        ("betterleaks", "working tree"): [bl[0], "fs", *bl[1:], str(repo)],
+        ("betterleaks", "history"): [bl[0], "git", *bl[1:], str(repo)],
+        ("kingfisher", "working tree"): [*kf, "--git-history", "none", str(repo)],
+        ("kingfisher", "history"): [*kf, "--git-history", "full", str(repo)],
+        ("detect-secrets", "working tree"): [*ds, str(repo)],
+        ("detect-secrets", "history"): [*ds, str(patch)],
+    }
+
+
+def main() -> None:
+    bindir = ensure_competitors()
+    repo = build_stdlib_repo(WORK / "stdlib-history")
+    log_bytes = git_log_bytes(repo)
+    patch = WORK / "stdlib-history.patch"
+    if not patch.exists():
+        with patch.open("wb") as handle:
+            subprocess.run(["git", "-C", str(repo), "log", "-p", "--all", "--no-color"],
+                           stdout=handle, check=True)
+    commits = subprocess.run(["git", "-C", str(repo), "rev-list", "--all", "--count"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    out = WORK / "scan-out.json"
+    warm = WORK / "warmup"
+    warm.mkdir(exist_ok=True)
+    (warm / "a.txt").write_text("nothing\n")
+    for (_tool, target), cmd in commands(bindir, warm, warm / "a.txt", out).items():
+        if target == "working tree":
+            measure(cmd, cwd=WORK)  # warm caches (rule databases, imports)
+    print(f"repository: CPython stdlib 2.7→3.13 replayed, {commits} commits, "
+          f"git log -p --all = {log_bytes / 1e6:.1f} MB")
+    print(f"{'tool':<16}{'target':<14}{'wall s':>8}{'MB/s':>9}{'peak MB':>9}{'findings':>10}")
+    for (tool, target), cmd in commands(bindir, repo, patch, out).items():
+        if out.exists():
+            out.unlink()
+        if tool == "detect-secrets":
+            result = measure(cmd, cwd=WORK, stdout_path=out)
+        else:
+            result = measure(cmd, cwd=WORK)
+        found = count_findings(tool, out)
+        print(f"{tool:<16}{target:<14}{result.wall:>8.2f}{log_bytes / 1e6 / result.wall:>9.1f}"
+              f"{result.peak_rss_mb:>9.0f}{found:>10}", flush=True)
+    print("detect-secrets has no history mode: it scans the `git log -p --all` text itself.")
+
+
+if __name__ == "__main__":
+    main()
