@@ -176,3 +176,22 @@ def test_crash_before_snapshot_replays_without_realerting(engine: Engine) -> Non
     assert (total.events, total.alerts) == (10, 0)  # replayed, recognised, not re-delivered
     assert rx.requests == [] and _alerts(engine) == 1
     assert Watcher(engine).run_once().events == 0  # the cursor was persisted on exit
+
+
+def test_follow_vault_audit_pairs_across_reads(engine: Engine, tmp_path: Path) -> None:
+    def entry(kind: str) -> str:
+        return json.dumps(
+            {"time": "2026-01-05T10:00:00Z", "type": kind, "auth": {"accessor": "hmac-sha256:a"},
+             "request": {"id": "r1", "operation": "update", "mount_point": "transit/",
+                         "mount_type": "transit", "path": "transit/decrypt/pay",
+                         "remote_address": "203.0.113.5"}}
+        )  # fmt: skip
+
+    path = tmp_path / "audit.log"
+    path.write_text(entry("request") + "\n")
+    follower = FileFollower(path, "vault-audit", ImportOptions(), FileCursor())
+    watcher = Watcher(engine, files=[follower], follow_audit=False)
+    assert watcher.step().events == 0  # the response has not been written yet
+    with path.open("a") as handle:
+        handle.write(entry("response") + "\n")
+    assert watcher.step().events == 1

@@ -26,17 +26,26 @@ from keyguard.runtime import open_engine
 alert_app = typer.Typer(help="Alerts raised by the monitor.", no_args_is_help=True)
 
 
+def _short(text: str | None, width: int) -> str:
+    if not text:
+        return "-"
+    return text if len(text) <= width else text[: width // 2 - 1] + "…" + text[-(width // 2) :]
+
+
 def _render_list(items: list[dict[str, Any]]) -> None:
-    table = Table("id", "status", "severity", "rule", "key", "count", "last seen", "title")
+    if not items:
+        console.print("no alerts")
+        return
+    table = Table("id", "status", "sev", "rule", "key", "n", "last seen (UTC)", "title")
     for a in items:
         table.add_row(
             str(a["id"]),
             a["status"],
             a["severity"],
             a["rule"],
-            a["key"] or "-",
+            _short(a["key"], 22),
             str(a["count"]),
-            a["last_seen"],
+            a["last_seen"][:16].replace("T", " "),
             a["title"],
         )
     console.print(table)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ class FileFollower:
     def __init__(self, path: Path, fmt: str, options: ImportOptions, cursor: FileCursor) -> None:
         self.path = path
         self.fmt = fmt
-        self.options = options
+        self.options = replace(options, is_tail=True)
         self.cursor = cursor
         self._importer = get_importer(fmt)
         self.rejected = 0

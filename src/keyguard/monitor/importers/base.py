@@ -34,6 +34,7 @@ class ImportOptions:
     extra_fields: list[str] = field(default_factory=list)
     fingerprint_key: bytes = b""
     delimiter: str = ","
+    is_tail: bool = False  # reading a chunk of a followed file: more lines will come
 
 
 class Importer(Protocol):

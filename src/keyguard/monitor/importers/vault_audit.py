@@ -122,7 +122,6 @@ def _event(
 
 def parse(stream: IO[bytes], *, name: str | None, options: ImportOptions) -> Iterator[Parsed]:
     """Parse audit entries, pairing request and response by ``request.id``."""
-    del options
     pending: OrderedDict[str, tuple[int, str, dict[str, Any]]] = OrderedDict()
     for number, line in iter_lines(stream):
         try:
@@ -156,5 +155,7 @@ def parse(stream: IO[bytes], *, name: str | None, options: ImportOptions) -> Ite
             yield _event(entry, ts, number, name, request_only=False)
         else:
             yield _event(entry, first[1], first[0], name, request_only=False)
+    if options.is_tail:
+        return  # following a file: the response entry (which repeats the request) will come
     for line_no, ts, entry in pending.values():
         yield _event(entry, ts, line_no, name, request_only=True)
