@@ -1,0 +1,1 @@
+"""Hardening policy checks (seed step 6)."""
