@@ -163,6 +163,7 @@ def test_close_needs_recovered_unless_forced(service: IncidentService) -> None:
         ({"exposed_at": DETECTED + timedelta(hours=1)}, "exposed after"),
         ({"data_classes": ["medical"]}, "unknown data class"),
         ({"jurisdictions": ["E U"]}, "invalid jurisdiction"),
+        ({"flags": ["hihg-risk"]}, "unknown flag 'hihg-risk'"),
     ],
 )
 def test_open_refuses_bad_input(
@@ -174,6 +175,15 @@ def test_open_refuses_bad_input(
     migrate(engine)
     with pytest.raises(UsageError, match=message):
         _open(IncidentService(engine, clock), **kw)
+
+
+def test_update_refuses_unknown_flags_and_determinations(service: IncidentService) -> None:
+    inc = _open(service)
+    with pytest.raises(UsageError, match="unknown flag"):
+        service.update_facts(inc.id, add_flags=["materiel"])
+    with pytest.raises(UsageError, match="unknown determination"):
+        service.update_facts(inc.id, determinations={"material": DETECTED})
+    assert service.get(inc.id).flags == ["relatively-major"]
 
 
 def test_unknown_incident(service: IncidentService) -> None:

@@ -185,6 +185,21 @@ class RegulationCatalog:
                 )
         return cls(specs)
 
+    def known_flags(self) -> frozenset[str]:
+        """Every flag a trigger or exemption of the catalog looks at (plus the implied ones)."""
+        flags = set(IMPLIED_FLAGS) | {"personal-data"}
+        for spec in self.specs.values():
+            flags |= set(spec.trigger.flags_all) | set(spec.trigger.flags_any)
+            for ex in spec.exemptions:
+                flags |= set(ex.when_flags) | set(ex.void_when_flags)
+        return frozenset(flags)
+
+    def known_determinations(self) -> frozenset[str]:
+        """Names of the determinations that start a clock (materiality, major-classification)."""
+        return frozenset(
+            s.clock.determination for s in self.specs.values() if s.clock.determination
+        )
+
     def get(self, regulation_id: str) -> RegulationSpec:
         """The regulation ``regulation_id``."""
         try:

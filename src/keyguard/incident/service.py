@@ -164,7 +164,7 @@ class IncidentService:
             playbook=spec.id,
             jurisdictions=_codes(jurisdictions, "jurisdiction"),
             data_classes=classes,
-            flags=_codes(flags, "flag"),
+            flags=self._flags(flags),
             status_history={str(Status.OPEN): now},
             phases=schedule(spec, detected),
         )
@@ -291,6 +291,13 @@ class IncidentService:
             if root_cause is not None:
                 incident.root_cause = root_cause
                 changed["root_cause"] = root_cause
+            self._flags(add_flags)
+            unknown = sorted(set(determinations or {}) - self.catalog.known_determinations())
+            if unknown:
+                raise UsageError(
+                    f"unknown determination {unknown[0]!r}",
+                    hint="known: " + ", ".join(sorted(self.catalog.known_determinations())),
+                )
             for name, values, what in (
                 ("flags", add_flags, "flag"),
                 ("jurisdictions", add_jurisdictions, "jurisdiction"),
@@ -392,6 +399,16 @@ class IncidentService:
             self.complete_task(incident_id, task.id, evidence=evidence, by="keyguard")
             results.append(ActionResult(task.id, task.action, ok=True, evidence=evidence))
         return results
+
+    def _flags(self, flags: Iterable[str]) -> builtins.list[str]:
+        values = _codes(flags, "flag")
+        known = self.catalog.known_flags()
+        unknown = [f for f in values if f not in known]
+        if unknown:
+            raise UsageError(
+                f"unknown flag {unknown[0]!r}", hint="known: " + ", ".join(sorted(known))
+            )
+        return values
 
     def _recompute(self, incident: Incident) -> builtins.list[Obligation]:
         fresh = self.catalog.obligations(Facts.of(incident))
