@@ -22,15 +22,15 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from keyguard.scan.catalog import load_rules
+from keyguard.scan.generate import expand
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scan_common import KEYGUARD, PYENV, WORK, ensure_competitors, measure
+from scan_common import KEYGUARD, PYENV, WORK, ensure_competitors, measure  # noqa: E402
 
 # outside any git work tree, so that no tool applies this repository's .gitignore
 OUTSIDE = Path(tempfile.gettempdir()) / "keyguard-scan-accuracy"
-
-from keyguard.scan.catalog import load_rules
-from keyguard.scan.generate import expand
 
 PLANTS_PER_TEMPLATE = 2
 EXTENSIONS = (".env", ".py", ".yaml", ".sh", ".json", ".ts", ".tf")
@@ -49,7 +49,8 @@ HARD_NEGATIVES = (
     "md5 = '{gen:[0-9a-f]*32}'",
     "\"integrity\": \"sha512-{gen:[A-Za-z0-9+/]*86}==\"",
     "commit {gen:[0-9a-f]*40}",
-    "request_id = \"{gen:[0-9a-f]*8}-{gen:[0-9a-f]*4}-4{gen:[0-9a-f]*3}-a{gen:[0-9a-f]*3}-{gen:[0-9a-f]*12}\"",
+    "request_id = \"{gen:[0-9a-f]*8}-{gen:[0-9a-f]*4}-4{gen:[0-9a-f]*3}-a{gen:[0-9a-f]*3}-"
+    "{gen:[0-9a-f]*12}\"",
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{gen:[A-Za-z0-9+/]*43} deploy@ci",
     "{pem:PUBLIC KEY}",
     "{pem:CERTIFICATE}",
@@ -148,7 +149,8 @@ def findings_of(tool: str, out: Path, root: Path) -> set[tuple[str, int]]:
         pairs = [(f["location"]["path"], f["location"]["start_line"])
                  for f in document.get("findings") or []]
     elif tool == "kingfisher":
-        pairs = [(f["finding"]["path"], f["finding"]["line"]) for f in document.get("findings") or []]
+        pairs = [(f["finding"]["path"], f["finding"]["line"])
+                 for f in document.get("findings") or []]
     elif tool == "detect-secrets":
         pairs = [(path, item["line_number"]) for path, items in document["results"].items()
                  for item in items]

@@ -17,7 +17,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scan_common import KEYGUARD, WORK, build_stdlib_repo, ensure_competitors, git_log_bytes, measure
+from scan_common import (  # noqa: E402
+    KEYGUARD,
+    WORK,
+    build_stdlib_repo,
+    ensure_competitors,
+    git_log_bytes,
+    measure,
+)
 
 
 def count_findings(tool: str, path: Path) -> int:

@@ -125,3 +125,16 @@ def test_validate_examples_reports_missing_examples() -> None:
     rule = replace(RULES[0], false_positives=())
     failures = validate_examples([rule], [rule])
     assert failures and failures[0].kind == "missing_examples"
+
+
+@pytest.mark.parametrize("engine", ["hyperscan", "ahocorasick"])
+def test_examples_hold_with_either_prefilter_engine(engine: str) -> None:
+    assert [str(f) for f in validate_examples(RULES, seeds=(7, 8), engine=engine)] == []
+
+
+def test_prefilter_regexes_compile_in_python() -> None:
+    import re
+
+    for rule in RULES:
+        if rule.prefilter:
+            re.compile(rule.prefilter)

@@ -97,3 +97,14 @@ def test_staged_reports_only_added_lines(
     git(repo, "add", "app.py")
     found = scan_staged(scanner, str(repo))
     assert [(f.file, f.line, f.secret) for f in found] == [("app.py", 2, new)]
+
+
+def test_large_blobs_are_streamed(
+    repo: Path, scanner: Scanner, gen: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = gen("{crc:ghp}")
+    (repo / "big.txt").write_text("filler line\n" * 2000 + f"T = '{token}'\n" + "tail\n" * 10)
+    sha = commit(repo, "big", "2024-01-01T00:00:00+00:00")
+    monkeypatch.setattr(run, "BLOB_IN_MEMORY", 1000)
+    findings = scan_history(scanner, str(repo), jobs=1)
+    assert [(f.secret, f.line, f.commit) for f in findings] == [(token, 2001, sha)]

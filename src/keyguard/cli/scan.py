@@ -163,8 +163,7 @@ def scan(
         scanner.managed = ManagedMatcher(load_vault_index())
     opener = load_incident_opener() if open_incident else None
 
-    show_bar = sys.stderr.isatty() and not (fmt != "table" and output is None and False)
-    bar, update = _progress(show_bar)
+    bar, update = _progress(sys.stderr.isatty())
     with bar:
         findings: list[Finding] = []
         if git:

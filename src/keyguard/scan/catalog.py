@@ -66,12 +66,15 @@ def check_unique(rules: list[Rule]) -> None:
 
 
 def validate_examples(
-    rules: list[Rule], subjects: list[Rule] | None = None, seeds: tuple[int, ...] = EXAMPLE_SEEDS
+    rules: list[Rule],
+    subjects: list[Rule] | None = None,
+    seeds: tuple[int, ...] = EXAMPLE_SEEDS,
+    engine: str = "auto",
 ) -> list[ExampleFailure]:
     """Run each subject rule's examples through a scanner built from ``rules``."""
     from keyguard.scan.engine import Scanner
 
-    scanner = Scanner(rules)
+    scanner = Scanner(rules, engine=engine)
     failures: list[ExampleFailure] = []
     for rule in subjects if subjects is not None else rules:
         if not rule.true_positives or not rule.false_positives:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import Protocol
 
 from keyguard.scan.config import ScanConfig
 from keyguard.scan.decode import DECODERS, decoded_lines
@@ -25,6 +25,14 @@ MAX_FORWARD = 2048  # bytes looked at after it
 MULTILINE_FORWARD = 65536  # multi-line rules (PEM blocks) look this far
 CHUNK = 8 * 1024 * 1024
 OVERLAP = 128 * 1024
+
+
+class Readable(Protocol):
+    """Anything with ``read(n) -> bytes`` (files, pipes, git blob readers)."""
+
+    def read(self, n: int = -1, /) -> bytes:
+        """Up to ``n`` bytes; ``b""`` at the end."""
+        ...
 
 
 @dataclass(slots=True)
@@ -95,7 +103,7 @@ class Scanner:
     def _path_allowed(self, rule: Rule, path: str) -> bool:
         return rule.allowlist.allows_path(path) or self.config.allows_rule_path(rule.id, path)
 
-    def scan_stream(self, stream: IO[bytes], origin: Origin) -> Iterator[Finding]:
+    def scan_stream(self, stream: Readable, origin: Origin) -> Iterator[Finding]:
         """Scan a large stream in overlapping chunks with bounded memory."""
         base_line = 1
         carry = b""

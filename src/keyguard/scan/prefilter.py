@@ -65,16 +65,19 @@ class AhoCorasickMatcher:
         import ahocorasick
 
         self._automaton: Any = ahocorasick.Automaton()
+        ids: dict[str, list[int]] = {}
         for index, (keyword, is_regex) in enumerate(patterns):
             if is_regex:
                 raise ValueError("Aho-Corasick takes literal keywords only")
-            self._automaton.add_word(keyword.lower(), index)
+            ids.setdefault(keyword.lower(), []).append(index)
+        for word, indexes in ids.items():
+            self._automaton.add_word(word, tuple(indexes))
         self._automaton.make_automaton()
 
     def hits(self, data: bytes) -> list[tuple[int, int]]:
         """All occurrences of every keyword in ``data``."""
         text = data.lower().decode("latin-1")
-        return [(kid, end + 1) for end, kid in self._automaton.iter(text)]
+        return [(kid, end + 1) for end, kids in self._automaton.iter(text) for kid in kids]
 
 
 def make_matcher(patterns: list[Pattern], *, use_hyperscan: bool) -> KeywordMatcher:

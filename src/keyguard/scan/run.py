@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from keyguard.scan.engine import Scanner
+from keyguard.scan.engine import Readable, Scanner
 from keyguard.scan.model import Finding, Origin
 from keyguard.scan.sources import git as gitsrc
 from keyguard.scan.sources.files import Item, expand_content, is_binary, iter_items
@@ -16,6 +16,7 @@ from keyguard.scan.sources.files import Item, expand_content, is_binary, iter_it
 Progress = Callable[[int, int], None]  # (bytes scanned, commits read)
 BATCH = 256  # below this many blobs, no worker processes
 CHUNK_BLOBS = 20_000
+BLOB_IN_MEMORY = 16 * 1024 * 1024  # larger blobs are streamed
 
 
 def _noop(done: int, commits: int) -> None:
@@ -54,7 +55,7 @@ def _scan_blob_batch(blob_ids: list[str]) -> tuple[list[tuple[str, Finding]], in
     repo: str = _WORKER["repo"]
     out: list[tuple[str, Finding]] = []
     total = 0
-    for blob, size, content in gitsrc.iter_blobs(repo, blob_ids):
+    for blob, size, content in gitsrc.iter_blobs(repo, blob_ids, in_memory_limit=BLOB_IN_MEMORY):
         total += size
         origin = gitsrc.origin_for(history, blob)
         if isinstance(content, bytes):
@@ -63,13 +64,29 @@ def _scan_blob_batch(blob_ids: list[str]) -> tuple[list[tuple[str, Finding]], in
                     out.extend((blob, f) for f in scan_item(scanner, inner))
                 continue
             out.extend((blob, f) for f in scanner.scan_bytes(content, origin))
-        else:
+        else:  # a large blob: streamed in overlapping chunks, never held whole
             head = content.read(8000)
             if is_binary(head):
                 continue
-            data = head + content.read()  # bounded by git's own blob size; streamed below
-            out.extend((blob, f) for f in scanner.scan_bytes(data, origin))
+            out.extend((blob, f) for f in scanner.scan_stream(_Prepend(head, content), origin))
     return out, total
+
+
+class _Prepend:
+    """A reader that first returns ``head``, then the rest of ``tail``."""
+
+    def __init__(self, head: bytes, tail: Readable) -> None:
+        self._head = head
+        self._tail = tail
+
+    def read(self, n: int = -1, /) -> bytes:
+        if self._head:
+            if n < 0:
+                data, self._head = self._head + self._tail.read(), b""
+                return data
+            data, self._head = self._head[:n], self._head[n:]
+            return data
+        return self._tail.read(n)
 
 
 def _chunks(blobs: list[tuple[str, int]], parts: int) -> Iterable[list[str]]:
