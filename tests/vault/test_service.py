@@ -284,3 +284,30 @@ def test_cache_sees_changes_from_another_vault_instance(vault_factory, admin) ->
         time.sleep(0.02)
     else:
         pytest.fail("the second instance still served a compromised version after 1 s")
+
+
+def test_mfa_for_destructive_operations(vault, admin) -> None:
+    import pyotp
+
+    from keyguard.errors import MfaRequiredError
+
+    vault.mfa_required = True
+    vault.create_key(admin, "k", "encrypt")
+    clients = ClientService(vault)
+    clients.create(admin, "oncall", "operator", [])
+    token, _ = clients.issue_token(admin, "oncall")
+    secret, uri = clients.enroll_mfa(admin, "oncall")
+    assert uri.startswith("otpauth://totp/") and secret not in json.dumps(list(_events(vault)))
+    without = clients.authenticate(token)
+    with pytest.raises(MfaRequiredError):
+        vault.set_state(without, "k", 1, "compromised")
+    with pytest.raises(PermissionDeniedError):
+        clients.authenticate(token, otp="000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
+    with_mfa = clients.authenticate(token, otp=pyotp.TOTP(secret).at(vault.clock.now()))
+    assert vault.set_state(with_mfa, "k", 1, "compromised").versions[1].state == "compromised"
+
+
+def _events(vault):  # type: ignore[no-untyped-def]
+    from keyguard.audit.log import iter_events
+
+    return iter_events(vault.engine)

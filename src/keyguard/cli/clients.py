@@ -75,6 +75,15 @@ def token(
     emit({"token": value, "expires_at": expires}, as_json, lambda: console.print(f"{value}\nexpires {expires.isoformat()}"))
 
 
+@client_app.command("mfa")
+def mfa(name: str = typer.Argument(...), as_json: bool = JsonOption) -> None:
+    """Enrol a TOTP second factor for a client (the secret is shown once)."""
+    vault = context.vault()
+    secret, uri = ClientService(vault).enroll_mfa(context.principal(vault), name)
+    emit({"client": name, "secret": secret, "otpauth_uri": uri}, as_json,
+         lambda: console.print(f"TOTP secret for {name} (shown once): {secret}\n{uri}"))
+
+
 @client_app.command("revoke")
 def revoke(name: str = typer.Argument(...), as_json: bool = JsonOption) -> None:
     """Revoke every token of a client."""

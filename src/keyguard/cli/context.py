@@ -24,7 +24,9 @@ def principal(v: Vault) -> Principal:
     if token:
         from keyguard.vault.clients import ClientService
 
-        return ClientService(v).authenticate(token, source_ip="127.0.0.1", user_agent="keyguard-cli")
+        return ClientService(v).authenticate(
+            token, source_ip="127.0.0.1", user_agent="keyguard-cli", otp=os.environ.get("KEYGUARD_OTP") or None
+        )
     return local_admin()
 
 

@@ -64,6 +64,15 @@ class Barrier:
         except (_CryptoInvalidTag, ValueError):
             raise IntegrityError("sealed key material does not authenticate", hint="the database was altered") from None
 
+    def unseal_any(self, sealed: bytes, aad: bytes) -> bytes:
+        """Open a blob whose generation is not recorded: try the live generations, newest first."""
+        for gen in sorted(self._keys, reverse=True):
+            try:
+                return self.unseal(gen, sealed, aad)
+            except IntegrityError:
+                continue
+        raise IntegrityError("sealed data opens under no live barrier generation", hint="the database was altered")
+
     def has(self, generation: int) -> bool:
         """True when ``generation`` is held."""
         return generation in self._keys

@@ -179,17 +179,51 @@ class ClientService:
             ctx["reason"] = f"revoked {count} tokens of {name}"
         return int(count)
 
+    def enroll_mfa(self, principal: Principal, name: str) -> tuple[str, str]:
+        """Give a client a TOTP second factor; returns ``(base32 secret, otpauth URI)``, shown once."""
+        import pyotp
+
+        with self.vault.audited(principal, "client.mfa", None) as ctx:
+            principal.require("client.config")
+            self.get(name)
+            secret = pyotp.random_base32()
+            gen, sealed = self.vault.barrier.seal(secret.encode(), f"client-totp:{name}".encode())
+            with write_tx(self.engine) as conn:
+                conn.execute(update(Client).where(Client.name == name).values(totp_sealed=sealed))
+            ctx["reason"] = f"TOTP enrolled for {name} (barrier generation {gen})"
+        return secret, pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name="keyguard")
+
+    def _check_otp(self, name: str, sealed: bytes | None, otp: str) -> bool:
+        import pyotp
+
+        if sealed is None:
+            return False
+        secret = self.vault.barrier.unseal_any(sealed, f"client-totp:{name}".encode())
+        return bool(pyotp.TOTP(secret.decode()).verify(otp, for_time=self.vault.clock.now(), valid_window=1))
+
     def authenticate(
-        self, token: str, source_ip: str | None = None, user_agent: str | None = None, request_id: str | None = None
+        self,
+        token: str,
+        source_ip: str | None = None,
+        user_agent: str | None = None,
+        request_id: str | None = None,
+        otp: str | None = None,
     ) -> Principal:
-        """The principal a bearer token stands for, or :class:`PermissionDeniedError` (no detail)."""
+        """The principal a bearer token stands for, or :class:`PermissionDeniedError` (no detail).
+
+        With ``otp`` (a TOTP code) the principal carries a second factor, which
+        destructive operations need where the deployment requires MFA.
+        """
         refused = PermissionDeniedError("invalid or expired token", hint="get a new one with keyguard client token")
         if not token.startswith(TOKEN_PREFIX) or len(token) > 128:
             raise refused
         digest = hash_token(token)
         with self.engine.connect() as conn:
             row = conn.execute(
-                select(Token.token_hash, Token.expires_at, Token.revoked_at, Client.id, Client.name, Client.role, Client.status)
+                select(
+                    Token.token_hash, Token.expires_at, Token.revoked_at, Client.id, Client.name, Client.role,
+                    Client.status, Client.totp_sealed,
+                )
                 .join(Client, Client.id == Token.client_id)
                 .where(Token.token_hash == digest)
             ).first()
@@ -200,6 +234,11 @@ class ClientService:
             if row.status != "active":
                 raise PermissionDeniedError(f"client {row.name!r} is {row.status}", hint="an operator suspended it")
             grants = conn.execute(select(Grant.key_pattern, Grant.op).where(Grant.client_id == row.id)).all()
+        mfa = False
+        if otp:
+            mfa = self._check_otp(row.name, row.totp_sealed, otp)
+            if not mfa:
+                raise PermissionDeniedError("invalid second factor", hint="check the TOTP code and the clock")
         return Principal(
             name=row.name,
             role=row.role,
@@ -208,6 +247,7 @@ class ClientService:
             user_agent=user_agent,
             request_id=request_id,
             client_id=row.id,
+            mfa=mfa,
         )
 
     def delete_grants(self, principal: Principal, name: str) -> None:

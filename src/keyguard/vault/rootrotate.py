@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, update
 
 from keyguard.store.db import write_tx
-from keyguard.store.tables import KeyVersion, RootKey, VaultSecret
+from keyguard.store.tables import Client, KeyVersion, RootKey, VaultSecret
 from keyguard.vault.barrier import Barrier, chain_seal, live_generations, open_barrier
 from keyguard.vault.roots import RootOfTrust, open_root
 
@@ -113,4 +113,10 @@ def _reseal_all(engine: Engine, barrier: Barrier) -> int:
             gen, sealed = barrier.seal(material, aad)
             conn.execute(update(VaultSecret).where(VaultSecret.name == row.name).values(sealed=sealed, seal_generation=gen))
             count += 1
+        for name, sealed in conn.execute(select(Client.name, Client.totp_sealed).where(Client.totp_sealed.is_not(None))).all():
+            aad = f"client-totp:{name}".encode()
+            _gen, resealed = barrier.seal(barrier.unseal_any(sealed, aad), aad)
+            conn.execute(update(Client).where(Client.name == name).values(totp_sealed=resealed))
+            count += 1
     return count
+

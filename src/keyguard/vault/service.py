@@ -35,6 +35,7 @@ from keyguard.errors import (
     InvalidTag,
     KeyguardError,
     KeyStateError,
+    MfaRequiredError,
     NotFoundError,
     RefusedError,
     UsageError,
@@ -48,6 +49,7 @@ from keyguard.vault.principal import Principal
 from keyguard.vault.roots import RootOfTrust
 
 T = TypeVar("T")
+DESTRUCTIVE_OPS = frozenset({"key.compromise", "key.destroy"})
 TIERS = ("high", "medium", "low")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -163,6 +165,7 @@ class Vault:
         self._state_seen = -1
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
+        self.mfa_required = os.environ.get("KEYGUARD_MFA", "") == "required"
         self.tripwire_hooks: list[Callable[[Principal, str, int, str], None]] = []
         self.state_hooks: list[Callable[[], None]] = []
 
@@ -577,6 +580,8 @@ class Vault:
         info = self.key_info(name)
         with self.audited(principal, op, name, version) as ctx:
             principal.require(op, name)
+            if op in DESTRUCTIVE_OPS:
+                self.require_mfa(principal, op)
             if version not in info.versions:
                 raise NotFoundError(f"key {name!r} has no version {version}", hint=f"versions 1..{info.latest}")
             now = self.clock.now()
@@ -622,6 +627,11 @@ class Vault:
             ctx["reason"] = f"min_decryption_version={minimum}"
         self._invalidate()
         return self.key_info(name)
+
+    def require_mfa(self, principal: Principal, op: str) -> None:
+        """Refuse a destructive operation without a second factor where MFA is required."""
+        if self.mfa_required and not principal.mfa:
+            raise MfaRequiredError(f"{op} needs a second factor", hint="pass a TOTP code (--otp / X-Keyguard-OTP)")
 
     # ------------------------------------------------------------------ crypto operations
     def encrypt(self, principal: Principal, name: str, plaintext: bytes, context: dict[str, Any] | None = None) -> tuple[str, int]:
