@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, func, select, text, update
+from sqlalchemy import Engine, Table, bindparam, func, select, update
 from sqlalchemy.engine import Connection
 
 from keyguard.monitor import metrics
@@ -60,7 +60,7 @@ _INSERT_SQL = {
         f"INSERT INTO imported_events ({', '.join(_COLUMNS)}) "  # noqa: S608 - constant names
         f"VALUES ({', '.join([mark] * len(_COLUMNS))}) ON CONFLICT (content_hash) DO NOTHING"
     )
-    for style, mark in (("qmark", "?"), ("format", "%s"), ("pyformat", "%s"))
+    for style, mark in (("qmark", "?"), ("format", "%s"))
 }
 
 
@@ -71,12 +71,56 @@ def _row(ev: MonitorEvent, digest: str) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+_PG_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS kg_import_stage ON COMMIT DELETE ROWS AS "  # noqa: S608
+    f"SELECT {', '.join(_COLUMNS)} FROM imported_events WITH NO DATA"
+)
+_PG_MERGE = (
+    f"INSERT INTO imported_events ({', '.join(_COLUMNS)}) "  # noqa: S608 - constant names
+    f"SELECT {', '.join(_COLUMNS)} FROM kg_import_stage ORDER BY source_line "
+    "ON CONFLICT (content_hash) DO NOTHING RETURNING content_hash"
+)
+
+
+def _store_postgresql(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str]:
+    """COPY into a temporary stage, then one INSERT … SELECT … RETURNING the new hashes."""
+    conn.exec_driver_sql(_PG_STAGE)
+    dbapi: Any = conn.connection.dbapi_connection
+    with dbapi.cursor() as cur:
+        with cur.copy(f"COPY kg_import_stage ({', '.join(_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    return {str(h) for (h,) in conn.exec_driver_sql(_PG_MERGE)}
+
+
+def _store_sqlite(conn: Connection, rows: list[tuple[Any, ...]]) -> set[str] | None:
+    """Executemany ``INSERT … ON CONFLICT DO NOTHING``; None means every row was new."""
+    conn.exec_driver_sql("PRAGMA cache_size=-65536")
+    before = conn.execute(select(func.max(_EVENTS.c.id))).scalar() or 0
+    inserted = conn.exec_driver_sql(_INSERT_SQL["qmark"], rows).rowcount
+    if inserted == len(rows):
+        return None
+    fresh: set[str] = set()
+    if inserted == 0:
+        return fresh
+    hashes = [row[0] for row in rows]
+    for start in range(0, len(hashes), 900):
+        fresh.update(
+            conn.execute(
+                select(_EVENTS.c.content_hash).where(
+                    _EVENTS.c.id > before, _EVENTS.c.content_hash.in_(hashes[start : start + 900])
+                )
+            ).scalars()
+        )
+    return fresh
+
+
 def store_events(engine: Engine, events: Sequence[MonitorEvent]) -> list[MonitorEvent]:
     """Insert ``events``; return those that were new (not already stored), in order.
 
-    One ``INSERT … ON CONFLICT DO NOTHING`` executemany; when its row count shows
-    that some rows were duplicates, the new ones are those above the previous
-    maximum id.
+    SQLite: one executemany of ``INSERT … ON CONFLICT DO NOTHING`` under the write
+    lock (new rows are those above the previous maximum id). PostgreSQL: ``COPY``
+    into a temporary stage and one ``INSERT … SELECT … RETURNING``.
     """
     if not events:
         return []
@@ -88,28 +132,12 @@ def store_events(engine: Engine, events: Sequence[MonitorEvent]) -> list[Monitor
             seen[digest] = ev
             rows.append(_row(ev, digest))
     with write_tx(engine) as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("PRAGMA cache_size=-65536")
+        if conn.dialect.name == "postgresql":
+            fresh: set[str] | None = _store_postgresql(conn, rows)
         else:
-            conn.execute(text("LOCK TABLE imported_events IN SHARE ROW EXCLUSIVE MODE"))
-        before = conn.execute(select(func.max(_EVENTS.c.id))).scalar() or 0
-        sql = _INSERT_SQL[conn.dialect.paramstyle]
-        inserted = conn.exec_driver_sql(sql, rows).rowcount  # Core executemany, positional
-        if inserted == len(rows):
-            return list(seen.values())
-        if inserted == 0:
-            return []
-        fresh: set[str] = set()
-        hashes = list(seen)
-        for start in range(0, len(hashes), 900):
-            fresh.update(
-                conn.execute(
-                    select(_EVENTS.c.content_hash).where(
-                        _EVENTS.c.id > before,
-                        _EVENTS.c.content_hash.in_(hashes[start : start + 900]),
-                    )
-                ).scalars()
-            )
+            fresh = _store_sqlite(conn, rows)
+    if fresh is None or len(fresh) == len(seen):
+        return list(seen.values())
     return [ev for digest, ev in seen.items() if digest in fresh]
 
 
