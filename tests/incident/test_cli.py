@@ -149,3 +149,27 @@ def test_report_markdown_and_html(run, tmp_path: Path) -> None:  # type: ignore[
     assert "data:image/png;base64," in target.read_text(encoding="utf-8")
     code, _, err = run("incident", "report", inc, "--format", "pdf")
     assert code == 2 and "--out" in err
+
+
+def test_overdue_obligation_alone_makes_show_exit_1(run) -> None:  # type: ignore[no-untyped-def]
+    # One minute after detection no task is late, but China's "immediately" duties are.
+    code, out, err = run(
+        "incident",
+        "open",
+        "--key",
+        "pay",
+        "--exposed-at",
+        "-1h",
+        "--detected-at",
+        "-1m",
+        "-j",
+        "cn",
+        "--data-class",
+        "pii",
+        "--json",
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["attention"] and all(a.startswith("obligation") for a in doc["attention"])
+    code, out, _ = run("incident", "show", str(doc["id"]), "--json")
+    assert code == 1 and json.loads(out)["obligations"][0]["status"] == "overdue"
