@@ -167,6 +167,17 @@ class ClockSpec(_Strict):
     def _within(cls, value: str | None) -> str | None:
         return None if value is None else _check_duration(value, exact=False)
 
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (install tzdata)") from None
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> ClockSpec:
         if self.start == "determination" and not self.determination:
