@@ -28,6 +28,7 @@ from keyguard.scan.generate import expand
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scan_common import KEYGUARD, PYENV, WORK, ensure_competitors, measure  # noqa: E402
+from scan_contexts import CONTEXTS, NEGATIVES  # noqa: E402
 
 # outside any git work tree, so that no tool applies this repository's .gitignore
 OUTSIDE = Path(tempfile.gettempdir()) / "keyguard-scan-accuracy"
@@ -39,23 +40,22 @@ HARD_NEGATIVES = (
     "API_KEY=your_api_key_here",
     "password: changeme",
     "AWS_SECRET_ACCESS_KEY=<secret>",
-    "token = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"",
+    'token = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"',
     "client_secret = ${CLIENT_SECRET}",
-    "password: \"{{ .Values.db.password }}\"",
-    "api_key = os.environ[\"API_KEY\"]",
+    'password: "{{ .Values.db.password }}"',
+    'api_key = os.environ["API_KEY"]',
     "const token = process.env.GITHUB_TOKEN;",
-    "secret_key_base: <%= ENV[\"SECRET_KEY_BASE\"] %>",
-    "checksum = \"{gen:[0-9a-f]*64}\"",
+    'secret_key_base: <%= ENV["SECRET_KEY_BASE"] %>',
+    'checksum = "{gen:[0-9a-f]*64}"',
     "md5 = '{gen:[0-9a-f]*32}'",
-    "\"integrity\": \"sha512-{gen:[A-Za-z0-9+/]*86}==\"",
+    '"integrity": "sha512-{gen:[A-Za-z0-9+/]*86}=="',
     "commit {gen:[0-9a-f]*40}",
-    "request_id = \"{gen:[0-9a-f]*8}-{gen:[0-9a-f]*4}-4{gen:[0-9a-f]*3}-a{gen:[0-9a-f]*3}-"
-    "{gen:[0-9a-f]*12}\"",
+    'request_id = "{gen:[0-9a-f]*8}-{gen:[0-9a-f]*4}-4{gen:[0-9a-f]*3}-a{gen:[0-9a-f]*3}-{gen:[0-9a-f]*12}"',
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI{gen:[A-Za-z0-9+/]*43} deploy@ci",
     "{pem:PUBLIC KEY}",
     "{pem:CERTIFICATE}",
-    "password = getpass.getpass(\"Password: \")",
-    "token = request.headers.get(\"Authorization\")",
+    'password = getpass.getpass("Password: ")',
+    'token = request.headers.get("Authorization")',
     "PASSWORD_MIN_LENGTH = 12",
 )
 
@@ -94,8 +94,7 @@ def build_corpus(root: Path, seed: int = 20261128) -> tuple[list[Label], dict[st
     for family, rules in sorted(by_family.items()):
         folder = root / family
         folder.mkdir(parents=True)
-        plants = [(rule, t) for rule in rules for t in rule.true_positives
-                  for _ in range(PLANTS_PER_TEMPLATE)]
+        plants = [(rule, t) for rule in rules for t in rule.true_positives for _ in range(PLANTS_PER_TEMPLATE)]
         rng.shuffle(plants)
         for index in range(0, len(plants), 6):
             ext = EXTENSIONS[(index // 6) % len(EXTENSIONS)]
@@ -122,6 +121,35 @@ def build_corpus(root: Path, seed: int = 20261128) -> tuple[list[Label], dict[st
     return labels, positives
 
 
+def build_contexts(root: Path, seed: int = 7) -> list[Label]:
+    """Independent realistic contexts (bench/scan_contexts.py), a few copies each."""
+    if root.exists():
+        shutil.rmtree(root)
+    rng = random.Random(seed)
+    labels: list[Label] = []
+    for copy in range(3):
+        for index, (family, name, template) in enumerate(CONTEXTS):
+            rel = f"{family}/c{copy}_{index}_{name}"
+            (root / family).mkdir(parents=True, exist_ok=True)
+            lines = expand(template, rng).splitlines()
+            out: list[str] = []
+            start = None
+            for number, line in enumerate(lines, 1):
+                marked = line.startswith("§")
+                out.append(line[1:] if marked else line)
+                if marked and start is None:
+                    start = number
+                if start is not None and (not marked or number == len(lines)):
+                    end = number if marked else number - 1
+                    labels.append(Label(rel, start, end, family, "context"))
+                    start = None
+            (root / rel).write_text("\n".join(out) + "\n")
+        negatives = [expand(t, rng) for t in NEGATIVES]
+        (root / "negatives").mkdir(exist_ok=True)
+        (root / "negatives" / f"n{copy}.txt").write_text("\n".join(negatives) + "\n")
+    return labels
+
+
 def build_history(corpus: Path, positives: dict[str, list[str]], target: Path) -> None:
     """Commit the corpus, then delete every file holding a planted secret."""
     if target.exists():
@@ -146,19 +174,16 @@ def findings_of(tool: str, out: Path, root: Path) -> set[tuple[str, int]]:
     if tool == "keyguard":
         pairs = [(r["file"], r["line"]) for r in document]
     elif tool == "betterleaks":
-        pairs = [(f["location"]["path"], f["location"]["start_line"])
-                 for f in document.get("findings") or []]
+        pairs = [(f["location"]["path"], f["location"]["start_line"]) for f in document.get("findings") or []]
     elif tool == "kingfisher":
-        pairs = [(f["finding"]["path"], f["finding"]["line"])
-                 for f in document.get("findings") or []]
+        pairs = [(f["finding"]["path"], f["finding"]["line"]) for f in document.get("findings") or []]
     elif tool == "detect-secrets":
-        pairs = [(path, item["line_number"]) for path, items in document["results"].items()
-                 for item in items]
+        pairs = [(path, item["line_number"]) for path, items in document["results"].items() for item in items]
     prefix = str(root.resolve()) + "/"
     result = set()
     for path, line in pairs:
         path = str(path)
-        path = path[len(prefix):] if path.startswith(prefix) else path
+        path = path[len(prefix) :] if path.startswith(prefix) else path
         path = path.removeprefix("./")
         result.add((path, int(line)))
     return result
@@ -216,32 +241,64 @@ def main() -> None:
     build_history(corpus, positives, history)
     families = sorted({label.family for label in labels})
     out = WORK / "accuracy-out.json"
-    print(f"corpus: {len(labels)} planted secrets in {sum(map(len, positives.values()))} files, "
-          f"{len(families)} families; hard negatives in {len(families)} files")
+    print(
+        f"corpus: {len(labels)} planted secrets in {sum(map(len, positives.values()))} files, "
+        f"{len(families)} families; hard negatives in {len(families)} files"
+    )
     file_cmds = {
         "keyguard": [str(KEYGUARD), "scan", ".", "-f", "json", "-o", str(out)],
-        "betterleaks": [str(bindir / "betterleaks"), "fs", "--no-banner", "-l", "error",
-                        "-o", str(out), "."],
-        "kingfisher": [str(bindir / "kingfisher"), "scan", "--no-validate", "--no-update-check",
-                       "-q", "-f", "json", "-o", str(out), "--git-history", "none", "."],
+        "betterleaks": [str(bindir / "betterleaks"), "fs", "--no-banner", "-l", "error", "-o", str(out), "."],
+        "kingfisher": [
+            str(bindir / "kingfisher"),
+            "scan",
+            "--no-validate",
+            "--no-update-check",
+            "-q",
+            "-f",
+            "json",
+            "-o",
+            str(out),
+            "--git-history",
+            "none",
+            ".",
+        ],
         "detect-secrets": [str(bindir / "detect-secrets"), "scan", "--all-files", "."],
     }
     git_cmds = {
         "keyguard": [str(KEYGUARD), "scan", ".", "--git", "-f", "json", "-o", str(out)],
-        "betterleaks": [str(bindir / "betterleaks"), "git", "--no-banner", "-l", "error",
-                        "-o", str(out), "."],
-        "kingfisher": [str(bindir / "kingfisher"), "scan", "--no-validate", "--no-update-check",
-                       "-q", "-f", "json", "-o", str(out), "--git-history", "full", "."],
+        "betterleaks": [str(bindir / "betterleaks"), "git", "--no-banner", "-l", "error", "-o", str(out), "."],
+        "kingfisher": [
+            str(bindir / "kingfisher"),
+            "scan",
+            "--no-validate",
+            "--no-update-check",
+            "-q",
+            "-f",
+            "json",
+            "-o",
+            str(out),
+            "--git-history",
+            "full",
+            ".",
+        ],
     }
-    for title, cmds, root in (("files", file_cmds, corpus), ("git history", git_cmds, history)):
+    contexts = OUTSIDE / "contexts"
+    context_labels = build_contexts(contexts)
+    context_families = sorted({label.family for label in context_labels} | {"negatives"})
+    runs = (
+        ("files (catalog-derived plants)", file_cmds, corpus, labels, families),
+        ("git history (committed, then deleted)", git_cmds, history, labels, families),
+        ("independent realistic contexts (files)", file_cmds, contexts, context_labels, context_families),
+    )
+    for title, cmds, root, run_labels, run_families in runs:
         results = {}
         for tool, cmd in cmds.items():
             if out.exists():
                 out.unlink()
             stdout = out if tool == "detect-secrets" else None
             measure(cmd, cwd=root, stdout_path=stdout)
-            results[tool] = score(findings_of(tool, out, root), labels)
-        report(title, results, families)
+            results[tool] = score(findings_of(tool, out, root), run_labels)
+        report(title, results, run_families)
     print("\ndetect-secrets has no history mode (its history figure is in scan_throughput.py).")
 
 
