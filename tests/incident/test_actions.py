@@ -47,8 +47,6 @@ def test_run_actions_records_evidence_and_failures(
     got = service.get(inc.id)
     assert got.task("compromise-key").evidence == {"versions": ["pay@1"]}  # type: ignore[union-attr]
     assert got.task("verify-dead").done_at is None  # type: ignore[union-attr]
-    assert (
-        got.task("start-regulatory-clocks").evidence["obligations"][0]["regulation"] == "gdpr-art33"
-    )  # type: ignore[union-attr]
+    assert got.task("start-regulatory-clocks").evidence["obligations"][0]["regulation"] == "gdpr-art33"  # type: ignore[union-attr]
     assert any(e.kind == "task-failed" for e in got.timeline)
     assert service.run_actions(inc.id, only={"vault.compromise"}) == []

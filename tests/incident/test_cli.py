@@ -84,19 +84,13 @@ def test_show_exits_0_when_nothing_is_overdue(run) -> None:  # type: ignore[no-u
 
 def test_task_update_notified_close(run) -> None:  # type: ignore[no-untyped-def]
     inc = str(_open(run)["id"])
-    assert (
-        run("incident", "task", inc, "inform-owner", "--note", "paged alice", "--by", "bob")[0] == 0
-    )
-    code, out, _ = run(
-        "incident", "update", inc, "--flag", "high-risk", "--severity", "high", "--json"
-    )
+    assert run("incident", "task", inc, "inform-owner", "--note", "paged alice", "--by", "bob")[0] == 0
+    code, out, _ = run("incident", "update", inc, "--flag", "high-risk", "--severity", "high", "--json")
     assert code == 0 and {o["regulation"] for o in json.loads(out)["obligations"]} == {
         "gdpr-art33",
         "gdpr-art34",
     }
-    code, out, _ = run(
-        "incident", "notified", inc, "-r", "gdpr-art33", "--reference", "DPA-1", "--json"
-    )
+    code, out, _ = run("incident", "notified", inc, "-r", "gdpr-art33", "--reference", "DPA-1", "--json")
     assert code == 0 and json.loads(out)["status"] == "done"
     code, _, err = run("incident", "close", inc)
     assert code == 2 and "not recovered" in err
@@ -129,9 +123,7 @@ def test_notify_drafts_in_both_languages(run, tmp_path: Path) -> None:  # type: 
     )
     assert code == 0 and "Likely consequences of the breach" in out and "dpo@acme.example" in out
     target = tmp_path / "notice.md"
-    code, _, _ = run(
-        "incident", "notify", inc, "-r", "gdpr-art33", "--lang", "zh", "--out", str(target)
-    )
+    code, _, _ = run("incident", "notify", inc, "-r", "gdpr-art33", "--lang", "zh", "--out", str(target))
     assert code == 0 and "泄露可能造成的后果" in target.read_text(encoding="utf-8")
     code, _, err = run("incident", "notify", inc, "-r", "nope")
     assert code == 4 and "no regulation" in err
@@ -142,9 +134,7 @@ def test_report_markdown_and_html(run, tmp_path: Path) -> None:  # type: ignore[
     code, out, _ = run("incident", "report", inc, "--format", "md", "--lang", "zh")
     assert code == 0 and "## 对照 SLA 的时间线" in out
     target = tmp_path / "r.html"
-    code, out, _ = run(
-        "incident", "report", inc, "--format", "html", "--out", str(target), "--json"
-    )
+    code, out, _ = run("incident", "report", inc, "--format", "html", "--out", str(target), "--json")
     assert code == 0 and json.loads(out)["bytes"] == target.stat().st_size
     assert "data:image/png;base64," in target.read_text(encoding="utf-8")
     code, _, err = run("incident", "report", inc, "--format", "pdf")

@@ -38,9 +38,7 @@ def test_deadlines_never_decrease(playbook_id: str) -> None:
     dues = [parse_duration(p.due).span for p in spec.phases]
     assert dues == sorted(dues)
     for phase in spec.phases:
-        assert all(
-            parse_duration(t.due).span <= parse_duration(phase.due).span for t in phase.tasks
-        )
+        assert all(parse_duration(t.due).span <= parse_duration(phase.due).span for t in phase.tasks)
 
 
 def test_leaked_key_follows_the_sla_timeline() -> None:

@@ -13,9 +13,7 @@ from keyguard.incident.obligations import Facts, RegulationCatalog, default_cata
 
 CATALOG = default_catalog()
 EXAMPLES = [
-    pytest.param(spec, ex, id=f"{spec.id}:{ex.name}")
-    for spec in CATALOG.specs.values()
-    for ex in spec.examples
+    pytest.param(spec, ex, id=f"{spec.id}:{ex.name}") for spec in CATALOG.specs.values() for ex in spec.examples
 ]
 
 REQUIRED = {
@@ -78,10 +76,7 @@ def test_combined_fact_pattern_orders_obligations_by_due_time() -> None:
         data_classes=frozenset({"pii"}),
         flags=frozenset({"key-compromised", "data-encrypted", "cii-operator", "relatively-major"}),
     )
-    got = [
-        (o.regulation, format_time(o.due_at) if o.due_at else None)
-        for o in CATALOG.obligations(facts)
-    ]
+    got = [(o.regulation, format_time(o.due_at) if o.due_at else None) for o in CATALOG.obligations(facts)]
     assert got == [
         ("cn-dsl-art29", "2026-11-27T09:00:00Z"),
         ("cn-pipl-art57", "2026-11-27T09:00:00Z"),
@@ -93,18 +88,14 @@ def test_combined_fact_pattern_orders_obligations_by_due_time() -> None:
 
 
 def test_bad_regulation_file_refuses_to_load(tmp_path: Path) -> None:
-    src = (
-        Path(__file__).parents[2] / "src/keyguard/incident/regulations/gdpr-art33.yaml"
-    ).read_text()
+    src = (Path(__file__).parents[2] / "src/keyguard/incident/regulations/gdpr-art33.yaml").read_text()
     (tmp_path / "gdpr-art33.yaml").write_text(src.replace("within: PT72H", "within: 72 hours"))
     with pytest.raises(DataFileError, match="gdpr-art33.yaml is invalid at clock.within"):
         RegulationCatalog.load(tmp_path)
 
 
 def test_file_name_must_match_id(tmp_path: Path) -> None:
-    src = (
-        Path(__file__).parents[2] / "src/keyguard/incident/regulations/gdpr-art33.yaml"
-    ).read_text()
+    src = (Path(__file__).parents[2] / "src/keyguard/incident/regulations/gdpr-art33.yaml").read_text()
     (tmp_path / "other.yaml").write_text(src)
     with pytest.raises(DataFileError, match="name the file after its id|holds regulation"):
         RegulationCatalog.load(tmp_path)

@@ -50,9 +50,7 @@ def _report_data() -> ReportData:
     ]
     start = EXPOSED - timedelta(hours=12)
     usage = [
-        UsagePoint(
-            start + timedelta(hours=h), 40 + (300 if 5 <= h - 12 <= 6 else 0), 2 if h > 18 else 0
-        )
+        UsagePoint(start + timedelta(hours=h), 40 + (300 if 5 <= h - 12 <= 6 else 0), 2 if h > 18 else 0)
         for h in range(30)
     ]
     anomalies = [

@@ -65,9 +65,7 @@ def test_list_filters(service: IncidentService) -> None:
     assert [i.id for i in service.list(key="other")] == [b.id]
 
 
-def test_status_moves_forward_only_and_is_timestamped(
-    service: IncidentService, clock: FrozenClock
-) -> None:
+def test_status_moves_forward_only_and_is_timestamped(service: IncidentService, clock: FrozenClock) -> None:
     inc = _open(service)
     service.advance_status(inc.id, "contained", {"refused": "version 1 is compromised"})
     clock.advance(timedelta(hours=2))
@@ -116,22 +114,16 @@ def test_overdue_obligation_needs_attention(service: IncidentService, clock: Fro
 
 
 def test_determination_sets_the_sec_clock(service: IncidentService) -> None:
-    inc = _open(
-        service, jurisdictions=["us"], flags=["sec-registrant", "material"], data_classes=[]
-    )
+    inc = _open(service, jurisdictions=["us"], flags=["sec-registrant", "material"], data_classes=[])
     assert [(o.regulation, o.due_at) for o in inc.obligations] == [("sec-8k-item105", None)]
-    got = service.update_facts(
-        inc.id, determinations={"materiality": datetime(2026, 11, 24, 16, tzinfo=UTC)}
-    )
+    got = service.update_facts(inc.id, determinations={"materiality": datetime(2026, 11, 24, 16, tzinfo=UTC)})
     assert got.obligations[0].due_at == datetime(2026, 12, 1, 22, 30, tzinfo=UTC)
 
 
 def test_update_facts_adds_obligations_and_keeps_done_ones(service: IncidentService) -> None:
     inc = _open(service, jurisdictions=["eu"], flags=[])
     service.complete_obligation(inc.id, "gdpr-art33", "ref-1")
-    got = service.update_facts(
-        inc.id, add_flags=["high-risk"], severity="high", impact={"records": 1200}
-    )
+    got = service.update_facts(inc.id, add_flags=["high-risk"], severity="high", impact={"records": 1200})
     regs = {o.regulation: o for o in got.obligations}
     assert set(regs) == {"gdpr-art33", "gdpr-art34"}
     assert regs["gdpr-art33"].reference == "ref-1"
@@ -146,9 +138,7 @@ def test_close_needs_recovered_unless_forced(service: IncidentService) -> None:
     for status in (Status.CONTAINED, Status.ASSESSED, Status.ROTATED, Status.RECOVERED):
         service.advance_status(inc.id, status)
     closed = service.close(inc.id, root_cause="token committed to a public repo", note="done")
-    assert (
-        closed.status is Status.CLOSED and closed.attention(datetime(2030, 1, 1, tzinfo=UTC)) == []
-    )
+    assert closed.status is Status.CLOSED and closed.attention(datetime(2030, 1, 1, tzinfo=UTC)) == []
     with pytest.raises(ConflictError, match="closed"):
         service.complete_task(inc.id, "root-cause")
     other = _open(service)
@@ -166,9 +156,7 @@ def test_close_needs_recovered_unless_forced(service: IncidentService) -> None:
         ({"flags": ["hihg-risk"]}, "unknown flag 'hihg-risk'"),
     ],
 )
-def test_open_refuses_bad_input(
-    sqlite_url: str, clock: FrozenClock, kw: dict, message: str
-) -> None:
+def test_open_refuses_bad_input(sqlite_url: str, clock: FrozenClock, kw: dict, message: str) -> None:
     from keyguard.store.db import create_db_engine, migrate
 
     engine = create_db_engine(sqlite_url)

@@ -68,12 +68,8 @@ def test_assessed_items_and_anomalies_win(service: IncidentService) -> None:
     service.update_facts(
         inc.id,
         impact={
-            "data_items": [
-                {"name": "x", "data_class": "pii", "records": 3, "key": "pay", "version": 1}
-            ],
-            "anomalies": [
-                {"at": "2026-11-27T08:00:00Z", "kind": "burst", "description": "400/min"}
-            ],
+            "data_items": [{"name": "x", "data_class": "pii", "records": 3, "key": "pay", "version": 1}],
+            "anomalies": [{"at": "2026-11-27T08:00:00Z", "kind": "burst", "description": "400/min"}],
         },
     )
     service.record(inc.id, "alert", "compromised version used from 198.51.100.7")
@@ -88,9 +84,7 @@ def test_aggregated_assessment_data_and_factors(service: IncidentService) -> Non
         inc.id,
         impact={
             "data": [{"key": "pay", "version": 1, "class": "pii", "items": 40, "records": 900}],
-            "factors": [
-                {"factor": "tier", "weight": 2, "en": "The key is high tier.", "zh": "高等级密钥。"}
-            ],
+            "factors": [{"factor": "tier", "weight": 2, "en": "The key is high tier.", "zh": "高等级密钥。"}],
         },
     )
     data = gather_report_data(service, inc.id)

@@ -40,9 +40,7 @@ def _engine(url: str):  # type: ignore[no-untyped-def]  # noqa: ANN202
     return engine
 
 
-def incident_service(
-    settings: Settings | None = None, clock: Clock | None = None
-) -> IncidentService:
+def incident_service(settings: Settings | None = None, clock: Clock | None = None) -> IncidentService:
     """The incident service of ``$KEYGUARD_HOME`` / ``KEYGUARD_DATABASE_URL``."""
     settings = settings or Settings.from_env()
     return IncidentService(_engine(settings.database_url), clock or SystemClock())
@@ -54,9 +52,7 @@ def parse_key(text: str) -> tuple[str, int | None]:
     if not sep:
         return name, None
     if not version.isdigit() or int(version) < 1:
-        raise UsageError(
-            f"invalid key reference {text!r}", hint="use NAME or NAME@VERSION, e.g. pay@1"
-        )
+        raise UsageError(f"invalid key reference {text!r}", hint="use NAME or NAME@VERSION, e.g. pay@1")
     return name, int(version)
 
 
@@ -137,22 +133,14 @@ def _exit_if_attention(incident: Incident, now: datetime) -> None:
 
 @incident_app.command("open")
 def open_incident(
-    key: list[str] = typer.Option(
-        ..., "--key", "-k", help="Leaked key NAME[@VERSION] (repeatable)."
-    ),
-    exposed_at: str = typer.Option(
-        ..., "--exposed-at", help="When the key was exposed (RFC 3339 or -2h)."
-    ),
-    detected_at: str | None = typer.Option(
-        None, "--detected-at", help="When the leak was detected (default now)."
-    ),
+    key: list[str] = typer.Option(..., "--key", "-k", help="Leaked key NAME[@VERSION] (repeatable)."),
+    exposed_at: str = typer.Option(..., "--exposed-at", help="When the key was exposed (RFC 3339 or -2h)."),
+    detected_at: str | None = typer.Option(None, "--detected-at", help="When the leak was detected (default now)."),
     source: str = typer.Option("", "--source", help="Where the key leaked (URL, commit, ticket)."),
     jurisdiction: list[str] = typer.Option(
         [], "--jurisdiction", "-j", help="eu, cn, us, us-ca … (repeatable or comma-separated)."
     ),
-    data_class: list[str] = typer.Option(
-        [], "--data-class", help="pii, payment, credentials, secrets, other."
-    ),
+    data_class: list[str] = typer.Option([], "--data-class", help="pii, payment, credentials, secrets, other."),
     flag: list[str] = typer.Option(
         [], "--flag", help="Facts such as high-risk, cii-operator, relatively-major, nis2-entity."
     ),
@@ -306,9 +294,7 @@ def update(
 @incident_app.command("notified")
 def notified(
     incident_id: int = typer.Argument(..., help="Incident id."),
-    regulation: str = typer.Option(
-        ..., "--regulation", "-r", help="Regulation id, e.g. gdpr-art33."
-    ),
+    regulation: str = typer.Option(..., "--regulation", "-r", help="Regulation id, e.g. gdpr-art33."),
     reference: str = typer.Option("", "--reference", help="The authority's case number or a link."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -328,9 +314,7 @@ def close(
     incident_id: int = typer.Argument(..., help="Incident id."),
     root_cause: str | None = typer.Option(None, "--root-cause", help="The root cause."),
     note: str = typer.Option("", "--note", help="Closing note."),
-    force: bool = typer.Option(
-        False, "--force", help="Close before recovery (e.g. a false positive)."
-    ),
+    force: bool = typer.Option(False, "--force", help="Close before recovery (e.g. a false positive)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Close the incident (status must be recovered unless --force)."""
@@ -346,15 +330,11 @@ def close(
 @incident_app.command("notify")
 def notify(
     incident_id: int = typer.Argument(..., help="Incident id."),
-    regulation: str = typer.Option(
-        ..., "--regulation", "-r", help="Regulation id, e.g. gdpr-art33."
-    ),
+    regulation: str = typer.Option(..., "--regulation", "-r", help="Regulation id, e.g. gdpr-art33."),
     lang: str = LangOption,
     contact: str = typer.Option("", "--contact", help="Contact point (DPO name, e-mail, phone)."),
     organisation: str = typer.Option("", "--org", help="Name of the organisation."),
-    out: Path | None = typer.Option(
-        None, "--out", help="Write the draft to FILE instead of stdout."
-    ),
+    out: Path | None = typer.Option(None, "--out", help="Write the draft to FILE instead of stdout."),
     as_json: bool = JsonOption,
 ) -> None:
     """Draft the notice a regulation requires, filled from the incident (Markdown)."""
@@ -394,6 +374,7 @@ def report(
     fmt: str = typer.Option("md", "--format", help="md, html or pdf."),
     lang: str = LangOption,
     out: Path | None = typer.Option(None, "--out", help="Output file (required for pdf)."),
+    organisation: str = typer.Option("", "--org", help="Name of the organisation."),
     as_json: bool = JsonOption,
 ) -> None:
     """Write the incident report: summary, timeline vs SLA, impact, usage chart, actions."""
@@ -405,7 +386,7 @@ def report(
     if fmt == "pdf" and out is None:
         raise UsageError("a PDF report needs --out FILE")
     svc = incident_service()
-    data = gather_report_data(svc, incident_id)
+    data = gather_report_data(svc, incident_id, organisation)
     body = render_report(data, fmt, _lang(lang))
     if out is None:
         console.out(body.decode("utf-8"), highlight=False)

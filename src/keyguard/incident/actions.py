@@ -38,9 +38,7 @@ class ActionSpec:
 
 _SPECS = (
     ActionSpec("vault.compromise", "mark the leaked key versions compromised (blocked, tripwire)"),
-    ActionSpec(
-        "vault.verify-dead", "attempt an operation with the leaked version and record the refusal"
-    ),
+    ActionSpec("vault.verify-dead", "attempt an operation with the leaked version and record the refusal"),
     ActionSpec("clients.suspend", "suspend the clients that used the key after the exposure"),
     ActionSpec("comply.obligations", "compute the regulators' deadlines for the incident"),
     ActionSpec("assess.run", "replay the audit log since the exposure and grade the risk"),
@@ -81,9 +79,7 @@ def is_known(name: str) -> bool:
 def bind(name: str, handler: Handler) -> None:
     """Bind the function that performs automatic action ``name``."""
     if name not in ACTIONS or name == MANUAL:
-        raise NotFoundError(
-            f"unknown automatic action {name!r}", hint="see keyguard.incident.actions.ACTIONS"
-        )
+        raise NotFoundError(f"unknown automatic action {name!r}", hint="see keyguard.incident.actions.ACTIONS")
     _handlers[name] = handler
 
 

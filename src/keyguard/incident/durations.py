@@ -41,9 +41,7 @@ def parse_duration(text: str) -> Duration:
     """Parse an ISO 8601 duration; raise :class:`DataFileError` when it is not one."""
     match = _DURATION.match(text.strip())
     if not match:
-        raise DataFileError(
-            f"invalid ISO 8601 duration {text!r}", hint="use forms like PT1H, P3D, P1M"
-        )
+        raise DataFileError(f"invalid ISO 8601 duration {text!r}", hint="use forms like PT1H, P3D, P1M")
     parts = {k: int(v) for k, v in match.groupdict().items() if v is not None}
     span = timedelta(
         weeks=parts.get("weeks", 0),
@@ -52,9 +50,7 @@ def parse_duration(text: str) -> Duration:
         minutes=parts.get("minutes", 0),
         seconds=parts.get("seconds", 0),
     )
-    return Duration(
-        text=text.strip(), months=12 * parts.get("years", 0) + parts.get("months", 0), span=span
-    )
+    return Duration(text=text.strip(), months=12 * parts.get("years", 0) + parts.get("months", 0), span=span)
 
 
 def add_months(start: datetime, months: int) -> datetime:

@@ -29,10 +29,7 @@ DATA_CLASS_NAMES: Mapping[str, Mapping[str, str]] = {
 PHRASES: Mapping[str, Mapping[str, str]] = {
     "en": {
         "placeholder": "[to be completed: {what}]",
-        "draft": (
-            "DRAFT prepared by keyguard from the incident record. "
-            "Check every statement before sending."
-        ),
+        "draft": ("DRAFT prepared by keyguard from the incident record. Check every statement before sending."),
         "notice": "Notice: {title}",
         "not_applicable": (
             "On the facts recorded, this regulation does not apply to the incident "
@@ -74,9 +71,7 @@ PHRASES: Mapping[str, Mapping[str, str]] = {
         "placeholder": "【待补充：{what}】",
         "draft": "本草稿由 keyguard 根据事件记录生成，发送前请逐项核实。",
         "notice": "通知：{title}",
-        "not_applicable": (
-            "根据已记录的事实，本法规不适用于该事件（请核对司法辖区、数据类别和标记）。"
-        ),
+        "not_applicable": ("根据已记录的事实，本法规不适用于该事件（请核对司法辖区、数据类别和标记）。"),
         "to": "报送对象",
         "regulation": "法律依据",
         "due": "截止时间",
@@ -90,9 +85,7 @@ PHRASES: Mapping[str, Mapping[str, str]] = {
         "nature_data": "：{classes}",
         "unknown_source": "泄露来源尚待查明",
         "records": "{records} 条记录",
-        "consequences_default": (
-            "受该密钥保护的数据可能已被未经授权的一方读取或篡改（风险等级：{severity}）。"
-        ),
+        "consequences_default": ("受该密钥保护的数据可能已被未经授权的一方读取或篡改（风险等级：{severity}）。"),
         "advice": (
             "请警惕提及本事件并索要密码或付款的信息；如涉及账户凭证，请修改账户密码；"
             "请核对您的支付记录，发现异常请及时与我们联系。"

@@ -99,9 +99,7 @@ def _text_or_placeholder(ctx: NoticeContext, value: object, what_en: str, what_z
 FILLS: dict[str, Callable[[NoticeContext], str]] = {
     "nature": _nature,
     "keys": _keys,
-    "data_classes": lambda c: (
-        _classes(c) or _placeholder(c, "data categories" if c.lang == "en" else "数据类别")
-    ),
+    "data_classes": lambda c: _classes(c) or _placeholder(c, "data categories" if c.lang == "en" else "数据类别"),
     "records": _records,
     "severity": _severity,
     "consequences": _consequences,
@@ -111,14 +109,10 @@ FILLS: dict[str, Callable[[NoticeContext], str]] = {
     "organisation": lambda c: _text_or_placeholder(c, c.organisation, "organisation", "单位名称"),
     "detected_at": lambda c: format_time(c.incident.detected_at),
     "exposed_at": lambda c: format_time(c.incident.exposed_at),
-    "root_cause": lambda c: _text_or_placeholder(
-        c, c.incident.root_cause, "root cause", "原因分析"
-    ),
+    "root_cause": lambda c: _text_or_placeholder(c, c.incident.root_cause, "root cause", "原因分析"),
     "advice": lambda c: phrase(c.lang, "advice"),
     "suspected_cause": _suspected,
-    "cross_border": lambda c: phrase(
-        c.lang, "cross_border", j=", ".join(c.incident.jurisdictions) or "-"
-    ),
+    "cross_border": lambda c: phrase(c.lang, "cross_border", j=", ".join(c.incident.jurisdictions) or "-"),
     "indicators": lambda c: _text_or_placeholder(
         c, c.incident.impact.get("indicators"), "indicators of compromise", "入侵指标"
     ),
@@ -145,10 +139,7 @@ def draft_notice(
     ctx = NoticeContext(incident, lang, now, contact, organisation)
     ob = next((o for o in incident.obligations if o.regulation == spec.id), None)
     due = ob.due_at if ob is not None else None
-    fields = [
-        {"label": f.label.zh if lang == "zh" else f.label.en, "value": FILLS[f.fill](ctx)}
-        for f in spec.content
-    ]
+    fields = [{"label": f.label.zh if lang == "zh" else f.label.en, "value": FILLS[f.fill](ctx)} for f in spec.content]
     return (
         environment()
         .get_template("notice.md.j2")

@@ -138,9 +138,7 @@ def _run(clock: ClockSpec, start: datetime) -> datetime | None:
     return None  # without undue delay: no fixed due time
 
 
-def compute_due(
-    clock: ClockSpec, facts: Facts, due_of: Mapping[str, datetime | None]
-) -> datetime | None:
+def compute_due(clock: ClockSpec, facts: Facts, due_of: Mapping[str, datetime | None]) -> datetime | None:
     """The due time of a duty whose clock is ``clock``; None when not fixed (yet)."""
     start: datetime | None
     if clock.start == "detection":
@@ -180,9 +178,7 @@ class RegulationCatalog:
         specs = [load_yaml_model(p, RegulationSpec) for p in sorted(directory.glob("*.yaml"))]
         for path, spec in zip(sorted(directory.glob("*.yaml")), specs, strict=True):
             if path.stem != spec.id:
-                raise DataFileError(
-                    f"{path.name} holds regulation {spec.id!r}", hint="name the file after its id"
-                )
+                raise DataFileError(f"{path.name} holds regulation {spec.id!r}", hint="name the file after its id")
         return cls(specs)
 
     def known_flags(self) -> frozenset[str]:
@@ -196,26 +192,20 @@ class RegulationCatalog:
 
     def known_determinations(self) -> frozenset[str]:
         """Names of the determinations that start a clock (materiality, major-classification)."""
-        return frozenset(
-            s.clock.determination for s in self.specs.values() if s.clock.determination
-        )
+        return frozenset(s.clock.determination for s in self.specs.values() if s.clock.determination)
 
     def get(self, regulation_id: str) -> RegulationSpec:
         """The regulation ``regulation_id``."""
         try:
             return self.specs[regulation_id]
         except KeyError:
-            raise NotFoundError(
-                f"no regulation {regulation_id!r}", hint="known: " + ", ".join(self.specs)
-            ) from None
+            raise NotFoundError(f"no regulation {regulation_id!r}", hint="known: " + ", ".join(self.specs)) from None
 
     def _ordered(self) -> list[RegulationSpec]:
         done: list[RegulationSpec] = []
         pending = list(self.specs.values())
         while pending:
-            ready = [
-                s for s in pending if s.clock.after is None or s.clock.after in {d.id for d in done}
-            ]
+            ready = [s for s in pending if s.clock.after is None or s.clock.after in {d.id for d in done}]
             if not ready:
                 raise DataFileError("regulation clocks depend on each other in a cycle")
             done += ready

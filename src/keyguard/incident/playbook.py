@@ -31,9 +31,7 @@ def load_playbook(playbook_id: str = DEFAULT_PLAYBOOK) -> PlaybookSpec:
     """Load a shipped playbook by id."""
     path = PLAYBOOK_DIR / f"{playbook_id}.yaml"
     if playbook_id not in playbook_ids():
-        raise NotFoundError(
-            f"no playbook {playbook_id!r}", hint="known: " + ", ".join(playbook_ids())
-        )
+        raise NotFoundError(f"no playbook {playbook_id!r}", hint="known: " + ", ".join(playbook_ids()))
     return load_playbook_file(path)
 
 

@@ -78,10 +78,7 @@ def create(session: Session, incident: Incident) -> int:
     session.add(row)
     session.flush()
     incident.id = row.id
-    session.add_all(
-        IncidentKeyRow(incident_id=row.id, key_name=k.name, version=k.version)
-        for k in incident.keys
-    )
+    session.add_all(IncidentKeyRow(incident_id=row.id, key_name=k.name, version=k.version) for k in incident.keys)
     position = 0
     for phase in incident.phases:
         for task in phase.tasks:
@@ -111,23 +108,17 @@ def create(session: Session, incident: Incident) -> int:
     return row.id
 
 
-def _save_obligations(
-    session: Session, incident_id: int, obligations: Sequence[Obligation]
-) -> None:
+def _save_obligations(session: Session, incident_id: int, obligations: Sequence[Obligation]) -> None:
     existing = {
         r.regulation: r
-        for r in session.scalars(
-            select(IncidentObligationRow).where(IncidentObligationRow.incident_id == incident_id)
-        )
+        for r in session.scalars(select(IncidentObligationRow).where(IncidentObligationRow.incident_id == incident_id))
     }
     wanted = {o.regulation for o in obligations}
     for name, row in existing.items():
         if name not in wanted:
             session.delete(row)
     for ob in obligations:
-        row = existing.get(ob.regulation) or IncidentObligationRow(
-            incident_id=incident_id, regulation=ob.regulation
-        )
+        row = existing.get(ob.regulation) or IncidentObligationRow(incident_id=incident_id, regulation=ob.regulation)
         row.due_at = ob.due_at
         row.done_at = ob.done_at
         row.reference = ob.reference
@@ -152,11 +143,8 @@ def update(session: Session, incident: Incident) -> None:
     row.status_history = {k: format_time(v) for k, v in incident.status_history.items()}
     closed = incident.status_history.get(str(Status.CLOSED))
     row.closed_at = closed
-    row.updated_at = max(incident.status_history.values(), default=incident.detected_at)
     tasks = {t.id: t for t in incident.tasks}
-    for trow in session.scalars(
-        select(IncidentTaskRow).where(IncidentTaskRow.incident_id == incident.id)
-    ):
+    for trow in session.scalars(select(IncidentTaskRow).where(IncidentTaskRow.incident_id == incident.id)):
         task = tasks.get(trow.task_id)
         if task is not None:
             trow.done_at, trow.done_by, trow.note = task.done_at, task.done_by, task.note
@@ -212,9 +200,7 @@ def list_incidents(
         query = query.where(IncidentRow.status == str(status))
     if key is not None:
         query = query.where(
-            IncidentRow.id.in_(
-                select(IncidentKeyRow.incident_id).where(IncidentKeyRow.key_name == key)
-            )
+            IncidentRow.id.in_(select(IncidentKeyRow.incident_id).where(IncidentKeyRow.key_name == key))
         )
     return _load(session, list(session.scalars(query)), catalog)
 
@@ -226,25 +212,17 @@ def delete_incident(session: Session, incident_id: int) -> None:
     session.execute(delete(IncidentRow).where(IncidentRow.id == incident_id))
 
 
-def _load(
-    session: Session, rows: Sequence[IncidentRow], catalog: RegulationCatalog
-) -> list[Incident]:
+def _load(session: Session, rows: Sequence[IncidentRow], catalog: RegulationCatalog) -> list[Incident]:
     ids = [r.id for r in rows]
     if not ids:
         return []
     keys: dict[int, list[IncidentKey]] = defaultdict(list)
     for k in session.scalars(
-        select(IncidentKeyRow)
-        .where(IncidentKeyRow.incident_id.in_(ids))
-        .order_by(IncidentKeyRow.id)
+        select(IncidentKeyRow).where(IncidentKeyRow.incident_id.in_(ids)).order_by(IncidentKeyRow.id)
     ):
         keys[k.incident_id].append(IncidentKey(k.key_name, k.version))
     phases: dict[int, dict[str, Phase]] = defaultdict(dict)
-    task_rows = (
-        select(IncidentTaskRow)
-        .where(IncidentTaskRow.incident_id.in_(ids))
-        .order_by(IncidentTaskRow.position)
-    )
+    task_rows = select(IncidentTaskRow).where(IncidentTaskRow.incident_id.in_(ids)).order_by(IncidentTaskRow.position)
     for t in session.scalars(task_rows):
         phase = phases[t.incident_id].setdefault(
             t.phase, Phase(name=t.phase, title=_text(t.phase_title), due_at=utc(t.phase_due_at))
@@ -267,23 +245,15 @@ def _load(
     ob_rows = select(IncidentObligationRow).where(IncidentObligationRow.incident_id.in_(ids))
     for o in session.scalars(ob_rows.order_by(IncidentObligationRow.id)):
         spec = catalog.specs.get(o.regulation)
-        title = (
-            LocalText(spec.title.en, spec.title.zh)
-            if spec
-            else LocalText(o.regulation, o.regulation)
-        )
+        title = LocalText(spec.title.en, spec.title.zh) if spec else LocalText(o.regulation, o.regulation)
         obligations[o.incident_id].append(
             Obligation(
                 regulation=o.regulation,
                 title=title,
-                audience=LocalText(spec.audience.en, spec.audience.zh)
-                if spec
-                else LocalText("", ""),
+                audience=LocalText(spec.audience.en, spec.audience.zh) if spec else LocalText("", ""),
                 jurisdiction=spec.jurisdiction if spec else "",
                 due_at=_utc_opt(o.due_at),
-                deadline=LocalText(spec.deadline.en, spec.deadline.zh)
-                if spec
-                else LocalText("", ""),
+                deadline=LocalText(spec.deadline.en, spec.deadline.zh) if spec else LocalText("", ""),
                 source=spec.source.url if spec else "",
                 done_at=_utc_opt(o.done_at),
                 reference=o.reference,
@@ -294,9 +264,7 @@ def _load(
     tl_rows = select(IncidentTimelineRow).where(IncidentTimelineRow.incident_id.in_(ids))
     for e in session.scalars(tl_rows.order_by(IncidentTimelineRow.at, IncidentTimelineRow.id)):
         timeline[e.incident_id].append(
-            TimelineEntry(
-                at=utc(e.at), kind=e.kind, actor=e.actor, message=e.message, data=dict(e.data or {})
-            )
+            TimelineEntry(at=utc(e.at), kind=e.kind, actor=e.actor, message=e.message, data=dict(e.data or {}))
         )
     far = datetime.max.replace(tzinfo=UTC)
     return [

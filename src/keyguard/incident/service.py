@@ -61,9 +61,7 @@ def _codes(values: Iterable[str], what: str) -> list[str]:
 class IncidentService:
     """Incidents on one database, with an injected clock and regulation catalog."""
 
-    def __init__(
-        self, engine: Engine, clock: Clock | None = None, catalog: RegulationCatalog | None = None
-    ) -> None:
+    def __init__(self, engine: Engine, clock: Clock | None = None, catalog: RegulationCatalog | None = None) -> None:
         self.engine = engine
         self.clock: Clock = clock or SystemClock()
         self.catalog = catalog or default_catalog()
@@ -132,25 +130,17 @@ class IncidentService:
         parsed = [IncidentKey(name, version) for name, version in keys]
         for k in parsed:
             if not _KEY_NAME.match(k.name):
-                raise UsageError(
-                    f"invalid key name {k.name!r}", hint="names match [a-z0-9][a-z0-9._-]{0,63}"
-                )
+                raise UsageError(f"invalid key name {k.name!r}", hint="names match [a-z0-9][a-z0-9._-]{0,63}")
             if k.version is not None and k.version < 1:
-                raise UsageError(
-                    f"invalid version {k.version} of {k.name}", hint="versions start at 1"
-                )
+                raise UsageError(f"invalid version {k.version} of {k.name}", hint="versions start at 1")
         if exposed_at > detected:
-            raise UsageError(
-                "the key cannot be exposed after it was detected", hint="check --exposed-at"
-            )
+            raise UsageError("the key cannot be exposed after it was detected", hint="check --exposed-at")
         if detected > now + _CLOCK_SKEW:
             raise UsageError("detection time is in the future", hint="check --detected-at")
         classes = _codes(data_classes, "data class")
         unknown = [c for c in classes if c not in DATA_CLASSES]
         if unknown:
-            raise UsageError(
-                f"unknown data class {unknown[0]!r}", hint="one of " + ", ".join(DATA_CLASSES)
-            )
+            raise UsageError(f"unknown data class {unknown[0]!r}", hint="one of " + ", ".join(DATA_CLASSES))
         spec = load_playbook(playbook)
         incident = Incident(
             id=0,
@@ -170,15 +160,12 @@ class IncidentService:
         )
         incident.obligations = self.catalog.obligations(Facts.of(incident))
         incident.timeline = [
-            TimelineEntry(
-                detected, "detected", actor, f"leak detected ({source or 'no source given'})"
-            ),
+            TimelineEntry(detected, "detected", actor, f"leak detected ({source or 'no source given'})"),
             TimelineEntry(
                 now,
                 "opened",
                 actor,
-                f"incident opened with playbook {spec.id}; "
-                f"{len(incident.obligations)} obligation(s)",
+                f"incident opened with playbook {spec.id}; {len(incident.obligations)} obligation(s)",
                 {"keys": [str(k) for k in parsed], "exposed_at": format_time(exposed_at)},
             ),
         ]
@@ -222,13 +209,9 @@ class IncidentService:
             task = incident.task(task_id)
             if task is None:
                 known = ", ".join(t.id for t in incident.tasks)
-                raise NotFoundError(
-                    f"incident {incident_id} has no task {task_id!r}", hint=f"tasks: {known}"
-                )
+                raise NotFoundError(f"incident {incident_id} has no task {task_id!r}", hint=f"tasks: {known}")
             if task.done_at is not None:
-                raise ConflictError(
-                    f"task {task_id} is already done", hint=f"done at {format_time(task.done_at)}"
-                )
+                raise ConflictError(f"task {task_id} is already done", hint=f"done at {format_time(task.done_at)}")
             task.done_at, task.done_by, task.note = now, by, note
             task.evidence = dict(evidence or {})
             late = " (late)" if now > task.due_at else ""
@@ -260,9 +243,7 @@ class IncidentService:
             repo.add_timeline(
                 session,
                 incident_id,
-                TimelineEntry(
-                    now, "notified", by, f"{regulation} notice submitted", {"reference": reference}
-                ),
+                TimelineEntry(now, "notified", by, f"{regulation} notice submitted", {"reference": reference}),
             )
         return incident
 
@@ -314,9 +295,7 @@ class IncidentService:
                 incident.determinations[name] = at
                 changed.setdefault("determinations", {})[name] = format_time(at)
             incident.obligations = self._recompute(incident)
-            repo.add_timeline(
-                session, incident_id, TimelineEntry(now, "facts", actor, "facts updated", changed)
-            )
+            repo.add_timeline(session, incident_id, TimelineEntry(now, "facts", actor, "facts updated", changed))
         return incident
 
     def record(
@@ -360,14 +339,10 @@ class IncidentService:
             open_tasks = [t.id for t in incident.tasks if t.done_at is None]
             if open_tasks:
                 data["open_tasks"] = open_tasks
-            repo.add_timeline(
-                session, incident_id, TimelineEntry(now, "status", actor, "status → closed", data)
-            )
+            repo.add_timeline(session, incident_id, TimelineEntry(now, "status", actor, "status → closed", data))
         return incident
 
-    def run_actions(
-        self, incident_id: int, only: Iterable[str] | None = None
-    ) -> builtins.list[ActionResult]:
+    def run_actions(self, incident_id: int, only: Iterable[str] | None = None) -> builtins.list[ActionResult]:
         """Perform the pending automatic tasks that have a bound handler, in playbook order.
 
         ``only`` limits the run to these action names (``{"vault.compromise"}``). A handler
@@ -405,9 +380,7 @@ class IncidentService:
         known = self.catalog.known_flags()
         unknown = [f for f in values if f not in known]
         if unknown:
-            raise UsageError(
-                f"unknown flag {unknown[0]!r}", hint="known: " + ", ".join(sorted(known))
-            )
+            raise UsageError(f"unknown flag {unknown[0]!r}", hint="known: " + ", ".join(sorted(known)))
         return values
 
     def _recompute(self, incident: Incident) -> builtins.list[Obligation]:
@@ -470,16 +443,14 @@ class _Change:
             raise
         if incident.is_closed:
             self._cm.__exit__(None, None, None)
-            raise ConflictError(
-                f"incident {self.incident_id} is closed", hint="open a new incident"
-            )
+            raise ConflictError(f"incident {self.incident_id} is closed", hint="open a new incident")
         self._session, self._incident = session, incident
-        return session, incident, self.service.clock.now()
+        self._now = self.service.clock.now()
+        return session, incident, self._now
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any
-    ) -> bool | None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool | None:
         if exc is None:
             repo.update(self._session, self._incident)
+            repo.touch(self._session, self._incident.id, self._now)
         result: bool | None = self._cm.__exit__(exc_type, exc, tb)
         return result

@@ -41,9 +41,7 @@ class IncidentKeyRow(Base):
     __tablename__ = "incident_keys"
     __table_args__ = (Index("ix_incident_keys_key", "key_name", "version"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    incident_id: Mapped[int] = mapped_column(
-        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
-    )
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
     key_name: Mapped[str] = mapped_column(String(64))
     version: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
@@ -54,9 +52,7 @@ class IncidentTaskRow(Base):
     __tablename__ = "incident_tasks"
     __table_args__ = (UniqueConstraint("incident_id", "task_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    incident_id: Mapped[int] = mapped_column(
-        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
-    )
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     phase: Mapped[str] = mapped_column(String(32))
     phase_due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -78,9 +74,7 @@ class IncidentObligationRow(Base):
     __tablename__ = "incident_obligations"
     __table_args__ = (UniqueConstraint("incident_id", "regulation"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    incident_id: Mapped[int] = mapped_column(
-        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
-    )
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
     regulation: Mapped[str] = mapped_column(String(64))
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -93,9 +87,7 @@ class IncidentTimelineRow(Base):
 
     __tablename__ = "incident_timeline"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    incident_id: Mapped[int] = mapped_column(
-        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
-    )
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(128))

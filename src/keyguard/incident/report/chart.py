@@ -89,9 +89,7 @@ def usage_chart_png(data: ReportData, lang: str = "en") -> bytes:
                 align="edge",
             )
             end = contained or data.now
-            ax.axvspan(
-                num(inc.exposed_at), num(end), color="#f58518", alpha=0.12, label=labels["window"]
-            )
+            ax.axvspan(num(inc.exposed_at), num(end), color="#f58518", alpha=0.12, label=labels["window"])
             marks: list[tuple[datetime | None, str, str]] = [
                 (inc.exposed_at, "#f58518", labels["exposed"]),
                 (inc.detected_at, "#54a24b", labels["detected"]),

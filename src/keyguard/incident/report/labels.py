@@ -53,9 +53,7 @@ LABELS: Mapping[str, Mapping[str, str]] = {
         "no_items": "No registered data under the leaked versions.",
         "more_items": "… and {n} more items.",
         "usage": "Use of the key over time",
-        "usage_summary": (
-            "{total} uses recorded, {after} after the exposure, peak {peak} per hour at {peak_at}."
-        ),
+        "usage_summary": ("{total} uses recorded, {after} after the exposure, peak {peak} per hour at {peak_at}."),
         "no_usage": "No use of the key was recorded.",
         "anomalies": "Anomalies",
         "kind": "Kind",
@@ -122,9 +120,7 @@ LABELS: Mapping[str, Mapping[str, str]] = {
         "no_items": "泄露版本下没有已登记的数据。",
         "more_items": "……另有 {n} 项。",
         "usage": "密钥使用情况",
-        "usage_summary": (
-            "共记录 {total} 次使用，其中暴露后 {after} 次，峰值为 {peak_at} 的每小时 {peak} 次。"
-        ),
+        "usage_summary": ("共记录 {total} 次使用，其中暴露后 {after} 次，峰值为 {peak_at} 的每小时 {peak} 次。"),
         "no_usage": "未记录到该密钥的使用。",
         "anomalies": "异常",
         "kind": "类型",
@@ -172,8 +168,7 @@ HARDENING: tuple[tuple[str, str], ...] = (
         "在推送前扫描提交（pre-commit 钩子和 CI），并启用推送保护。",
     ),
     (
-        "Give each client the least privilege it needs, and short-lived tokens instead of "
-        "static secrets.",
+        "Give each client the least privilege it needs, and short-lived tokens instead of static secrets.",
         "为每个客户端仅授予所需的最小权限，以短期令牌取代静态密钥。",
     ),
     (

@@ -91,16 +91,10 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
             }
         )
     usage_total = sum(p.count for p in data.usage)
-    after = sum(
-        p.count
-        for p in data.usage
-        if p.hour >= inc.exposed_at.replace(minute=0, second=0, microsecond=0)
-    )
+    after = sum(p.count for p in data.usage if p.hour >= inc.exposed_at.replace(minute=0, second=0, microsecond=0))
     peak = max(data.usage, key=lambda p: p.count, default=None)
     usage_summary = (
-        t["usage_summary"].format(
-            total=usage_total, after=after, peak=peak.count, peak_at=_short(peak.hour)
-        )
+        t["usage_summary"].format(total=usage_total, after=after, peak=peak.count, peak_at=_short(peak.hour))
         if peak is not None and usage_total
         else t["no_usage"]
     )

@@ -48,9 +48,7 @@ def usage_per_hour(engine: Engine, incident: Incident, until: datetime) -> list[
             "GROUP BY substr(ts, 1, 13), key, version"
         ).bindparams(bindparam("names", expanding=True))
         with engine.connect() as conn:
-            for hour, key, version, n, denied in conn.execute(
-                query, {"names": names, "start": start, "end": end}
-            ):
+            for hour, key, version, n, denied in conn.execute(query, {"names": names, "start": start, "end": end}):
                 wanted = versions.get(key)
                 if wanted is not None and version is not None and version != wanted:
                     continue
@@ -78,8 +76,7 @@ def _remaining(engine: Engine, key: str, version: int) -> int:
     if "data_items" not in set(inspect(engine).get_table_names()):
         return 0
     query = text(
-        "SELECT count(*) FROM data_items WHERE key_name = :key AND version = :version "
-        "AND is_deleted = :deleted"
+        "SELECT count(*) FROM data_items WHERE key_name = :key AND version = :version AND is_deleted = :deleted"
     )
     with engine.connect() as conn:
         params = {"key": key, "version": version, "deleted": False}
@@ -182,9 +179,7 @@ def anomalies(incident: Incident) -> list[Anomaly]:
     return sorted(found, key=lambda a: a.at)
 
 
-def gather_report_data(
-    service: IncidentService, incident_id: int, organisation: str = ""
-) -> ReportData:
+def gather_report_data(service: IncidentService, incident_id: int, organisation: str = "") -> ReportData:
     """The report data of ``incident_id`` from the service's database."""
     incident = service.get(incident_id)
     now = service.clock.now()
