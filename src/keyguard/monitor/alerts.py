@@ -56,9 +56,7 @@ def list_alerts(
 ) -> list[dict[str, Any]]:
     """Alerts, newest first; ``status=None`` for every status."""
     if status is not None and status not in STATUSES:
-        raise UsageError(
-            f"unknown alert status {status!r}", hint="open, acknowledged, closed or all"
-        )
+        raise UsageError(f"unknown alert status {status!r}", hint="open, acknowledged, closed or all")
     query = select(_ALERTS).order_by(_ALERTS.c.id.desc()).limit(limit)
     if status is not None:
         query = query.where(_ALERTS.c.status == status)
@@ -101,9 +99,7 @@ def get_alert(engine: Engine, alert_id: int) -> dict[str, Any]:
     return result
 
 
-def _transition(
-    engine: Engine, alert_id: int, allowed: tuple[str, ...], values: dict[str, Any]
-) -> dict[str, Any]:
+def _transition(engine: Engine, alert_id: int, allowed: tuple[str, ...], values: dict[str, Any]) -> dict[str, Any]:
     with write_tx(engine) as conn:
         status = conn.execute(select(_ALERTS.c.status).where(_ALERTS.c.id == alert_id)).scalar()
         if status is None:
@@ -143,9 +139,7 @@ def close(engine: Engine, alert_id: int) -> dict[str, Any]:
 
 def link_incident(engine: Engine, alert_id: int, incident_id: int | None) -> dict[str, Any]:
     """Attach (or detach with None) the incident that covers this alert."""
-    return _transition(
-        engine, alert_id, STATUSES, {"incident_id": incident_id, "updated_at": datetime.now(UTC)}
-    )
+    return _transition(engine, alert_id, STATUSES, {"incident_id": incident_id, "updated_at": datetime.now(UTC)})
 
 
 def link_open_alerts(engine: Engine, key: str, incident_id: int) -> int:

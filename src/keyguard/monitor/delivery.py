@@ -90,9 +90,7 @@ class Dispatcher:
             log.warning("alert %s not delivered to %s: %s", alert.get("id"), sink.name, error)
         self._record(sink, alert, outcome, tries, error)
 
-    def _record(
-        self, sink: Sink, alert: dict[str, Any], outcome: str, tries: int, error: str | None
-    ) -> None:
+    def _record(self, sink: Sink, alert: dict[str, Any], outcome: str, tries: int, error: str | None) -> None:
         if self.engine is None or alert.get("id") is None:
             return
         try:
@@ -109,9 +107,7 @@ class Dispatcher:
                     )
                 )
         except Exception as exc:  # noqa: BLE001 - recording must not kill the worker
-            log.warning(
-                "cannot record delivery of alert %s: %s", alert.get("id"), type(exc).__name__
-            )
+            log.warning("cannot record delivery of alert %s: %s", alert.get("id"), type(exc).__name__)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every queued alert was delivered or dead-lettered."""

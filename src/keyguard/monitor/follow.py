@@ -49,10 +49,7 @@ class AuditFollower:
         """New events and the cursor after them (not yet committed by the caller)."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(_AUDIT)
-                .where(_AUDIT.c.id > self.cursor)
-                .order_by(_AUDIT.c.id)
-                .limit(self.batch)
+                select(_AUDIT).where(_AUDIT.c.id > self.cursor).order_by(_AUDIT.c.id).limit(self.batch)
             ).all()
         events = [audit_row_event(r) for r in rows]
         return events, (int(rows[-1].id) if rows else self.cursor)

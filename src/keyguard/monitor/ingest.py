@@ -46,9 +46,7 @@ def parse_target(
 def vault_context(engine: Engine) -> tuple[dict[str, str], dict[str, list[int]]]:
     """Key tiers and blocked versions from keyguard's own vault tables."""
     with engine.connect() as conn:
-        tiers: dict[str, str] = {
-            str(n): str(t) for n, t in conn.execute(select(Key.name, Key.tier))
-        }
+        tiers: dict[str, str] = {str(n): str(t) for n, t in conn.execute(select(Key.name, Key.tier))}
         blocked: dict[str, list[int]] = {}
         rows = conn.execute(
             select(Key.name, KeyVersion.version)
@@ -87,9 +85,7 @@ def import_target(
 ) -> ImportStats:
     """Import ``target`` in format ``fmt``; new events also go through detection."""
     detector = load_detector(engine) if detect else None
-    stats = import_stream(
-        engine, parse_target(target, fmt, options or ImportOptions(), on_read), detector=detector
-    )
+    stats = import_stream(engine, parse_target(target, fmt, options or ImportOptions(), on_read), detector=detector)
     if detector is not None:
         save_detector(engine, detector)
     return stats

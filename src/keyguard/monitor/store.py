@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -149,34 +150,52 @@ def import_stream(
     on_batch: Callable[[ImportStats], None] | None = None,
     batch_size: int = BATCH,
 ) -> ImportStats:
-    """Store parsed events in batches, run detection on the new ones, count everything."""
+    """Store parsed events in batches, run detection on the new ones, count everything.
+
+    Batches are written by one writer thread while this thread parses the next
+    batch and runs detection on the previous one (the database drivers release the
+    GIL while they work); at most two batches are in flight, so memory stays flat.
+    """
     stats = ImportStats()
     batch: list[MonitorEvent] = []
+    in_flight: tuple[Future[list[MonitorEvent]], int] | None = None
 
-    def flush() -> None:
-        fresh = store_events(engine, batch)
+    def finish(job: tuple[Future[list[MonitorEvent]], int]) -> None:
+        fresh = job[0].result()
         stats.imported += len(fresh)
-        stats.duplicates += len(batch) - len(fresh)
+        stats.duplicates += job[1] - len(fresh)
         metrics.count_events(fresh)
         if detector is not None and fresh:
             updates = detector.process_many(fresh)
             if updates:
                 stats.alerts += len(save_alerts(engine, updates))
-        batch.clear()
         if on_batch is not None:
             on_batch(stats)
 
-    for item in parsed:
-        stats.read += 1
-        if isinstance(item, Rejected):
-            stats.rejected += 1
-            if len(stats.rejections) < MAX_REJECTIONS_KEPT:
-                stats.rejections.append(item)
-            continue
-        batch.append(item)
-        if len(batch) >= batch_size:
-            flush()
-    flush()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="keyguard-import") as writer:
+
+        def submit() -> None:
+            nonlocal batch, in_flight
+            job = (writer.submit(store_events, engine, batch), len(batch))
+            batch = []
+            if in_flight is not None:
+                finish(in_flight)
+            in_flight = job
+
+        for item in parsed:
+            stats.read += 1
+            if isinstance(item, Rejected):
+                stats.rejected += 1
+                if len(stats.rejections) < MAX_REJECTIONS_KEPT:
+                    stats.rejections.append(item)
+                continue
+            batch.append(item)
+            if len(batch) >= batch_size:
+                submit()
+        if batch:
+            submit()
+        if in_flight is not None:
+            finish(in_flight)
     return stats
 
 
@@ -205,9 +224,7 @@ def save_alerts_in(conn: Connection, updates: Iterable[AlertUpdate]) -> list[int
     for start in range(0, len(groups), 500):
         rows = conn.execute(
             select(_ALERTS.c.id, _ALERTS.c.group_key, _ALERTS.c.count, _ALERTS.c.last_seen)
-            .where(
-                _ALERTS.c.group_key.in_(groups[start : start + 500]), _ALERTS.c.status != "closed"
-            )
+            .where(_ALERTS.c.group_key.in_(groups[start : start + 500]), _ALERTS.c.status != "closed")
             .order_by(_ALERTS.c.id)
         )
         for alert_id, group_key, count, last_seen in rows:
@@ -263,9 +280,7 @@ def get_state(engine: Engine, name: str) -> dict[str, Any] | None:
 def put_state(conn: Connection, name: str, value: dict[str, Any]) -> None:
     """Write a named state inside the caller's transaction."""
     now = _now()
-    done = conn.execute(
-        update(_STATE).where(_STATE.c.name == name).values(value=value, updated_at=now)
-    ).rowcount
+    done = conn.execute(update(_STATE).where(_STATE.c.name == name).values(value=value, updated_at=now)).rowcount
     if not done:
         conn.execute(_STATE.insert().values(name=name, value=value, updated_at=now))
 
@@ -275,9 +290,7 @@ def fingerprint_key(engine: Engine) -> bytes:
     state = get_state(engine, "fingerprint_key")
     if state is None:
         with write_tx(engine) as conn:
-            state = conn.execute(
-                select(_STATE.c.value).where(_STATE.c.name == "fingerprint_key")
-            ).scalar()
+            state = conn.execute(select(_STATE.c.value).where(_STATE.c.name == "fingerprint_key")).scalar()
             if not isinstance(state, dict):
                 state = {"hex": secrets.token_hex(32)}
                 put_state(conn, "fingerprint_key", state)

@@ -53,11 +53,7 @@ def _day_epoch(day: str) -> int:
 def ts_epoch(ts: str) -> float:
     """Epoch seconds of a fixed-width timestamp (fast path, cached per day)."""
     return (
-        _day_epoch(ts[0:10])
-        + int(ts[11:13]) * 3600
-        + int(ts[14:16]) * 60
-        + int(ts[17:19])
-        + int(ts[20:26]) / 1_000_000
+        _day_epoch(ts[0:10]) + int(ts[11:13]) * 3600 + int(ts[14:16]) * 60 + int(ts[17:19]) + int(ts[20:26]) / 1_000_000
     )
 
 

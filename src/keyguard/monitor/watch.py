@@ -61,9 +61,7 @@ class Watcher:
         self.dispatcher = dispatcher
         self.detector = detector or load_detector(engine)
         state = get_state(engine, AUDIT_CURSOR)
-        self.audit = (
-            AuditFollower(engine, int(state["id"]) if state else 0) if follow_audit else None
-        )
+        self.audit = AuditFollower(engine, int(state["id"]) if state else 0) if follow_audit else None
         self.files = list(files)
         for follower in self.files:
             saved = get_state(engine, follower.state_name)
@@ -131,11 +129,7 @@ class Watcher:
                 self._dirty_files.clear()
                 self._dirty = False
                 self._persisted_at = time.monotonic()
-            rows = (
-                conn.execute(select(_ALERTS).where(_ALERTS.c.id.in_(created))).all()
-                if created
-                else []
-            )
+            rows = conn.execute(select(_ALERTS).where(_ALERTS.c.id.in_(created))).all() if created else []
         if rows and self.dispatcher is not None:
             for row in rows:
                 self.dispatcher.submit(alert_dict(row))

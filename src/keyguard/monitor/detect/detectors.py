@@ -159,22 +159,15 @@ class RateSpike:
         state[2] = state[0]
         return Signal(
             "",
-            f"rate spike on key {ev.key}: {state[1]} calls in one minute "
-            f"(threshold {threshold:.0f})",
+            f"rate spike on key {ev.key}: {state[1]} calls in one minute (threshold {threshold:.0f})",
             {"per_minute": state[1], "threshold": round(threshold, 1)},
         )
 
     def snapshot(self) -> dict[str, Any]:
-        return {
-            k: [s[0], s[1], s[2], {str(h): b for h, b in s[3].items()}]
-            for k, s in self.keys.items()
-        }
+        return {k: [s[0], s[1], s[2], {str(h): b for h, b in s[3].items()}] for k, s in self.keys.items()}
 
     def restore(self, state: dict[str, Any]) -> None:
-        self.keys = {
-            k: [s[0], s[1], s[2], {int(h): list(b) for h, b in s[3].items()}, {}]
-            for k, s in state.items()
-        }
+        self.keys = {k: [s[0], s[1], s[2], {int(h): list(b) for h, b in s[3].items()}, {}] for k, s in state.items()}
 
 
 class BadVersion:
@@ -236,8 +229,7 @@ class DeniedBurst:
             window.clear()
             return Signal(
                 "",
-                f"burst of refused calls on {subject}: {params.threshold} "
-                f"within {params.window_seconds:.0f}s",
+                f"burst of refused calls on {subject}: {params.threshold} within {params.window_seconds:.0f}s",
                 {"refused": params.threshold, "window_seconds": params.window_seconds},
             )
         return None
@@ -301,9 +293,7 @@ def network_of(ip: str, ignore_private: bool) -> str | None:
     if len(parts) < 3:
         return None
     net = f"{parts[0]}.{parts[1]}"
-    if ignore_private and (
-        parts[0] in ("10", "127") or net == "192.168" or net in _PRIVATE_172 or net == "169.254"
-    ):
+    if ignore_private and (parts[0] in ("10", "127") or net == "192.168" or net in _PRIVATE_172 or net == "169.254"):
         return None
     return net
 
@@ -337,8 +327,7 @@ class TwoNetworks:
         pair = "|".join(sorted((net, other)))
         return Signal(
             pair,
-            f"key {ev.key} used from two networks within {params.window_seconds:.0f}s "
-            f"({other}.x and {net}.x)",
+            f"key {ev.key} used from two networks within {params.window_seconds:.0f}s ({other}.x and {net}.x)",
             {"networks": sorted((net, other)), "source_ip": ev.source_ip},
         )
 

@@ -31,9 +31,7 @@ from keyguard.errors import DataFileError
 from keyguard.monitor.event import MonitorEvent
 from keyguard.monitor.timeutil import epoch_ts, normalize_ts, ts_epoch
 
-Kind = Literal[
-    "new_value", "rate_spike", "bad_version", "denied_burst", "off_hours", "two_networks"
-]
+Kind = Literal["new_value", "rate_spike", "bad_version", "denied_burst", "off_hours", "two_networks"]
 Severity = Literal["low", "medium", "high", "critical"]
 TIERS = ("default", "low", "medium", "high")
 

@@ -20,9 +20,7 @@ def get_importer(fmt: str) -> Importer:
     try:
         return IMPORTERS[fmt]
     except KeyError:
-        raise UsageError(
-            f"unknown import format {fmt!r}", hint="use " + ", ".join(sorted(IMPORTERS))
-        ) from None
+        raise UsageError(f"unknown import format {fmt!r}", hint="use " + ", ".join(sorted(IMPORTERS))) from None
 
 
 __all__ = ["IMPORTERS", "ImportOptions", "Importer", "Parsed", "Rejected", "get_importer"]

@@ -40,9 +40,7 @@ class ImportOptions:
 class Importer(Protocol):
     """Parse one opened binary stream into events and rejections, streaming."""
 
-    def __call__(
-        self, stream: IO[bytes], *, name: str | None, options: ImportOptions
-    ) -> Iterator[Parsed]: ...
+    def __call__(self, stream: IO[bytes], *, name: str | None, options: ImportOptions) -> Iterator[Parsed]: ...
 
 
 class CountingReader(io.RawIOBase):
@@ -93,9 +91,7 @@ def input_files(target: str) -> list[Path | None]:
         return [None]
     path = Path(target)
     if path.is_dir():
-        found: list[Path | None] = [
-            p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")
-        ]
+        found: list[Path | None] = [p for p in sorted(path.rglob("*")) if p.is_file() and not p.name.startswith(".")]
         return found
     return [path]
 

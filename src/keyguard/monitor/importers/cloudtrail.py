@@ -119,9 +119,7 @@ def _parse_array(stream: IO[bytes], name: str | None) -> Iterator[Parsed]:
             ordinal += 1
             yield event_from_record(record, line=ordinal, name=name)
     except ijson.JSONError as exc:
-        yield Rejected(
-            ordinal + 1, f"invalid JSON after record {ordinal}: {type(exc).__name__}", name
-        )
+        yield Rejected(ordinal + 1, f"invalid JSON after record {ordinal}: {type(exc).__name__}", name)
 
 
 def _parse_lines(stream: IO[bytes], name: str | None) -> Iterator[Parsed]:

@@ -24,9 +24,7 @@ from keyguard.monitor.importers.base import ImportOptions, Parsed, Rejected, ite
 from keyguard.monitor.timeutil import format_ts
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"'
-_LINE = re.compile(
-    rf"^(\S+) (\S+) (\S+) \[([^\]]+)\] {_QUOTED} (\d{{3}}) (\S+)(?: {_QUOTED} {_QUOTED})?(.*)$"
-)
+_LINE = re.compile(rf"^(\S+) (\S+) (\S+) \[([^\]]+)\] {_QUOTED} (\d{{3}}) (\S+)(?: {_QUOTED} {_QUOTED})?(.*)$")
 _EXTRA = re.compile(_QUOTED)
 
 
@@ -58,9 +56,7 @@ def _rule(options: ImportOptions) -> tuple[str, str]:
         return kind, wanted
     if not rule:
         return "", ""
-    raise UsageError(
-        f"invalid credential rule {rule!r}", hint="use query:NAME, header:NAME or user"
-    )
+    raise UsageError(f"invalid credential rule {rule!r}", hint="use query:NAME, header:NAME or user")
 
 
 def parse(stream: IO[bytes], *, name: str | None, options: ImportOptions) -> Iterator[Parsed]:

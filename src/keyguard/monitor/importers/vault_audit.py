@@ -42,9 +42,7 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def map_path(
-    mount_type: str, mount_point: str, path: str, operation: str
-) -> tuple[str, str | None]:
+def map_path(mount_type: str, mount_point: str, path: str, operation: str) -> tuple[str, str | None]:
     """``(op, key)`` of a request path; transit paths name the key, others only the op."""
     if mount_type == "transit" and path.startswith(mount_point):
         parts = [p for p in path[len(mount_point) :].split("/") if p]
@@ -68,15 +66,11 @@ def _result(entry: dict[str, Any]) -> tuple[str, str | None]:
         return "ok", None
     message = " ".join(str(error).replace("*", " ").split())
     lowered = message.lower()
-    denied = any(
-        word in lowered for word in ("permission denied", "missing client token", "invalid token")
-    )
+    denied = any(word in lowered for word in ("permission denied", "missing client token", "invalid token"))
     return ("denied" if denied else "error"), message[:4000]
 
 
-def _event(
-    entry: dict[str, Any], ts: str, line: int, name: str | None, request_only: bool
-) -> MonitorEvent:
+def _event(entry: dict[str, Any], ts: str, line: int, name: str | None, request_only: bool) -> MonitorEvent:
     request = _dict(entry.get("request"))
     auth = _dict(entry.get("auth"))
     response = _dict(entry.get("response"))

@@ -129,16 +129,12 @@ class ElasticsearchSink(_HttpSink):
         parts = urlsplit(url.removeprefix("elasticsearch+"))
         index = parts.path.strip("/")
         if not index or "/" in index:
-            raise SinkError(
-                "elasticsearch sink needs an index: elasticsearch+http://host:9200/INDEX"
-            )
+            raise SinkError("elasticsearch sink needs an index: elasticsearch+http://host:9200/INDEX")
         self._index = index
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host
         self._url = urlunsplit((parts.scheme, netloc, "/_bulk", "", ""))
-        self._auth = (
-            (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
-        )
+        self._auth = (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
         super().__init__(self._url)
         self.name = f"elasticsearch+{parts.scheme}://{netloc}/{index}"
 

@@ -27,9 +27,7 @@ class SmtpSink:
         self._tls = parts.scheme == "smtps"
         self._starttls = query.get("starttls", ["0"])[0] in ("1", "true")
         self._host, self._port = parts.hostname, parts.port or (465 if self._tls else 25)
-        self._login = (
-            (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
-        )
+        self._login = (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
         self.name = f"{parts.scheme}://{self._host}:{self._port}"
 
     def send(self, alert: dict[str, Any]) -> None:
@@ -38,9 +36,7 @@ class SmtpSink:
         message["Subject"] = f"keyguard alert: {alert.get('title')}"[:200]
         message["From"] = self._sender
         message["To"] = ", ".join(self._to)
-        message.set_content(
-            alert_text(alert) + "\n\n" + orjson.dumps(alert, option=orjson.OPT_INDENT_2).decode()
-        )
+        message.set_content(alert_text(alert) + "\n\n" + orjson.dumps(alert, option=orjson.OPT_INDENT_2).decode())
         cls = smtplib.SMTP_SSL if self._tls else smtplib.SMTP
         try:
             with cls(self._host, self._port, timeout=10) as client:
