@@ -25,9 +25,7 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def make_token(
-    vault: Vault, admin: Principal, name: str, role: str, grants: list[str] | None = None
-) -> str:
+def make_token(vault: Vault, admin: Principal, name: str, role: str, grants: list[str] | None = None) -> str:
     """Create client ``name`` and return a fresh bearer token for it."""
     service = ClientService(vault)
     service.create(admin, name, role, parse_grants(grants or []))
@@ -72,8 +70,6 @@ def events(vault: Vault) -> Callable[..., list[dict[str, Any]]]:
     from keyguard.audit.log import iter_events
 
     def find(**match: Any) -> list[dict[str, Any]]:
-        return [
-            e for e in iter_events(vault.engine) if all(e.get(k) == v for k, v in match.items())
-        ]
+        return [e for e in iter_events(vault.engine) if all(e.get(k) == v for k, v in match.items())]
 
     return find

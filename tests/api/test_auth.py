@@ -23,9 +23,7 @@ def test_token_required_and_refusals_audited(api: TestClient, events: Events) ->
     r = api.get("/v1/keys")
     assert r.status_code == 401 and r.json()["error"] == "unauthenticated"
     assert r.headers["WWW-Authenticate"] == "Bearer"
-    r = api.get(
-        "/v1/keys", headers={"Authorization": "Bearer kgt_made-up", "X-Request-Id": "req-1"}
-    )
+    r = api.get("/v1/keys", headers={"Authorization": "Bearer kgt_made-up", "X-Request-Id": "req-1"})
     assert r.status_code == 401 and r.json()["reason"] == "invalid or expired token"
     assert r.headers["X-Request-Id"] == "req-1"
     denied = events(op="auth", result="denied")
@@ -34,17 +32,10 @@ def test_token_required_and_refusals_audited(api: TestClient, events: Events) ->
     assert "kgt_made-up" not in str(denied)
 
 
-def test_grants_are_least_privilege(
-    api: TestClient, root_token: str, tokens: Any, events: Events
-) -> None:
+def test_grants_are_least_privilege(api: TestClient, root_token: str, tokens: Any, events: Events) -> None:
     admin = bearer(root_token)
     for name in ("pay", "hr"):
-        assert (
-            api.post(
-                "/v1/keys", json={"name": name, "purpose": "encrypt"}, headers=admin
-            ).status_code
-            == 201
-        )
+        assert api.post("/v1/keys", json={"name": name, "purpose": "encrypt"}, headers=admin).status_code == 201
     svc = bearer(tokens("checkout", "service", ["pay:encrypt"]))
     r = api.post("/v1/keys/pay/encrypt", json={"plaintext_b64": b64(b"x")}, headers=svc)
     assert r.status_code == 200, r.text
@@ -57,10 +48,7 @@ def test_grants_are_least_privilege(
     }
     r = api.post("/v1/keys/hr/encrypt", json={"plaintext_b64": b64(b"x")}, headers=svc)
     assert r.status_code == 403
-    assert (
-        api.post("/v1/keys", json={"name": "x", "purpose": "encrypt"}, headers=svc).status_code
-        == 403
-    )
+    assert api.post("/v1/keys", json={"name": "x", "purpose": "encrypt"}, headers=svc).status_code == 403
     assert api.get("/v1/audit", headers=svc).status_code == 403
     denied = events(actor="checkout", result="denied")
     assert {(e["op"], e["key"]) for e in denied} >= {
@@ -74,20 +62,11 @@ def test_grants_are_least_privilege(
     assert api.get("/v1/keys", headers=auditor).status_code == 200
     assert api.get("/v1/audit", headers=auditor).status_code == 200
     assert api.post("/v1/keys/pay/rotate", headers=auditor).status_code == 403
-    assert (
-        api.post("/v1/keys/pay/decrypt", json={"ciphertext": ct}, headers=auditor).status_code
-        == 403
-    )
-    assert (
-        api.post("/v1/clients", json={"name": "c2", "role": "admin"}, headers=auditor).status_code
-        == 403
-    )
+    assert api.post("/v1/keys/pay/decrypt", json={"ciphertext": ct}, headers=auditor).status_code == 403
+    assert api.post("/v1/clients", json={"name": "c2", "role": "admin"}, headers=auditor).status_code == 403
 
     operator = bearer(tokens("ops", "operator"))
-    assert (
-        api.post("/v1/keys/pay/decrypt", json={"ciphertext": ct}, headers=operator).status_code
-        == 200
-    )
+    assert api.post("/v1/keys/pay/decrypt", json={"ciphertext": ct}, headers=operator).status_code == 200
     assert api.post("/v1/keys/pay/versions/1/destroy", headers=operator).status_code == 403
 
 
@@ -110,41 +89,30 @@ def test_suspend_resume_revoke(api: TestClient, root_token: str, tokens: Any) ->
     # a new token works again
     r = api.post("/v1/clients/checkout/token", json={"ttl_seconds": 60}, headers=admin)
     assert r.status_code == 201 and r.json()["token"].startswith("kgt_")
-    assert (
-        api.post("/v1/keys/pay/encrypt", json=body, headers=bearer(r.json()["token"])).status_code
-        == 200
-    )
+    assert api.post("/v1/keys/pay/encrypt", json=body, headers=bearer(r.json()["token"])).status_code == 200
 
 
 def test_clients_endpoints(as_admin: TestClient) -> None:
-    r = as_admin.post(
-        "/v1/clients", json={"name": "web", "role": "service", "grants": ["pay:encrypt,decrypt"]}
-    )
+    r = as_admin.post("/v1/clients", json={"name": "web", "role": "service", "grants": ["pay:encrypt,decrypt"]})
     assert r.status_code == 201, r.text
     assert sorted(r.json()["grants"]) == ["pay:decrypt", "pay:encrypt"]
     assert {c["name"] for c in as_admin.get("/v1/clients").json()} == {"root", "web"}
     assert as_admin.get("/v1/clients/web").json()["role"] == "service"
     assert as_admin.get("/v1/clients/nope").status_code == 404
-    r = as_admin.post(
-        "/v1/clients", json={"name": "web2", "role": "service", "grants": ["pay:fly"]}
-    )
+    r = as_admin.post("/v1/clients", json={"name": "web2", "role": "service", "grants": ["pay:fly"]})
     assert r.status_code == 422 and "unknown operation" in r.json()["reason"]
     assert as_admin.post("/v1/clients", json={"name": "web", "role": "service"}).status_code == 409
     assert as_admin.post("/v1/clients", json={"name": "x", "role": "king"}).status_code == 422
 
 
-def test_forwarded_for_only_from_trusted_proxies(
-    api: TestClient, vault: Any, tokens: Any, events: Events
-) -> None:
+def test_forwarded_for_only_from_trusted_proxies(api: TestClient, vault: Any, tokens: Any, events: Events) -> None:
     token = tokens("aud", "auditor")
     api.get(
         "/v1/keys",
         headers={**bearer(token), "X-Forwarded-For": "203.0.113.9", "User-Agent": "evil/1"},
     )
     seen = events(op="key.list")[-1]
-    assert (
-        seen["source_ip"] == "192.0.2.7" and seen["user_agent"] == "evil/1"
-    )  # the peer is no proxy
+    assert seen["source_ip"] == "192.0.2.7" and seen["user_agent"] == "evil/1"  # the peer is no proxy
     from keyguard.api import create_app
 
     with TestClient(

@@ -22,50 +22,25 @@ def test_key_lifecycle(as_admin: TestClient) -> None:
     )
     assert r.status_code == 201
     key = r.json()
-    assert (
-        key["active_version"] == 1
-        and key["tier"] == "high"
-        and key["versions"][0]["state"] == "active"
-    )
-    assert (
-        key["versions"][0]["fingerprint"].startswith("sha256:") or key["versions"][0]["fingerprint"]
-    )
+    assert key["active_version"] == 1 and key["tier"] == "high" and key["versions"][0]["state"] == "active"
+    assert key["versions"][0]["fingerprint"].startswith("sha256:") or key["versions"][0]["fingerprint"]
     assert "sealed" not in r.text and "material" not in r.text
     r = as_admin.post("/v1/keys/pay/rotate", json={"algorithm": "chacha20-poly1305"})
-    assert (
-        r.status_code == 200
-        and r.json()["active_version"] == 2
-        and r.json()["algorithm"] == "chacha20-poly1305"
-    )
+    assert r.status_code == 200 and r.json()["active_version"] == 2 and r.json()["algorithm"] == "chacha20-poly1305"
     assert [v["state"] for v in r.json()["versions"]] == ["enabled", "active"]
+    assert as_admin.post("/v1/keys/pay/versions/1/disable").json()["versions"][0]["state"] == "disabled"
+    assert as_admin.post("/v1/keys/pay/versions/1/enable").json()["versions"][0]["state"] == "enabled"
     assert (
-        as_admin.post("/v1/keys/pay/versions/1/disable").json()["versions"][0]["state"]
-        == "disabled"
+        as_admin.post("/v1/keys/pay/config", json={"min_decryption_version": 2}).json()["min_decryption_version"] == 2
     )
-    assert (
-        as_admin.post("/v1/keys/pay/versions/1/enable").json()["versions"][0]["state"] == "enabled"
-    )
-    assert (
-        as_admin.post("/v1/keys/pay/config", json={"min_decryption_version": 2}).json()[
-            "min_decryption_version"
-        ]
-        == 2
-    )
-    assert (
-        as_admin.post("/v1/keys/pay/config", json={"min_decryption_version": 9}).status_code == 422
-    )
-    assert (
-        as_admin.post("/v1/keys/pay/versions/2/destroy").status_code == 409
-    )  # active → destroyed not allowed
+    assert as_admin.post("/v1/keys/pay/config", json={"min_decryption_version": 9}).status_code == 422
+    assert as_admin.post("/v1/keys/pay/versions/2/destroy").status_code == 409  # active → destroyed not allowed
     assert as_admin.post("/v1/keys/pay/versions/7/disable").status_code == 404
     assert as_admin.post("/v1/keys/pay/versions/1/explode").status_code == 422
     assert as_admin.post("/v1/keys/pay/versions/1/compromise").status_code == 200
     r = as_admin.post("/v1/keys/pay/versions/1/enable")
     assert r.status_code == 409 and "compromised" in r.json()["hint"]
-    assert (
-        as_admin.post("/v1/keys/pay/versions/1/destroy").json()["versions"][0]["state"]
-        == "destroyed"
-    )
+    assert as_admin.post("/v1/keys/pay/versions/1/destroy").json()["versions"][0]["state"] == "destroyed"
     assert [k["name"] for k in as_admin.get("/v1/keys").json()] == ["pay"]
     assert as_admin.get("/v1/keys/pay").json()["latest_version"] == 2
     assert as_admin.get("/v1/keys/nope").status_code == 404
@@ -73,12 +48,7 @@ def test_key_lifecycle(as_admin: TestClient) -> None:
 
 
 def test_public_keys_and_jwks(as_admin: TestClient) -> None:
-    assert (
-        as_admin.post(
-            "/v1/keys", json={"name": "idp", "purpose": "sign", "algorithm": "ec-p256"}
-        ).status_code
-        == 201
-    )
+    assert as_admin.post("/v1/keys", json={"name": "idp", "purpose": "sign", "algorithm": "ec-p256"}).status_code == 201
     as_admin.post("/v1/keys/idp/rotate", json={"algorithm": "ec-p384"})
     pem = as_admin.get("/v1/keys/idp/public").json()
     assert pem["version"] == 2 and pem["algorithm"] == "ec-p384"

@@ -43,10 +43,7 @@ def _refused_within(client: TestClient, headers: dict[str, str], limit: float) -
 def _setup(a: TestClient, vault_admin_token: str) -> dict[str, str]:
     admin = {"Authorization": f"Bearer {vault_admin_token}"}
     assert (
-        a.post(
-            "/v1/keys", json={"name": "pay", "purpose": "encrypt", "tier": "high"}, headers=admin
-        ).status_code
-        == 201
+        a.post("/v1/keys", json={"name": "pay", "purpose": "encrypt", "tier": "high"}, headers=admin).status_code == 201
     )
     created = a.post(
         "/v1/clients",
@@ -58,15 +55,11 @@ def _setup(a: TestClient, vault_admin_token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_compromise_on_a_is_refused_by_b_within_one_second(
-    nodes: tuple[TestClient, TestClient], tokens: Any
-) -> None:
+def test_compromise_on_a_is_refused_by_b_within_one_second(nodes: tuple[TestClient, TestClient], tokens: Any) -> None:
     a, b = nodes
     admin = {"Authorization": f"Bearer {tokens('root', 'admin')}"}
     svc = _setup(a, admin["Authorization"].split()[1])
-    assert (
-        b.post("/v1/keys/pay/encrypt", json=BODY, headers=svc).status_code == 200
-    )  # B has it cached
+    assert b.post("/v1/keys/pay/encrypt", json=BODY, headers=svc).status_code == 200  # B has it cached
     assert a.post("/v1/keys/pay/versions/1/compromise", headers=admin).status_code == 200
     elapsed, r = _refused_within(b, svc, 1.0)
     assert r.status_code == 403 and r.json()["reason"] == "version 1 is compromised", (
@@ -76,15 +69,11 @@ def test_compromise_on_a_is_refused_by_b_within_one_second(
     assert elapsed < 1.0
 
 
-def test_suspension_on_a_is_refused_by_b_within_one_second(
-    nodes: tuple[TestClient, TestClient], tokens: Any
-) -> None:
+def test_suspension_on_a_is_refused_by_b_within_one_second(nodes: tuple[TestClient, TestClient], tokens: Any) -> None:
     a, b = nodes
     admin = {"Authorization": f"Bearer {tokens('root', 'admin')}"}
     svc = _setup(a, admin["Authorization"].split()[1])
-    assert (
-        b.post("/v1/keys/pay/encrypt", json=BODY, headers=svc).status_code == 200
-    )  # token cached on B
+    assert b.post("/v1/keys/pay/encrypt", json=BODY, headers=svc).status_code == 200  # token cached on B
     assert a.post("/v1/clients/checkout/suspend", headers=admin).status_code == 200
     elapsed, r = _refused_within(b, svc, 1.0)
     assert r.status_code == 403 and r.json()["reason"] == "client 'checkout' is suspended", (

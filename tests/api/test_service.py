@@ -38,9 +38,7 @@ def test_audit_events_and_verify(as_admin: TestClient, vault: Any) -> None:
     }
     enc = [e for e in events if e["op"] == "encrypt"]
     assert enc[0]["request_id"] == "r-42" and enc[0]["actor"] == "root" and enc[0]["result"] == "ok"
-    assert secret.decode() not in str(events) and base64.b64encode(secret).decode() not in str(
-        events
-    )
+    assert secret.decode() not in str(events) and base64.b64encode(secret).decode() not in str(events)
     only = as_admin.get("/v1/audit", params={"key": "pay", "op": "encrypt"}).json()
     assert [e["id"] for e in only] == [enc[0]["id"]]
     page = as_admin.get("/v1/audit", params={"after_id": events[0]["id"], "limit": 1}).json()
@@ -54,9 +52,7 @@ def test_audit_events_and_verify(as_admin: TestClient, vault: Any) -> None:
     from keyguard.store.tables import AuditEvent
 
     with vault.engine.begin() as conn:
-        conn.execute(
-            update(AuditEvent).where(AuditEvent.id == enc[0]["id"]).values(actor="mallory")
-        )
+        conn.execute(update(AuditEvent).where(AuditEvent.id == enc[0]["id"]).values(actor="mallory"))
     r = as_admin.get("/v1/audit/verify")
     assert r.status_code == 409 and r.json()["error"] == "integrity"
     assert f"event {enc[0]['id']}" in r.json()["reason"]
@@ -70,10 +66,7 @@ def test_health_metrics_openapi(as_admin: TestClient) -> None:
     as_admin.post("/v1/keys/pay/versions/1/compromise")
     as_admin.post("/v1/keys/pay/encrypt", json={"plaintext_b64": "eA=="})
     text = as_admin.get("/metrics").text
-    assert (
-        'keyguard_http_requests_total{method="POST",route="/v1/keys/{name}/encrypt",status="200"}'
-        in text
-    )
+    assert 'keyguard_http_requests_total{method="POST",route="/v1/keys/{name}/encrypt",status="200"}' in text
     assert 'keyguard_vault_operations_total{key="pay",op="encrypt",result="denied"}' in text
     spec = as_admin.get("/openapi.json").json()
     for path in (

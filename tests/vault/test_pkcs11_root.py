@@ -43,9 +43,7 @@ def hsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     base = tmp_path_factory.mktemp("softhsm")
     (base / "tokens").mkdir()
     conf = base / "softhsm2.conf"
-    conf.write_text(
-        f"directories.tokendir = {base}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n"
-    )
+    conf.write_text(f"directories.tokendir = {base}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n")
     env = {**os.environ, "SOFTHSM2_CONF": str(conf)}
     for label in ("kg-a", "kg-b"):
         subprocess.run(
@@ -112,9 +110,7 @@ def test_key_is_sensitive_and_not_extractable(hsm: dict[str, str]) -> None:
     root = Pkcs11Root.create_from_env(hsm)
     token = pkcs11.lib(MODULE).get_token(token_label="kg-a")
     with token.open(user_pin=PIN) as session:
-        key = session.get_key(
-            object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES, label=root.label
-        )
+        key = session.get_key(object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES, label=root.label)
         assert key[Attribute.SENSITIVE] is True
         assert key[Attribute.EXTRACTABLE] is False
         assert key[Attribute.TOKEN] is True

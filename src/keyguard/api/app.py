@@ -80,6 +80,4 @@ def create_app(
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (one per worker process)."""
     proxies = os.environ.get("KEYGUARD_TRUSTED_PROXIES", "")
-    return create_app(
-        Settings.from_env(), trusted_proxies=[p for p in proxies.split(",") if p.strip()]
-    )
+    return create_app(Settings.from_env(), trusted_proxies=[p for p in proxies.split(",") if p.strip()])

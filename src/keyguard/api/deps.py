@@ -61,13 +61,13 @@ def request_id(request: Request) -> str:
     return str(request.scope.get("keyguard.request_id", ""))
 
 
-def get_vault(request: Request) -> Vault:
-    """The application's vault."""
+async def get_vault(request: Request) -> Vault:
+    """The application's vault (async: a sync dependency would cost a thread hop)."""
     vault: Vault = request.app.state.vault
     return vault
 
 
-def get_clients(request: Request) -> ClientService:
+async def get_clients(request: Request) -> ClientService:
     """The application's client service."""
     clients: ClientService = request.app.state.clients
     return clients
@@ -82,9 +82,7 @@ async def get_principal(request: Request) -> Principal:
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         await _audit_refusal(request, source_ip, user_agent, rid, "no bearer token")
-        raise AuthenticationError(
-            "authentication required", hint="send Authorization: Bearer <token>"
-        )
+        raise AuthenticationError("authentication required", hint="send Authorization: Bearer <token>")
     bearer = token.strip()
     cached = cache.authenticate_cached(bearer, source_ip, user_agent, rid)
     if cached is not None:
@@ -101,10 +99,8 @@ async def get_principal(request: Request) -> Principal:
 async def _audit_refusal(
     request: Request, source_ip: str | None, user_agent: str | None, rid: str, reason: str
 ) -> None:
-    vault = get_vault(request)
-    anonymous = Principal(
-        name="anonymous", role="none", source_ip=source_ip, user_agent=user_agent, request_id=rid
-    )
+    vault: Vault = request.app.state.vault
+    anonymous = Principal(name="anonymous", role="none", source_ip=source_ip, user_agent=user_agent, request_id=rid)
     await run_in_threadpool(vault.record, anonymous, "auth", "denied", None, None, reason)
 
 

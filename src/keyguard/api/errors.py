@@ -73,9 +73,7 @@ def _keyguard_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KeyguardError)
     status, slug = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(
-        error_body(slug, exc.message, exc.hint), status_code=status, headers=headers
-    )
+    return JSONResponse(error_body(slug, exc.message, exc.hint), status_code=status, headers=headers)
 
 
 def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -90,9 +88,7 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     ]
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
-    body = error_body(
-        "invalid", f"{where}: {first['msg']}", "see the OpenAPI schema at /openapi.json"
-    )
+    body = error_body("invalid", f"{where}: {first['msg']}", "see the OpenAPI schema at /openapi.json")
     body["detail"] = details
     return JSONResponse(body, status_code=422)
 

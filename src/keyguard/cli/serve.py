@@ -17,9 +17,7 @@ def _check_proxies(proxies: list[str]) -> None:
     try:
         parse_networks(proxies)
     except ValueError as exc:
-        raise UsageError(
-            f"invalid --trusted-proxy: {exc}", hint="an address or CIDR like 10.0.0.0/8"
-        ) from None
+        raise UsageError(f"invalid --trusted-proxy: {exc}", hint="an address or CIDR like 10.0.0.0/8") from None
 
 
 def serve(
@@ -31,9 +29,7 @@ def serve(
         "--trusted-proxy",
         help="Address or CIDR whose X-Forwarded-For is believed (repeatable).",
     ),
-    access_log: bool = typer.Option(
-        False, "--access-log/--no-access-log", help="Log every request."
-    ),
+    access_log: bool = typer.Option(False, "--access-log/--no-access-log", help="Log every request."),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -59,8 +55,7 @@ def serve(
         document,
         as_json,
         lambda: console.print(
-            f"keyguard API on {url} ({workers} worker(s), {database}); "
-            f"OpenAPI at {url}/openapi.json"
+            f"keyguard API on {url} ({workers} worker(s), {database}); OpenAPI at {url}/openapi.json"
         ),
     )
     common = {

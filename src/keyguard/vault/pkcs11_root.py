@@ -74,9 +74,7 @@ class Pkcs11Root:
         return root
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, label: str = "keyguard-root"
-    ) -> Pkcs11Root:
+    def from_env(cls, env: Mapping[str, str] | None = None, label: str = "keyguard-root") -> Pkcs11Root:
         """Open the existing root key ``label`` in the configured token (checked now)."""
         env = os.environ if env is None else env
         module, token, pin = _env_config(env)
@@ -97,9 +95,7 @@ class Pkcs11Root:
         nonce = os.urandom(_NONCE)
 
         def run(kek: Any) -> bytes:
-            out = kek.encrypt(
-                key, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, _AAD, 128)
-            )
+            out = kek.encrypt(key, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, _AAD, 128))
             return bytes(out)
 
         return nonce + self._with_key(run)
@@ -116,13 +112,10 @@ class Pkcs11Root:
 
         def run(kek: Any) -> bytes:
             try:
-                out = kek.decrypt(
-                    body, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, _AAD, 128)
-                )
+                out = kek.decrypt(body, mechanism=Mechanism.AES_GCM, mechanism_param=GCMParams(nonce, _AAD, 128))
             except PKCS11Error:
                 raise RootKeyError(
-                    f"wrong HSM key: {self.label!r} in token {self.token!r} "
-                    "does not open this vault",
+                    f"wrong HSM key: {self.label!r} in token {self.token!r} does not open this vault",
                     hint="check KEYGUARD_PKCS11_TOKEN and the token's contents",
                 ) from None
             return bytes(out)
@@ -133,15 +126,11 @@ class Pkcs11Root:
     @staticmethod
     def _load(module: str) -> Any:
         if not os.path.exists(module):
-            raise RootKeyError(
-                f"PKCS#11 module {module} not found", hint="set KEYGUARD_PKCS11_MODULE"
-            )
+            raise RootKeyError(f"PKCS#11 module {module} not found", hint="set KEYGUARD_PKCS11_MODULE")
         try:
             import pkcs11
         except ImportError:
-            raise RootKeyError(
-                "python-pkcs11 is not installed", hint="pip install 'keyguard[hsm]'"
-            ) from None
+            raise RootKeyError("python-pkcs11 is not installed", hint="pip install 'keyguard[hsm]'") from None
         try:
             with _lock:
                 return pkcs11.lib(module)
@@ -166,18 +155,14 @@ class Pkcs11Root:
         try:
             token = self._lib.get_token(token_label=self.token)
         except NoSuchToken:
-            raise RootKeyError(
-                f"PKCS#11 token {self.token!r} not found", hint="check KEYGUARD_PKCS11_TOKEN"
-            ) from None
+            raise RootKeyError(f"PKCS#11 token {self.token!r} not found", hint="check KEYGUARD_PKCS11_TOKEN") from None
         except MultipleTokensReturned:
             raise RootKeyError(
                 f"several PKCS#11 tokens are labelled {self.token!r}",
                 hint="give them unique labels",
             ) from None
         except PKCS11Error as exc:
-            raise RootKeyError(
-                f"PKCS#11 token lookup failed: {type(exc).__name__}", hint="check the HSM"
-            ) from None
+            raise RootKeyError(f"PKCS#11 token lookup failed: {type(exc).__name__}", hint="check the HSM") from None
         try:
             session = token.open(user_pin=self._pin, rw=rw)
         except (PinIncorrect, PinInvalid, PinLenRange):
@@ -207,26 +192,20 @@ class Pkcs11Root:
 
         with self._session() as session:
             try:
-                kek = session.get_key(
-                    object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES, label=self.label
-                )
+                kek = session.get_key(object_class=ObjectClass.SECRET_KEY, key_type=KeyType.AES, label=self.label)
             except NoSuchKey:
                 raise RootKeyError(
                     f"root key {self.label!r} not found in PKCS#11 token {self.token!r}",
                     hint="wrong token, or the key was destroyed",
                 ) from None
             except MultipleObjectsReturned:
-                raise RootKeyError(
-                    f"several keys are labelled {self.label!r} in token {self.token!r}"
-                ) from None
+                raise RootKeyError(f"several keys are labelled {self.label!r} in token {self.token!r}") from None
             try:
                 return action(kek)
             except RootKeyError:
                 raise
             except PKCS11Error as exc:
-                raise RootKeyError(
-                    f"PKCS#11 operation failed: {type(exc).__name__}", hint="check the HSM"
-                ) from None
+                raise RootKeyError(f"PKCS#11 operation failed: {type(exc).__name__}", hint="check the HSM") from None
 
     def _generate(self) -> None:
         from pkcs11 import Attribute, KeyType

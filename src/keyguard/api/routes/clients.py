@@ -19,9 +19,7 @@ def _forget_tokens(request: Request) -> None:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, name="client.create")
-def create_client(
-    body: schemas.ClientCreate, clients: ClientsDep, principal: PrincipalDep
-) -> schemas.ClientOut:
+def create_client(body: schemas.ClientCreate, clients: ClientsDep, principal: PrincipalDep) -> schemas.ClientOut:
     """Register a consumer with a role and grants (``keyguard client create``)."""
     view = clients.create(
         principal,
@@ -91,9 +89,7 @@ def issue_token(
 
 
 @router.post("/{client}/revoke", name="client.revoke")
-def revoke_tokens(
-    client: str, request: Request, clients: ClientsDep, principal: PrincipalDep
-) -> schemas.RevokeOut:
+def revoke_tokens(client: str, request: Request, clients: ClientsDep, principal: PrincipalDep) -> schemas.RevokeOut:
     """Revoke every token of the client."""
     count = clients.revoke_tokens(principal, client)
     _forget_tokens(request)

@@ -56,9 +56,7 @@ def show_key(name: str, vault: VaultDep, principal: PrincipalDep) -> schemas.Key
 
 
 @router.post("/{name}/import", status_code=status.HTTP_201_CREATED, name="key.import")
-def import_key(
-    name: str, body: schemas.KeyImport, vault: VaultDep, principal: PrincipalDep
-) -> schemas.KeyOut:
+def import_key(name: str, body: schemas.KeyImport, vault: VaultDep, principal: PrincipalDep) -> schemas.KeyOut:
     """Bring existing material under management (``keyguard key import``)."""
     material = b64decode(body.material_b64, "material_b64")
     info = vault.import_key(
@@ -97,9 +95,7 @@ def change_version(
 
 
 @router.post("/{name}/config", name="key.config")
-def configure_key(
-    name: str, body: schemas.KeyConfig, vault: VaultDep, principal: PrincipalDep
-) -> schemas.KeyOut:
+def configure_key(name: str, body: schemas.KeyConfig, vault: VaultDep, principal: PrincipalDep) -> schemas.KeyOut:
     """Set ``min_decryption_version``."""
     return key_out(vault.set_min_decryption_version(principal, name, body.min_decryption_version))
 
@@ -121,7 +117,5 @@ def public_key(
     der, number, algorithm = vault.public_key(principal, name, version)
     if format == "jwk":
         return to_jwk(der, kid=f"{name}:{number}")
-    out = schemas.PublicKeyOut(
-        key=name, version=number, algorithm=algorithm, pem=to_pem(der).decode("ascii")
-    )
+    out = schemas.PublicKeyOut(key=name, version=number, algorithm=algorithm, pem=to_pem(der).decode("ascii"))
     return out.model_dump()

@@ -42,11 +42,7 @@ def jwks(vault: Vault) -> dict[str, Any]:
     """Public keys of every sign key's usable versions as a JWK set (kid ``<name>:<version>``)."""
     keys: list[dict[str, Any]] = []
     with vault.engine.connect() as conn:
-        names = (
-            conn.execute(select(Key.name).where(Key.purpose == "sign").order_by(Key.name))
-            .scalars()
-            .all()
-        )
+        names = conn.execute(select(Key.name).where(Key.purpose == "sign").order_by(Key.name)).scalars().all()
     for name in names:
         try:
             info = vault.key_info(name)
