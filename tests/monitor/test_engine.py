@@ -32,8 +32,7 @@ def test_burst_is_one_alert_with_a_count() -> None:
     rule = next(r for r in load_rules() if r.id == "denied-burst")
     engine = DetectionEngine([rule])
     events = [
-        MonitorEvent(ts=epoch_ts(1_767_600_000 + i), op="decrypt", result="denied", key="pay")
-        for i in range(100)
+        MonitorEvent(ts=epoch_ts(1_767_600_000 + i), op="decrypt", result="denied", key="pay") for i in range(100)
     ]
     updates = engine.process_many(events)
     assert len(updates) == 1

@@ -113,3 +113,13 @@ def test_grown_file_imports_only_the_new_lines(engine: Engine, tmp_path: Path) -
     stats = import_target(engine, str(full), "jsonl", detect=False)
     assert (stats.imported, stats.duplicates) == (30, 50)
     assert _count(engine, ImportedEvent) == 80
+
+
+def test_custom_rules_replace_the_catalog(engine: Engine, tmp_path: Path) -> None:
+    source = Path(__file__).parents[2] / "src/keyguard/monitor/rules/denied-burst.yaml"
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    text = source.read_text().replace("threshold: 10,", "threshold: 30,")
+    (rules / "burst.yaml").write_text(text)
+    path = _events_file(tmp_path / "e.jsonl", 60)  # 12 refusals: fewer than 30
+    assert import_target(engine, str(path), "jsonl", rules=[rules]).alerts == 0

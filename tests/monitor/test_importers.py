@@ -55,9 +55,7 @@ def test_jsonl_maps_and_rejects_with_line_numbers() -> None:
         "{not json",
         json.dumps({"ts": "2026-01-05T10:00:01Z", "op": "decrypt", "result": "maybe"}),
         "",
-        json.dumps(
-            {"ts": "2026-01-05T10:00:02.123456789+02:00", "op": "encrypt", "result": "denied"}
-        ),
+        json.dumps({"ts": "2026-01-05T10:00:02.123456789+02:00", "op": "encrypt", "result": "denied"}),
     ]
     out = _parse("jsonl", "\n".join(lines).encode())
     assert isinstance(out[0], MonitorEvent) and out[0].key == "pay" and out[0].source_line == 1
@@ -91,9 +89,7 @@ def test_cloudtrail_lines_gzip_and_directory(tmp_path: Path) -> None:
     (tmp_path / "a.json.gz").write_bytes(
         gzip.compress(json.dumps({"Records": [_ct_record(i) for i in range(3)]}, indent=1).encode())
     )
-    (tmp_path / "b.jsonl").write_text(
-        "\n".join(json.dumps(_ct_record(i)) for i in range(3, 6)) + "\nnot json\n"
-    )
+    (tmp_path / "b.jsonl").write_text("\n".join(json.dumps(_ct_record(i)) for i in range(3, 6)) + "\nnot json\n")
     out = list(parse_target(str(tmp_path), "cloudtrail", ImportOptions()))
     events = [e for e in out if isinstance(e, MonitorEvent)]
     assert [e.request_id for e in events] == [f"req-{i}" for i in range(6)]
@@ -189,8 +185,7 @@ def test_combined_query_credential_is_fingerprinted() -> None:
     lines = [
         f'203.0.113.9 - - [05/Jan/2026:10:00:00 +0100] "GET /v1/charge?api_key={SECRET}&x=1 '
         'HTTP/1.1" 200 12 "-" "curl/8"',
-        f'203.0.113.9 - - [05/Jan/2026:10:00:01 +0100] "GET /v1/charge?api_key={SECRET} '
-        'HTTP/1.1" 403 12 "-" "curl/8"',
+        f'203.0.113.9 - - [05/Jan/2026:10:00:01 +0100] "GET /v1/charge?api_key={SECRET} HTTP/1.1" 403 12 "-" "curl/8"',
         "this is not a log line",
     ]
     opts = ImportOptions(credential="query:api_key", fingerprint_key=b"k" * 32)
@@ -205,10 +200,7 @@ def test_combined_query_credential_is_fingerprinted() -> None:
 
 
 def test_combined_header_credential() -> None:
-    line = (
-        f'198.51.100.1 - - [05/Jan/2026:10:00:00 +0000] "POST /v1/x HTTP/1.1" 201 2 "-" "app/1" '
-        f'"{SECRET}" "req-9"'
-    )
+    line = f'198.51.100.1 - - [05/Jan/2026:10:00:00 +0000] "POST /v1/x HTTP/1.1" 201 2 "-" "app/1" "{SECRET}" "req-9"'
     opts = ImportOptions(credential="header:X-Api-Key", extra_fields=["X-Api-Key", "X-Request-Id"])
     (ev,) = _parse("combined", line.encode(), opts)
     assert isinstance(ev, MonitorEvent) and ev.key is not None and SECRET not in ev.key

@@ -77,9 +77,7 @@ def test_vault_audit_on_a_real_openbao_log(openbao: tuple[str, Path]) -> None:
     address, log = openbao
     root = {"X-Vault-Token": "root"}
     with httpx.Client(base_url=address, timeout=10) as client:
-        client.post(
-            "/v1/sys/mounts/transit", json={"type": "transit"}, headers=root
-        ).raise_for_status()
+        client.post("/v1/sys/mounts/transit", json={"type": "transit"}, headers=root).raise_for_status()
         client.post("/v1/transit/keys/pay", headers=root).raise_for_status()
         enc = client.post(
             "/v1/transit/encrypt/pay",

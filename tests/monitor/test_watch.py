@@ -25,9 +25,7 @@ from .receivers import http_receiver
 BASE = 1_767_600_000.0
 
 
-def append_audit(
-    engine: Engine, start_id: int, n: int, *, result: str = "denied", t0: float = BASE
-) -> None:
+def append_audit(engine: Engine, start_id: int, n: int, *, result: str = "denied", t0: float = BASE) -> None:
     """Write ``n`` audit events (hash fields are placeholders: the chain is not under test)."""
     rows = [
         {
@@ -104,19 +102,12 @@ def _line(i: int, t: float) -> str:
 
 def test_follow_file_like_tail_f(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "app.log"
-    path.write_text(
-        "\n".join(_line(i, BASE + i) for i in range(5)) + "\n" + _line(5, BASE + 5)[:20]
-    )
+    path.write_text("\n".join(_line(i, BASE + i) for i in range(5)) + "\n" + _line(5, BASE + 5)[:20])
     follower = FileFollower(path, "jsonl", ImportOptions(), FileCursor())
     watcher = Watcher(engine, files=[follower], follow_audit=False)
     assert watcher.run_once().events == 5  # the partial last line waits
     with path.open("a") as handle:
-        handle.write(
-            _line(5, BASE + 5)[20:]
-            + "\n"
-            + "\n".join(_line(i, BASE + i) for i in range(6, 12))
-            + "\n"
-        )
+        handle.write(_line(5, BASE + 5)[20:] + "\n" + "\n".join(_line(i, BASE + i) for i in range(6, 12)) + "\n")
     assert watcher.step().events == 7
     assert _alerts(engine) == 1
     watcher.persist()  # as on exit
@@ -195,3 +186,27 @@ def test_follow_vault_audit_pairs_across_reads(engine: Engine, tmp_path: Path) -
     with path.open("a") as handle:
         handle.write(entry("response") + "\n")
     assert watcher.step().events == 1
+
+
+def test_notify_wakes_the_watcher_on_postgresql(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL only")
+    with http_receiver() as rx:
+        dispatcher = Dispatcher(engine, [parse_sink(rx.url)], attempts=1)
+        watcher = Watcher(engine, dispatcher=dispatcher)
+        stop = threading.Event()
+        thread = threading.Thread(target=watcher.run, args=(stop,), kwargs={"poll": 10.0}, daemon=True)
+        thread.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        append_audit(engine, 1, 10)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SELECT pg_notify('keyguard_audit', '10')")
+        assert rx.event.wait(5)
+        latency = time.monotonic() - started
+        stop.set()
+        with engine.begin() as conn:  # wake the loop so that it sees ``stop``
+            conn.exec_driver_sql("SELECT pg_notify('keyguard_audit', '10')")
+        thread.join(15)
+        dispatcher.close()
+    assert latency < 2.0  # far below the 10 s poll: the notification woke it

@@ -18,6 +18,7 @@ from keyguard.monitor import alerts as alert_service
 from keyguard.monitor.delivery import Dispatcher
 from keyguard.monitor.follow import FileCursor, FileFollower
 from keyguard.monitor.importers import IMPORTERS, ImportOptions
+from keyguard.monitor.ingest import load_detector
 from keyguard.monitor.sinks import Sink, parse_sink
 from keyguard.monitor.store import fingerprint_key
 from keyguard.monitor.watch import Watcher
@@ -144,6 +145,7 @@ def watch_command(
     fmt: str = typer.Option("jsonl", "--format", help="Format of --follow files."),
     credential: str | None = typer.Option(None, "--credential", help="combined: credential rule."),
     no_audit: bool = typer.Option(False, "--no-audit", help="Do not follow keyguard's audit log."),
+    rules: list[Path] = typer.Option([], "--rules", help="Rule files or folders instead of the built-in ones."),
     poll: float = typer.Option(0.25, "--poll", help="Polling interval in seconds."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> int:
@@ -159,7 +161,8 @@ def watch_command(
     )
     followers = [FileFollower(path, fmt, options, FileCursor()) for path in follow]
     dispatcher = Dispatcher(engine, sinks) if sinks else None
-    watcher = Watcher(engine, dispatcher=dispatcher, files=followers, follow_audit=not no_audit)
+    detector = load_detector(engine, rules or None)
+    watcher = Watcher(engine, dispatcher=dispatcher, files=followers, follow_audit=not no_audit, detector=detector)
     try:
         if once:
             total = watcher.run_once()

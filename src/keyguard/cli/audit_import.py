@@ -70,18 +70,12 @@ def _report_rejections(stats: ImportStats) -> None:
         where = f"{item.source_file}:" if item.source_file else "line "
         sys.stderr.write(f"keyguard: rejected {where}{item.source_line}: {item.reason}\n")
     if stats.rejected > MAX_REJECTIONS_SHOWN:
-        sys.stderr.write(
-            f"keyguard: ... and {stats.rejected - MAX_REJECTIONS_SHOWN} more rejected\n"
-        )
+        sys.stderr.write(f"keyguard: ... and {stats.rejected - MAX_REJECTIONS_SHOWN} more rejected\n")
 
 
 def import_command(
-    target: str = typer.Argument(
-        ..., metavar="FILE|-", help="File, folder of files, or - for stdin."
-    ),
-    fmt: str = typer.Option(
-        ..., "--format", "-f", help="jsonl, cloudtrail, vault-audit, csv, combined."
-    ),
+    target: str = typer.Argument(..., metavar="FILE|-", help="File, folder of files, or - for stdin."),
+    fmt: str = typer.Option(..., "--format", "-f", help="jsonl, cloudtrail, vault-audit, csv, combined."),
     column_map: list[str] = typer.Option(
         [],
         "--map",
@@ -98,16 +92,13 @@ def import_command(
         "--extra-fields",
         help="combined: names of extra quoted fields after the user agent, comma-separated.",
     ),
-    detect: bool = typer.Option(
-        True, "--detect/--no-detect", help="Run detection rules on new events."
-    ),
+    detect: bool = typer.Option(True, "--detect/--no-detect", help="Run detection rules on new events."),
+    rules: list[Path] = typer.Option([], "--rules", help="Rule files or folders instead of the built-in ones."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> int:
     """Import events from another log (never stops at a bad line; re-imports add nothing)."""
     if fmt not in IMPORTERS:
-        raise UsageError(
-            f"unknown import format {fmt!r}", hint="use " + ", ".join(sorted(IMPORTERS))
-        )
+        raise UsageError(f"unknown import format {fmt!r}", hint="use " + ", ".join(sorted(IMPORTERS)))
     engine = open_engine()
     options = ImportOptions(
         column_map=_column_map(column_map),
@@ -118,7 +109,7 @@ def import_command(
     )
     show = not as_json and sys.stderr.isatty()
     with _progress(show, total_bytes(target) if show else None) as advance:
-        stats = import_target(engine, target, fmt, options, detect=detect, on_read=advance)  # type: ignore[arg-type]
+        stats = import_target(engine, target, fmt, options, detect=detect, on_read=advance, rules=rules or None)  # type: ignore[arg-type]
     _report_rejections(stats)
     if as_json:
         print_json(stats.to_json())

@@ -82,9 +82,13 @@ def import_target(
     *,
     detect: bool = True,
     on_read: Callable[[int], None] | None = None,
+    rules: list[Path] | None = None,
 ) -> ImportStats:
-    """Import ``target`` in format ``fmt``; new events also go through detection."""
-    detector = load_detector(engine) if detect else None
+    """Import ``target`` in format ``fmt``; new events also go through detection.
+
+    ``rules`` replaces the built-in rule catalog with these files or folders.
+    """
+    detector = load_detector(engine, rules) if detect else None
     stats = import_stream(engine, parse_target(target, fmt, options or ImportOptions(), on_read), detector=detector)
     if detector is not None:
         save_detector(engine, detector)
