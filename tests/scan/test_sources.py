@@ -119,3 +119,20 @@ def test_ignore_matcher_semantics(tmp_path: Path) -> None:
     assert matcher.ignored("x/gen/y.py", False)
     assert matcher.ignored("docs/a.md", False)
     assert not matcher.ignored("docs/sub/a.md", False)
+
+
+def test_parallel_tree_scan_matches_serial(
+    tmp_path: Path, scanner: Scanner, gen: Callable[[str], str], monkeypatch: object
+) -> None:
+    import pytest
+
+    from keyguard.scan import run
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    for index in range(12):
+        (tmp_path / f"f{index}.py").write_text(gen("x = 1\nT = '{crc:ghp}'\n") * (index % 3))
+    serial = scan_targets(scanner, [str(tmp_path)], jobs=1)
+    monkeypatch.setattr(run, "PARALLEL_FILES_BYTES", 0)
+    parallel = scan_targets(scanner, [str(tmp_path)], jobs=2)
+    key = lambda f: (f.file, f.line, f.secret)  # noqa: E731
+    assert sorted(map(key, serial)) == sorted(map(key, parallel)) and len(serial) == 12

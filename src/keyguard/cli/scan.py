@@ -64,9 +64,7 @@ def parse_since(value: str | None) -> str | None:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat()
     except ValueError:
-        raise UsageError(
-            f"invalid --since value {value!r}", hint="use RFC 3339 or an offset like -2h"
-        ) from None
+        raise UsageError(f"invalid --since value {value!r}", hint="use RFC 3339 or an offset like -2h") from None
 
 
 def _no_progress(done: int, commits: int) -> None:
@@ -183,7 +181,7 @@ def scan(
             for target in targets:
                 findings.extend(scan_staged(scanner, target))
         else:
-            findings = scan_targets(scanner, targets, no_ignore=no_ignore, progress=update)
+            findings = scan_targets(scanner, targets, no_ignore=no_ignore, progress=update, jobs=jobs)
 
     if update_baseline and baseline is not None:
         count = write_baseline(baseline, findings)
@@ -243,10 +241,7 @@ def rules_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 
     rules = load_rules()
     if as_json:
-        rows = [
-            {"id": r.id, "family": r.family, "severity": r.severity, "description": r.description}
-            for r in rules
-        ]
+        rows = [{"id": r.id, "family": r.family, "severity": r.severity, "description": r.description} for r in rules]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return 0
     table = Table(title=f"{len(rules)} rules")

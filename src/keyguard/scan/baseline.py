@@ -26,13 +26,9 @@ def load_baseline(path: Path) -> set[Identity]:
         return set()
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-        return {
-            (str(e["file"]), str(e["rule"]), str(e["secret_sha256"])) for e in document["findings"]
-        }
+        return {(str(e["file"]), str(e["rule"]), str(e["secret_sha256"])) for e in document["findings"]}
     except (OSError, ValueError, KeyError, TypeError):
-        raise DataFileError(
-            f"invalid baseline file {path}", hint="regenerate it with --update-baseline"
-        ) from None
+        raise DataFileError(f"invalid baseline file {path}", hint="regenerate it with --update-baseline") from None
 
 
 def write_baseline(path: Path, findings: Iterable[Finding]) -> int:

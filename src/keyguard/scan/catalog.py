@@ -103,9 +103,7 @@ def _count(scanner: object, text: str, rule_id: str) -> int:
     return sum(f.rule == rule_id for f in findings)
 
 
-def load_rules(
-    extra_files: tuple[Path, ...] = (), *, validate: bool = True, builtin: bool = True
-) -> list[Rule]:
+def load_rules(extra_files: tuple[Path, ...] = (), *, validate: bool = True, builtin: bool = True) -> list[Rule]:
     """Load the built-in catalog plus ``extra_files``; refuse it if an example fails."""
     rules = list(_builtin(validate)) if builtin else []
     extra: list[Rule] = []
@@ -124,9 +122,7 @@ def load_rules(
 
 def _raise_on(failures: list[ExampleFailure]) -> None:
     if failures:
-        raise DataFileError(
-            f"rule catalog refused: {failures[0]}", hint=f"{len(failures)} example(s) failed"
-        )
+        raise DataFileError(f"rule catalog refused: {failures[0]}", hint=f"{len(failures)} example(s) failed")
 
 
 @lru_cache(maxsize=2)

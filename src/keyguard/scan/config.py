@@ -54,9 +54,7 @@ class ScanConfig:
         return per_rule is not None and per_rule.allows_path(path)
 
 
-def parse_config(
-    document: dict[str, Any], where: str = CONFIG_NAME, base: Path | None = None
-) -> ScanConfig:
+def parse_config(document: dict[str, Any], where: str = CONFIG_NAME, base: Path | None = None) -> ScanConfig:
     """Build a :class:`ScanConfig` from a parsed TOML document."""
     try:
         rules = {

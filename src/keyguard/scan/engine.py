@@ -69,9 +69,7 @@ class Scanner:
         self._keyword_rules = []
         for rule_index, rule in enumerate(self.rules):
             wanted: list[Pattern] = (
-                [(rule.prefilter, True)]
-                if use_hs and rule.prefilter
-                else [(k, False) for k in rule.keywords]
+                [(rule.prefilter, True)] if use_hs and rule.prefilter else [(k, False) for k in rule.keywords]
             )
             for pattern in wanted:
                 if pattern not in index:
@@ -176,9 +174,7 @@ class Scanner:
                 out.extend(self._decoded_candidates(data, decoder_hits, depth))
         return out
 
-    def _match_window(
-        self, data: bytes, lo: int, hi: int, rule_index: int, rule: Rule
-    ) -> Iterator[_Candidate]:
+    def _match_window(self, data: bytes, lo: int, hi: int, rule_index: int, rule: Rule) -> Iterator[_Candidate]:
         chunk = data[lo:hi]
         ascii_only = chunk.isascii()
         text = chunk.decode("utf-8", "surrogateescape")
@@ -211,9 +207,7 @@ class Scanner:
             return False
         return not self.config.allows_secret(rule.id, secret, matched)
 
-    def _decoded_candidates(
-        self, data: bytes, hits: list[tuple[int, int]], depth: int
-    ) -> Iterator[_Candidate]:
+    def _decoded_candidates(self, data: bytes, hits: list[tuple[int, int]], depth: int) -> Iterator[_Candidate]:
         base, kinds = self._decoder_base, self._decoder_kinds
         typed = [(kinds[kid - base], end) for kid, end in hits]
         for token_start, token_end, decoded in decoded_lines(data, typed):

@@ -94,9 +94,7 @@ _LONG_RUN = re.compile(r"(.)\1{11,}")
 _REPEATED = re.compile(r"^(.)\1{5,}$|(.)\2{7,}")
 _SEQUENTIAL = ("0123456789", "abcdefghij", "ABCDEFGHIJ", "1234567890")
 _PUBLIC_KEY = re.compile(r"PUBLIC KEY|^ssh-(?:rsa|ed25519|dss) |^ecdsa-sha2-", re.IGNORECASE)
-_PATHLIKE = re.compile(
-    r"^(?:/|\./|\.\./|~/|[A-Za-z]:\\)|\.(?:py|js|ts|go|java|json|ya?ml|txt|md|html|png|jpg)$"
-)
+_PATHLIKE = re.compile(r"^(?:/|\./|\.\./|~/|[A-Za-z]:\\)|\.(?:py|js|ts|go|java|json|ya?ml|txt|md|html|png|jpg)$")
 _IDENTIFIER = re.compile(r"^[A-Za-z]+(?:[_.-][A-Za-z]+)+$|^[a-z]+(?:[A-Z][a-z]+)+$")
 
 

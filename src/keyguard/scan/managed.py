@@ -96,9 +96,7 @@ def _spki(key: Any) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
     public = key.public_key() if hasattr(key, "private_bytes") else key
-    data: bytes = public.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    data: bytes = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return data
 
 
@@ -157,9 +155,7 @@ def spki_from_jwk(jwk: dict[str, Any]) -> tuple[bytes, bool] | None:
             key = ec.EllipticCurvePublicNumbers(_int(jwk["x"]), _int(jwk["y"]), curve).public_key()
         elif kty == "OKP":
             raw = _b64(str(jwk["x"]).encode()) or b""
-            cls: Any = {"Ed25519": ed25519.Ed25519PublicKey, "Ed448": ed448.Ed448PublicKey}[
-                jwk["crv"]
-            ]
+            cls: Any = {"Ed25519": ed25519.Ed25519PublicKey, "Ed448": ed448.Ed448PublicKey}[jwk["crv"]]
             key = cls.from_public_bytes(raw)
         else:
             return None
@@ -226,9 +222,7 @@ class ManagedMatcher:
                         if ref is not None:
                             yield _Hit(match.start(), match.end(), ref, derived[1])
 
-    def annotate(
-        self, data: bytes, findings: list[Finding], origin: Origin, base_line: int = 1
-    ) -> list[Finding]:
+    def annotate(self, data: bytes, findings: list[Finding], origin: Origin, base_line: int = 1) -> list[Finding]:
         """Mark findings that are vault keys; add findings for matches no rule reported."""
         out = list(findings)
         for hit in self._hits(data):
@@ -237,11 +231,7 @@ class ManagedMatcher:
             column = len(data[line_start : hit.start].decode("utf-8", "replace")) + 1
             marked = False
             for finding in out:
-                if (
-                    finding.file == origin.path
-                    and finding.line == line
-                    and _overlaps(finding, column, hit)
-                ):
+                if finding.file == origin.path and finding.line == line and _overlaps(finding, column, hit):
                     _mark(finding, hit)
                     marked = True
             if not marked:
@@ -302,9 +292,7 @@ def load_incident_opener() -> IncidentOpener:
         module = importlib.import_module("keyguard.incident")
         opener: IncidentOpener = module.open_leak_incident
     except (ImportError, AttributeError):
-        raise UsageError(
-            "incidents are not available", hint="run keyguard init, or drop --open-incident"
-        ) from None
+        raise UsageError("incidents are not available", hint="run keyguard init, or drop --open-incident") from None
     return opener
 
 

@@ -40,9 +40,7 @@ class HyperscanMatcher:
         self._db: Any = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
         exprs = [(p if is_regex else re.escape(p)).encode() for p, is_regex in patterns]
         flags = [0 if is_regex else hyperscan.HS_FLAG_CASELESS for _, is_regex in patterns]
-        self._db.compile(
-            expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags
-        )
+        self._db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs), flags=flags)
 
     def hits(self, data: bytes) -> list[tuple[int, int]]:
         """All occurrences of every keyword in ``data``."""

@@ -6,12 +6,20 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from keyguard.scan.engine import Readable, Scanner
 from keyguard.scan.model import Finding, Origin
 from keyguard.scan.sources import git as gitsrc
-from keyguard.scan.sources.files import Item, expand_content, is_binary, iter_items
+from keyguard.scan.sources.files import (
+    Item,
+    expand_content,
+    is_binary,
+    read_file,
+    read_stdin,
+    walk_dir,
+)
 
 Progress = Callable[[int, int], None]  # (bytes scanned, commits read)
 BATCH = 256  # below this many blobs, no worker processes
@@ -31,16 +39,70 @@ def scan_item(scanner: Scanner, item: Item) -> list[Finding]:
     return list(scanner.scan_stream(item.stream, item.origin))
 
 
-def scan_targets(
-    scanner: Scanner, targets: list[str], *, no_ignore: bool = False, progress: Progress = _noop
-) -> list[Finding]:
-    """Scan files, directories (and archives inside them) and ``-`` for stdin."""
+PARALLEL_FILES_BYTES = 8 * 1024 * 1024  # below this much content, no worker processes
+
+
+def _list_files(targets: list[str], no_ignore: bool) -> list[tuple[Path, int]]:
+    out: list[tuple[Path, int]] = []
+    for target in targets:
+        path = Path(target)
+        for file in walk_dir(path, no_ignore=no_ignore) if path.is_dir() else [path]:
+            try:
+                out.append((file, file.stat().st_size))
+            except OSError:
+                continue
+    return out
+
+
+def _scan_file_batch(paths: list[str]) -> tuple[list[Finding], int]:
+    scanner: Scanner = _WORKER["scanner"]
     findings: list[Finding] = []
+    total = 0
+    for name in paths:
+        for item in read_file(Path(name), name):
+            findings.extend(scan_item(scanner, item))
+            total += item.size
+    return findings, total
+
+
+def scan_targets(
+    scanner: Scanner,
+    targets: list[str],
+    *,
+    no_ignore: bool = False,
+    progress: Progress = _noop,
+    jobs: int = 0,
+) -> list[Finding]:
+    """Scan files, directories (and archives inside them) and ``-`` for stdin; large trees
+    are split across worker processes."""
+    findings: list[Finding] = []
+    if "-" in targets:
+        for item in read_stdin():
+            findings.extend(scan_item(scanner, item))
+    files = _list_files([t for t in targets if t != "-"], no_ignore)
+    jobs = jobs or min(2, os.cpu_count() or 1)
+    total = sum(size for _, size in files)
     done = 0
-    for item in iter_items(targets, no_ignore=no_ignore):
-        findings.extend(scan_item(scanner, item))
-        done += item.size
-        progress(done, 0)
+    if jobs > 1 and len(files) > 1 and total > PARALLEL_FILES_BYTES:
+        _WORKER.update(scanner=scanner)
+        try:
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(jobs) as pool:
+                for found, size in pool.imap_unordered(
+                    _scan_file_batch, _chunks([(str(p), n) for p, n in files], jobs * 8)
+                ):
+                    findings.extend(found)
+                    done += size
+                    progress(done, 0)
+        finally:
+            _WORKER.clear()
+        findings.sort(key=lambda f: (f.file, f.line, f.column))
+        return findings
+    for path, _size in files:
+        for item in read_file(path, path.as_posix()):
+            findings.extend(scan_item(scanner, item))
+            done += item.size
+            progress(done, 0)
     return findings
 
 
@@ -150,9 +212,7 @@ def scan_history(
     return attribute(history, results, scanner)
 
 
-def attribute(
-    history: gitsrc.History, results: list[tuple[str, Finding]], scanner: Scanner
-) -> list[Finding]:
+def attribute(history: gitsrc.History, results: list[tuple[str, Finding]], scanner: Scanner) -> list[Finding]:
     """One finding per (rule, secret, path), carrying the first commit that introduced it."""
     best: dict[tuple[str, str, str, int], tuple[int, Finding]] = {}
     for blob, finding in results:
