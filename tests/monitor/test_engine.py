@@ -53,3 +53,14 @@ def test_snapshot_restore_gives_the_same_alerts() -> None:
     got += [(u.rule, u.group_key, u.is_new) for ev in events[1700:] for u in second.process(ev)]
     assert got == expected
     assert any(rule == "compromised-version-use" for rule, _, _ in expected)
+
+
+def test_network_of() -> None:
+    from keyguard.monitor.detect.detectors import network_of
+
+    assert network_of("203.0.113.5", True) == "203.0"
+    assert network_of("10.1.2.3", True) is None and network_of("10.1.2.3", False) == "10.1"
+    assert network_of("kms.amazonaws.com", False) is None
+    assert network_of("AWS Internal", False) is None
+    assert network_of("::ffff:198.51.100.1", True) == "198.51"
+    assert network_of("2001:db8:1:2::1", True) == "2001:db8:1"

@@ -214,3 +214,22 @@ def test_combined_rule_must_name_a_logged_header() -> None:
 def test_unknown_format() -> None:
     with pytest.raises(UsageError):
         get_importer("xml")
+
+
+def test_corrupt_gzip_and_bad_dates_do_not_stop_the_import(tmp_path: Path) -> None:
+    good = gzip.compress(b"\n".join(json.dumps(_ct_record(i)).encode() for i in range(50)))
+    (tmp_path / "a.json.gz").write_bytes(good[: len(good) // 2])  # truncated member
+    (tmp_path / "b.jsonl").write_text(
+        json.dumps(_ct_record(1, eventTime="2026-13-45T99:00:00Z")) + "\n" + json.dumps(_ct_record(2)) + "\n"
+    )
+    out = list(parse_target(str(tmp_path), "cloudtrail", ImportOptions()))
+    rejected = [r for r in out if isinstance(r, Rejected)]
+    assert any("unreadable" in r.reason for r in rejected)
+    assert any("invalid timestamp" in r.reason for r in rejected)
+    assert isinstance(out[-1], MonitorEvent) and out[-1].request_id == "req-2"
+
+
+def test_csv_malformed_row_is_rejected() -> None:
+    data = b'ts,op\n2026-01-05T10:00:00Z,decrypt\n"unterminated,decrypt\x00\n2026-01-05T10:00:01Z,encrypt\n'
+    out = _parse("csv", data)
+    assert isinstance(out[0], MonitorEvent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from sqlalchemy import Engine, select
 from keyguard.errors import NotFoundError
 from keyguard.monitor.detect.engine import DetectionEngine
 from keyguard.monitor.detect.rules import load_rules
-from keyguard.monitor.importers import ImportOptions, Parsed, get_importer
+from keyguard.monitor.importers import ImportOptions, Parsed, Rejected, get_importer
 from keyguard.monitor.importers.base import input_files, open_input
 from keyguard.monitor.store import ImportStats, get_state, import_stream, put_state
 from keyguard.store.db import write_tx
@@ -39,8 +40,16 @@ def parse_target(
     for path in files:
         if path is not None and not path.exists():
             raise NotFoundError(f"no such file: {path}", hint="check the path")
-        with open_input(path, on_read) as stream:
-            yield from importer(stream, name=None if path is None else str(path), options=options)
+        name = None if path is None else str(path)
+        read = 0
+        try:
+            with open_input(path, on_read) as stream:
+                for item in importer(stream, name=name, options=options):
+                    read += 1
+                    yield item
+        except (OSError, EOFError, zlib.error, UnicodeError) as exc:
+            # A corrupt gzip member or an unreadable file ends that file, not the import.
+            yield Rejected(read + 1, f"file unreadable from here: {type(exc).__name__}", name)
 
 
 def vault_context(engine: Engine) -> tuple[dict[str, str], dict[str, list[int]]]:

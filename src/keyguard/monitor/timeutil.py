@@ -25,9 +25,13 @@ def normalize_ts(text: str) -> str:
     offset; a time without a zone is taken as UTC only when it has no offset at all
     and ends in ``Z`` or nothing (log formats that are UTC by definition).
     """
+    if len(text) == 20 and text[19] == "Z" and text[10] == "T" and text[4] == "-":
+        _check(text[0:10], text[11:19])  # the common CloudTrail form, 2026-01-05T10:00:00Z
+        return text[:19] + ".000000Z"
     match = _FAST.match(text)
     if match:
         day, clock, frac = match.groups()
+        _check(day, clock)
         frac = ((frac or "") + "000000")[:6]
         return f"{day}T{clock}.{frac}Z"
     try:
@@ -37,6 +41,16 @@ def normalize_ts(text: str) -> str:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return format_ts(parsed)
+
+
+def _check(day: str, clock: str) -> None:
+    try:
+        _day_epoch(day)
+        valid = int(clock[0:2]) < 24 and int(clock[3:5]) < 60 and int(clock[6:8]) < 61
+    except ValueError:
+        valid = False
+    if not valid:
+        raise TimeFormatError(f"invalid timestamp {day}T{clock}")
 
 
 def format_ts(at: datetime) -> str:

@@ -286,12 +286,14 @@ def network_of(ip: str, ignore_private: bool) -> str | None:
     """The /16 of an IPv4 address or the /48 of an IPv6 one; None for private if asked."""
     if ":" in ip:
         lowered = ip.lower()
+        if lowered.startswith("::ffff:"):
+            return network_of(lowered[7:], ignore_private)
         if ignore_private and (lowered.startswith(("fc", "fd", "fe80")) or lowered == "::1"):
             return None
         return ":".join(lowered.split(":")[:3])
     parts = ip.split(".", 2)
-    if len(parts) < 3:
-        return None
+    if len(parts) < 3 or not (parts[0].isdigit() and parts[1].isdigit()):
+        return None  # not an address: "AWS Internal", "kms.amazonaws.com", ...
     net = f"{parts[0]}.{parts[1]}"
     if ignore_private and (parts[0] in ("10", "127") or net == "192.168" or net in _PRIVATE_172 or net == "169.254"):
         return None

@@ -59,7 +59,14 @@ def parse(stream: IO[bytes], *, name: str | None, options: ImportOptions) -> Ite
     if missing:
         yield Rejected(1, f"no column for {', '.join(missing)} (use --map FIELD=COLUMN)", name)
         return
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield Rejected(reader.line_num, f"malformed CSV: {exc}"[:200], name)
+            continue
         line = reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
