@@ -24,7 +24,12 @@ def fresh_sqlite(prefix: str) -> tuple[Engine, Path]:
 
 
 def synthetic_history(
-    engine: Engine, key: str, n: int, exposed_at: datetime, attacker_share: float = 0.01, seed: int = 1
+    engine: Engine,
+    key: str,
+    n: int,
+    exposed_at: datetime,
+    attacker_share: float = 0.01,
+    seed: int = 1,
 ) -> None:
     """``n`` imported events over 30 days for ``key``: office-hours traffic, then an attacker."""
     from keyguard.monitor.tables import ImportedEvent
@@ -44,12 +49,24 @@ def synthetic_history(
         else:
             at = exposed_at + timedelta(hours=2, seconds=rng.random() * 600)
             ip, actor, ua, result = "203.0.113.66", "svc-0", "python-requests/2.31", "ok"
-        rows.append({
-            "content_hash": f"{seed}-{i}", "ts": format_ts(at), "actor": actor, "source_ip": ip,
-            "user_agent": ua, "op": "decrypt" if i % 3 else "encrypt", "key": key, "version": 1,
-            "result": result, "reason": None, "request_id": None, "source": "jsonl", "source_file": "bench",
-            "source_line": i + 1,
-        })
+        rows.append(
+            {
+                "content_hash": f"{seed}-{i}",
+                "ts": format_ts(at),
+                "actor": actor,
+                "source_ip": ip,
+                "user_agent": ua,
+                "op": "decrypt" if i % 3 else "encrypt",
+                "key": key,
+                "version": 1,
+                "result": result,
+                "reason": None,
+                "request_id": None,
+                "source": "jsonl",
+                "source_file": "bench",
+                "source_line": i + 1,
+            }
+        )
         if len(rows) == batch:
             with engine.begin() as conn:
                 conn.execute(insert(ImportedEvent), rows)

@@ -33,9 +33,19 @@ def seed(vault: Vault, n: int) -> None:
         for i in range(start, min(n, start + 20_000)):
             ctx = {"row": i}
             payload = loaded.encrypt(os.urandom(32), envelope.associated_data("orders", 1, ctx))
-            rows.append({"name": f"orders/{i}", "data_class": "payment", "records": 100, "key_name": "orders",
-                         "version": 1, "ciphertext": envelope.Ciphertext("orders", 1, payload).text(), "context": ctx,
-                         "created_at": now, "updated_at": now})
+            rows.append(
+                {
+                    "name": f"orders/{i}",
+                    "data_class": "payment",
+                    "records": 100,
+                    "key_name": "orders",
+                    "version": 1,
+                    "ciphertext": envelope.Ciphertext("orders", 1, payload).text(),
+                    "context": ctx,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
         with vault.engine.begin() as conn:
             conn.execute(insert(DataItem), rows)
 

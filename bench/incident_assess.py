@@ -29,8 +29,10 @@ def run(engine, label: str) -> None:  # type: ignore[no-untyped-def]
     t0 = time.perf_counter()
     result = assess(engine, "payments-db", exposed, now=now(), tier="high")
     took = time.perf_counter() - t0
-    print(f"{label:10s} events={result.events_total:>9,}  load {load:6.1f} s  assess {took:5.2f} s  "
-          f"(target < 5 s)  grade={result.grade} new_ips={len(result.new_source_ips)} bursts={len(result.bursts)}")
+    print(
+        f"{label:10s} events={result.events_total:>9,}  load {load:6.1f} s  assess {took:5.2f} s  "
+        f"(target < 5 s)  grade={result.grade} new_ips={len(result.new_source_ips)} bursts={len(result.bursts)}"
+    )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,17 @@ def main() -> None:
         if message.startswith("assess"):
             contained["respond"] = time.perf_counter() - t0
 
-    result = respond(vault, incidents, admin, [("orders", 1)], exposed, jurisdictions=["eu"], on_step=on_step,
-                     report_dir=home / "reports", report_formats=("md", "html"))
+    result = respond(
+        vault,
+        incidents,
+        admin,
+        [("orders", 1)],
+        exposed,
+        jurisdictions=["eu"],
+        on_step=on_step,
+        report_dir=home / "reports",
+        report_formats=("md", "html"),
+    )
     total = time.perf_counter() - t0
     deadline = time.perf_counter() + 2
     while time.perf_counter() < deadline:
@@ -56,8 +65,10 @@ def main() -> None:
         time.sleep(0.005)
     else:
         raise SystemExit("the second reader still decrypts with the compromised version")
-    print(f"respond (sqlite): {result.rewrapped:,} items re-wrapped, risk {result.grade}; "
-          f"end to end {total:.1f} s (target < 30 s)")
+    print(
+        f"respond (sqlite): {result.rewrapped:,} items re-wrapped, risk {result.grade}; "
+        f"end to end {total:.1f} s (target < 30 s)"
+    )
     print(f"respond start → containment effective: {result.contained_seconds:.3f} s (target < 1 s; the SLA allows 1 h)")
     for step in result.steps:
         print(f"  {step['step']:20s} {step['seconds']:7.2f} s")

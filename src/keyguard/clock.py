@@ -54,9 +54,7 @@ def parse_time(text: str, clock: Clock | None = None) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise UsageError(
-            f"invalid time {value!r}", hint="use RFC 3339 like 2026-11-28T10:00:00Z or -2h"
-        ) from None
+        raise UsageError(f"invalid time {value!r}", hint="use RFC 3339 like 2026-11-28T10:00:00Z or -2h") from None
     if parsed.tzinfo is None:
         raise UsageError(f"time {value!r} has no time zone", hint="add Z or an offset like +08:00")
     return parsed.astimezone(UTC)

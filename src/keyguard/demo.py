@@ -34,23 +34,79 @@ MARKER = ".keyguard-demo"
 LEAKED_KEY = "payments-db"
 
 KEYS: list[dict[str, Any]] = [
-    {"name": "payments-db", "purpose": "encrypt", "algorithm": "aes256-gcm", "tier": "high", "owner": "payments-team"},
-    {"name": "customer-pii", "purpose": "encrypt", "algorithm": "chacha20-poly1305", "tier": "high", "owner": "data-platform"},
-    {"name": "api-signing", "purpose": "sign", "algorithm": "rsa-2048", "tier": "high", "owner": "identity"},
-    {"name": "session-tokens", "purpose": "sign", "algorithm": "ed25519", "tier": "medium", "owner": "identity"},
-    {"name": "webhook-mac", "purpose": "mac", "algorithm": "hmac-sha256", "tier": "medium", "owner": "integrations"},
-    {"name": "reports-archive", "purpose": "encrypt", "algorithm": "rsa-3072", "tier": "low", "owner": "finance"},
+    {
+        "name": "payments-db",
+        "purpose": "encrypt",
+        "algorithm": "aes256-gcm",
+        "tier": "high",
+        "owner": "payments-team",
+    },
+    {
+        "name": "customer-pii",
+        "purpose": "encrypt",
+        "algorithm": "chacha20-poly1305",
+        "tier": "high",
+        "owner": "data-platform",
+    },
+    {
+        "name": "api-signing",
+        "purpose": "sign",
+        "algorithm": "rsa-2048",
+        "tier": "high",
+        "owner": "identity",
+    },
+    {
+        "name": "session-tokens",
+        "purpose": "sign",
+        "algorithm": "ed25519",
+        "tier": "medium",
+        "owner": "identity",
+    },
+    {
+        "name": "webhook-mac",
+        "purpose": "mac",
+        "algorithm": "hmac-sha256",
+        "tier": "medium",
+        "owner": "integrations",
+    },
+    {
+        "name": "reports-archive",
+        "purpose": "encrypt",
+        "algorithm": "rsa-3072",
+        "tier": "low",
+        "owner": "finance",
+    },
     {"name": "edge-tls", "purpose": "sign", "algorithm": "ec-p384", "tier": "high", "owner": "sre"},
 ]
 CLIENTS: list[dict[str, Any]] = [
-    {"name": "billing-svc", "role": "service", "grants": ["payments-db:encrypt,decrypt", "webhook-mac:sign,verify"],
-     "file": "billing/.env", "content": "PAYMENTS_KEY=kg://payments-db/1\nWEBHOOK_KEY=webhook-mac@1\n"},
-    {"name": "checkout-web", "role": "service", "grants": ["payments-db:decrypt", "session-tokens:sign"],
-     "file": "checkout/config.yaml", "content": "keys:\n  payments: payments-db@1\n  sessions: session-tokens@1\n"},
-    {"name": "ledger-batch", "role": "service", "grants": ["payments-db:decrypt,rewrap"],
-     "file": "ci/variables.json", "content": json.dumps({"variables": {"LEDGER_KEY": "payments-db@1"}}, indent=2) + "\n"},
-    {"name": "crm", "role": "service", "grants": ["customer-pii:encrypt,decrypt"], "file": "crm/settings.toml",
-     "content": '[crypto]\nkey = "customer-pii@1"\n'},
+    {
+        "name": "billing-svc",
+        "role": "service",
+        "grants": ["payments-db:encrypt,decrypt", "webhook-mac:sign,verify"],
+        "file": "billing/.env",
+        "content": "PAYMENTS_KEY=kg://payments-db/1\nWEBHOOK_KEY=webhook-mac@1\n",
+    },
+    {
+        "name": "checkout-web",
+        "role": "service",
+        "grants": ["payments-db:decrypt", "session-tokens:sign"],
+        "file": "checkout/config.yaml",
+        "content": "keys:\n  payments: payments-db@1\n  sessions: session-tokens@1\n",
+    },
+    {
+        "name": "ledger-batch",
+        "role": "service",
+        "grants": ["payments-db:decrypt,rewrap"],
+        "file": "ci/variables.json",
+        "content": json.dumps({"variables": {"LEDGER_KEY": "payments-db@1"}}, indent=2) + "\n",
+    },
+    {
+        "name": "crm",
+        "role": "service",
+        "grants": ["customer-pii:encrypt,decrypt"],
+        "file": "crm/settings.toml",
+        "content": '[crypto]\nkey = "customer-pii@1"\n',
+    },
     {"name": "oncall", "role": "operator", "grants": [], "file": None, "content": ""},
     {"name": "compliance", "role": "auditor", "grants": [], "file": None, "content": ""},
 ]
@@ -95,9 +151,11 @@ def _traffic(now: datetime, exposed_at: datetime, rng: random.Random) -> list[di
     """30 days of office-hours gateway logs, then the attacker (SPEC §5 event shape)."""
     events: list[dict[str, Any]] = []
     start = exposed_at - timedelta(days=30)
-    users = [("billing-svc", "billing/3.4.1 (+grpc)", ["encrypt", "decrypt"]),
-             ("checkout-web", "checkout-web/2024.11", ["decrypt"]),
-             ("ledger-batch", "ledger-batch/1.9", ["decrypt"])]
+    users = [
+        ("billing-svc", "billing/3.4.1 (+grpc)", ["encrypt", "decrypt"]),
+        ("checkout-web", "checkout-web/2024.11", ["decrypt"]),
+        ("ledger-batch", "ledger-batch/1.9", ["decrypt"]),
+    ]
     day = start
     while day < now:
         weekday = day.weekday() < 5
@@ -107,22 +165,52 @@ def _traffic(now: datetime, exposed_at: datetime, rng: random.Random) -> list[di
             if at >= now:
                 continue
             actor, agent, ops = rng.choice(users)
-            events.append({"ts": format_ts(at), "actor": actor, "source_ip": rng.choice(INTERNAL_IPS),
-                           "user_agent": agent, "op": rng.choice(ops), "key": LEAKED_KEY, "version": 1,
-                           "result": "ok", "reason": None})
+            events.append(
+                {
+                    "ts": format_ts(at),
+                    "actor": actor,
+                    "source_ip": rng.choice(INTERNAL_IPS),
+                    "user_agent": agent,
+                    "op": rng.choice(ops),
+                    "key": LEAKED_KEY,
+                    "version": 1,
+                    "result": "ok",
+                    "reason": None,
+                }
+            )
         day += timedelta(days=1)
     # The attacker: a burst of decrypts at night from a new network, with the stolen billing token.
     burst = (exposed_at + timedelta(hours=1)).replace(minute=12, second=0)
     for i in range(420):
         at = burst + timedelta(seconds=i * 0.14)
-        events.append({"ts": format_ts(at), "actor": "billing-svc", "source_ip": ATTACKER_IP,
-                       "user_agent": "python-requests/2.31.0", "op": "decrypt", "key": LEAKED_KEY, "version": 1,
-                       "result": "ok" if i % 17 else "denied", "reason": None if i % 17 else "rate limited"})
+        events.append(
+            {
+                "ts": format_ts(at),
+                "actor": "billing-svc",
+                "source_ip": ATTACKER_IP,
+                "user_agent": "python-requests/2.31.0",
+                "op": "decrypt",
+                "key": LEAKED_KEY,
+                "version": 1,
+                "result": "ok" if i % 17 else "denied",
+                "reason": None if i % 17 else "rate limited",
+            }
+        )
     for i in range(25):
         at = burst + timedelta(minutes=30, seconds=i * 7)
-        events.append({"ts": format_ts(at), "actor": "unknown-client", "source_ip": "198.51.100.23",
-                       "user_agent": "curl/8.5.0", "op": "key.export", "key": LEAKED_KEY, "version": 1,
-                       "result": "denied", "reason": "permission denied"})
+        events.append(
+            {
+                "ts": format_ts(at),
+                "actor": "unknown-client",
+                "source_ip": "198.51.100.23",
+                "user_agent": "curl/8.5.0",
+                "op": "key.export",
+                "key": LEAKED_KEY,
+                "version": 1,
+                "result": "denied",
+                "reason": "permission denied",
+            }
+        )
     events.sort(key=lambda e: e["ts"])
     for i, e in enumerate(events, 1):
         e["id"] = i
@@ -142,12 +230,29 @@ def _seed_inventory(vault: Vault, admin: Principal) -> int:
         for i in range(count):
             ctx = {"item": f"{prefix}-{i:05d}"}
             payload = loaded.encrypt(os.urandom(32), envelope.associated_data(key, active.version, ctx))
-            rows.append({"name": f"{prefix}-{i:05d}", "data_class": data_class, "records": records, "key_name": key,
-                         "version": active.version, "ciphertext": envelope.Ciphertext(key, active.version, payload).text(),
-                         "context": ctx, "created_at": now, "updated_at": now})
+            rows.append(
+                {
+                    "name": f"{prefix}-{i:05d}",
+                    "data_class": data_class,
+                    "records": records,
+                    "key_name": key,
+                    "version": active.version,
+                    "ciphertext": envelope.Ciphertext(key, active.version, payload).text(),
+                    "context": ctx,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
         with vault.engine.begin() as conn:
             conn.execute(insert(DataItem), rows)
-        vault.record(admin, "data.register", "ok", key, active.version, f"{count} {data_class} items ({prefix}-*) bulk-registered")
+        vault.record(
+            admin,
+            "data.register",
+            "ok",
+            key,
+            active.version,
+            f"{count} {data_class} items ({prefix}-*) bulk-registered",
+        )
         total += count
     return total
 
@@ -155,12 +260,12 @@ def _seed_inventory(vault: Vault, admin: Principal) -> int:
 def run_demo(home: Path, say: Callable[[str], None]) -> DemoResult:
     """Seed, leak, respond; returns where the reports are."""
     from keyguard.cli.respond import install_tripwire
+    from keyguard.config import Settings
     from keyguard.incident.service import IncidentService
     from keyguard.monitor.ingest import import_target
     from keyguard.response import rollout
     from keyguard.response.playbook import respond, write_reports
     from keyguard.runtime import open_engine
-    from keyguard.config import Settings
     from keyguard.vault.roots import KeyFileRoot
 
     home = _fresh_home(home.resolve())
@@ -203,7 +308,10 @@ def run_demo(home: Path, say: Callable[[str], None]) -> DemoResult:
         for e in events:
             handle.write(json.dumps(e, separators=(",", ":")) + "\n")
     stats = import_target(engine, str(log), "jsonl")
-    say(f"imported {stats.imported:,} gateway events: 30 days of normal use, then an attacker after {format_ts(exposed_at)}")
+    say(
+        f"imported {stats.imported:,} gateway events: 30 days of normal use, "
+        f"then an attacker after {format_ts(exposed_at)}"
+    )
 
     # Live use through the vault before the response.
     billing = clients.authenticate(tokens["billing-svc"], "10.20.1.11", "billing/3.4.1 (+grpc)")
@@ -213,12 +321,21 @@ def run_demo(home: Path, say: Callable[[str], None]) -> DemoResult:
     install_tripwire(vault, incidents)
     say(f"leak: {LEAKED_KEY} v1 was committed to a public repository; responding …")
     result = respond(
-        vault, incidents, admin, [(LEAKED_KEY, 1)], exposed_at, detected_at=now,
-        jurisdictions=["eu", "cn"], source="secret committed to git (demo)", report_dir=None,
+        vault,
+        incidents,
+        admin,
+        [(LEAKED_KEY, 1)],
+        exposed_at,
+        detected_at=now,
+        jurisdictions=["eu", "cn"],
+        source="secret committed to git (demo)",
+        report_dir=None,
         on_step=lambda m: say(f"  respond: {m}"),
     )
-    say(f"incident {result.incident}: contained in {result.contained_seconds} s, risk {result.grade}, "
-        f"{result.rewrapped:,} items re-wrapped to v{result.rotated[0]['version']}")
+    say(
+        f"incident {result.incident}: contained in {result.contained_seconds} s, risk {result.grade}, "
+        f"{result.rewrapped:,} items re-wrapped to v{result.rotated[0]['version']}"
+    )
 
     # After the rotation: billing switches, checkout-web is a straggler that trips the wire.
     vault.encrypt(billing, LEAKED_KEY, b"order 1143")
@@ -228,7 +345,11 @@ def run_demo(home: Path, say: Callable[[str], None]) -> DemoResult:
     except KeyStateError as exc:
         say(f"tripwire: checkout-web tried the compromised version and was refused ({exc})")
     statuses = rollout.consumers(vault, LEAKED_KEY)
-    say("rollout: " + ", ".join(f"{s.client} {s.status}" for s in statuses) + f" ({rollout.percent_done(statuses)}% switched)")
+    say(
+        "rollout: "
+        + ", ".join(f"{s.client} {s.status}" for s in statuses)
+        + f" ({rollout.percent_done(statuses)}% switched)"
+    )
     active = vault.key_info(LEAKED_KEY).active
     assert active is not None
     for s in statuses:
@@ -236,11 +357,13 @@ def run_demo(home: Path, say: Callable[[str], None]) -> DemoResult:
             if rollout.update_references(Path(path), LEAKED_KEY, active.version, vault.clock.now()):
                 vault.record(admin, "rollout.update", "ok", LEAKED_KEY, active.version, f"{s.client}: {path}")
                 say(f"  updated {path} to {LEAKED_KEY}@{active.version} (backup kept)")
-    incidents.update_facts(result.incident, root_cause="A developer committed the billing service's .env with the "
-                           "payments-db key to a public repository; it was scraped within the hour.")
+    incidents.update_facts(
+        result.incident,
+        root_cause="A developer committed the billing service's .env with the "
+        "payments-db key to a public repository; it was scraped within the hour.",
+    )
     reports = write_reports(incidents, result.incident, home / "reports", ("md", "html", "pdf"))
     summary = result.to_dict()
     summary["home"] = str(home)
     summary["reports"] = reports
     return DemoResult(home, result.incident, reports, summary)
-

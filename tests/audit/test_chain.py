@@ -5,7 +5,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
@@ -18,9 +18,20 @@ from keyguard.store.db import create_db_engine, migrate
 def _events(n: int) -> list[dict]:
     events, prev = [], GENESIS
     for i in range(1, n + 1):
-        e = {"id": i, "ts": f"2026-01-01T00:00:{i:02d}.000000Z", "actor": "a", "source_ip": None, "user_agent": None,
-             "op": "encrypt", "key": "k", "version": 1, "result": "ok", "reason": None, "request_id": None,
-             "prev_hash": prev}
+        e = {
+            "id": i,
+            "ts": f"2026-01-01T00:00:{i:02d}.000000Z",
+            "actor": "a",
+            "source_ip": None,
+            "user_agent": None,
+            "op": "encrypt",
+            "key": "k",
+            "version": 1,
+            "result": "ok",
+            "reason": None,
+            "request_id": None,
+            "prev_hash": prev,
+        }
         e["hash"] = prev = event_hash(e)
         events.append(e)
     return events
@@ -89,8 +100,10 @@ def test_full_rewrite_caught_by_checkpoint(vault, admin) -> None:
             e["actor"] = "mallory"
             e["prev_hash"] = prev
             e["hash"] = prev = event_hash(e)
-            conn.execute(text("UPDATE audit_events SET actor=:a, prev_hash=:p, hash=:h WHERE id=:i"),
-                         {"a": e["actor"], "p": e["prev_hash"], "h": e["hash"], "i": e["id"]})
+            conn.execute(
+                text("UPDATE audit_events SET actor=:a, prev_hash=:p, hash=:h WHERE id=:i"),
+                {"a": e["actor"], "p": e["prev_hash"], "h": e["hash"], "i": e["id"]},
+            )
         conn.execute(text("UPDATE audit_head SET last_hash=:h"), {"h": prev})
     verify_log(vault.engine)  # the bare chain is consistent …
     with pytest.raises(ChainIntegrityError, match="checkpoint"):
@@ -101,9 +114,11 @@ def test_concurrent_threads_keep_one_chain(db_url: str) -> None:
     engine = create_db_engine(db_url)
     migrate(engine)
     log = AuditLog(engine)
+
     def work() -> None:
         for _ in range(50):
             log.append(EventDraft(actor="t", op="encrypt", result="ok"))
+
     threads = [threading.Thread(target=work) for _ in range(8)]
     for t in threads:
         t.start()

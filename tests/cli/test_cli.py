@@ -18,8 +18,13 @@ def kg(tmp_path: Path, db_url: str):  # type: ignore[no-untyped-def]
     env.pop("KEYGUARD_TOKEN", None)
 
     def run(*args: str, stdin: bytes = b"", code: int | None = 0, extra: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-        proc = subprocess.run([sys.executable, "-m", "keyguard", *args], input=stdin, capture_output=True,
-                              env={**env, **(extra or {})}, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "keyguard", *args],
+            input=stdin,
+            capture_output=True,
+            env={**env, **(extra or {})},
+            timeout=120,
+        )
         if code is not None:
             assert proc.returncode == code, (args, proc.returncode, proc.stderr.decode())
         if proc.returncode not in (0, 1):
@@ -109,8 +114,27 @@ def test_import_and_export_public(kg, tmp_path: Path) -> None:
 
     private = ec.generate_private_key(ec.SECP256R1())
     pem = tmp_path / "leaked.pem"
-    pem.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    info = json.loads(kg("key", "import", "legacy", "--in", str(pem), "--purpose", "sign", "--tier", "high", "--json").stdout)
+    pem.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    info = json.loads(
+        kg(
+            "key",
+            "import",
+            "legacy",
+            "--in",
+            str(pem),
+            "--purpose",
+            "sign",
+            "--tier",
+            "high",
+            "--json",
+        ).stdout
+    )
     assert info["versions"][0]["algorithm"] == "ec-p256" and info["versions"][0]["origin"] == "imported"
     jwk = json.loads(kg("key", "export-public", "legacy", "--format", "jwk").stdout)
     assert jwk["kty"] == "EC" and "d" not in jwk

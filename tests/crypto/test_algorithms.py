@@ -28,7 +28,9 @@ def test_encrypt_roundtrip(loaded: dict[str, alg.LoadedKey], name: str, plaintex
 @pytest.mark.parametrize("name", ENCRYPT)
 @settings(max_examples=25, deadline=None)
 @given(plaintext=st.binary(min_size=1, max_size=256), data=st.data())
-def test_any_flipped_byte_fails(loaded: dict[str, alg.LoadedKey], name: str, plaintext: bytes, data: st.DataObject) -> None:
+def test_any_flipped_byte_fails(
+    loaded: dict[str, alg.LoadedKey], name: str, plaintext: bytes, data: st.DataObject
+) -> None:
     key = loaded[name]
     payload = bytearray(key.encrypt(plaintext, b"aad"))
     index = data.draw(st.integers(0, len(payload) - 1))
@@ -79,8 +81,11 @@ def test_fingerprints() -> None:
 
 
 @settings(max_examples=50)
-@given(payload=st.binary(min_size=1, max_size=100), version=st.integers(1, 10**6),
-       name=st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True))
+@given(
+    payload=st.binary(min_size=1, max_size=100),
+    version=st.integers(1, 10**6),
+    name=st.from_regex(r"[a-z0-9][a-z0-9._-]{0,20}", fullmatch=True),
+)
 def test_envelope_roundtrip(payload: bytes, version: int, name: str) -> None:
     text = envelope.Ciphertext(name, version, payload).text()
     assert envelope.parse(text) == envelope.Ciphertext(name, version, payload)
@@ -88,8 +93,17 @@ def test_envelope_roundtrip(payload: bytes, version: int, name: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "hello", "kg:v1:", "kg:v1:pay:1", "kg:v1:Pay:1:AAAA", "kg:v1:pay:0:AAAA", "kg:v1:pay:x:AAAA",
-     "kg:v2:pay:1:AAAA", "kg:v1:pay:1:AAAA:extra"],
+    [
+        "",
+        "hello",
+        "kg:v1:",
+        "kg:v1:pay:1",
+        "kg:v1:Pay:1:AAAA",
+        "kg:v1:pay:0:AAAA",
+        "kg:v1:pay:x:AAAA",
+        "kg:v2:pay:1:AAAA",
+        "kg:v1:pay:1:AAAA:extra",
+    ],
 )
 def test_envelope_rejects_malformed(text: str) -> None:
     with pytest.raises(UsageError):

@@ -25,9 +25,19 @@ def _seed(vault, n: int, key: str = "k") -> None:
     for i in range(n):
         ctx = {"row": i}
         payload = loaded.encrypt(f"secret-{i}".encode(), envelope.associated_data(key, 1, ctx))
-        rows.append({"name": f"item-{i}", "data_class": "pii", "records": 10, "key_name": key, "version": 1,
-                     "ciphertext": envelope.Ciphertext(key, 1, payload).text(), "context": ctx,
-                     "created_at": now, "updated_at": now})
+        rows.append(
+            {
+                "name": f"item-{i}",
+                "data_class": "pii",
+                "records": 10,
+                "key_name": key,
+                "version": 1,
+                "ciphertext": envelope.Ciphertext(key, 1, payload).text(),
+                "context": ctx,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
     with vault.engine.begin() as conn:
         conn.execute(insert(DataItem), rows)
 
@@ -55,7 +65,16 @@ def test_register_and_list(vault, admin) -> None:
     ct, _ = vault.encrypt(admin, "k", b"dek", {"t": 1})
     doc = inv.register(admin, "customers", "pii", 120_000, ct, {"t": 1})
     assert doc["version"] == 1
-    assert inv.list(admin) == [{**inv.list(admin)[0], "name": "customers", "class": "pii", "records": 120000, "key": "k", "version": 1}]
+    assert inv.items(admin) == [
+        {
+            **inv.items(admin)[0],
+            "name": "customers",
+            "class": "pii",
+            "records": 120000,
+            "key": "k",
+            "version": 1,
+        }
+    ]
     with pytest.raises(ConflictError):
         inv.register(admin, "customers", "pii", 1, ct, {"t": 1})
     with pytest.raises(InvalidTag):
@@ -78,8 +97,11 @@ def test_rewrap_moves_everything_and_is_idempotent(vault, admin) -> None:
 
 def _env(tmp_path: Path, url: str) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(KEYGUARD_HOME=str(tmp_path / "home"), KEYGUARD_DATABASE_URL=url,
-               KEYGUARD_KEYFILE=str(tmp_path / "root.key"))
+    env.update(
+        KEYGUARD_HOME=str(tmp_path / "home"),
+        KEYGUARD_DATABASE_URL=url,
+        KEYGUARD_KEYFILE=str(tmp_path / "root.key"),
+    )
     return env
 
 
@@ -90,7 +112,18 @@ def test_kill_9_during_rewrap_loses_nothing(vault, admin, db_url: str, tmp_path:
     _seed(vault, n)
     vault.rotate(admin, "k")
     env = _env(tmp_path, db_url)
-    cmd = [sys.executable, "-m", "keyguard", "data", "rewrap", "--key", "k", "--batch", "100", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "keyguard",
+        "data",
+        "rewrap",
+        "--key",
+        "k",
+        "--batch",
+        "100",
+        "--json",
+    ]
     rng = random.Random(7)
     kills = 0
     for _ in range(4):

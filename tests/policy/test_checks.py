@@ -12,31 +12,59 @@ from keyguard.policy.engine import gather, load_policy, run_policy
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 
 
-def _key(name: str, alg: str = "aes256-gcm", age_days: int = 1, tier: str = "medium", state: str = "active") -> dict:
-    return {"name": name, "tier": tier, "rotation_days": 90,
-            "versions": [{"version": 1, "state": state, "algorithm": alg, "created_at": NOW - timedelta(days=age_days)}]}
+def _key(
+    name: str,
+    alg: str = "aes256-gcm",
+    age_days: int = 1,
+    tier: str = "medium",
+    state: str = "active",
+) -> dict:
+    return {
+        "name": name,
+        "tier": tier,
+        "rotation_days": 90,
+        "versions": [
+            {
+                "version": 1,
+                "state": state,
+                "algorithm": alg,
+                "created_at": NOW - timedelta(days=age_days),
+            }
+        ],
+    }
 
 
 def _client(name: str, grants: list[str], role: str = "service", age_days: int = 200) -> dict:
-    return {"name": name, "role": role, "grants": grants, "created_at": NOW - timedelta(days=age_days)}
+    return {
+        "name": name,
+        "role": role,
+        "grants": grants,
+        "created_at": NOW - timedelta(days=age_days),
+    }
 
 
 CASES = {
-    "key-rotation-age": (dict(keys=[_key("a", age_days=10)]), dict(keys=[_key("a", age_days=120)])),
-    "algorithm-strength": (dict(keys=[_key("a", "ec-p384")]), dict(keys=[_key("a", "rsa-2048")])),
-    "high-tier-hsm": (dict(root_kind="pkcs11", keys=[_key("a", tier="high")]), dict(keys=[_key("a", tier="high")])),
-    "least-privilege": (dict(clients=[_client("s", ["pay:encrypt"])]), dict(clients=[_client("s", ["*:decrypt"])])),
+    "key-rotation-age": ({"keys": [_key("a", age_days=10)]}, {"keys": [_key("a", age_days=120)]}),
+    "algorithm-strength": ({"keys": [_key("a", "ec-p384")]}, {"keys": [_key("a", "rsa-2048")]}),
+    "high-tier-hsm": (
+        {"root_kind": "pkcs11", "keys": [_key("a", tier="high")]},
+        {"keys": [_key("a", tier="high")]},
+    ),
+    "least-privilege": (
+        {"clients": [_client("s", ["pay:encrypt"])]},
+        {"clients": [_client("s", ["*:decrypt"])]},
+    ),
     "short-lived-tokens": (
-        dict(tokens=[{"client": "s", "created_at": NOW, "expires_at": NOW + timedelta(hours=1)}]),
-        dict(tokens=[{"client": "s", "created_at": NOW, "expires_at": NOW + timedelta(days=7)}]),
+        {"tokens": [{"client": "s", "created_at": NOW, "expires_at": NOW + timedelta(hours=1)}]},
+        {"tokens": [{"client": "s", "created_at": NOW, "expires_at": NOW + timedelta(days=7)}]},
     ),
     "compromised-data-moved": (
-        dict(keys=[_key("a", state="compromised")], data=[{"name": "d", "key": "a", "version": 2}]),
-        dict(keys=[_key("a", state="compromised")], data=[{"name": "d", "key": "a", "version": 1}]),
+        {"keys": [_key("a", state="compromised")], "data": [{"name": "d", "key": "a", "version": 2}]},
+        {"keys": [_key("a", state="compromised")], "data": [{"name": "d", "key": "a", "version": 1}]},
     ),
     "unused-grants": (
-        dict(clients=[_client("s", ["a:encrypt"])], last_seen={"s": "2026-11-27T00:00:00Z"}),
-        dict(clients=[_client("s", ["a:encrypt"])], last_seen={"s": "2026-01-01T00:00:00Z"}),
+        {"clients": [_client("s", ["a:encrypt"])], "last_seen": {"s": "2026-11-27T00:00:00Z"}},
+        {"clients": [_client("s", ["a:encrypt"])], "last_seen": {"s": "2026-01-01T00:00:00Z"}},
     ),
 }
 

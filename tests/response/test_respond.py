@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from keyguard.clock import FrozenClock
 from keyguard.crypto import envelope
 from keyguard.data.inventory import DataInventory
 from keyguard.errors import KeyStateError
@@ -41,8 +40,16 @@ def test_respond_end_to_end(org, admin, tmp_path: Path) -> None:
     vault, billing, checkout, incidents = org
     old, _ = vault.encrypt(billing, "pay", b"before")
     exposed = vault.clock.now() - timedelta(hours=2)
-    result = respond(vault, incidents, admin, [("pay", None)], exposed, jurisdictions=["eu"],
-                     report_dir=tmp_path, report_formats=("md", "html"))
+    result = respond(
+        vault,
+        incidents,
+        admin,
+        [("pay", None)],
+        exposed,
+        jurisdictions=["eu"],
+        report_dir=tmp_path,
+        report_formats=("md", "html"),
+    )
     incident = incidents.get(result.incident)
     assert incident.status in (Status.ROTATED, Status.RECOVERED)
     assert result.contained_seconds < 5
@@ -50,7 +57,7 @@ def test_respond_end_to_end(org, admin, tmp_path: Path) -> None:
     assert info.versions[1].state == "compromised" and info.active.version == 2
     with pytest.raises(KeyStateError, match="version 1 is compromised"):
         vault.decrypt(checkout, old)
-    assert result.rewrapped == 5 and all(d["version"] == 2 for d in DataInventory(vault).list(admin))
+    assert result.rewrapped == 5 and all(d["version"] == 2 for d in DataInventory(vault).items(admin))
     proofs = next(t for t in incident.tasks if t.action == "vault.verify-dead").evidence["proofs"]
     assert proofs and all(p["refused"] for p in proofs)
     assert {"gdpr-art33"} <= {o["regulation"] for o in result.obligations}
@@ -122,8 +129,12 @@ def test_crash_during_respond_rotation_resumes(vault, admin, db_url: str, tmp_pa
     incidents = IncidentService(vault.engine, vault.clock)
     incident = incidents.open([("k", 1)], vault.clock.now() - timedelta(hours=1))
     Responder(vault, incidents, admin).contain(incident.id)
-    env = dict(os.environ, KEYGUARD_HOME=str(tmp_path / "home"), KEYGUARD_DATABASE_URL=db_url,
-               KEYGUARD_KEYFILE=str(tmp_path / "root.key"))
+    env = dict(
+        os.environ,
+        KEYGUARD_HOME=str(tmp_path / "home"),
+        KEYGUARD_DATABASE_URL=db_url,
+        KEYGUARD_KEYFILE=str(tmp_path / "root.key"),
+    )
     cmd = [sys.executable, "-m", "keyguard", "incident", "rotate", str(incident.id), "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(2.0)

@@ -13,8 +13,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 
 def _git(repo: Path, *args: str, date: str | None = None) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="Dana Dev", GIT_AUTHOR_EMAIL="dana@example.com",
-               GIT_COMMITTER_NAME="Dana Dev", GIT_COMMITTER_EMAIL="dana@example.com")
+    env = dict(
+        os.environ,
+        GIT_AUTHOR_NAME="Dana Dev",
+        GIT_AUTHOR_EMAIL="dana@example.com",
+        GIT_COMMITTER_NAME="Dana Dev",
+        GIT_COMMITTER_EMAIL="dana@example.com",
+    )
     if date:
         env.update(GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
     return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
@@ -25,13 +30,33 @@ def test_leak_in_old_commit_opens_incident(tmp_path: Path, sqlite_url: str) -> N
     env.pop("KEYGUARD_TOKEN", None)
 
     def kg(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "keyguard", *args], env=env, capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "keyguard", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     assert kg("init").returncode == 0
     pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     (tmp_path / "k.pem").write_bytes(pem)
-    assert kg("key", "import", "deploy-signer", "--in", str(tmp_path / "k.pem"), "--purpose", "sign", "--tier", "high").returncode == 0
+    assert (
+        kg(
+            "key",
+            "import",
+            "deploy-signer",
+            "--in",
+            str(tmp_path / "k.pem"),
+            "--purpose",
+            "sign",
+            "--tier",
+            "high",
+        ).returncode
+        == 0
+    )
     secret = os.urandom(32)
     (tmp_path / "s.key").write_bytes(secret.hex().encode())
     assert kg("key", "import", "session-enc", "--in", str(tmp_path / "s.key"), "--purpose", "encrypt").returncode == 0
@@ -60,7 +85,10 @@ def test_leak_in_old_commit_opens_incident(tmp_path: Path, sqlite_url: str) -> N
     assert secret.hex() not in scan.stdout and "BEGIN" not in scan.stdout
 
     incidents = json.loads(kg("incident", "list", "--json").stdout)
-    assert {(k["name"], k["version"]) for i in incidents for k in i["keys"]} >= {("deploy-signer", 1), ("session-enc", 1)}
+    assert {(k["name"], k["version"]) for i in incidents for k in i["keys"]} >= {
+        ("deploy-signer", 1),
+        ("session-enc", 1),
+    }
     incident = json.loads(kg("incident", "show", str(incidents[0]["id"]), "--json").stdout)
     assert incident["exposed_at"].startswith("2026-09-15T14:30:00")
     assert leak_commit[:12] in json.dumps(incident) and "Dana Dev" in json.dumps(incident)

@@ -8,8 +8,8 @@ import pytest
 from keyguard.errors import RootKeyError
 from keyguard.store.db import create_db_engine, migrate
 from keyguard.vault.barrier import live_generations
-from keyguard.vault.roots import KeyFileRoot, PassphraseRoot, create_root, open_root
 from keyguard.vault.rootrotate import rotate_root
+from keyguard.vault.roots import KeyFileRoot, PassphraseRoot, create_root, open_root
 from keyguard.vault.service import Vault
 
 FAST = {"KEYGUARD_KDF_MEMORY_KIB": "1024"}
@@ -29,7 +29,10 @@ def test_passphrase_root(db_url: str, admin, fast_kdf) -> None:
     ct, _ = vault.encrypt(admin, "k", b"x")
     gen = live_generations(engine)[0]
     assert gen.root_params["kdf"] == "argon2id"
-    again = Vault.open(engine, open_root("passphrase", gen.root_params, {"KEYGUARD_PASSPHRASE": "correct horse battery staple"}))
+    again = Vault.open(
+        engine,
+        open_root("passphrase", gen.root_params, {"KEYGUARD_PASSPHRASE": "correct horse battery staple"}),
+    )
     assert again.decrypt(admin, ct)[0] == b"x"
     with pytest.raises(RootKeyError, match="wrong passphrase"):
         Vault.open(engine, open_root("passphrase", gen.root_params, {"KEYGUARD_PASSPHRASE": "wrong"}))
@@ -91,13 +94,19 @@ def test_rotate_root_resumes_after_crash(db_url: str, tmp_path: Path, admin) -> 
     import keyguard.vault.rootrotate as rr
 
     original = rr._reseal_all
+
     def crash(*_a, **_k):  # the process dies after step 1
         raise KeyboardInterrupt
+
     rr._reseal_all = crash
     new_path = tmp_path / "new.key"
     try:
         with pytest.raises(KeyboardInterrupt):
-            rotate_root(engine, lambda: KeyFileRoot.create(new_path), {"KEYGUARD_KEYFILE": str(tmp_path / "old.key")})
+            rotate_root(
+                engine,
+                lambda: KeyFileRoot.create(new_path),
+                {"KEYGUARD_KEYFILE": str(tmp_path / "old.key")},
+            )
     finally:
         rr._reseal_all = original
     assert len(live_generations(engine)) == 2

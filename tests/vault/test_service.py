@@ -140,7 +140,9 @@ def test_data_key(vault, admin) -> None:
 
 def _pem(key: object) -> bytes:
     return key.private_bytes(  # type: ignore[attr-defined]
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
     )
 
 
@@ -149,8 +151,15 @@ def _pem(key: object) -> bytes:
     [
         (lambda: _pem(rsa.generate_private_key(65537, 2048)), "sign", "rsa-2048"),
         (lambda: _pem(ec.generate_private_key(ec.SECP384R1())), "sign", "ec-p384"),
-        (lambda: ed25519.Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), "sign", "ed25519"),
+        (
+            lambda: ed25519.Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            "sign",
+            "ed25519",
+        ),
         (lambda: bytes(range(32)).hex().encode(), "encrypt", "aes256-gcm"),
         (lambda: base64.b64encode(bytes(range(32))), "encrypt", "aes256-gcm"),
         (lambda: bytes(range(100, 132)), "encrypt", "aes256-gcm"),
@@ -168,7 +177,9 @@ def test_import_jwk_and_fingerprint_matches_public(vault, admin) -> None:
     private = ec.generate_private_key(ec.SECP256R1())
     jwk = ECAlgorithm.to_jwk(private)
     info = vault.import_key(admin, "jwk", jwk.encode(), "sign")
-    spki = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     from keyguard.crypto.algorithms import public_fingerprint
 
     assert info.versions[1].fingerprint == public_fingerprint(spki)
@@ -177,7 +188,15 @@ def test_import_jwk_and_fingerprint_matches_public(vault, admin) -> None:
     assert secret.versions[1].fingerprint == vault.secret_fingerprint(bytes(32))
 
 
-@pytest.mark.parametrize("data", [b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----", b"{not json", b"short", b"-----BEGIN PRIVATE KEY-----\nzzzz\n-----END PRIVATE KEY-----"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----",
+        b"{not json",
+        b"short",
+        b"-----BEGIN PRIVATE KEY-----\nzzzz\n-----END PRIVATE KEY-----",
+    ],
+)
 def test_import_rejects(vault, admin, data: bytes) -> None:
     with pytest.raises(UsageError) as info:
         vault.import_key(admin, "bad", data, "encrypt")
@@ -202,7 +221,10 @@ def test_grants_and_denials_are_audited(vault, admin) -> None:
 
     denied = [e for e in iter_events(vault.engine) if e["result"] == "denied"]
     assert [(e["actor"], e["op"], e["key"]) for e in denied] == [
-        ("billing", "decrypt", "pay"), ("billing", "encrypt", "hr"), ("billing", "key.rotate", "pay")]
+        ("billing", "decrypt", "pay"),
+        ("billing", "encrypt", "hr"),
+        ("billing", "key.rotate", "pay"),
+    ]
     assert all(token not in json.dumps(e) for e in iter_events(vault.engine))
 
 

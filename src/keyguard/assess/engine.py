@@ -126,12 +126,13 @@ def _queries(table: str, versions: list[int] | None) -> tuple[str, str, str]:
     # The first two are answered from covering indexes (migration 0004): the
     # per-minute histogram streams in index order, with no sort and no row lookups.
     per_minute = (
-        "SELECT SUBSTR(ts, 1, 16) AS minute, COUNT(*) AS n, "
+        "SELECT SUBSTR(ts, 1, 16) AS minute, COUNT(*) AS n, "  # noqa: S608 - table from a fixed list
         f"SUM(CASE WHEN result = 'ok' THEN 0 ELSE 1 END) AS refused FROM {table} "
         "WHERE key = :key AND SUBSTR(ts, 1, 16) >= :base_minute GROUP BY SUBSTR(ts, 1, 16)"
     )
     baseline_sources = (
-        f"SELECT DISTINCT source_ip, actor, user_agent FROM {table} WHERE key = :key AND ts >= :base AND ts < :exp"
+        f"SELECT DISTINCT source_ip, actor, user_agent FROM {table} "  # noqa: S608 - table from a fixed list
+        "WHERE key = :key AND ts >= :base AND ts < :exp"
     )
     where = f"FROM {table} WHERE key = :key AND ts >= :base{_version_filter(versions)}"
     after = (
@@ -156,7 +157,12 @@ def assess(
     """Assess the use of ``key`` (``versions``) since ``exposed_at`` against the baseline before it."""
     base = exposed_at - baseline
     result = Assessment(key, versions or [], exposed_at, base, now, data=list(data or []))
-    params = {"key": key, "base": format_ts(base), "exp": format_ts(exposed_at), "base_minute": format_ts(base)[:16]}
+    params = {
+        "key": key,
+        "base": format_ts(base),
+        "exp": format_ts(exposed_at),
+        "base_minute": format_ts(base)[:16],
+    }
     minutes: dict[str, list[int]] = {}
     seen: dict[str, set[str]] = {"source_ip": set(), "actor": set(), "user_agent": set()}
     after_rows: list[Any] = []
@@ -176,15 +182,21 @@ def assess(
     exp_minute = params["exp"][:16]
     result.events_total = sum(n for n, _ in minutes.values())
     result.events_after_exposure = sum(int(r.n) for r in after_rows)
-    for column, target in (("source_ip", result.new_source_ips), ("actor", result.new_actors),
-                           ("user_agent", result.new_user_agents)):
+    for column, target in (
+        ("source_ip", result.new_source_ips),
+        ("actor", result.new_actors),
+        ("user_agent", result.new_user_agents),
+    ):
         target.extend(_first_seen(after_rows, column, seen[column]))
     refused: dict[tuple[str, str | None], dict[str, Any]] = {}
     ops: dict[str, int] = {}
     for r in after_rows:
         ops[r.op] = ops.get(r.op, 0) + int(r.n)
         if r.result != "ok":
-            item = refused.setdefault((r.result, r.reason), {"result": r.result, "reason": r.reason, "events": 0, "first": r.first_ts})
+            item = refused.setdefault(
+                (r.result, r.reason),
+                {"result": r.result, "reason": r.reason, "events": 0, "first": r.first_ts},
+            )
             item["events"] += int(r.n)
             item["first"] = min(item["first"], r.first_ts)
     result.refused = sorted(refused.values(), key=lambda x: -x["events"])[:25]
@@ -230,7 +242,7 @@ def _bursts(result: Assessment, minute_rows: list[tuple[str, int]], exp_minute: 
     p99 = _percentile(before + [0] * min(idle, 100_000), 0.99)
     result.baseline_minute_p99 = p99
     threshold = max(20.0, 5.0 * max(p99, 1.0))
-    bursts = [
+    bursts: list[dict[str, Any]] = [
         {"minute": minute + ":00Z", "events": n, "threshold": threshold}
         for minute, n in minute_rows
         if minute >= exp_minute and n > threshold
@@ -250,7 +262,11 @@ def _off_hours(result: Assessment, hour_rows: list[tuple[str, int]], exp_hour: s
         return
     quiet = {h for h, n in enumerate(by_hour_of_day) if n < 0.005 * total}
     result.off_hours = sorted(
-        ({"hour": hour + ":00:00Z", "events": n} for hour, n in hour_rows if hour >= exp_hour and int(hour[11:13]) in quiet),
+        (
+            dict[str, Any](hour=hour + ":00:00Z", events=n)
+            for hour, n in hour_rows
+            if hour >= exp_hour and int(hour[11:13]) in quiet
+        ),
         key=lambda x: x["hour"],
     )[:25]
 
@@ -259,42 +275,87 @@ def _grade(result: Assessment, tier: str, detected_at: datetime | None) -> None:
     f = result.factors
     weight = _TIER_WEIGHT.get(tier, 1)
     if weight:
-        f.append(Factor("tier", weight, f"The key is {tier}-tier.", f"该密钥属于{ {'high': '高', 'medium': '中'}.get(tier, tier) }级。"))
+        f.append(
+            Factor(
+                "tier",
+                weight,
+                f"The key is {tier}-tier.",
+                f"该密钥属于{ {'high': '高', 'medium': '中'}.get(tier, tier) }级。",
+            )
+        )
     sensitive = [d for d in result.data if d["class"] in SENSITIVE_CLASSES]
     records = sum(int(d["records"]) for d in sensitive)
     if sensitive:
         classes = sorted({d["class"] for d in sensitive})
-        f.append(Factor("data", 2 if records >= 10_000 else 1,
-                        f"It protects {records:,} records of sensitive data ({', '.join(classes)}).",
-                        f"该密钥保护 {records:,} 条敏感数据记录（{'、'.join(classes)}）。"))
+        f.append(
+            Factor(
+                "data",
+                2 if records >= 10_000 else 1,
+                f"It protects {records:,} records of sensitive data ({', '.join(classes)}).",
+                f"该密钥保护 {records:,} 条敏感数据记录（{'、'.join(classes)}）。",
+            )
+        )
     misuse_ips = [s for s in result.new_source_ips if s["ok"] > 0]
     if misuse_ips:
-        f.append(Factor("new-source-ip", 3,
-                        f"{len(misuse_ips)} source IP(s) never seen before the exposure used the key successfully "
-                        f"(first: {misuse_ips[0]['value']}).",
-                        f"暴露后有 {len(misuse_ips)} 个此前从未出现的来源 IP 成功使用了该密钥（首个：{misuse_ips[0]['value']}）。"))
+        f.append(
+            Factor(
+                "new-source-ip",
+                3,
+                f"{len(misuse_ips)} source IP(s) never seen before the exposure used the key successfully "
+                f"(first: {misuse_ips[0]['value']}).",
+                f"暴露后有 {len(misuse_ips)} 个此前从未出现的来源 IP 成功使用了该密钥"
+                f"（首个：{misuse_ips[0]['value']}）。",
+            )
+        )
     if result.new_actors or result.new_user_agents:
-        f.append(Factor("new-client", 1,
-                        f"{len(result.new_actors)} new client(s) and {len(result.new_user_agents)} new user agent(s) appeared.",
-                        f"出现了 {len(result.new_actors)} 个新客户端和 {len(result.new_user_agents)} 个新用户代理。"))
+        f.append(
+            Factor(
+                "new-client",
+                1,
+                f"{len(result.new_actors)} new client(s) and {len(result.new_user_agents)} new user agent(s) appeared.",
+                f"出现了 {len(result.new_actors)} 个新客户端和 {len(result.new_user_agents)} 个新用户代理。",
+            )
+        )
     if result.bursts:
         top = result.bursts[0]
-        f.append(Factor("burst", 2,
-                        f"Use peaked at {top['events']} calls in one minute ({top['minute']}), above the baseline threshold "
-                        f"of {top['threshold']:.0f}.",
-                        f"使用量在 {top['minute']} 一分钟内达到 {top['events']} 次，超过基线阈值 {top['threshold']:.0f}。"))
+        f.append(
+            Factor(
+                "burst",
+                2,
+                f"Use peaked at {top['events']} calls in one minute ({top['minute']}), above the baseline threshold "
+                f"of {top['threshold']:.0f}.",
+                f"使用量在 {top['minute']} 一分钟内达到 {top['events']} 次，超过基线阈值 {top['threshold']:.0f}。",
+            )
+        )
     if result.off_hours:
-        f.append(Factor("off-hours", 1,
-                        f"The key was used in {len(result.off_hours)} hour(s) when it is normally idle.",
-                        f"该密钥在通常空闲的 {len(result.off_hours)} 个小时内被使用。"))
+        f.append(
+            Factor(
+                "off-hours",
+                1,
+                f"The key was used in {len(result.off_hours)} hour(s) when it is normally idle.",
+                f"该密钥在通常空闲的 {len(result.off_hours)} 个小时内被使用。",
+            )
+        )
     refused = sum(r["events"] for r in result.refused)
     if refused:
-        f.append(Factor("refused", 1, f"{refused} calls were refused after the exposure (probing or blocked use).",
-                        f"暴露后有 {refused} 次调用被拒绝（试探或已被阻止的使用）。"))
+        f.append(
+            Factor(
+                "refused",
+                1,
+                f"{refused} calls were refused after the exposure (probing or blocked use).",
+                f"暴露后有 {refused} 次调用被拒绝（试探或已被阻止的使用）。",
+            )
+        )
     if detected_at is not None and detected_at - result.exposed_at > timedelta(hours=24):
         hours = int((detected_at - result.exposed_at).total_seconds() // 3600)
-        f.append(Factor("dwell-time", 1, f"The key was exposed for {hours} hours before detection.",
-                        f"该密钥在被发现前已暴露 {hours} 小时。"))
+        f.append(
+            Factor(
+                "dwell-time",
+                1,
+                f"The key was exposed for {hours} hours before detection.",
+                f"该密钥在被发现前已暴露 {hours} 小时。",
+            )
+        )
     score = sum(x.weight for x in f)
     misuse = any(x.name in ("new-source-ip", "burst") for x in f)
     result.grade = "high" if score >= 6 or (misuse and sensitive) else "medium" if score >= 3 else "low"

@@ -11,12 +11,13 @@ keep one valid chain. If the write fails, every waiting operation fails closed.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, text, update
+from sqlalchemy import DateTime, Engine, TextClause, bindparam, select, text
 
 from keyguard.audit.chain import checkpoint, event_hash
 from keyguard.errors import AuditWriteError
@@ -24,6 +25,33 @@ from keyguard.store.db import write_tx
 from keyguard.store.tables import AuditEvent, AuditHead, Key, KeyVersion
 
 RESULTS = ("ok", "denied", "error")
+_TOUCH_EVERY = 1.0  # seconds: last-used times are kept to this precision
+
+# The hot path's statements, built once as plain SQL: constructing and cache-keying
+# ORM expressions cost more CPU per batch than the statements themselves.
+_COLUMNS = (
+    "id", "ts", "actor", "source_ip", "user_agent", "op", "key", "version",
+    "result", "reason", "request_id", "prev_hash", "hash",
+)  # fmt: skip
+_INSERT_EVENTS = text(
+    f"INSERT INTO {AuditEvent.__tablename__} ({', '.join(f'"{c}"' for c in _COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _COLUMNS)})"
+)
+_HEAD = f"SELECT last_id, last_hash FROM {AuditHead.__tablename__} WHERE id = 1"
+_SELECT_HEAD = {False: text(_HEAD), True: text(_HEAD + " FOR UPDATE")}
+_UPDATE_HEAD = {
+    False: text(f"UPDATE {AuditHead.__tablename__} SET last_id = :last_id, last_hash = :last_hash WHERE id = 1"),
+    True: text(
+        f"UPDATE {AuditHead.__tablename__} SET last_id = :last_id, last_hash = :last_hash, "
+        '"checkpoint" = :checkpoint WHERE id = 1'
+    ),
+}
+_AT = bindparam("at", type_=DateTime(timezone=True))
+_TOUCH_VERSION: TextClause = text(
+    f"UPDATE {KeyVersion.__tablename__} SET last_used_at = :at WHERE version = :version "
+    f"AND key_id = (SELECT id FROM {Key.__tablename__} WHERE name = :key)"
+).bindparams(_AT)
+_TOUCH_KEY: TextClause = text(f"UPDATE {Key.__tablename__} SET last_used_at = :at WHERE name = :key").bindparams(_AT)
 
 
 def format_ts(at: datetime) -> str:
@@ -65,6 +93,7 @@ class AuditLog:
         self._queue: list[_Pending] = []
         self._writing = False
         self._is_pg = engine.dialect.name == "postgresql"
+        self._touched: dict[tuple[str, int], float] = {}
 
     def append(self, draft: EventDraft) -> dict[str, Any]:
         """Append one event; returns the stored record. Raises :class:`AuditWriteError`."""
@@ -95,10 +124,7 @@ class AuditLog:
         now = datetime.now(UTC)
         try:
             with write_tx(self._engine) as conn:
-                head_q = select(AuditHead.last_id, AuditHead.last_hash).where(AuditHead.id == 1)
-                if self._is_pg:
-                    head_q = head_q.with_for_update()
-                last_id, last_hash = conn.execute(head_q).one()
+                last_id, last_hash = conn.execute(_SELECT_HEAD[self._is_pg]).one()
                 rows = []
                 used: dict[tuple[str, int], str] = {}
                 for pending in batch:
@@ -123,11 +149,11 @@ class AuditLog:
                     rows.append(record)
                     if d.result == "ok" and d.key and d.version:
                         used[(d.key, d.version)] = record["ts"]
-                conn.execute(insert(AuditEvent), rows)
+                conn.execute(_INSERT_EVENTS, rows)
                 values: dict[str, Any] = {"last_id": last_id, "last_hash": last_hash}
                 if self._checkpoint_key is not None:
                     values["checkpoint"] = checkpoint(self._checkpoint_key, last_id, last_hash)
-                conn.execute(update(AuditHead).where(AuditHead.id == 1).values(**values))
+                conn.execute(_UPDATE_HEAD[self._checkpoint_key is not None], values)
                 if used:
                     self._touch(conn, used)
                 if self._is_pg:
@@ -140,29 +166,25 @@ class AuditLog:
         for pending in batch:
             pending.done = True
 
-    @staticmethod
-    def _touch(conn: Any, used: dict[tuple[str, int], str]) -> None:
-        """Record last-used times once per batch, not once per operation."""
+    def _touch(self, conn: Any, used: dict[tuple[str, int], str]) -> None:
+        """Record last-used times once per batch, and per key version at most once a second."""
+        now = time.monotonic()
         for (key, version), ts in used.items():
+            if now - self._touched.get((key, version), -_TOUCH_EVERY) < _TOUCH_EVERY:
+                continue
+            self._touched[(key, version)] = now
             at = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-            key_id = select(Key.id).where(Key.name == key).scalar_subquery()
-            conn.execute(
-                update(KeyVersion)
-                .where(KeyVersion.key_id == key_id, KeyVersion.version == version)
-                .values(last_used_at=at)
-            )
-            conn.execute(update(Key).where(Key.name == key).values(last_used_at=at))
+            conn.execute(_TOUCH_VERSION, {"at": at, "version": version, "key": key})
+            conn.execute(_TOUCH_KEY, {"at": at, "key": key})
 
 
 def iter_events(engine: Engine, since_id: int = 0, batch: int = 5000) -> Iterator[dict[str, Any]]:
     """Stream events in id order without holding the log in memory."""
-    cols = [c for c in AuditEvent.__table__.columns]
+    cols = list(AuditEvent.__table__.columns)
     last = since_id
     while True:
         with engine.connect() as conn:
-            rows = conn.execute(
-                select(*cols).where(AuditEvent.id > last).order_by(AuditEvent.id).limit(batch)
-            ).all()
+            rows = conn.execute(select(*cols).where(AuditEvent.id > last).order_by(AuditEvent.id).limit(batch)).all()
         if not rows:
             return
         for row in rows:
@@ -187,4 +209,9 @@ def verify_log(engine: Engine, checkpoint_key: bytes | None = None) -> dict[str,
         if not _hmac.compare_digest(checkpoint(checkpoint_key, int(last_id), str(last_hash)), str(mark)):
             raise ChainIntegrityError(int(last_id), "the head's checkpoint does not match: the chain was rewritten")
         checked = True
-    return {"events": result.events, "last_id": result.last_id, "last_hash": result.last_hash, "checkpoint": checked}
+    return {
+        "events": result.events,
+        "last_id": result.last_id,
+        "last_hash": result.last_hash,
+        "checkpoint": checked,
+    }

@@ -58,7 +58,16 @@ def tail(
         return
     table = Table("id", "ts", "actor", "op", "key", "v", "result", "reason")
     for e in recent:
-        table.add_row(str(e["id"]), e["ts"], e["actor"], e["op"], e["key"] or "-", str(e["version"] or "-"), e["result"], e["reason"] or "")
+        table.add_row(
+            str(e["id"]),
+            e["ts"],
+            e["actor"],
+            e["op"],
+            e["key"] or "-",
+            str(e["version"] or "-"),
+            e["result"],
+            e["reason"] or "",
+        )
     if not as_json:
         console.print(table)
     last = recent[-1]["id"] if recent else 0
@@ -77,10 +86,14 @@ def verify(as_json: bool = JsonOption) -> None:
     vault = context.vault()
     context.principal(vault).require("audit.read")
     result = verify_log(vault.engine, vault.checkpoint_key)
-    emit(result, as_json, lambda: console.print(
-        f"audit chain intact: {result['events']} events, head {result['last_hash'][:16]}…"
-        + (" (checkpoint verified)" if result["checkpoint"] else "")
-    ))
+    emit(
+        result,
+        as_json,
+        lambda: console.print(
+            f"audit chain intact: {result['events']} events, head {result['last_hash'][:16]}…"
+            + (" (checkpoint verified)" if result["checkpoint"] else "")
+        ),
+    )
 
 
 @audit_app.command("export")

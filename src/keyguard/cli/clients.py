@@ -27,13 +27,17 @@ def create(
     name: str = typer.Argument(...),
     role: str = typer.Option("service", "--role", help="admin, operator, auditor or service."),
     grant: list[str] = typer.Option([], "--grant", help="KEY:OP[,OP…] (repeatable; KEY may be a glob)."),
-    reference: list[str] = typer.Option([], "--reference", help="A config file where this client reads key references (repeatable)."),
+    reference: list[str] = typer.Option(
+        [], "--reference", help="A config file where this client reads key references (repeatable)."
+    ),
     description: str = typer.Option("", "--description"),
     as_json: bool = JsonOption,
 ) -> None:
     """Register a consumer with least-privilege grants."""
     vault = context.vault()
-    view = ClientService(vault).create(context.principal(vault), name, role, parse_grants(grant), list(reference), description)
+    view = ClientService(vault).create(
+        context.principal(vault), name, role, parse_grants(grant), list(reference), description
+    )
     emit(view.to_dict(), as_json, lambda: _render([view]))
 
 
@@ -52,13 +56,21 @@ def _status(name: str, status: str, reason: str | None, as_json: bool) -> None:
 
 
 @client_app.command("suspend")
-def suspend(name: str = typer.Argument(...), reason: str | None = typer.Option(None, "--reason"), as_json: bool = JsonOption) -> None:
+def suspend(
+    name: str = typer.Argument(...),
+    reason: str | None = typer.Option(None, "--reason"),
+    as_json: bool = JsonOption,
+) -> None:
     """Suspend a client: every token it holds is refused at once."""
     _status(name, "suspended", reason, as_json)
 
 
 @client_app.command("resume")
-def resume(name: str = typer.Argument(...), reason: str | None = typer.Option(None, "--reason"), as_json: bool = JsonOption) -> None:
+def resume(
+    name: str = typer.Argument(...),
+    reason: str | None = typer.Option(None, "--reason"),
+    as_json: bool = JsonOption,
+) -> None:
     """Resume a suspended client."""
     _status(name, "active", reason, as_json)
 
@@ -72,7 +84,11 @@ def token(
     """Issue a short-lived bearer token for the API (shown once)."""
     vault = context.vault()
     value, expires = ClientService(vault).issue_token(context.principal(vault), name, timedelta(seconds=ttl))
-    emit({"token": value, "expires_at": expires}, as_json, lambda: console.print(f"{value}\nexpires {expires.isoformat()}"))
+    emit(
+        {"token": value, "expires_at": expires},
+        as_json,
+        lambda: console.print(f"{value}\nexpires {expires.isoformat()}"),
+    )
 
 
 @client_app.command("mfa")
@@ -80,8 +96,11 @@ def mfa(name: str = typer.Argument(...), as_json: bool = JsonOption) -> None:
     """Enrol a TOTP second factor for a client (the secret is shown once)."""
     vault = context.vault()
     secret, uri = ClientService(vault).enroll_mfa(context.principal(vault), name)
-    emit({"client": name, "secret": secret, "otpauth_uri": uri}, as_json,
-         lambda: console.print(f"TOTP secret for {name} (shown once): {secret}\n{uri}"))
+    emit(
+        {"client": name, "secret": secret, "otpauth_uri": uri},
+        as_json,
+        lambda: console.print(f"TOTP secret for {name} (shown once): {secret}\n{uri}"),
+    )
 
 
 @client_app.command("revoke")
@@ -89,7 +108,11 @@ def revoke(name: str = typer.Argument(...), as_json: bool = JsonOption) -> None:
     """Revoke every token of a client."""
     vault = context.vault()
     count = ClientService(vault).revoke_tokens(context.principal(vault), name)
-    emit({"client": name, "revoked": count}, as_json, lambda: console.print(f"revoked {count} tokens of {name}"))
+    emit(
+        {"client": name, "revoked": count},
+        as_json,
+        lambda: console.print(f"revoked {count} tokens of {name}"),
+    )
 
 
 def register(app: typer.Typer) -> None:

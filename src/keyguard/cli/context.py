@@ -25,7 +25,10 @@ def principal(v: Vault) -> Principal:
         from keyguard.vault.clients import ClientService
 
         return ClientService(v).authenticate(
-            token, source_ip="127.0.0.1", user_agent="keyguard-cli", otp=os.environ.get("KEYGUARD_OTP") or None
+            token,
+            source_ip="127.0.0.1",
+            user_agent="keyguard-cli",
+            otp=os.environ.get("KEYGUARD_OTP") or None,
         )
     return local_admin()
 

@@ -58,7 +58,13 @@ def register(app: typer.Typer) -> None:
         ciphertext = _text(context.read_input(source), "ciphertext")
         plaintext, name, version = vault.decrypt(context.principal(vault), ciphertext, parse_context(context_json))
         if as_json:
-            print_json({"key": name, "version": version, "plaintext_b64": base64.b64encode(plaintext).decode()})
+            print_json(
+                {
+                    "key": name,
+                    "version": version,
+                    "plaintext_b64": base64.b64encode(plaintext).decode(),
+                }
+            )
         else:
             context.write_output(plaintext, out)
 
@@ -97,12 +103,25 @@ def register(app: typer.Typer) -> None:
         except (binascii.Error, ValueError):
             raise InvalidSignature("signature is not valid base64") from None
         used = vault.verify(context.principal(vault), key, context.read_input(source), raw, version)
-        emit({"key": key, "version": used, "valid": True}, as_json, lambda: console.print(f"valid (version {used})"))
+        emit(
+            {"key": key, "version": used, "valid": True},
+            as_json,
+            lambda: console.print(f"valid (version {used})"),
+        )
 
     @app.command("data-key")
     def data_key(key: str = KeyOption, context_json: str | None = ContextOption, as_json: bool = JsonOption) -> None:
         """A fresh 256-bit data key: plaintext (base64) and wrapped under the key."""
         vault = context.vault()
         dek, wrapped, version = vault.generate_data_key(context.principal(vault), key, parse_context(context_json))
-        doc = {"key": key, "version": version, "plaintext_b64": base64.b64encode(dek).decode(), "ciphertext": wrapped}
-        emit(doc, as_json, lambda: console.print(f"plaintext_b64: {doc['plaintext_b64']}\nciphertext: {wrapped}"))
+        doc = {
+            "key": key,
+            "version": version,
+            "plaintext_b64": base64.b64encode(dek).decode(),
+            "ciphertext": wrapped,
+        }
+        emit(
+            doc,
+            as_json,
+            lambda: console.print(f"plaintext_b64: {doc['plaintext_b64']}\nciphertext: {wrapped}"),
+        )

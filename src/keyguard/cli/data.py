@@ -25,8 +25,14 @@ def register_item(
     """Read a ciphertext (or wrapped data key) on stdin and record what it protects."""
     vault = context.vault()
     text = context.read_input(None).decode("ascii", "replace").strip()
-    doc = DataInventory(vault).register(context.principal(vault), name, data_class, records, text, parse_context(context_json))
-    emit(doc, as_json, lambda: console.print(f"registered {name}: {doc['key']} v{doc['version']}, {records} {data_class} records"))
+    doc = DataInventory(vault).register(
+        context.principal(vault), name, data_class, records, text, parse_context(context_json)
+    )
+    emit(
+        doc,
+        as_json,
+        lambda: console.print(f"registered {name}: {doc['key']} v{doc['version']}, {records} {data_class} records"),
+    )
 
 
 @data_app.command("list")
@@ -37,7 +43,7 @@ def list_items(
 ) -> None:
     """List registered items with their key and version."""
     vault = context.vault()
-    items = DataInventory(vault).list(context.principal(vault), key, version)
+    items = DataInventory(vault).items(context.principal(vault), key, version)
 
     def human() -> None:
         table = Table("name", "class", "records", "key", "version")
@@ -59,17 +65,28 @@ def rewrap(
     inventory = DataInventory(vault)
     show = not as_json and err_console.is_terminal
     with Progress(
-        TextColumn("rewrap {task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, disable=not show,
+        TextColumn("rewrap {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=not show,
     ) as progress:
         task = progress.add_task(key, total=None)
         report = inventory.rewrap(
-            context.principal(vault), key, batch, lambda done, total: progress.update(task, completed=done, total=total)
+            context.principal(vault),
+            key,
+            batch,
+            lambda done, total: progress.update(task, completed=done, total=total),
         )
-    emit(report.to_dict(), as_json, lambda: console.print(
-        f"{report.rewrapped} items moved to {key} v{report.to_version}; {report.remaining} remaining"
-        + (f"; {report.unrecoverable} under destroyed versions" if report.unrecoverable else "")
-    ))
+    emit(
+        report.to_dict(),
+        as_json,
+        lambda: console.print(
+            f"{report.rewrapped} items moved to {key} v{report.to_version}; {report.remaining} remaining"
+            + (f"; {report.unrecoverable} under destroyed versions" if report.unrecoverable else "")
+        ),
+    )
 
 
 def register(app: typer.Typer) -> None:

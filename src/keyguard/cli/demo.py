@@ -22,12 +22,19 @@ def register(app: typer.Typer) -> None:
         from keyguard.demo import run_demo
 
         started = time.perf_counter()
-        say = (lambda _m: None) if as_json else (lambda m: console.print(f"[dim]{time.perf_counter() - started:5.1f}s[/dim] {m}"))
+        say = (
+            (lambda _m: None)
+            if as_json
+            else (lambda m: console.print(f"[dim]{time.perf_counter() - started:5.1f}s[/dim] {m}"))
+        )
         result = run_demo(home, say)
         result.summary["seconds"] = round(time.perf_counter() - started, 1)
 
         def human() -> None:
-            console.print(f"\n[bold green]done in {result.summary['seconds']} s.[/bold green] Reports of incident {result.incident}:")
+            console.print(
+                f"\n[bold green]done in {result.summary['seconds']} s.[/bold green] "
+                f"Reports of incident {result.incident}:"
+            )
             for name, path in sorted(result.reports.items()):
                 console.print(f"  {name:8s} {path}")
             console.print(

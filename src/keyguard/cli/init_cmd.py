@@ -30,15 +30,27 @@ def register(app: typer.Typer) -> None:
 
             confirm(f"Re-seal every key under a new {root} root?", yes)
             report = do_rotate(engine, lambda: create_root(root, settings.home, rotating=True))
-            emit(report, as_json, lambda: console.print(
-                f"root rotated to {root} (generation {report['generation']}); "
-                f"{report['resealed']} sealed items moved"
-            ))
+            emit(
+                report,
+                as_json,
+                lambda: console.print(
+                    f"root rotated to {root} (generation {report['generation']}); "
+                    f"{report['resealed']} sealed items moved"
+                ),
+            )
             return
         new_root = create_root(root, settings.home)
         vault = Vault.initialize(engine, new_root)
         from keyguard.vault.principal import local_admin
 
         vault.record(local_admin(), "init", "ok", reason=f"root {root}")
-        doc = {"home": str(settings.home), "root": root, "database": settings.database_url.split("://")[0]}
-        emit(doc, as_json, lambda: console.print(f"vault initialised in {settings.home} (root: {root})"))
+        doc = {
+            "home": str(settings.home),
+            "root": root,
+            "database": settings.database_url.split("://")[0],
+        }
+        emit(
+            doc,
+            as_json,
+            lambda: console.print(f"vault initialised in {settings.home} (root: {root})"),
+        )

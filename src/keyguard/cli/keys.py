@@ -26,7 +26,12 @@ def _show(info: KeyInfo) -> None:
     )
     table = Table("version", "algorithm", "state", "fingerprint", "origin", "created", "last used")
     for v in sorted(info.versions.values(), key=lambda v: v.version):
-        style = {"compromised": "red", "destroyed": "dim", "disabled": "yellow", "active": "green"}.get(v.state, "")
+        style = {
+            "compromised": "red",
+            "destroyed": "dim",
+            "disabled": "yellow",
+            "active": "green",
+        }.get(v.state, "")
         table.add_row(
             str(v.version),
             v.algorithm,
@@ -62,7 +67,12 @@ def import_key(
     source: Path = typer.Option(..., "--in", help="PEM, DER or JWK private key; raw, hex or base64 secret key."),
     purpose: str = typer.Option(..., "--purpose", help="encrypt, sign or mac."),
     tier: str = typer.Option("medium", "--tier", help="high, medium or low."),
-    algorithm: str | None = typer.Option(None, "--algorithm", "-a", help="For secret keys: aes256-gcm, chacha20-poly1305, hmac-sha256."),
+    algorithm: str | None = typer.Option(
+        None,
+        "--algorithm",
+        "-a",
+        help="For secret keys: aes256-gcm, chacha20-poly1305, hmac-sha256.",
+    ),
     owner: str = typer.Option("", "--owner"),
     as_json: bool = JsonOption,
 ) -> None:
@@ -83,8 +93,13 @@ def list_keys(as_json: bool = JsonOption) -> None:
         for k in keys:
             d = k.to_dict()
             table.add_row(
-                k.name, k.purpose, k.tier, d["algorithm"], str(d["active_version"] or "-"),
-                ",".join(f"{v.version}:{v.state}" for v in k.versions.values()), k.owner or "-",
+                k.name,
+                k.purpose,
+                k.tier,
+                d["algorithm"],
+                str(d["active_version"] or "-"),
+                ",".join(f"{v.version}:{v.state}" for v in k.versions.values()),
+                k.owner or "-",
                 k.rotated_at.strftime("%Y-%m-%d"),
             )
         console.print(table)
@@ -128,7 +143,12 @@ def _state_command(target: VersionState, irreversible: bool, help_text: str) -> 
         emit(info.to_dict(), as_json, lambda: _show(info))
 
     command.__doc__ = help_text
-    verb = {"disabled": "disable", "enabled": "enable", "compromised": "compromise", "destroyed": "destroy"}[target.value]
+    verb = {
+        "disabled": "disable",
+        "enabled": "enable",
+        "compromised": "compromise",
+        "destroyed": "destroy",
+    }[target.value]
     key_app.command(verb)(command)
 
 

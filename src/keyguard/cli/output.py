@@ -51,8 +51,6 @@ def confirm(question: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise UsageError(
-            "refusing an irreversible operation without confirmation", hint="pass --yes"
-        )
+        raise UsageError("refusing an irreversible operation without confirmation", hint="pass --yes")
     if not typer.confirm(question, default=False, err=True):
         raise UsageError("not confirmed", hint="nothing was changed")

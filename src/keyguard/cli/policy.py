@@ -11,7 +11,9 @@ from keyguard.cli import context
 from keyguard.cli.output import JsonOption, console, emit
 from keyguard.policy.engine import gather, load_policy, run_policy
 
-policy_app = typer.Typer(help="Hardening policy: rotation, strength, HSM, least privilege, tokens.", no_args_is_help=True)
+policy_app = typer.Typer(
+    help="Hardening policy: rotation, strength, HSM, least privilege, tokens.", no_args_is_help=True
+)
 
 
 @policy_app.command("check")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -36,7 +37,8 @@ def install_tripwire(vault: Vault, incidents: object) -> None:
         actor = getattr(principal, "actor", "?")
         for incident in incidents.list(key=key):
             incidents.record(
-                incident.id, "alert",
+                incident.id,
+                "alert",
                 f"tripwire: {actor} attempted {op} with compromised {key} v{version}",
                 {"severity": "high", "actor": actor, "op": op, "key": key, "version": version},
             )
@@ -45,14 +47,24 @@ def install_tripwire(vault: Vault, incidents: object) -> None:
 
 
 def _progress(show: bool) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console, disable=not show)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err_console,
+        disable=not show,
+    )
 
 
 @incident_app.command("contain")
 def contain(
     incident_id: int = typer.Argument(...),
     reversible: bool = typer.Option(False, "--reversible", help="Disable instead of compromise."),
-    suspend_clients: bool = typer.Option(False, "--suspend-clients", help="Also suspend the clients that used the key since the exposure."),
+    suspend_clients: bool = typer.Option(
+        False,
+        "--suspend-clients",
+        help="Also suspend the clients that used the key since the exposure.",
+    ),
     yes: bool = YesOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -60,16 +72,24 @@ def contain(
     confirm(f"Contain incident {incident_id}: block its key versions now?", yes)
     _vault, responder = _responder()
     evidence = responder.contain(incident_id, reversible, suspend_clients)
-    emit(evidence, as_json, lambda: console.print(
-        f"contained in {evidence['seconds']} s: "
-        + ", ".join(f"{v['key']} v{v['version']} {v['state']}" for v in evidence["versions"])
-        + (f"; suspended {', '.join(evidence['suspended'])}" if evidence["suspended"] else "")
-        + f"; {len(evidence['proofs'])} refusal(s) recorded as proof"
-    ))
+    emit(
+        evidence,
+        as_json,
+        lambda: console.print(
+            f"contained in {evidence['seconds']} s: "
+            + ", ".join(f"{v['key']} v{v['version']} {v['state']}" for v in evidence["versions"])
+            + (f"; suspended {', '.join(evidence['suspended'])}" if evidence["suspended"] else "")
+            + f"; {len(evidence['proofs'])} refusal(s) recorded as proof"
+        ),
+    )
 
 
 @incident_app.command("assess")
-def assess(incident_id: int = typer.Argument(...), baseline_days: int = typer.Option(30, "--baseline-days"), as_json: bool = JsonOption) -> None:
+def assess(
+    incident_id: int = typer.Argument(...),
+    baseline_days: int = typer.Option(30, "--baseline-days"),
+    as_json: bool = JsonOption,
+) -> None:
     """Replay the audit log since the exposure; grade the risk with its reasons."""
     from datetime import timedelta
 
@@ -78,8 +98,10 @@ def assess(incident_id: int = typer.Argument(...), baseline_days: int = typer.Op
 
     def human() -> None:
         for a in results:
-            console.print(f"[bold]{a.key}[/bold] v{a.versions}: risk [bold]{a.grade}[/bold] — "
-                          f"{a.events_after_exposure:,} events since exposure, {a.anomalies} anomalies")
+            console.print(
+                f"[bold]{a.key}[/bold] v{a.versions}: risk [bold]{a.grade}[/bold] — "
+                f"{a.events_after_exposure:,} events since exposure, {a.anomalies} anomalies"
+            )
             for f in a.factors:
                 console.print(f"  • {f.en}")
 
@@ -97,10 +119,14 @@ def rotate(
     with _progress(not as_json and err_console.is_terminal) as bar:
         task = bar.add_task("re-wrap", total=None)
         evidence = responder.rotate(incident_id, algorithm, lambda d, t: bar.update(task, completed=d, total=t))
-    emit(evidence, as_json, lambda: console.print(
-        ", ".join(f"{r['key']} → v{r['version']} ({r['algorithm']})" for r in evidence["rotated"])
-        + f"; {sum(r['rewrapped'] for r in evidence['rewrap'])} items re-wrapped"
-    ))
+    emit(
+        evidence,
+        as_json,
+        lambda: console.print(
+            ", ".join(f"{r['key']} → v{r['version']} ({r['algorithm']})" for r in evidence["rotated"])
+            + f"; {sum(r['rewrapped'] for r in evidence['rewrap'])} items re-wrapped"
+        ),
+    )
 
 
 @incident_app.command("rollout")
@@ -113,7 +139,7 @@ def rollout_cmd(
     """Each consumer: switched, straggler or quiet; percentage done."""
     vault, responder = _responder()
     incident = responder.incidents.get(incident_id)
-    doc: dict[str, object] = {"incident": incident_id, "keys": []}
+    keys: list[dict[str, Any]] = []
     diffs: list[str] = []
     for ref in incident.keys:
         statuses = rollout.consumers(vault, ref.name)
@@ -125,22 +151,48 @@ def rollout_cmd(
                     if diff:
                         diffs.append(diff)
                         if not dry_run:
-                            vault.record(responder.principal, "rollout.update", "ok", ref.name, active.version, f"{s.client}: {path}")
-        doc["keys"].append({"key": ref.name, "percent": rollout.percent_done(statuses), "consumers": [s.to_dict() for s in statuses]})  # type: ignore[attr-defined]
-    doc["diffs"] = diffs
+                            vault.record(
+                                responder.principal,
+                                "rollout.update",
+                                "ok",
+                                ref.name,
+                                active.version,
+                                f"{s.client}: {path}",
+                            )
+        keys.append(
+            {
+                "key": ref.name,
+                "percent": rollout.percent_done(statuses),
+                "consumers": [s.to_dict() for s in statuses],
+            }
+        )
+    doc = {"incident": incident_id, "keys": keys, "diffs": diffs}
 
     def human() -> None:
-        for item in doc["keys"]:  # type: ignore[attr-defined]
-            table = Table("consumer", "status", "last new", "last old", "old calls", title=f"{item['key']}: {item['percent']}% switched")
+        for item in keys:
+            table = Table(
+                "consumer",
+                "status",
+                "last new",
+                "last old",
+                "old calls",
+                title=f"{item['key']}: {item['percent']}% switched",
+            )
             for c in item["consumers"]:
                 style = {"switched": "green", "straggler": "red", "quiet": "yellow"}[c["status"]]
-                table.add_row(c["client"], f"[{style}]{c['status']}[/{style}]", c["last_new"] or "-", c["last_old"] or "-", str(c["old_calls"]))
+                table.add_row(
+                    c["client"],
+                    f"[{style}]{c['status']}[/{style}]",
+                    c["last_new"] or "-",
+                    c["last_old"] or "-",
+                    str(c["old_calls"]),
+                )
             console.print(table)
         for diff in diffs:
             console.print(diff, markup=False, highlight=False)
 
     emit(doc, as_json, human)
-    if any(c["status"] != "switched" for item in doc["keys"] for c in item["consumers"]):  # type: ignore[attr-defined]
+    if any(c["status"] != "switched" for item in keys for c in item["consumers"]):
         raise typer.Exit(1)
 
 
@@ -155,7 +207,9 @@ def register(app: typer.Typer) -> None:
         jurisdiction: str = typer.Option("", "--jurisdiction", help="eu,cn,us-ca,… (comma separated)."),
         flag: list[str] = typer.Option([], "--flag", help="cii-operator, financial-entity, … (repeatable)."),
         algorithm: str | None = typer.Option(None, "--algorithm", "-a"),
-        suspend_clients: bool = typer.Option(False, "--suspend-clients", help="Suspend clients that used the key since the exposure."),
+        suspend_clients: bool = typer.Option(
+            False, "--suspend-clients", help="Suspend clients that used the key since the exposure."
+        ),
         report_format: list[str] = typer.Option(["md", "html"], "--report-format", help="md, html, pdf."),
         yes: bool = YesOption,
         as_json: bool = JsonOption,
@@ -168,18 +222,28 @@ def register(app: typer.Typer) -> None:
         with _progress(show) as bar:
             task = bar.add_task("re-wrap", total=None)
             result = run_respond(
-                vault, responder.incidents, responder.principal, [parse_key(k) for k in key], parse_time(exposed_at),
+                vault,
+                responder.incidents,
+                responder.principal,
+                [parse_key(k) for k in key],
+                parse_time(exposed_at),
                 detected_at=parse_time(detected_at) if detected_at else None,
-                jurisdictions=[j for j in jurisdiction.split(",") if j], flags=flag, algorithm=algorithm, suspend_clients=suspend_clients,
-                report_dir=settings.home / "reports", report_formats=report_format,
+                jurisdictions=[j for j in jurisdiction.split(",") if j],
+                flags=flag,
+                algorithm=algorithm,
+                suspend_clients=suspend_clients,
+                report_dir=settings.home / "reports",
+                report_formats=report_format,
                 on_step=(lambda m: err_console.print(f"[dim]{m}[/dim]")) if show else None,
                 progress=lambda d, t: bar.update(task, completed=d, total=t),
             )
 
         def human() -> None:
             incident = responder.incidents.get(result.incident)
-            console.print(f"[bold]incident {result.incident}[/bold]: contained in {result.contained_seconds} s, "
-                          f"risk {result.grade}, {result.rewrapped} items re-wrapped, rollout {result.rollout_percent}%")
+            console.print(
+                f"[bold]incident {result.incident}[/bold]: contained in {result.contained_seconds} s, "
+                f"risk {result.grade}, {result.rewrapped} items re-wrapped, rollout {result.rollout_percent}%"
+            )
             table = Table("time", "kind", "what")
             for e in incident.timeline:
                 table.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.kind, e.message)

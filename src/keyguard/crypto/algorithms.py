@@ -69,9 +69,7 @@ def spec_of(algorithm: str) -> AlgorithmSpec:
     try:
         return ALGORITHMS[algorithm]
     except KeyError:
-        raise UsageError(
-            f"unknown algorithm {algorithm!r}", hint="one of " + ", ".join(ALGORITHMS)
-        ) from None
+        raise UsageError(f"unknown algorithm {algorithm!r}", hint="one of " + ", ".join(ALGORITHMS)) from None
 
 
 def check_purpose(algorithm: str, purpose: str) -> None:
@@ -81,8 +79,7 @@ def check_purpose(algorithm: str, purpose: str) -> None:
     if purpose not in spec_of(algorithm).purposes:
         raise UsageError(
             f"algorithm {algorithm} cannot be used to {purpose}",
-            hint="choose one of "
-            + ", ".join(n for n, s in ALGORITHMS.items() if purpose in s.purposes),
+            hint="choose one of " + ", ".join(n for n, s in ALGORITHMS.items() if purpose in s.purposes),
         )
 
 

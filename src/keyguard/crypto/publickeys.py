@@ -35,7 +35,13 @@ def to_jwk(spki_der: bytes, kid: str | None = None) -> dict[str, Any]:
         size = (key.curve.key_size + 7) // 8
         numbers_ec = key.public_numbers()
         crv, jalg = {"secp256r1": ("P-256", "ES256"), "secp384r1": ("P-384", "ES384")}[key.curve.name]
-        jwk = {"kty": "EC", "crv": crv, "x": _int(numbers_ec.x, size), "y": _int(numbers_ec.y, size), "alg": jalg}
+        jwk = {
+            "kty": "EC",
+            "crv": crv,
+            "x": _int(numbers_ec.x, size),
+            "y": _int(numbers_ec.y, size),
+            "alg": jalg,
+        }
     elif isinstance(key, ed25519.Ed25519PublicKey):
         raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64u(raw), "alg": "EdDSA"}

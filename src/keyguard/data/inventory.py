@@ -22,7 +22,7 @@ from keyguard.store.db import write_tx
 from keyguard.store.tables import DataItem
 from keyguard.vault.lifecycle import VersionState
 from keyguard.vault.principal import Principal
-from keyguard.vault.service import Vault, check_name
+from keyguard.vault.service import Vault
 
 DATA_CLASSES = ("pii", "payment", "credentials", "secrets", "other")
 
@@ -98,13 +98,24 @@ class DataInventory:
                     )
                 )
             ctx["reason"] = f"item {name} class {data_class} records {records}"
-        return {"name": name, "key": parsed.key, "version": parsed.version, "class": data_class, "records": records}
+        return {
+            "name": name,
+            "key": parsed.key,
+            "version": parsed.version,
+            "class": data_class,
+            "records": records,
+        }
 
-    def list(self, principal: Principal, key: str | None = None, version: int | None = None) -> list[dict[str, Any]]:
+    def items(self, principal: Principal, key: str | None = None, version: int | None = None) -> list[dict[str, Any]]:
         """Registered items (optionally of one key / version); never the ciphertext body."""
         principal.require("data.read")
         query = select(
-            DataItem.name, DataItem.data_class, DataItem.records, DataItem.key_name, DataItem.version, DataItem.updated_at
+            DataItem.name,
+            DataItem.data_class,
+            DataItem.records,
+            DataItem.key_name,
+            DataItem.version,
+            DataItem.updated_at,
         ).where(DataItem.is_deleted.is_(False))
         if key is not None:
             query = query.where(DataItem.key_name == key)
@@ -143,7 +154,9 @@ class DataInventory:
             return int(
                 conn.execute(
                     select(func.count()).where(
-                        DataItem.key_name == key, DataItem.version != active, DataItem.is_deleted.is_(False)
+                        DataItem.key_name == key,
+                        DataItem.version != active,
+                        DataItem.is_deleted.is_(False),
                     )
                 ).scalar_one()
             )
@@ -172,7 +185,7 @@ class DataInventory:
         # Driver-level executemany: this loop is the hot path of a 100k-item rewrap.
         mark = "?" if is_sqlite else "%s"
         update_sql = (
-            f"UPDATE data_items SET ciphertext = {mark}, version = {mark}, updated_at = {mark} "
+            f"UPDATE data_items SET ciphertext = {mark}, version = {mark}, updated_at = {mark} "  # noqa: S608
             f"WHERE id = {mark} AND version = {mark}"
         )
         raw_context = cast(DataItem.context, Text)
@@ -180,7 +193,12 @@ class DataInventory:
         while limit is None or done < limit:
             with self.engine.connect() as conn:
                 rows = conn.execute(
-                    select(DataItem.id, DataItem.version, DataItem.ciphertext, raw_context.label("context"))
+                    select(
+                        DataItem.id,
+                        DataItem.version,
+                        DataItem.ciphertext,
+                        raw_context.label("context"),
+                    )
                     .where(
                         DataItem.key_name == key,
                         DataItem.version != active.version,
@@ -213,7 +231,13 @@ class DataInventory:
                 plaintext = old[0].decrypt(parsed.payload, old[1] + context)
                 payload = target.encrypt(plaintext, new_prefix + context)
                 params.append(
-                    (envelope.Ciphertext(key, active.version, payload).text(), active.version, stamp, row.id, row.version)
+                    (
+                        envelope.Ciphertext(key, active.version, payload).text(),
+                        active.version,
+                        stamp,
+                        row.id,
+                        row.version,
+                    )
                 )
             if params:
                 # Audit first (fail closed), then commit the batch atomically.

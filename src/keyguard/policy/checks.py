@@ -25,7 +25,12 @@ class Violation:
 
     def to_dict(self) -> dict[str, str]:
         """JSON view."""
-        return {"check": self.check, "severity": self.severity, "subject": self.subject, "message": self.message}
+        return {
+            "check": self.check,
+            "severity": self.severity,
+            "subject": self.subject,
+            "message": self.message,
+        }
 
 
 @dataclass
@@ -69,7 +74,10 @@ def rotation_age(ctx: PolicyContext, params: dict[str, Any]) -> Iterator[tuple[s
         limit = int(key.get("rotation_days") or params.get("default_days", 90))
         age = ctx.now - _aware(active["created_at"])
         if age > timedelta(days=limit):
-            yield key["name"], f"version {active['version']} is {age.days} days old (rotation period {limit} days)"
+            yield (
+                key["name"],
+                f"version {active['version']} is {age.days} days old (rotation period {limit} days)",
+            )
 
 
 @check("algorithm-strength")
@@ -81,7 +89,10 @@ def algorithm_strength(ctx: PolicyContext, params: dict[str, Any]) -> Iterator[t
             continue
         bits = ALGORITHMS[active["algorithm"]].security_bits
         if bits < minimum:
-            yield key["name"], f"{active['algorithm']} gives {bits}-bit security (< {minimum}); rotate with --algorithm"
+            yield (
+                key["name"],
+                f"{active['algorithm']} gives {bits}-bit security (< {minimum}); rotate with --algorithm",
+            )
 
 
 @check("high-tier-hsm")
@@ -90,7 +101,10 @@ def high_tier_hsm(ctx: PolicyContext, _params: dict[str, Any]) -> Iterator[tuple
         return
     for key in ctx.keys:
         if key["tier"] == "high":
-            yield key["name"], f"high-tier key sealed by a {ctx.root_kind} root, not an HSM (init --rotate-root --root pkcs11)"
+            yield (
+                key["name"],
+                f"high-tier key sealed by a {ctx.root_kind} root, not an HSM (init --rotate-root --root pkcs11)",
+            )
 
 
 @check("least-privilege")
@@ -114,10 +128,15 @@ def short_lived_tokens(ctx: PolicyContext, params: dict[str, Any]) -> Iterator[t
 
 @check("compromised-data-moved")
 def compromised_data_moved(ctx: PolicyContext, _params: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    blocked = {(k["name"], v["version"]) for k in ctx.keys for v in k["versions"] if v["state"] in ("compromised", "disabled")}
+    blocked = {
+        (k["name"], v["version"]) for k in ctx.keys for v in k["versions"] if v["state"] in ("compromised", "disabled")
+    }
     for item in ctx.data:
         if (item["key"], item["version"]) in blocked:
-            yield item["name"], f"still under {item['key']} v{item['version']} (run data rewrap --key {item['key']})"
+            yield (
+                item["name"],
+                f"still under {item['key']} v{item['version']} (run data rewrap --key {item['key']})",
+            )
 
 
 @check("unused-grants")

@@ -56,7 +56,7 @@ def gather(vault: Vault) -> PolicyContext:
     ctx = PolicyContext(now=vault.clock.now(), root_kind=live_generations(vault.engine)[0].root_kind)
     ctx.keys = [k.to_dict() for k in vault.list_keys(admin)]
     ctx.clients = [c.to_dict() for c in ClientService(vault).list(admin)]
-    ctx.data = DataInventory(vault).list(admin)
+    ctx.data = DataInventory(vault).items(admin)
     with vault.engine.connect() as conn:
         ctx.tokens = [
             {"client": r.name, "created_at": r.created_at, "expires_at": r.expires_at}
@@ -66,7 +66,9 @@ def gather(vault: Vault) -> PolicyContext:
                 .where(Token.revoked_at.is_(None), Token.expires_at > ctx.now)
             ).all()
         ]
-        ctx.last_seen = dict(conn.execute(select(AuditEvent.actor, func.max(AuditEvent.ts)).group_by(AuditEvent.actor)).all())
+        ctx.last_seen = dict(
+            conn.execute(select(AuditEvent.actor, func.max(AuditEvent.ts)).group_by(AuditEvent.actor)).all()
+        )
     return ctx
 
 

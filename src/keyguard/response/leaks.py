@@ -46,12 +46,20 @@ def open_leak_incident(
     """Open (or update) the incident of a leaked version found by the scanner; returns its id."""
     where = f"{location} in commit {commit[:12]}" if commit else location
     source = f"{root_cause}: {where}" + (f" by {author}" if author else "")
-    evidence = {"commit": commit, "author": author, "location": location, "exposed_at": exposed_at.isoformat()}
+    evidence = {
+        "commit": commit,
+        "author": author,
+        "location": location,
+        "exposed_at": exposed_at.isoformat(),
+    }
     existing = find_open_incident(incidents, [(name, version)])
     if existing is None:
         incident = incidents.open([(name, version)], exposed_at, None, source, actor="keyguard:scan")
-        incidents.update_facts(incident.id, root_cause=f"{root_cause} ({where}" + (f", {author})" if author else ")"),
-                               actor="keyguard:scan")
+        incidents.update_facts(
+            incident.id,
+            root_cause=f"{root_cause} ({where}" + (f", {author})" if author else ")"),
+            actor="keyguard:scan",
+        )
         incidents.record(incident.id, "trace", f"leak traced to {where}", evidence, actor="keyguard:scan")
         return str(incident.id)
     incidents.record(existing.id, "trace", f"leak also found at {where}", evidence, actor="keyguard:scan")

@@ -95,7 +95,9 @@ def respond(
     responder = Responder(vault, incidents, principal)
     incident = find_open_incident(incidents, keys)
     if incident is None:
-        incident = incidents.open(keys, exposed_at, detected_at, source, jurisdictions, (), flags, actor=principal.actor)
+        incident = incidents.open(
+            keys, exposed_at, detected_at, source, jurisdictions, (), flags, actor=principal.actor
+        )
         say(f"opened incident {incident.id}")
     else:
         say(f"resuming incident {incident.id} ({incident.status})")
@@ -105,7 +107,13 @@ def respond(
         t0 = time.perf_counter()
         say(f"{name} …")
         value = fn()
-        result.steps.append({"step": name, "seconds": round(time.perf_counter() - t0, 3), "at": format_time(vault.clock.now())})
+        result.steps.append(
+            {
+                "step": name,
+                "seconds": round(time.perf_counter() - t0, 3),
+                "at": format_time(vault.clock.now()),
+            }
+        )
         return value
 
     step("contain", lambda: responder.contain(incident.id, suspend_clients=suspend_clients))
@@ -127,7 +135,13 @@ def respond(
                 f"{len(pending)} consumer(s) have not switched to the new version yet: {', '.join(pending)} "
                 "(keyguard incident rollout shows them; --update rewrites declared references)"
             )
-            incidents.record(incident.id, "rollout", f"rollout {result.rollout_percent}% done", evidence, actor=principal.actor)
+            incidents.record(
+                incident.id,
+                "rollout",
+                f"rollout {result.rollout_percent}% done",
+                evidence,
+                actor=principal.actor,
+            )
         else:
             responder._task(incident.id, "rollout.check", "every consumer uses the new version", evidence)
 
@@ -137,26 +151,47 @@ def respond(
         current = incidents.get(incident.id)
         now = vault.clock.now()
         result.obligations = [o.to_dict(now) for o in current.obligations]
-        responder._task(incident.id, "comply.obligations", f"{len(current.obligations)} obligation(s) scheduled",
-                        {"obligations": [o.regulation for o in current.obligations]})
-        responder._task(incident.id, "monitor.watch", "leaked versions are tripwires: any use is refused and alerts",
-                        {"tripwire": [f"{r.name}@{r.version or '*'}" for r in current.keys]})
+        responder._task(
+            incident.id,
+            "comply.obligations",
+            f"{len(current.obligations)} obligation(s) scheduled",
+            {"obligations": [o.regulation for o in current.obligations]},
+        )
+        responder._task(
+            incident.id,
+            "monitor.watch",
+            "leaked versions are tripwires: any use is refused and alerts",
+            {"tripwire": [f"{r.name}@{r.version or '*'}" for r in current.keys]},
+        )
         for o in current.obligations:
             if o.done_at is None:
-                result.attention.append(f"notify: {o.regulation} ({o.audience.en}) due {format_time(o.due_at) if o.due_at else 'without undue delay'}")
+                result.attention.append(
+                    f"notify: {o.regulation} ({o.audience.en}) due "
+                    + (format_time(o.due_at) if o.due_at else "without undue delay")
+                )
 
     step("obligations", obligations)
     if not result.attention or all(a.startswith("notify:") for a in result.attention):
         current = incidents.get(incident.id)
         if current.status.rank < Status.RECOVERED.rank:
-            incidents.advance_status(incident.id, Status.RECOVERED, {"rollout_percent": result.rollout_percent}, actor=principal.actor)
+            incidents.advance_status(
+                incident.id,
+                Status.RECOVERED,
+                {"rollout_percent": result.rollout_percent},
+                actor=principal.actor,
+            )
     if report_dir is not None:
-        step("report", lambda: result.reports.update(write_reports(incidents, incident.id, report_dir, report_formats)))
+        step(
+            "report",
+            lambda: result.reports.update(write_reports(incidents, incident.id, report_dir, report_formats)),
+        )
         responder._task(incident.id, "report.write", "reports written", {"reports": result.reports})
     return result
 
 
-def write_reports(incidents: IncidentService, incident_id: int, directory: Path, formats: Sequence[str]) -> dict[str, str]:
+def write_reports(
+    incidents: IncidentService, incident_id: int, directory: Path, formats: Sequence[str]
+) -> dict[str, str]:
     """Render the incident report in English and Chinese; returns ``{"en.html": path, …}``."""
     import os
 

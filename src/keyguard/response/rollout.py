@@ -101,8 +101,14 @@ def consumers(vault: Vault, key: str) -> list[ConsumerStatus]:
         if new and old and old[0] < new[0]:
             status = "switched"  # it called the old version once, then moved on
         result.append(
-            ConsumerStatus(row.name, status, new[0] if new else None, old[0] if old else None,
-                           old[1] if old else 0, list(row.references or []))
+            ConsumerStatus(
+                row.name,
+                status,
+                new[0] if new else None,
+                old[0] if old else None,
+                old[1] if old else 0,
+                list(row.references or []),
+            )
         )
     return sorted(result, key=lambda c: c.client)
 
@@ -139,7 +145,10 @@ def _check_parses(path: Path, text: str) -> None:
 def rewrite(text: str, key: str, new_version: int) -> str:
     """``text`` with every older reference to ``key`` pointing at ``new_version``."""
     for pattern in _patterns(key):
-        text = pattern.sub(lambda m: m.group(1) + (str(new_version) if int(m.group(2)) < new_version else m.group(2)), text)
+        text = pattern.sub(
+            lambda m: m.group(1) + (str(new_version) if int(m.group(2)) < new_version else m.group(2)),
+            text,
+        )
     return text
 
 

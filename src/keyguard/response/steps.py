@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -52,7 +52,12 @@ class Responder:
                     raise NotFoundError(f"key {ref.name!r} has no version {ref.version}")
                 out.append((ref.name, [ref.version]))
             else:
-                out.append((ref.name, sorted(v for v, i in info.versions.items() if i.state != VersionState.DESTROYED)))
+                out.append(
+                    (
+                        ref.name,
+                        sorted(v for v, i in info.versions.items() if i.state != VersionState.DESTROYED),
+                    )
+                )
         return out
 
     def _task(self, incident_id: int, action: str, note: str, evidence: dict[str, Any]) -> None:
@@ -79,16 +84,37 @@ class Responder:
                 if state in (VersionState.COMPROMISED, VersionState.DESTROYED) or state == target:
                     blocked.append({"key": name, "version": version, "state": state, "changed": False})
                     continue
-                self.vault.set_state(self.principal, name, version, target.value, f"incident {incident_id}: containment")
+                self.vault.set_state(
+                    self.principal,
+                    name,
+                    version,
+                    target.value,
+                    f"incident {incident_id}: containment",
+                )
                 blocked.append({"key": name, "version": version, "state": target.value, "changed": True})
         contained_in = time.perf_counter() - started
-        self._task(incident_id, "vault.compromise", f"{len(blocked)} version(s) {target.value}", {"versions": blocked})
+        self._task(
+            incident_id,
+            "vault.compromise",
+            f"{len(blocked)} version(s) {target.value}",
+            {"versions": blocked},
+        )
         suspended = self._suspend_users(incident) if suspend_clients else []
         if suspend_clients:
-            self._task(incident_id, "clients.suspend", f"{len(suspended)} client(s) suspended", {"clients": suspended})
+            self._task(
+                incident_id,
+                "clients.suspend",
+                f"{len(suspended)} client(s) suspended",
+                {"clients": suspended},
+            )
         proofs = self.prove_dead(incident)
         self._task(incident_id, "vault.verify-dead", "every leaked version refuses use", {"proofs": proofs})
-        evidence = {"versions": blocked, "suspended": suspended, "proofs": proofs, "seconds": round(contained_in, 4)}
+        evidence = {
+            "versions": blocked,
+            "suspended": suspended,
+            "proofs": proofs,
+            "seconds": round(contained_in, 4),
+        }
         self._advance(incident_id, Status.CONTAINED, evidence)
         return evidence
 
@@ -97,7 +123,9 @@ class Responder:
         names: set[str] = set()
         since = format_ts(incident.exposed_at)
         with self.vault.engine.connect() as conn:
-            clients = set(conn.execute(select(Client.name).where(Client.status == "active", Client.role == "service")).scalars())
+            clients = set(
+                conn.execute(select(Client.name).where(Client.status == "active", Client.role == "service")).scalars()
+            )
             for ref in incident.keys:
                 query = select(AuditEvent.actor).distinct().where(AuditEvent.key == ref.name, AuditEvent.ts >= since)
                 if ref.version is not None:
@@ -123,12 +151,34 @@ class Responder:
                     else:
                         self.vault.verify(probe, name, b"probe", b"\0" * 64, version)
                 except KeyStateError as exc:
-                    proofs.append({"key": name, "version": version, "refused": True, "reason": str(exc), "at": format_ts(self.vault.clock.now())})
+                    proofs.append(
+                        {
+                            "key": name,
+                            "version": version,
+                            "refused": True,
+                            "reason": str(exc),
+                            "at": format_ts(self.vault.clock.now()),
+                        }
+                    )
                     continue
                 except Exception as exc:  # noqa: BLE001 - any other answer means the version was usable
-                    proofs.append({"key": name, "version": version, "refused": False, "reason": type(exc).__name__})
+                    proofs.append(
+                        {
+                            "key": name,
+                            "version": version,
+                            "refused": False,
+                            "reason": type(exc).__name__,
+                        }
+                    )
                     continue
-                proofs.append({"key": name, "version": version, "refused": False, "reason": "operation succeeded"})
+                proofs.append(
+                    {
+                        "key": name,
+                        "version": version,
+                        "refused": False,
+                        "reason": "operation succeeded",
+                    }
+                )
         dead = all(p["refused"] for p in proofs)
         if not dead:
             raise ConflictError("a leaked version still answers", hint="contain the incident first")
@@ -144,13 +194,22 @@ class Responder:
             info = self.vault.key_info(name)
             data = [d for d in inventory.summary(name) if d["version"] in versions]
             results.append(
-                assess(self.vault.engine, name, incident.exposed_at, now=self.vault.clock.now(), versions=versions,
-                       tier=info.tier, baseline=baseline, detected_at=incident.detected_at, data=data)
+                assess(
+                    self.vault.engine,
+                    name,
+                    incident.exposed_at,
+                    now=self.vault.clock.now(),
+                    versions=versions,
+                    tier=info.tier,
+                    baseline=baseline,
+                    detected_at=incident.detected_at,
+                    data=data,
+                )
             )
         grade_rank = {"low": 0, "medium": 1, "high": 2}
         worst = max(results, key=lambda a: grade_rank[a.grade])
         classes = sorted({d["class"] for a in results for d in a.data})
-        impact = {
+        impact: dict[str, Any] = {
             "grade": worst.grade,
             "factors": [f.to_dict() for a in results for f in a.factors],
             "assessments": [a.to_dict() for a in results],
@@ -159,15 +218,30 @@ class Responder:
             "records": sum(int(d["records"]) for a in results for d in a.data),
         }
         flags = ["high-risk"] if worst.grade == "high" else []
-        self.incidents.update_facts(incident_id, severity=worst.grade, impact=impact, add_data_classes=classes,
-                                    add_flags=flags, actor=self.principal.actor)
-        self._task(incident_id, "assess.run", f"risk {worst.grade}: {len(impact['anomalies'])} anomalies",
-                   {"grade": worst.grade, "events_after_exposure": sum(a.events_after_exposure for a in results)})
+        self.incidents.update_facts(
+            incident_id,
+            severity=worst.grade,
+            impact=impact,
+            add_data_classes=classes,
+            add_flags=flags,
+            actor=self.principal.actor,
+        )
+        self._task(
+            incident_id,
+            "assess.run",
+            f"risk {worst.grade}: {len(impact['anomalies'])} anomalies",
+            {
+                "grade": worst.grade,
+                "events_after_exposure": sum(a.events_after_exposure for a in results),
+            },
+        )
         self._advance(incident_id, Status.ASSESSED, {"grade": worst.grade})
         return results
 
     # ----------------------------------------------------------------- step 3
-    def rotate(self, incident_id: int, algorithm: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    def rotate(
+        self, incident_id: int, algorithm: str | None = None, progress: Progress | None = None
+    ) -> dict[str, Any]:
         """New version for every affected key (once), then re-wrap every registered item (resumable)."""
         incident = self.incidents.get(incident_id)
         inventory = DataInventory(self.vault)
@@ -180,15 +254,37 @@ class Responder:
                 info = self.vault.rotate(self.principal, name, algorithm)
                 active = info.active
                 assert active is not None
-                rotated.append({"key": name, "version": active.version, "algorithm": active.algorithm, "new": True})
+                rotated.append(
+                    {
+                        "key": name,
+                        "version": active.version,
+                        "algorithm": active.algorithm,
+                        "new": True,
+                    }
+                )
             else:
-                rotated.append({"key": name, "version": active.version, "algorithm": active.algorithm, "new": False})
+                rotated.append(
+                    {
+                        "key": name,
+                        "version": active.version,
+                        "algorithm": active.algorithm,
+                        "new": False,
+                    }
+                )
             report = inventory.rewrap(self.principal, name, progress=progress)
             rewrapped.append(report.to_dict())
-        self._task(incident_id, "vault.rotate", ", ".join(f"{r['key']} v{r['version']} ({r['algorithm']})" for r in rotated),
-                   {"rotated": rotated})
-        self._task(incident_id, "data.rewrap", f"{sum(r['rewrapped'] for r in rewrapped)} items re-wrapped",
-                   {"rewrap": rewrapped})
+        self._task(
+            incident_id,
+            "vault.rotate",
+            ", ".join(f"{r['key']} v{r['version']} ({r['algorithm']})" for r in rotated),
+            {"rotated": rotated},
+        )
+        self._task(
+            incident_id,
+            "data.rewrap",
+            f"{sum(r['rewrapped'] for r in rewrapped)} items re-wrapped",
+            {"rewrap": rewrapped},
+        )
         evidence = {"rotated": rotated, "rewrap": rewrapped}
         self._advance(incident_id, Status.ROTATED, evidence)
         return evidence
@@ -198,22 +294,57 @@ def _anomalies(results: list[Assessment]) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for a in results:
         for s in a.new_source_ips:
-            found.append({"at": s["first"], "kind": "new-source-ip", "severity": "high" if s["ok"] else "medium",
-                          "description": f"{a.key}: new source IP {s['value']} ({s['events']} calls, {s['ok']} succeeded)"})
+            found.append(
+                {
+                    "at": s["first"],
+                    "kind": "new-source-ip",
+                    "severity": "high" if s["ok"] else "medium",
+                    "description": f"{a.key}: new source IP {s['value']} ({s['events']} calls, {s['ok']} succeeded)",
+                }
+            )
         for s in a.new_actors:
-            found.append({"at": s["first"], "kind": "new-client", "severity": "medium",
-                          "description": f"{a.key}: new client {s['value']} ({s['events']} calls)"})
+            found.append(
+                {
+                    "at": s["first"],
+                    "kind": "new-client",
+                    "severity": "medium",
+                    "description": f"{a.key}: new client {s['value']} ({s['events']} calls)",
+                }
+            )
         for s in a.new_user_agents:
-            found.append({"at": s["first"], "kind": "new-user-agent", "severity": "low",
-                          "description": f"{a.key}: new user agent {s['value']!r} ({s['events']} calls)"})
+            found.append(
+                {
+                    "at": s["first"],
+                    "kind": "new-user-agent",
+                    "severity": "low",
+                    "description": f"{a.key}: new user agent {s['value']!r} ({s['events']} calls)",
+                }
+            )
         for b in a.bursts[:5]:
-            found.append({"at": b["minute"], "kind": "burst", "severity": "high",
-                          "description": f"{a.key}: {b['events']} calls in one minute (threshold {b['threshold']:.0f})"})
+            found.append(
+                {
+                    "at": b["minute"],
+                    "kind": "burst",
+                    "severity": "high",
+                    "description": f"{a.key}: {b['events']} calls in one minute (threshold {b['threshold']:.0f})",
+                }
+            )
         for h in a.off_hours[:5]:
-            found.append({"at": h["hour"], "kind": "off-hours", "severity": "medium",
-                          "description": f"{a.key}: {h['events']} calls in a normally idle hour"})
+            found.append(
+                {
+                    "at": h["hour"],
+                    "kind": "off-hours",
+                    "severity": "medium",
+                    "description": f"{a.key}: {h['events']} calls in a normally idle hour",
+                }
+            )
         for r in a.refused[:5]:
-            found.append({"at": r["first"], "kind": "refused", "severity": "medium",
-                          "description": f"{a.key}: {r['events']} {r['result']} calls ({r['reason'] or 'no reason'})"})
+            found.append(
+                {
+                    "at": r["first"],
+                    "kind": "refused",
+                    "severity": "medium",
+                    "description": f"{a.key}: {r['events']} {r['result']} calls ({r['reason'] or 'no reason'})",
+                }
+            )
     return sorted(found, key=lambda x: str(x["at"]))
-

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 import threading
-from pathlib import Path
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
@@ -41,7 +41,9 @@ def create_db_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise UsageError("invalid KEYGUARD_DATABASE_URL", hint="use sqlite:///PATH or postgresql+psycopg://...") from None
+        raise UsageError(
+            "invalid KEYGUARD_DATABASE_URL", hint="use sqlite:///PATH or postgresql+psycopg://..."
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             path = Path(parsed.database)
@@ -67,7 +69,10 @@ def create_db_engine(url: str) -> Engine:
         return engine
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, json_serializer=canonical_json, pool_size=10, max_overflow=20, pool_pre_ping=True)
-    raise UsageError(f"unsupported database backend {parsed.get_backend_name()!r}", hint="use sqlite or postgresql+psycopg")
+    raise UsageError(
+        f"unsupported database backend {parsed.get_backend_name()!r}",
+        hint="use sqlite or postgresql+psycopg",
+    )
 
 
 def canonical_json(value: Any) -> str:
@@ -100,7 +105,10 @@ def migrate(engine: Engine) -> None:
             with engine.connect() as conn:
                 current = set(MigrationContext.configure(conn).get_current_heads())
         except OperationalError as exc:
-            raise KeyguardError(f"cannot reach the database: {type(exc.orig).__name__}", hint="check KEYGUARD_DATABASE_URL") from None
+            raise KeyguardError(
+                f"cannot reach the database: {type(exc.orig).__name__}",
+                hint="check KEYGUARD_DATABASE_URL",
+            ) from None
         if current != heads:
             with write_tx(engine) as conn:
                 if engine.dialect.name == "postgresql":

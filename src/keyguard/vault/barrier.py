@@ -32,7 +32,10 @@ def _open(key: bytes, sealed: bytes, aad: bytes) -> bytes:
     try:
         return AESGCM(key).decrypt(sealed[:12], sealed[12:], aad)
     except (_CryptoInvalidTag, ValueError):
-        raise IntegrityError("sealed data does not authenticate", hint="the database was altered or the root is wrong") from None
+        raise IntegrityError(
+            "sealed data does not authenticate",
+            hint="the database was altered or the root is wrong",
+        ) from None
 
 
 class Barrier:

@@ -22,7 +22,7 @@ from keyguard.store.tables import Client, Grant, Token
 from keyguard.vault.principal import ROLES, Principal
 from keyguard.vault.service import Vault, check_name, hash_token
 
-TOKEN_PREFIX = "kgt_"
+TOKEN_PREFIX = "kgt_"  # noqa: S105 - a prefix, not a secret
 DEFAULT_TTL = timedelta(hours=1)
 MAX_TTL = timedelta(days=30)
 
@@ -97,7 +97,8 @@ class ClientService:
                 ).scalar_one()
                 if grants:
                     conn.execute(
-                        insert(Grant), [{"client_id": client_id, "key_pattern": k, "op": o} for k, o in grants]
+                        insert(Grant),
+                        [{"client_id": client_id, "key_pattern": k, "op": o} for k, o in grants],
                     )
             ctx["reason"] = f"client {name} role {role} grants " + ",".join(f"{k}:{o}" for k, o in grants)
         return self.get(name)
@@ -158,7 +159,10 @@ class ClientService:
                 client_id = conn.execute(select(Client.id).where(Client.name == name)).scalar_one()
                 conn.execute(
                     insert(Token).values(
-                        client_id=client_id, token_hash=hash_token(token), created_at=now, expires_at=expires
+                        client_id=client_id,
+                        token_hash=hash_token(token),
+                        created_at=now,
+                        expires_at=expires,
                     )
                 )
             ctx["reason"] = f"token for {name} until {expires.isoformat()}"
@@ -221,8 +225,14 @@ class ClientService:
         with self.engine.connect() as conn:
             row = conn.execute(
                 select(
-                    Token.token_hash, Token.expires_at, Token.revoked_at, Client.id, Client.name, Client.role,
-                    Client.status, Client.totp_sealed,
+                    Token.token_hash,
+                    Token.expires_at,
+                    Token.revoked_at,
+                    Client.id,
+                    Client.name,
+                    Client.role,
+                    Client.status,
+                    Client.totp_sealed,
                 )
                 .join(Client, Client.id == Token.client_id)
                 .where(Token.token_hash == digest)

@@ -53,9 +53,7 @@ def _from_private(key: object) -> ParsedKey:
         algorithm = "ed25519"
     else:
         raise UsageError("unsupported private key type", hint="RSA, EC P-256/P-384 or Ed25519")
-    der = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return ParsedKey(algorithm, der, "private")
 
 
@@ -85,7 +83,10 @@ def _secret(raw: bytes, purpose: str, algorithm: str | None = None) -> ParsedKey
         raise UsageError("a secret key cannot be a signing key", hint="use --purpose encrypt or mac")
     algorithm = algorithm or ("hmac-sha256" if purpose == "mac" else "aes256-gcm")
     if algorithm in ("aes256-gcm", "chacha20-poly1305") and len(raw) != 32:
-        raise UsageError(f"{algorithm} needs a 256-bit key, got {len(raw) * 8} bits", hint="import it with --purpose mac, or supply 32 bytes")
+        raise UsageError(
+            f"{algorithm} needs a 256-bit key, got {len(raw) * 8} bits",
+            hint="import it with --purpose mac, or supply 32 bytes",
+        )
     if algorithm == "hmac-sha256" and len(raw) < 16:
         raise UsageError("an HMAC key must have at least 128 bits")
     return ParsedKey(algorithm, raw, "secret")
@@ -101,7 +102,10 @@ def parse_key(data: bytes, purpose: str, algorithm: str | None = None) -> Parsed
         text = None
     if text is not None and "-----BEGIN" in text:
         if "ENCRYPTED" in text:
-            raise UsageError("the PEM key is encrypted", hint="decrypt it first (openssl pkey -in K -out K.plain)")
+            raise UsageError(
+                "the PEM key is encrypted",
+                hint="decrypt it first (openssl pkey -in K -out K.plain)",
+            )
         if "PUBLIC KEY" in text and "PRIVATE" not in text:
             raise UsageError("this is a public key", hint="import the private key")
         try:

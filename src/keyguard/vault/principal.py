@@ -23,14 +23,39 @@ _ROLE_OPS: dict[str, frozenset[str]] = {
     "operator": frozenset(
         set(KEY_OPS)
         | {
-            "key.create", "key.import", "key.rotate", "key.disable", "key.enable",
-            "key.compromise", "key.read", "key.config", "data.register", "data.rewrap",
-            "data.read", "client.read", "client.suspend", "client.resume", "audit.read",
-            "incident.write", "incident.read", "alert.write", "alert.read", "scan",
+            "key.create",
+            "key.import",
+            "key.rotate",
+            "key.disable",
+            "key.enable",
+            "key.compromise",
+            "key.read",
+            "key.config",
+            "data.register",
+            "data.rewrap",
+            "data.read",
+            "client.read",
+            "client.suspend",
+            "client.resume",
+            "audit.read",
+            "incident.write",
+            "incident.read",
+            "alert.write",
+            "alert.read",
+            "scan",
         }
     ),
     "auditor": frozenset(
-        {"key.read", "data.read", "client.read", "audit.read", "incident.read", "alert.read", "export-public", "verify"}
+        {
+            "key.read",
+            "data.read",
+            "client.read",
+            "audit.read",
+            "incident.read",
+            "alert.read",
+            "export-public",
+            "verify",
+        }
     ),
     "service": frozenset(),
 }

@@ -33,7 +33,9 @@ def _key_aad(row: Any) -> bytes:
     return f"keyguard-key:{row.key_id}:{row.version}:{row.algorithm}".encode()
 
 
-def rotate_root(engine: Engine, new_root: Callable[[], RootOfTrust], env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def rotate_root(
+    engine: Engine, new_root: Callable[[], RootOfTrust], env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Rotate to a new root (or finish an interrupted rotation). Returns a report."""
     env = os.environ if env is None else env
     gens = live_generations(engine)
@@ -86,8 +88,14 @@ def _reseal_all(engine: Engine, barrier: Barrier) -> int:
     while True:
         with engine.connect() as conn:
             rows = conn.execute(
-                select(KeyVersion.id, KeyVersion.key_id, KeyVersion.version, KeyVersion.algorithm,
-                       KeyVersion.sealed, KeyVersion.seal_generation)
+                select(
+                    KeyVersion.id,
+                    KeyVersion.key_id,
+                    KeyVersion.version,
+                    KeyVersion.algorithm,
+                    KeyVersion.sealed,
+                    KeyVersion.seal_generation,
+                )
                 .where(KeyVersion.seal_generation != newest, KeyVersion.sealed.is_not(None))
                 .limit(_BATCH)
             ).all()
@@ -107,16 +115,23 @@ def _reseal_all(engine: Engine, barrier: Barrier) -> int:
     # Versions destroyed meanwhile carry no material: just move their generation.
     with write_tx(engine) as conn:
         conn.execute(update(KeyVersion).where(KeyVersion.sealed.is_(None)).values(seal_generation=newest))
-        for row in conn.execute(select(VaultSecret).where(VaultSecret.seal_generation != newest)).all():
-            aad = f"vault-secret:{row.name}".encode()
-            material = barrier.unseal(row.seal_generation, row.sealed, aad)
-            gen, sealed = barrier.seal(material, aad)
-            conn.execute(update(VaultSecret).where(VaultSecret.name == row.name).values(sealed=sealed, seal_generation=gen))
+        secrets = conn.execute(
+            select(VaultSecret.name, VaultSecret.sealed, VaultSecret.seal_generation).where(
+                VaultSecret.seal_generation != newest
+            )
+        ).all()
+        for name, old_sealed, old_gen in secrets:
+            aad = f"vault-secret:{name}".encode()
+            gen, new_sealed = barrier.seal(barrier.unseal(old_gen, old_sealed, aad), aad)
+            conn.execute(
+                update(VaultSecret).where(VaultSecret.name == name).values(sealed=new_sealed, seal_generation=gen)
+            )
             count += 1
-        for name, sealed in conn.execute(select(Client.name, Client.totp_sealed).where(Client.totp_sealed.is_not(None))).all():
-            aad = f"client-totp:{name}".encode()
-            _gen, resealed = barrier.seal(barrier.unseal_any(sealed, aad), aad)
-            conn.execute(update(Client).where(Client.name == name).values(totp_sealed=resealed))
+        totps = conn.execute(select(Client.name, Client.totp_sealed).where(Client.totp_sealed.is_not(None))).all()
+        for client_name, totp in totps:
+            aad = f"client-totp:{client_name}".encode()
+            assert totp is not None
+            _gen, resealed = barrier.seal(barrier.unseal_any(totp, aad), aad)
+            conn.execute(update(Client).where(Client.name == client_name).values(totp_sealed=resealed))
             count += 1
     return count
-

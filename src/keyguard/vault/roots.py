@@ -71,9 +71,9 @@ class PassphraseRoot:
         self._lanes = lanes
         from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-        self._kek = Argon2id(
-            salt=salt, length=32, iterations=iterations, lanes=lanes, memory_cost=memory_kib
-        ).derive(passphrase.encode())
+        self._kek = Argon2id(salt=salt, length=32, iterations=iterations, lanes=lanes, memory_cost=memory_kib).derive(
+            passphrase.encode()
+        )
 
     @classmethod
     def create(cls, passphrase: str) -> PassphraseRoot:
@@ -113,9 +113,7 @@ class KeyFileRoot:
         except FileNotFoundError:
             raise RootKeyError(f"root key file {path} not found", hint="set KEYGUARD_KEYFILE") from None
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise RootKeyError(
-                f"root key file {path} is readable by others", hint=f"chmod 600 {path}"
-            )
+            raise RootKeyError(f"root key file {path} is readable by others", hint=f"chmod 600 {path}")
         data = path.read_bytes()
         if len(data) == 32:
             return data
@@ -125,7 +123,10 @@ class KeyFileRoot:
                 return bytes.fromhex(text.decode("ascii"))
             except (ValueError, UnicodeDecodeError):
                 pass
-        raise RootKeyError(f"root key file {path} does not hold a 256-bit key", hint="32 raw bytes or 64 hex digits")
+        raise RootKeyError(
+            f"root key file {path} does not hold a 256-bit key",
+            hint="32 raw bytes or 64 hex digits",
+        )
 
     @classmethod
     def create(cls, path: Path) -> KeyFileRoot:
@@ -176,9 +177,7 @@ def open_root(kind: str, params: Mapping[str, Any], env: Mapping[str, str] | Non
     raise UsageError(f"unknown root of trust {kind!r}", hint="one of " + ", ".join(ROOT_KINDS))
 
 
-def create_root(
-    kind: str, home: Path, env: Mapping[str, str] | None = None, *, rotating: bool = False
-) -> RootOfTrust:
+def create_root(kind: str, home: Path, env: Mapping[str, str] | None = None, *, rotating: bool = False) -> RootOfTrust:
     """Make a new root of trust of ``kind`` for ``keyguard init``.
 
     When ``rotating``, ``KEYGUARD_NEW_PASSPHRASE`` / ``KEYGUARD_NEW_KEYFILE`` name the

@@ -9,7 +9,6 @@ the counter (a single row) instead of reading key state on every request.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -57,7 +56,10 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 def check_name(name: str, what: str = "key") -> None:
     """Refuse names outside ``[a-z0-9][a-z0-9._-]{0,63}``."""
     if not _NAME.match(name):
-        raise UsageError(f"invalid {what} name {name!r}", hint="lower-case letters, digits, '.', '_', '-'; at most 64")
+        raise UsageError(
+            f"invalid {what} name {name!r}",
+            hint="lower-case letters, digits, '.', '_', '-'; at most 64",
+        )
 
 
 @dataclass
@@ -177,7 +179,10 @@ class Vault:
         barrier_key = os.urandom(32)
         with write_tx(engine) as conn:
             if conn.execute(select(func.count()).select_from(RootKey)).scalar_one():
-                raise ConflictError("the vault is already initialised", hint="use keyguard init --rotate-root to change the root")
+                raise ConflictError(
+                    "the vault is already initialised",
+                    hint="use keyguard init --rotate-root to change the root",
+                )
             conn.execute(
                 insert(RootKey).values(
                     generation=1,
@@ -332,7 +337,10 @@ class Vault:
             for gen in range(self.barrier.generation + 1, generation + 1):
                 row = session.get(RootKey, gen)
                 if row is None or row.sealed_by_prev is None or not self.barrier.has(gen - 1):
-                    raise IntegrityError(f"barrier generation {generation} is unknown", hint="reopen the vault with the new root")
+                    raise IntegrityError(
+                        f"barrier generation {generation} is unknown",
+                        hint="reopen the vault with the new root",
+                    )
                 self.barrier.add(gen, chain_open(self.barrier.key(gen - 1), row.sealed_by_prev))
 
     def list_keys(self, principal: Principal) -> list[KeyInfo]:
@@ -369,7 +377,9 @@ class Vault:
         )
 
     @contextmanager
-    def audited(self, principal: Principal, op: str, key: str | None, version: int | None = None) -> Iterator[dict[str, Any]]:
+    def audited(
+        self, principal: Principal, op: str, key: str | None, version: int | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Run an operation; record it allowed or refused. ``ctx['version']`` may be set inside."""
         ctx: dict[str, Any] = {"version": version, "reason": None}
         try:
@@ -403,13 +413,19 @@ class Vault:
         if not usable_for(v.state, op):
             raise KeyStateError(info.name, v.version, v.state, op)
         if op in ("decrypt", "verify") and v.version < info.min_decryption_version:
-            raise KeyStateError(info.name, v.version, f"below min_decryption_version {info.min_decryption_version}", op)
+            raise KeyStateError(
+                info.name,
+                v.version,
+                f"below min_decryption_version {info.min_decryption_version}",
+                op,
+            )
         return v
 
     def _require_purpose(self, info: KeyInfo, *purposes: str) -> None:
         if info.purpose not in purposes:
             raise UsageError(
-                f"key {info.name!r} is a {info.purpose} key", hint=f"this operation needs a {' or '.join(purposes)} key"
+                f"key {info.name!r} is a {info.purpose} key",
+                hint=f"this operation needs a {' or '.join(purposes)} key",
             )
 
     # ------------------------------------------------------------------ key management
@@ -434,7 +450,17 @@ class Vault:
         with self.audited(principal, "key.create", name, 1):
             principal.require("key.create", name)
             material = alg.generate(algorithm)
-            self._insert_key(name, purpose, tier, owner, tags or [], rotation_days, algorithm, material, "generated")
+            self._insert_key(
+                name,
+                purpose,
+                tier,
+                owner,
+                tags or [],
+                rotation_days,
+                algorithm,
+                material,
+                "generated",
+            )
         return self.key_info(name)
 
     @staticmethod
@@ -478,7 +504,14 @@ class Vault:
         self._invalidate()
 
     def _insert_version(
-        self, conn: Connection, key_id: int, version: int, algorithm: str, material: bytes, origin: str, now: datetime
+        self,
+        conn: Connection,
+        key_id: int,
+        version: int,
+        algorithm: str,
+        material: bytes,
+        origin: str,
+        now: datetime,
     ) -> None:
         loaded = alg.LoadedKey(algorithm, material)
         spki = loaded.public_spki()
@@ -532,7 +565,17 @@ class Vault:
                 ctx["version"] = self._add_version(info, parsed.algorithm, parsed.material, "imported")
             else:
                 ctx["version"] = 1
-                self._insert_key(name, purpose, tier, owner, tags or [], 90, parsed.algorithm, parsed.material, "imported")
+                self._insert_key(
+                    name,
+                    purpose,
+                    tier,
+                    owner,
+                    tags or [],
+                    90,
+                    parsed.algorithm,
+                    parsed.material,
+                    "imported",
+                )
         return self.key_info(name)
 
     def _exists(self, name: str) -> bool:
@@ -567,7 +610,9 @@ class Vault:
         self._invalidate()
         return version
 
-    def set_state(self, principal: Principal, name: str, version: int, target: str, reason: str | None = None) -> KeyInfo:
+    def set_state(
+        self, principal: Principal, name: str, version: int, target: str, reason: str | None = None
+    ) -> KeyInfo:
         """Move a version to ``target`` (disable, enable, compromise, destroy)."""
         op = {
             VersionState.DISABLED: "key.disable",
@@ -593,10 +638,13 @@ class Vault:
                 if target == VersionState.ENABLED:
                     has_active = conn.execute(
                         select(KeyVersion.id).where(
-                            KeyVersion.key_id == info.id, KeyVersion.state == VersionState.ACTIVE.value
+                            KeyVersion.key_id == info.id,
+                            KeyVersion.state == VersionState.ACTIVE.value,
                         )
                     ).first()
-                    latest = conn.execute(select(func.max(KeyVersion.version)).where(KeyVersion.key_id == info.id)).scalar_one()
+                    latest = conn.execute(
+                        select(func.max(KeyVersion.version)).where(KeyVersion.key_id == info.id)
+                    ).scalar_one()
                     if has_active is None and version == latest:
                         final = VersionState.ACTIVE.value
                 if row == final:
@@ -607,7 +655,9 @@ class Vault:
                 if final == VersionState.DESTROYED:
                     values["sealed"] = None
                 conn.execute(
-                    update(KeyVersion).where(KeyVersion.key_id == info.id, KeyVersion.version == version).values(**values)
+                    update(KeyVersion)
+                    .where(KeyVersion.key_id == info.id, KeyVersion.version == version)
+                    .values(**values)
                 )
                 self.bump_state(conn)
             ctx["reason"] = reason or f"{row} -> {final}"
@@ -634,7 +684,13 @@ class Vault:
             raise MfaRequiredError(f"{op} needs a second factor", hint="pass a TOTP code (--otp / X-Keyguard-OTP)")
 
     # ------------------------------------------------------------------ crypto operations
-    def encrypt(self, principal: Principal, name: str, plaintext: bytes, context: dict[str, Any] | None = None) -> tuple[str, int]:
+    def encrypt(
+        self,
+        principal: Principal,
+        name: str,
+        plaintext: bytes,
+        context: dict[str, Any] | None = None,
+    ) -> tuple[str, int]:
         """Encrypt under the active version; returns ``(ciphertext text, version)``."""
         with self.audited(principal, "encrypt", name) as ctx:
             principal.require("encrypt", name)
@@ -646,7 +702,12 @@ class Vault:
         return envelope.Ciphertext(name, v.version, payload).text(), v.version
 
     def decrypt(
-        self, principal: Principal, ciphertext: str, context: dict[str, Any] | None = None, *, op: str = "decrypt"
+        self,
+        principal: Principal,
+        ciphertext: str,
+        context: dict[str, Any] | None = None,
+        *,
+        op: str = "decrypt",
     ) -> tuple[bytes, str, int]:
         """Decrypt; returns ``(plaintext, key name, version)``."""
         parsed = envelope.parse(ciphertext)
@@ -656,7 +717,14 @@ class Vault:
             ctx["version"] = parsed.version
         return plaintext, parsed.key, parsed.version
 
-    def _open(self, parsed: envelope.Ciphertext, context: dict[str, Any] | None, op: str, *, allow_blocked: bool = False) -> bytes:
+    def _open(
+        self,
+        parsed: envelope.Ciphertext,
+        context: dict[str, Any] | None,
+        op: str,
+        *,
+        allow_blocked: bool = False,
+    ) -> bytes:
         info = self.key_info(parsed.key)
         self._require_purpose(info, "encrypt")
         if allow_blocked:
@@ -667,7 +735,9 @@ class Vault:
                 raise KeyStateError(info.name, v.version, v.state, op)
         else:
             v = self._version_for(info, "decrypt", parsed.version)
-        return self._loaded(info, v).decrypt(parsed.payload, envelope.associated_data(parsed.key, parsed.version, context))
+        return self._loaded(info, v).decrypt(
+            parsed.payload, envelope.associated_data(parsed.key, parsed.version, context)
+        )
 
     def rewrap(self, principal: Principal, ciphertext: str, context: dict[str, Any] | None = None) -> tuple[str, int]:
         """Re-encrypt a ciphertext under the active version without revealing the plaintext.
@@ -686,7 +756,9 @@ class Vault:
             ctx["reason"] = f"to version {v.version}"
         return envelope.Ciphertext(info.name, v.version, payload).text(), v.version
 
-    def generate_data_key(self, principal: Principal, name: str, context: dict[str, Any] | None = None) -> tuple[bytes, str, int]:
+    def generate_data_key(
+        self, principal: Principal, name: str, context: dict[str, Any] | None = None
+    ) -> tuple[bytes, str, int]:
         """A fresh 256-bit data key: plaintext, and wrapped under the active version."""
         with self.audited(principal, "data-key", name) as ctx:
             principal.require("data-key", name)
@@ -709,7 +781,14 @@ class Vault:
             signature = self._loaded(info, v).sign(message)
         return signature, v.version
 
-    def verify(self, principal: Principal, name: str, message: bytes, signature: bytes, version: int | None = None) -> int:
+    def verify(
+        self,
+        principal: Principal,
+        name: str,
+        message: bytes,
+        signature: bytes,
+        version: int | None = None,
+    ) -> int:
         """Verify; returns the version that verified. Raises :class:`InvalidSignature`."""
         raw = signature
         with self.audited(principal, "verify", name, version) as ctx:
@@ -761,7 +840,9 @@ class Vault:
     def fingerprints(self) -> dict[str, tuple[str, int]]:
         """Fingerprint → (key, version) of every version (for the scanner)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(Key.name, KeyVersion.version, KeyVersion.fingerprint).join(Key, Key.id == KeyVersion.key_id)).all()
+            rows = conn.execute(
+                select(Key.name, KeyVersion.version, KeyVersion.fingerprint).join(Key, Key.id == KeyVersion.key_id)
+            ).all()
         return {row.fingerprint: (row.name, row.version) for row in rows}
 
     def secret_fingerprint(self, raw: bytes) -> str:
