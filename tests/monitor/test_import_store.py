@@ -10,6 +10,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from keyguard.cli.main import main
+from keyguard.errors import DataFileError
 from keyguard.monitor.ingest import import_target
 from keyguard.monitor.store import iter_imported
 from keyguard.monitor.tables import Alert, ImportedEvent
@@ -119,7 +120,10 @@ def test_custom_rules_replace_the_catalog(engine: Engine, tmp_path: Path) -> Non
     source = Path(__file__).parents[2] / "src/keyguard/monitor/rules/denied-burst.yaml"
     rules = tmp_path / "rules"
     rules.mkdir()
-    text = source.read_text().replace("threshold: 10,", "threshold: 30,")
+    text = source.read_text().replace("threshold: 10,", "threshold: 11,")
     (rules / "burst.yaml").write_text(text)
-    path = _events_file(tmp_path / "e.jsonl", 60)  # 12 refusals: fewer than 30
-    assert import_target(engine, str(path), "jsonl", rules=[rules]).alerts == 0
+    path = _events_file(tmp_path / "e.jsonl", 60)  # 12 refusals within a minute
+    assert import_target(engine, str(path), "jsonl", rules=[rules]).alerts == 1
+    (rules / "burst.yaml").write_text(text.replace("threshold: 11,", "threshold: 30,"))
+    with pytest.raises(DataFileError, match="fails its examples"):
+        import_target(engine, str(path), "jsonl", rules=[rules])

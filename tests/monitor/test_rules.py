@@ -25,6 +25,13 @@ def _alerts(rule: RuleSpec, example: Example) -> int:
     return sum(1 for u in updates if u.is_new and u.rule == rule.id)
 
 
+@pytest.mark.parametrize("rule", RULES, ids=[r.id for r in RULES])
+def test_verify_examples_agrees(rule: RuleSpec) -> None:
+    from keyguard.monitor.detect.engine import verify_examples
+
+    assert verify_examples(rule) == []
+
+
 @pytest.mark.parametrize(("rule", "kind", "example"), CASES)
 def test_rule_examples(rule: RuleSpec, kind: str, example: Example) -> None:
     alerts = _alerts(rule, example)

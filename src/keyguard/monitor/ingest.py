@@ -8,8 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from keyguard.errors import NotFoundError
-from keyguard.monitor.detect.engine import DetectionEngine
+from keyguard.errors import DataFileError, NotFoundError
+from keyguard.monitor.detect.engine import DetectionEngine, verify_examples
 from keyguard.monitor.detect.rules import load_rules
 from keyguard.monitor.importers import ImportOptions, Parsed, Rejected, get_importer
 from keyguard.monitor.importers.base import input_files, open_input
@@ -70,7 +70,16 @@ def vault_context(engine: Engine) -> tuple[dict[str, str], dict[str, list[int]]]
 def load_detector(engine: Engine, rule_paths: list[Path] | None = None) -> DetectionEngine:
     """A detection engine with the rules, the vault's tiers and blocked versions, saved state."""
     tiers, blocked = vault_context(engine)
-    detector = DetectionEngine(load_rules(rule_paths), tiers=tiers, compromised=blocked)
+    rules = load_rules(rule_paths)
+    if rule_paths is not None:  # user-written rules must pass their own examples (gitleaks)
+        for rule in rules:
+            failures = verify_examples(rule)
+            if failures:
+                raise DataFileError(
+                    f"rule {rule.id} fails its examples: {'; '.join(failures)}",
+                    hint="fix the thresholds or the examples",
+                )
+    detector = DetectionEngine(rules, tiers=tiers, compromised=blocked)
     state = get_state(engine, DETECTOR_STATE)
     if state is not None:
         detector.restore(state)

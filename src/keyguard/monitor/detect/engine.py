@@ -144,3 +144,26 @@ class DetectionEngine:
         for rule, detector, _ in self._detectors:
             if rule.id in saved:
                 detector.restore(saved[rule.id])
+
+
+def example_alerts(rule: RuleSpec, example: Any) -> int:
+    """How many new alerts of ``rule`` one of its example streams raises."""
+    from keyguard.monitor.detect.rules import expand_stream
+
+    engine = DetectionEngine([rule], tiers=example.tiers, compromised=example.compromised)
+    return sum(1 for u in engine.process_many(expand_stream(example)) if u.is_new and u.rule == rule.id)
+
+
+def verify_examples(rule: RuleSpec) -> list[str]:
+    """Names of the rule's examples that do not behave as declared (empty when all pass)."""
+    failures = []
+    for example in rule.examples.positive:
+        alerts = example_alerts(rule, example)
+        expected = example.expect_alerts
+        if (expected is not None and alerts != expected) or (expected is None and alerts < 1):
+            failures.append(f"positive {example.name!r} raised {alerts}")
+    for example in rule.examples.negative:
+        alerts = example_alerts(rule, example)
+        if alerts:
+            failures.append(f"negative {example.name!r} raised {alerts}")
+    return failures
