@@ -64,3 +64,15 @@ def test_network_of() -> None:
     assert network_of("AWS Internal", False) is None
     assert network_of("::ffff:198.51.100.1", True) == "198.51"
     assert network_of("2001:db8:1:2::1", True) == "2001:db8:1"
+
+
+def test_grouped_update_keeps_first_and_last_time() -> None:
+    rule = next(r for r in load_rules() if r.id == "compromised-version-use")
+    engine = DetectionEngine([rule], compromised={"pay": [1]})
+    events = [
+        MonitorEvent(ts=epoch_ts(1_767_600_000 + i), op="decrypt", result="ok", key="pay", version=1)
+        for i in range(5)
+    ]
+    (update,) = engine.process_many(events)
+    assert update.count == 5
+    assert (update.first_ts or update.ts) == events[0].ts and update.ts == events[-1].ts

@@ -249,7 +249,7 @@ def save_alerts_in(conn: Connection, updates: Iterable[AlertUpdate]) -> list[int
                 title=up.title,
                 details={**up.details, "event": up.event},
                 count=up.count,
-                first_seen=up.ts,
+                first_seen=up.first_ts or up.ts,
                 last_seen=up.ts,
                 status="open",
                 created_at=now,

@@ -35,6 +35,7 @@ class AlertUpdate:
     ts: str
     is_new: bool
     count: int = 1
+    first_ts: str = ""  # the first firing merged into this update (``ts`` is the last)
     event: dict[str, Any] = field(default_factory=dict)
 
 
@@ -99,6 +100,7 @@ class DetectionEngine:
                     details=signal.details,
                     ts=ev.ts,
                     is_new=is_new,
+                    first_ts=ev.ts,
                     event=ev.to_record(),
                 )
             )
