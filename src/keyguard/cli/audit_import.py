@@ -79,7 +79,7 @@ def import_command(
     column_map: list[str] = typer.Option(
         [],
         "--map",
-        help="CSV: FIELD=COLUMN, e.g. ts=Timestamp (fields of SPEC §5).",
+        help="CSV: FIELD=COLUMN, e.g. ts=Timestamp or key=KeyId (repeatable).",
     ),
     delimiter: str = typer.Option(",", "--delimiter", help="CSV delimiter."),
     credential: str | None = typer.Option(
