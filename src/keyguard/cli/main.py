@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "keyguard.cli.respond",
     "keyguard.cli.alerts",
     "keyguard.cli.policy",
+    "keyguard.cli.drill",
     "keyguard.cli.serve",
     "keyguard.cli.demo",
 )
