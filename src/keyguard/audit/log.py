@@ -22,36 +22,34 @@ from sqlalchemy import DateTime, Engine, TextClause, bindparam, select, text
 from keyguard.audit.chain import checkpoint, event_hash
 from keyguard.errors import AuditWriteError
 from keyguard.store.db import write_tx
-from keyguard.store.tables import AuditEvent, AuditHead, Key, KeyVersion
+from keyguard.store.tables import AuditEvent, AuditHead
 
 RESULTS = ("ok", "denied", "error")
 _TOUCH_EVERY = 1.0  # seconds: last-used times are kept to this precision
 
-# The hot path's statements, built once as plain SQL: constructing and cache-keying
-# ORM expressions cost more CPU per batch than the statements themselves.
-_COLUMNS = (
-    "id", "ts", "actor", "source_ip", "user_agent", "op", "key", "version",
-    "result", "reason", "request_id", "prev_hash", "hash",
-)  # fmt: skip
+# The hot path's statements, written once as plain SQL: building and cache-keying
+# ORM expressions for every batch cost more CPU than running the statements.
 _INSERT_EVENTS = text(
-    f"INSERT INTO {AuditEvent.__tablename__} ({', '.join(f'"{c}"' for c in _COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c for c in _COLUMNS)})"
+    'INSERT INTO audit_events ("id", "ts", "actor", "source_ip", "user_agent", "op", "key", "version", '
+    '"result", "reason", "request_id", "prev_hash", "hash") VALUES (:id, :ts, :actor, :source_ip, '
+    ":user_agent, :op, :key, :version, :result, :reason, :request_id, :prev_hash, :hash)"
 )
-_HEAD = f"SELECT last_id, last_hash FROM {AuditHead.__tablename__} WHERE id = 1"
-_SELECT_HEAD = {False: text(_HEAD), True: text(_HEAD + " FOR UPDATE")}
+_SELECT_HEAD = {
+    False: text("SELECT last_id, last_hash FROM audit_head WHERE id = 1"),
+    True: text("SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE"),
+}
 _UPDATE_HEAD = {
-    False: text(f"UPDATE {AuditHead.__tablename__} SET last_id = :last_id, last_hash = :last_hash WHERE id = 1"),
+    False: text("UPDATE audit_head SET last_id = :last_id, last_hash = :last_hash WHERE id = 1"),
     True: text(
-        f"UPDATE {AuditHead.__tablename__} SET last_id = :last_id, last_hash = :last_hash, "
-        '"checkpoint" = :checkpoint WHERE id = 1'
+        'UPDATE audit_head SET last_id = :last_id, last_hash = :last_hash, "checkpoint" = :checkpoint WHERE id = 1'
     ),
 }
 _AT = bindparam("at", type_=DateTime(timezone=True))
 _TOUCH_VERSION: TextClause = text(
-    f"UPDATE {KeyVersion.__tablename__} SET last_used_at = :at WHERE version = :version "
-    f"AND key_id = (SELECT id FROM {Key.__tablename__} WHERE name = :key)"
+    "UPDATE key_versions SET last_used_at = :at WHERE version = :version "
+    "AND key_id = (SELECT id FROM keys WHERE name = :key)"
 ).bindparams(_AT)
-_TOUCH_KEY: TextClause = text(f"UPDATE {Key.__tablename__} SET last_used_at = :at WHERE name = :key").bindparams(_AT)
+_TOUCH_KEY: TextClause = text("UPDATE keys SET last_used_at = :at WHERE name = :key").bindparams(_AT)
 
 
 def format_ts(at: datetime) -> str:
