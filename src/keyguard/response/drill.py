@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from keyguard.crypto import envelope
 from keyguard.errors import KeyStateError
@@ -111,7 +111,7 @@ def run_drill(vault: Vault, incidents: IncidentService, principal: Principal, it
         if vault.key_info(name).versions[version].state != "destroyed":
             vault.set_state(principal, name, version, "destroyed", "drill cleanup")
     with vault.engine.begin() as conn:
-        conn.execute(DataItem.__table__.update().where(DataItem.key_name == name).values(is_deleted=True))
+        conn.execute(update(DataItem).where(DataItem.key_name == name).values(is_deleted=True))
     incidents.close(
         result.incident, root_cause="drill", note="drill finished; canary destroyed", force=True, actor=principal.actor
     )
