@@ -39,7 +39,7 @@ def scan_item(scanner: Scanner, item: Item) -> list[Finding]:
     return list(scanner.scan_stream(item.stream, item.origin))
 
 
-PARALLEL_FILES_BYTES = 8 * 1024 * 1024  # below this much content, no worker processes
+PARALLEL_FILES_BYTES = 64 * 1024 * 1024  # below this much content, no worker processes
 
 
 def _list_files(targets: list[str], no_ignore: bool) -> list[tuple[Path, int]]:
