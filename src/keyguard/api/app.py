@@ -13,7 +13,7 @@ from keyguard.api import errors
 from keyguard.api.auth import TokenCache
 from keyguard.api.deps import parse_networks
 from keyguard.api.metrics import RequestMiddleware
-from keyguard.api.routes import audit, clients, crypto, keys, meta
+from keyguard.api.routes import audit, clients, crypto, incidents, keys, meta
 from keyguard.config import Settings
 from keyguard.vault.clients import ClientService
 from keyguard.vault.service import Vault
@@ -72,7 +72,7 @@ def create_app(
     app.state.trusted_proxies = parse_networks(trusted_proxies)
     errors.install(app)
     app.add_middleware(RequestMiddleware)
-    for module in (keys, crypto, clients, audit, meta):
+    for module in (keys, crypto, clients, audit, incidents, meta):
         app.include_router(module.router)
     return app
 
