@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "keyguard.cli.scan",
     "keyguard.cli.incident",
     "keyguard.cli.respond",
+    "keyguard.cli.respond_cmd",
     "keyguard.cli.alerts",
     "keyguard.cli.policy",
     "keyguard.cli.drill",
@@ -50,10 +51,40 @@ def _main(
         os.environ["KEYGUARD_DEBUG"] = "1"
 
 
-def _load_commands() -> None:
+# Top-level command → the modules that define it, so that one command imports only
+# what it needs (start-up time is part of the time to contain). Anything else loads all.
+_COMMAND_OWNERS: dict[str, tuple[str, ...]] = {
+    "init": ("keyguard.cli.init_cmd",),
+    "key": ("keyguard.cli.keys",),
+    "encrypt": ("keyguard.cli.crypto_ops",),
+    "decrypt": ("keyguard.cli.crypto_ops",),
+    "sign": ("keyguard.cli.crypto_ops",),
+    "verify": ("keyguard.cli.crypto_ops",),
+    "data-key": ("keyguard.cli.crypto_ops",),
+    "rewrap": ("keyguard.cli.crypto_ops",),
+    "data": ("keyguard.cli.data",),
+    "client": ("keyguard.cli.clients",),
+    "audit": ("keyguard.cli.audit",),
+    "incident": ("keyguard.cli.incident", "keyguard.cli.respond"),
+    "respond": ("keyguard.cli.respond_cmd",),
+    "policy": ("keyguard.cli.policy",),
+    "drill": ("keyguard.cli.drill",),
+    "serve": ("keyguard.cli.serve",),
+    "demo": ("keyguard.cli.demo",),
+}
+
+
+def _wanted(argv: list[str]) -> tuple[str, ...]:
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command is None or command not in _COMMAND_OWNERS:
+        return COMMAND_MODULES
+    return _COMMAND_OWNERS[command]
+
+
+def _load_commands(argv: list[str] | None = None) -> None:
     import importlib
 
-    for name in COMMAND_MODULES:
+    for name in _wanted(sys.argv[1:] if argv is None else argv):
         module = importlib.import_module(name)
         register: Any = getattr(module, "register", None)
         if register is not None:
@@ -72,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code (SPEC §4)."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        _load_commands()
+        _load_commands(argv)
         result = app(args=argv, prog_name="keyguard", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
     except KeyguardError as exc:

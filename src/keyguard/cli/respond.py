@@ -10,12 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from keyguard.cli import context
-from keyguard.cli.incident import incident_app, incident_service, parse_key
+from keyguard.cli.incident import incident_app, incident_service
 from keyguard.cli.output import JsonOption, YesOption, confirm, console, emit, err_console
-from keyguard.clock import parse_time
-from keyguard.config import Settings
 from keyguard.response import rollout
-from keyguard.response.playbook import respond as run_respond
 from keyguard.response.steps import Responder
 from keyguard.vault.service import Vault
 
@@ -46,7 +43,8 @@ def install_tripwire(vault: Vault, incidents: object) -> None:
     vault.tripwire_hooks.append(hook)
 
 
-def _progress(show: bool) -> Progress:
+def progress_bar(show: bool) -> Progress:
+    """A Rich progress bar on stderr (disabled off a terminal)."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -116,7 +114,7 @@ def rotate(
 ) -> None:
     """New key version, then re-wrap every registered item (resumable)."""
     _vault, responder = _responder()
-    with _progress(not as_json and err_console.is_terminal) as bar:
+    with progress_bar(not as_json and err_console.is_terminal) as bar:
         task = bar.add_task("re-wrap", total=None)
         evidence = responder.rotate(incident_id, algorithm, lambda d, t: bar.update(task, completed=d, total=t))
     emit(
@@ -197,62 +195,5 @@ def rollout_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``respond`` to ``app`` (the incident step commands are on ``incident_app``)."""
-
-    @app.command("respond")
-    def respond(
-        key: list[str] = typer.Option(..., "--key", "-k", help="NAME[@VERSION] (repeatable)."),
-        exposed_at: str = typer.Option(..., "--exposed-at", help="RFC 3339 or -2h."),
-        detected_at: str | None = typer.Option(None, "--detected-at"),
-        jurisdiction: str = typer.Option("", "--jurisdiction", help="eu,cn,us-ca,… (comma separated)."),
-        flag: list[str] = typer.Option([], "--flag", help="cii-operator, financial-entity, … (repeatable)."),
-        algorithm: str | None = typer.Option(None, "--algorithm", "-a"),
-        suspend_clients: bool = typer.Option(
-            False, "--suspend-clients", help="Suspend clients that used the key since the exposure."
-        ),
-        report_format: list[str] = typer.Option(["md", "html"], "--report-format", help="md, html, pdf."),
-        yes: bool = YesOption,
-        as_json: bool = JsonOption,
-    ) -> None:
-        """The whole playbook for a leaked key: contain → assess → rotate → re-wrap → rollout → obligations → report."""
-        confirm(f"Respond to the leak of {', '.join(key)}: compromise, rotate and re-wrap now?", yes)
-        vault, responder = _responder()
-        settings = Settings.from_env()
-        show = not as_json and err_console.is_terminal
-        with _progress(show) as bar:
-            task = bar.add_task("re-wrap", total=None)
-            result = run_respond(
-                vault,
-                responder.incidents,
-                responder.principal,
-                [parse_key(k) for k in key],
-                parse_time(exposed_at),
-                detected_at=parse_time(detected_at) if detected_at else None,
-                jurisdictions=[j for j in jurisdiction.split(",") if j],
-                flags=flag,
-                algorithm=algorithm,
-                suspend_clients=suspend_clients,
-                report_dir=settings.home / "reports",
-                report_formats=report_format,
-                on_step=(lambda m: err_console.print(f"[dim]{m}[/dim]")) if show else None,
-                progress=lambda d, t: bar.update(task, completed=d, total=t),
-            )
-
-        def human() -> None:
-            incident = responder.incidents.get(result.incident)
-            console.print(
-                f"[bold]incident {result.incident}[/bold]: contained in {result.contained_seconds} s, "
-                f"risk {result.grade}, {result.rewrapped} items re-wrapped, rollout {result.rollout_percent}%"
-            )
-            table = Table("time", "kind", "what")
-            for e in incident.timeline:
-                table.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.kind, e.message)
-            console.print(table)
-            for path in result.reports.values():
-                console.print(f"report: {path}")
-            for item in result.attention:
-                console.print(f"[yellow]needs a person:[/yellow] {item}")
-
-        emit(result.to_dict(), as_json, human)
-        if result.attention:
-            raise typer.Exit(1)
+    """The incident step commands are on ``incident_app``; ``respond`` lives in ``respond_cmd``."""
+    del app

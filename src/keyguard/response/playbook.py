@@ -18,6 +18,7 @@ from keyguard.clock import format_time
 from keyguard.incident.model import Incident, Status
 from keyguard.incident.service import IncidentService
 from keyguard.response import rollout
+from keyguard.response.block import block_versions
 from keyguard.response.steps import Progress, Responder
 from keyguard.vault.principal import Principal
 from keyguard.vault.service import Vault
@@ -86,12 +87,17 @@ def respond(
     report_formats: Sequence[str] = ("md", "html"),
     on_step: Step | None = None,
     progress: Progress | None = None,
+    contained_seconds: float | None = None,
 ) -> RespondResult:
     """Run the whole response; returns the result (``attention`` lists what needs a person)."""
     started = time.perf_counter()
     say = on_step or (lambda _msg: None)
     for name, _version in keys:
         vault.key_info(name)  # unknown keys fail before anything changes
+    # Block first, open the paperwork second: the key is dead before the incident exists.
+    block_versions(vault, principal, keys, reason="respond: containment")
+    if contained_seconds is None:  # callers that blocked earlier pass their own measure
+        contained_seconds = round(time.perf_counter() - started, 3)
     responder = Responder(vault, incidents, principal)
     incident = find_open_incident(incidents, keys)
     if incident is None:
@@ -117,7 +123,7 @@ def respond(
         return value
 
     step("contain", lambda: responder.contain(incident.id, suspend_clients=suspend_clients))
-    result.contained_seconds = round(time.perf_counter() - started, 3)
+    result.contained_seconds = contained_seconds
     assessments = step("assess", lambda: responder.assess(incident.id))
     result.grade = max((a.grade for a in assessments), key=["low", "medium", "high"].index)
     rotation = step("rotate and re-wrap", lambda: responder.rotate(incident.id, algorithm, progress))

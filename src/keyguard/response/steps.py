@@ -21,9 +21,10 @@ from keyguard.assess.engine import Assessment, assess
 from keyguard.audit.log import format_ts
 from keyguard.crypto import envelope
 from keyguard.data.inventory import DataInventory
-from keyguard.errors import ConflictError, KeyStateError, NotFoundError
+from keyguard.errors import ConflictError, KeyStateError
 from keyguard.incident.model import Incident, Status
 from keyguard.incident.service import IncidentService
+from keyguard.response.block import block_versions, target_versions
 from keyguard.store.tables import AuditEvent, Client
 from keyguard.vault.clients import ClientService
 from keyguard.vault.lifecycle import VersionState
@@ -44,21 +45,7 @@ class Responder:
     # ----------------------------------------------------------------- helpers
     def affected(self, incident: Incident) -> list[tuple[str, list[int]]]:
         """(key, versions) pairs the incident covers; no version means every usable one."""
-        out: list[tuple[str, list[int]]] = []
-        for ref in incident.keys:
-            info = self.vault.key_info(ref.name)
-            if ref.version is not None:
-                if ref.version not in info.versions:
-                    raise NotFoundError(f"key {ref.name!r} has no version {ref.version}")
-                out.append((ref.name, [ref.version]))
-            else:
-                out.append(
-                    (
-                        ref.name,
-                        sorted(v for v, i in info.versions.items() if i.state != VersionState.DESTROYED),
-                    )
-                )
-        return out
+        return [(ref.name, target_versions(self.vault, ref.name, ref.version)) for ref in incident.keys]
 
     def _task(self, incident_id: int, action: str, note: str, evidence: dict[str, Any]) -> None:
         incident = self.incidents.get(incident_id)
@@ -77,21 +64,8 @@ class Responder:
         started = time.perf_counter()
         incident = self.incidents.get(incident_id)
         target = VersionState.DISABLED if reversible else VersionState.COMPROMISED
-        blocked: list[dict[str, Any]] = []
-        for name, versions in self.affected(incident):
-            for version in versions:
-                state = self.vault.key_info(name).versions[version].state
-                if state in (VersionState.COMPROMISED, VersionState.DESTROYED) or state == target:
-                    blocked.append({"key": name, "version": version, "state": state, "changed": False})
-                    continue
-                self.vault.set_state(
-                    self.principal,
-                    name,
-                    version,
-                    target.value,
-                    f"incident {incident_id}: containment",
-                )
-                blocked.append({"key": name, "version": version, "state": target.value, "changed": True})
+        refs = [(k.name, k.version) for k in incident.keys]
+        blocked = block_versions(self.vault, self.principal, refs, target, f"incident {incident_id}: containment")
         contained_in = time.perf_counter() - started
         self._task(
             incident_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,35 +87,57 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+_REVISION = re.compile(r"^revision\s*=\s*['\"]([^'\"]+)['\"]", re.M)
+_DOWN = re.compile(r"^down_revision\s*=\s*(.+)$", re.M)
+
+
+def expected_heads() -> set[str]:
+    """Head revisions of the migration scripts, read without importing Alembic (fast start-up)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        found = _REVISION.search(source)
+        if found:
+            revisions.add(found.group(1))
+        down = _DOWN.search(source)
+        if down:
+            parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    return revisions - parents
+
+
+def _current_heads(engine: Engine) -> set[str]:
+    try:
+        with engine.connect() as conn:
+            if "alembic_version" not in inspect(conn).get_table_names():
+                return set()
+            return {row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
+    except OperationalError as exc:
+        raise KeyguardError(
+            f"cannot reach the database: {type(exc.orig).__name__}",
+            hint="check KEYGUARD_DATABASE_URL",
+        ) from None
+
+
 def migrate(engine: Engine) -> None:
     """Apply every Alembic migration not yet applied (idempotent, concurrency safe)."""
     key = str(engine.url)
     with _lock:
         if key in _migrated:
             return
+        if _current_heads(engine) == expected_heads():
+            _migrated.add(key)
+            return
         from alembic import command
         from alembic.config import Config
-        from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        script = ScriptDirectory.from_config(cfg)
-        heads = set(script.get_heads())
-        try:
-            with engine.connect() as conn:
-                current = set(MigrationContext.configure(conn).get_current_heads())
-        except OperationalError as exc:
-            raise KeyguardError(
-                f"cannot reach the database: {type(exc.orig).__name__}",
-                hint="check KEYGUARD_DATABASE_URL",
-            ) from None
-        if current != heads:
-            with write_tx(engine) as conn:
-                if engine.dialect.name == "postgresql":
-                    conn.execute(text("SELECT pg_advisory_xact_lock(7310411)"))
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "heads")
+        with write_tx(engine) as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(7310411)"))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "heads")
         _migrated.add(key)
 
 
