@@ -9,18 +9,19 @@ code: use :func:`incident_service` and :func:`parse_key` from here.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from keyguard.cli.output import JsonOption, console, emit, print_json
+from keyguard.cli.respond_cmd import parse_ref as parse_key
 from keyguard.clock import Clock, SystemClock, format_time, parse_time
 from keyguard.config import Settings
 from keyguard.errors import UsageError
 from keyguard.incident.model import Incident, ItemState, Status
 from keyguard.incident.service import IncidentService
+from keyguard.runtime import open_engine
 
 incident_app = typer.Typer(
     help="Leaked-key incidents: open, track the SLA and the regulators' clocks, notify, report.",
@@ -31,29 +32,9 @@ _STYLE = {ItemState.DONE: "green", ItemState.OVERDUE: "bold red", ItemState.PEND
 LangOption = typer.Option("en", "--lang", help="en or zh.")
 
 
-@lru_cache(maxsize=4)
-def _engine(url: str):  # type: ignore[no-untyped-def]  # noqa: ANN202
-    from keyguard.store.db import create_db_engine, migrate
-
-    engine = create_db_engine(url)
-    migrate(engine)
-    return engine
-
-
 def incident_service(settings: Settings | None = None, clock: Clock | None = None) -> IncidentService:
     """The incident service of ``$KEYGUARD_HOME`` / ``KEYGUARD_DATABASE_URL``."""
-    settings = settings or Settings.from_env()
-    return IncidentService(_engine(settings.database_url), clock or SystemClock())
-
-
-def parse_key(text: str) -> tuple[str, int | None]:
-    """``NAME`` or ``NAME@VERSION`` → (name, version or None)."""
-    name, sep, version = text.strip().partition("@")
-    if not sep:
-        return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise UsageError(f"invalid key reference {text!r}", hint="use NAME or NAME@VERSION, e.g. pay@1")
-    return name, int(version)
+    return IncidentService(open_engine(settings), clock or SystemClock())
 
 
 def _lang(lang: str) -> str:
