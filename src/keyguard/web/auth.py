@@ -1,0 +1,125 @@
+"""Who is looking at the dashboard: the API's bearer token, from a header or a session cookie.
+
+The dashboard accepts exactly the tokens the API accepts (``keyguard client
+token NAME``), through ``Authorization: Bearer`` or the ``keyguard_session``
+cookie that ``/login`` sets (HttpOnly, SameSite=Strict, Secure over https).
+Only the ``admin``, ``operator`` and ``auditor`` roles may look. A presented
+token that is refused is audited (``auth`` / ``denied``) like the API does; a
+visit without any credential is not (it is a browser asking for the page).
+The token is never rendered, logged or echoed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from keyguard.errors import PermissionDeniedError
+from keyguard.vault.principal import Principal
+from keyguard.vault.service import Vault
+
+COOKIE = "keyguard_session"
+ROLES = frozenset({"admin", "operator", "auditor"})
+MAX_TOKEN_LENGTH = 512
+_INVALID = "invalid or expired token"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the request may not see the dashboard: 401 (who are you?) or 403 (not you)."""
+
+    status: int
+    reason: str
+    had_credential: bool = False
+
+
+def presented_token(request: Request) -> str | None:
+    """The bearer token of the request: the Authorization header first, else the session cookie."""
+    scheme, _, value = (request.headers.get("authorization") or "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    cookie = request.cookies.get(COOKIE, "").strip()
+    return cookie or None
+
+
+def _source_ip(request: Request) -> str | None:
+    if getattr(request.app.state, "trusted_proxies", None) is not None:
+        from keyguard.api.deps import client_ip
+
+        return client_ip(request)
+    return request.client.host if request.client else None
+
+
+def _request_id(request: Request) -> str:
+    return str(request.scope.get("keyguard.request_id", ""))
+
+
+def vault_of(request: Request) -> Vault:
+    """The application's vault (``create_app`` puts it on ``app.state.vault``)."""
+    vault: Vault = request.app.state.vault
+    return vault
+
+
+def _lookup(request: Request, token: str, source_ip: str | None, user_agent: str | None, rid: str) -> Principal:
+    cache: Any = getattr(request.app.state, "token_cache", None)
+    if cache is not None:
+        cached: Principal | None = cache.authenticate_cached(token, source_ip, user_agent, rid)
+        if cached is not None:
+            return cached
+        found: Principal = cache.authenticate(token, source_ip, user_agent, rid)
+        return found
+    from keyguard.vault.clients import ClientService
+
+    clients: ClientService = getattr(request.app.state, "clients", None) or ClientService(vault_of(request))
+    return clients.authenticate(token, source_ip, user_agent, rid)
+
+
+def check_token(request: Request, token: str | None) -> Principal | Refusal:
+    """Authenticate ``token`` for the dashboard (blocking: call it from a worker thread)."""
+    if token is None:
+        return Refusal(401, "sign in with a client token")
+    source_ip = _source_ip(request)
+    user_agent = request.headers.get("user-agent")
+    rid = _request_id(request)
+    vault = vault_of(request)
+    if len(token) > MAX_TOKEN_LENGTH:
+        _record_refusal(vault, source_ip, user_agent, rid, _INVALID)
+        return Refusal(401, _INVALID, had_credential=True)
+    try:
+        principal = _lookup(request, token, source_ip, user_agent, rid)
+    except PermissionDeniedError as exc:
+        _record_refusal(vault, source_ip, user_agent, rid, exc.message)
+        if exc.message == _INVALID:
+            return Refusal(401, _INVALID, had_credential=True)
+        return Refusal(403, exc.message, had_credential=True)
+    if principal.role not in ROLES:
+        reason = f"role {principal.role} may not view the dashboard"
+        vault.record(principal, "web.view", "denied", None, None, reason)
+        return Refusal(403, reason, had_credential=True)
+    return principal
+
+
+def authenticate(request: Request) -> Principal | Refusal:
+    """The dashboard viewer of ``request`` (blocking), or why not."""
+    return check_token(request, presented_token(request))
+
+
+def _record_refusal(vault: Vault, source_ip: str | None, user_agent: str | None, rid: str, reason: str) -> None:
+    anonymous = Principal(name="anonymous", role="none", source_ip=source_ip, user_agent=user_agent, request_id=rid)
+    vault.record(anonymous, "auth", "denied", None, None, reason)
+
+
+def is_secure(request: Request) -> bool:
+    """True when the page was fetched over https (the cookie is then marked Secure)."""
+    return request.url.scheme == "https"
+
+
+def same_origin(request: Request) -> bool:
+    """Refuse cross-site form posts: a present Origin header must name this host."""
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    host = request.headers.get("host", "")
+    return origin.split("://", 1)[-1].rstrip("/") == host

@@ -1,0 +1,328 @@
+"""The dashboard: server-rendered, read-only pages over the vault, incidents, alerts and audit log.
+
+Mount it on the API app with :func:`include` (or ``app.include_router(router)``;
+the router serves its own stylesheet and script under ``/static/``). It reads
+``app.state.vault`` (and ``app.state.token_cache`` when present) as set by
+:func:`keyguard.api.app.create_app`.
+
+Pages: ``/`` overview · ``/incidents/{id}`` · ``/incidents/{id}/report.html?lang=en|zh`` ·
+``/keys`` · ``/alerts`` · ``/audit`` · ``/login`` (GET form, POST token) · ``/logout`` (POST).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from starlette.concurrency import run_in_threadpool
+
+from keyguard.errors import NotFoundError
+from keyguard.incident.service import IncidentService
+from keyguard.vault.principal import Principal
+from keyguard.web import auth, views
+
+__all__ = ["include", "router"]
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC_FILES = {"dashboard.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"}
+REFRESH_SECONDS = 30
+MAX_FORM_BYTES = 4096
+
+_PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+# The incident report is a standalone document: inline styles, an embedded PNG chart, no script.
+_REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; frame-ancestors 'none'"
+
+router = APIRouter(include_in_schema=False)
+
+
+@cache
+def environment() -> Environment:
+    """The dashboard's template environment (autoescaped HTML)."""
+    return Environment(
+        loader=FileSystemLoader(TEMPLATE_DIR),
+        autoescape=select_autoescape(["html.j2", "html"], default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _headers(csp: str = _PAGE_CSP) -> dict[str, str]:
+    return {
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+    }
+
+
+def _incidents(request: Request) -> IncidentService:
+    """One incident service per app, on the vault's engine and clock."""
+    service: IncidentService | None = getattr(request.app.state, "web_incidents", None)
+    if service is None:
+        vault = auth.vault_of(request)
+        service = IncidentService(vault.engine, vault.clock)
+        request.app.state.web_incidents = service
+    return service
+
+
+def _render(
+    request: Request,
+    template: str,
+    *,
+    principal: Principal | None,
+    status_code: int = 200,
+    nav: str = "",
+    title: str = "",
+    refresh: int = 0,
+    **context: Any,
+) -> HTMLResponse:
+    vault = auth.vault_of(request)
+    now = vault.clock.now()
+    html = (
+        environment()
+        .get_template(template)
+        .render(
+            base=request.scope.get("root_path", "").rstrip("/"),
+            principal=principal,
+            nav=nav,
+            title=title,
+            refresh=refresh,
+            now=views.short_time(now),
+            now_iso=views.iso(now),
+            **context,
+        )
+    )
+    return HTMLResponse(html, status_code=status_code, headers=_headers())
+
+
+def _refused(request: Request, refusal: auth.Refusal) -> HTMLResponse:
+    """401: the sign-in form (and forget a bad cookie); 403: a plain refusal page."""
+    if refusal.status == 401:
+        error = refusal.reason if refusal.had_credential else ""
+        response = _render(
+            request,
+            "login.html.j2",
+            principal=None,
+            status_code=401,
+            title="Sign in",
+            error=error,
+            next_path=_safe_next(request.url.path),
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer realm="keyguard"'
+        if request.cookies.get(auth.COOKIE):
+            response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+    return _render(
+        request,
+        "error.html.j2",
+        principal=None,
+        status_code=403,
+        title="Access refused",
+        heading="Access refused",
+        message=refusal.reason,
+    )
+
+
+def _not_found(request: Request, principal: Principal, message: str) -> HTMLResponse:
+    return _render(
+        request,
+        "error.html.j2",
+        principal=principal,
+        status_code=404,
+        title="Not found",
+        heading="Not found",
+        message=message,
+    )
+
+
+def _safe_next(path: str | None) -> str:
+    """A local path to return to after signing in (never another site)."""
+    if not path or not path.startswith("/") or path.startswith(("//", "/log")) or "\\" in path:
+        return "/"
+    return path
+
+
+# ------------------------------------------------------------------------------------- pages
+
+
+@router.get("/", name="web.overview", response_class=HTMLResponse)
+def overview_page(request: Request) -> Response:
+    """Open incidents with their SLA phase and overdue duties; keys by state; open alerts."""
+    who = auth.authenticate(request)
+    if isinstance(who, auth.Refusal):
+        return _refused(request, who)
+    data = views.overview(auth.vault_of(request), _incidents(request), who)
+    return _render(
+        request, "overview.html.j2", principal=who, nav="overview", title="Overview", refresh=REFRESH_SECONDS, **data
+    )
+
+
+@router.get("/incidents/{incident_id}", name="web.incident", response_class=HTMLResponse)
+def incident_page(request: Request, incident_id: int) -> Response:
+    """One incident: phases and tasks, obligations with countdowns, timeline, risk factors."""
+    who = auth.authenticate(request)
+    if isinstance(who, auth.Refusal):
+        return _refused(request, who)
+    try:
+        data = views.incident_detail(_incidents(request), incident_id)
+    except NotFoundError:
+        return _not_found(request, who, f"There is no incident {incident_id}.")
+    return _render(
+        request,
+        "incident.html.j2",
+        principal=who,
+        nav="overview",
+        title=f"Incident {incident_id}",
+        refresh=REFRESH_SECONDS,
+        **data,
+    )
+
+
+@router.get("/incidents/{incident_id}/report.html", name="web.report", response_class=HTMLResponse)
+def report_page(request: Request, incident_id: int, lang: str = Query(default="en", pattern="^(en|zh)$")) -> Response:
+    """The incident report (HTML, English or Simplified Chinese), as ``keyguard incident report`` renders it."""
+    who = auth.authenticate(request)
+    if isinstance(who, auth.Refusal):
+        return _refused(request, who)
+    from keyguard.incident.report.render import render_report
+    from keyguard.incident.report.sources import gather_report_data
+
+    try:
+        data = gather_report_data(_incidents(request), incident_id)
+    except NotFoundError:
+        return _not_found(request, who, f"There is no incident {incident_id}.")
+    body = render_report(data, "html", lang)
+    headers = _headers(_REPORT_CSP)
+    headers["Content-Disposition"] = f'inline; filename="incident-{incident_id}-report-{lang}.html"'
+    return HTMLResponse(body, headers=headers)
+
+
+@router.get("/keys", name="web.keys", response_class=HTMLResponse)
+def keys_page(request: Request) -> Response:
+    """Every key with its versions and their states (metadata only)."""
+    who = auth.authenticate(request)
+    if isinstance(who, auth.Refusal):
+        return _refused(request, who)
+    rows = views.key_rows(auth.vault_of(request), who)
+    return _render(request, "keys.html.j2", principal=who, nav="keys", title="Keys", keys=rows)
+
+
+@router.get("/alerts", name="web.alerts", response_class=HTMLResponse)
+def alerts_page(request: Request) -> Response:
+    """Open alerts of the monitor (when its tables exist)."""
+    who = auth.authenticate(request)
+    if isinstance(who, auth.Refusal):
+        return _refused(request, who)
+    rows = views.alert_rows(auth.vault_of(request).engine)
+    return _render(
+        request, "alerts.html.j2", principal=who, nav="alerts", title="Alerts", refresh=REFRESH_SECONDS, alerts=rows
+    )
+
+
+@router.get("/audit", name="web.audit", response_class=HTMLResponse)
+def audit_page(request: Request) -> Response:
+    """The last 100 audit events and the chain's verification; the read is itself audited."""
+    who = auth.authenticate(request)
+    if isinstance(who, auth.Refusal):
+        return _refused(request, who)
+    vault = auth.vault_of(request)
+    with vault.audited(who, "audit.read", None) as ctx:
+        who.require("audit.read")
+        chain = views.chain_status(vault)
+        events = views.last_events(vault.engine)
+        ctx["reason"] = f"dashboard: last {len(events)} events"
+    return _render(request, "audit.html.j2", principal=who, nav="audit", title="Audit log", chain=chain, events=events)
+
+
+# ------------------------------------------------------------------------------------- sign in
+
+
+@router.get("/login", name="web.login", response_class=HTMLResponse)
+def login_form(request: Request, next_path: str = Query(default="/", alias="next", max_length=512)) -> Response:
+    """The sign-in form: paste a ``keyguard client token`` value."""
+    return _render(request, "login.html.j2", principal=None, title="Sign in", error="", next_path=_safe_next(next_path))
+
+
+@router.post("/login", name="web.login.submit", response_class=HTMLResponse)
+async def login_submit(request: Request) -> Response:
+    """Check the pasted token; on success set the session cookie and go to ``next``."""
+    if not auth.same_origin(request):
+        return await run_in_threadpool(
+            _refused, request, auth.Refusal(403, "cross-site sign-in refused", had_credential=True)
+        )
+    body = await request.body()
+    fields = parse_qs(body[:MAX_FORM_BYTES].decode("utf-8", "replace"), max_num_fields=4)
+    token = (fields.get("token") or [""])[0].strip()
+    next_path = _safe_next((fields.get("next") or ["/"])[0])
+    who = await run_in_threadpool(auth.check_token, request, token or None)
+    if isinstance(who, auth.Refusal):
+        if who.status == 401:
+            reason = who.reason if token else "paste a client token"
+            return await run_in_threadpool(
+                _render,
+                request,
+                "login.html.j2",
+                principal=None,
+                status_code=401,
+                title="Sign in",
+                error=reason,
+                next_path=next_path,
+            )
+        return await run_in_threadpool(_refused, request, who)
+    await run_in_threadpool(auth.vault_of(request).record, who, "web.login", "ok", None, None, "dashboard sign-in")
+    response = RedirectResponse(next_path, status_code=303, headers={"Cache-Control": "no-store"})
+    response.set_cookie(
+        auth.COOKIE,
+        token,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=auth.is_secure(request),
+    )
+    return response
+
+
+@router.post("/logout", name="web.logout")
+def logout(request: Request) -> Response:
+    """Forget the session cookie (the token itself stays valid until it expires)."""
+    base = request.scope.get("root_path", "").rstrip("/")
+    response = RedirectResponse(f"{base}/login", status_code=303, headers={"Cache-Control": "no-store"})
+    response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict", secure=auth.is_secure(request))
+    return response
+
+
+# ------------------------------------------------------------------------------------- static
+
+
+@router.get("/static/{name}", name="web.static")
+def static_file(name: str) -> Response:
+    """The dashboard's stylesheet and script (a fixed list: no path ever reaches the disk)."""
+    media_type = STATIC_FILES.get(name)
+    if media_type is None:
+        return Response("not found", status_code=404, media_type="text/plain")
+    content = (STATIC_DIR / name).read_bytes()
+    return Response(
+        content,
+        media_type=media_type,
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+def include(app: FastAPI) -> None:
+    """Add the dashboard to ``app`` (built by :func:`keyguard.api.app.create_app`).
+
+    The router carries every page and its static files (``/static/dashboard.css``,
+    ``/static/dashboard.js``), so nothing else needs mounting.
+    """
+    app.include_router(router)
