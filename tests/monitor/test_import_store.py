@@ -87,6 +87,7 @@ def test_export_shape(engine: Engine, tmp_path: Path) -> None:
     assert records[0]["source"] == "jsonl" and records[0]["source_line"] == 1
 
 
+@pytest.mark.slow
 def test_cli_import_and_export(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -124,6 +124,7 @@ def test_follow_file_like_tail_f(engine: Engine, tmp_path: Path) -> None:
     assert again.step().events == 1
 
 
+@pytest.mark.slow
 def test_cli_watch_once_and_alert_commands(
     db_url: str,
     engine: Engine,
