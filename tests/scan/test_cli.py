@@ -49,9 +49,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def test_json_records_are_spec_shaped_and_redacted(
-    capsys: pytest.CaptureFixture[str], leaky: tuple[Path, str]
-) -> None:
+def test_json_records_are_spec_shaped_and_redacted(capsys: pytest.CaptureFixture[str], leaky: tuple[Path, str]) -> None:
     folder, token = leaky
     code, out, _ = run(capsys, "scan", str(folder), "--format", "json")
     assert code == 1
@@ -76,9 +74,7 @@ def test_jsonl_and_csv(capsys: pytest.CaptureFixture[str], leaky: tuple[Path, st
     assert rows[0] == SPEC_FIELDS and len(rows) == 3
 
 
-def test_sarif_validates(
-    capsys: pytest.CaptureFixture[str], leaky: tuple[Path, str], tmp_path: Path
-) -> None:
+def test_sarif_validates(capsys: pytest.CaptureFixture[str], leaky: tuple[Path, str], tmp_path: Path) -> None:
     folder, token = leaky
     target = tmp_path / "out.sarif"
     code, out, _ = run(capsys, "scan", str(folder), "-f", "sarif", "-o", str(target))
@@ -99,9 +95,7 @@ def test_sarif_empty_run_validates(capsys: pytest.CaptureFixture[str], tmp_path:
     jsonschema.validate(json.loads(out), SCHEMA)
 
 
-def test_table_and_clean_exit(
-    capsys: pytest.CaptureFixture[str], leaky: tuple[Path, str], tmp_path: Path
-) -> None:
+def test_table_and_clean_exit(capsys: pytest.CaptureFixture[str], leaky: tuple[Path, str], tmp_path: Path) -> None:
     folder, token = leaky
     code, out, _ = run(capsys, "scan", str(folder))
     assert code == 1 and "github-pat" in out and token not in out
@@ -128,9 +122,7 @@ def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str], args: list[str]) 
     assert code == 2 and err.startswith("keyguard: error:") and out == ""
 
 
-def test_stdin(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, gen: Callable[[str], str]
-) -> None:
+def test_stdin(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, gen: Callable[[str], str]) -> None:
     token = gen("{crc:ghp}")
 
     class Stdin:
@@ -159,17 +151,13 @@ def test_baseline_identity_survives_moves(
     assert code == 1 and [r["file"].split("/")[-1] for r in json.loads(out)] == ["new.py"]
 
 
-def test_invalid_baseline(
-    capsys: pytest.CaptureFixture[str], leaky: tuple[Path, str], tmp_path: Path
-) -> None:
+def test_invalid_baseline(capsys: pytest.CaptureFixture[str], leaky: tuple[Path, str], tmp_path: Path) -> None:
     bad = tmp_path / "b.json"
     bad.write_text("{}")
     assert run(capsys, "scan", str(leaky[0]), "--baseline", str(bad))[0] == 2
 
 
-def test_keyguard_toml_allowlist(
-    capsys: pytest.CaptureFixture[str], leaky: tuple[Path, str]
-) -> None:
+def test_keyguard_toml_allowlist(capsys: pytest.CaptureFixture[str], leaky: tuple[Path, str]) -> None:
     folder, _ = leaky
     (folder / ".keyguard.toml").write_text("[allowlist]\npaths = ['''\\.pem$''']\n")
     code, out, _ = run(capsys, "scan", str(folder), "--json")
@@ -182,9 +170,7 @@ def test_git_cli(capsys: pytest.CaptureFixture[str], repo: Path, gen: Callable[[
     sha = commit(repo, "leak", "2024-01-01T00:00:00+00:00", "Eve Leaker")
     (repo / "a.py").write_text("T = None\n")
     commit(repo, "fix", "2024-01-02T00:00:00+00:00")
-    code, out, _ = run(
-        capsys, "scan", str(repo), "--git", "--json", "--max-commits", "5", "--since", "2020-01-01"
-    )
+    code, out, _ = run(capsys, "scan", str(repo), "--git", "--json", "--max-commits", "5", "--since", "2020-01-01")
     records = json.loads(out)
     assert code == 1 and [(r["commit"], r["author"], r["email"]) for r in records] == [
         (sha, "Eve Leaker", "eve@corp.test")
@@ -217,3 +203,14 @@ def test_rules_test_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     code, out, _ = run(capsys, "rules", "test", str(bad))
     assert code == 1 and "FAIL" in out
     assert run(capsys, "rules", "list", "--json")[0] == 0
+
+
+def test_module_entry_point(capsys: pytest.CaptureFixture[str], leaky: tuple[Path, str], tmp_path: Path) -> None:
+    from keyguard.scan.__main__ import main as scan_main
+
+    folder, token = leaky
+    assert scan_main(["scan", str(folder), "--json"]) == 1
+    records = json.loads(capsys.readouterr().out)
+    assert len(records) == 2 and token not in json.dumps(records)
+    assert scan_main(["scan", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("keyguard: error: no such file")

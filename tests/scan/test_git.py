@@ -58,9 +58,7 @@ def test_branch_since_max_commits(repo: Path, scanner: Scanner, history: dict[st
     last = scan_history(scanner, str(repo), branch="feature", max_commits=1, jobs=1)
     assert [f.secret for f in last] == [history["u"]]
     # the tweak commit alone re-adds the blob: attributed to it when earlier ones are excluded
-    window = scan_history(
-        scanner, str(repo), branch="main", since="2024-01-15T00:00:00+00:00", jobs=1
-    )
+    window = scan_history(scanner, str(repo), branch="main", since="2024-01-15T00:00:00+00:00", jobs=1)
     assert [(f.secret, f.commit) for f in window] == [(history["t"], history["c2"])]
 
 
@@ -84,9 +82,7 @@ def test_bad_branch_is_usage_error(repo: Path, scanner: Scanner, history: dict[s
         scan_history(scanner, str(repo), branch="nope")
 
 
-def test_staged_reports_only_added_lines(
-    repo: Path, scanner: Scanner, gen: Callable[[str], str]
-) -> None:
+def test_staged_reports_only_added_lines(repo: Path, scanner: Scanner, gen: Callable[[str], str]) -> None:
     old = gen("{crc:ghp}")
     (repo / "app.py").write_text(f"TOKEN = '{old}'\n")
     commit(repo, "old", "2024-01-01T00:00:00+00:00")

@@ -218,9 +218,7 @@ def test_load_vault_index_without_vault(monkeypatch: pytest.MonkeyPatch) -> None
         load_vault_index()
 
 
-def test_old_commit_leak_opens_incident(
-    repo: Path, index: FakeIndex, keys: dict[str, object]
-) -> None:
+def test_old_commit_leak_opens_incident(repo: Path, index: FakeIndex, keys: dict[str, object]) -> None:
     material = base64.b64encode(keys["aes"]).decode()  # type: ignore[arg-type]
     (repo / "settings.py").write_text(f"MASTER_KEY = '{material}'\n")
     leak = commit(repo, "add settings", "2023-05-04T08:30:00+00:00", "Mallory Dev")

@@ -79,9 +79,7 @@ def test_planted_token_found_whatever_surrounds_it(prefix: str, suffix: str, see
 def test_findings_shift_with_prepended_lines(data: str, shift: int) -> None:
     base = SCANNER.scan_bytes(data.encode(), Origin("x"))
     moved = SCANNER.scan_bytes(("\n" * shift + data).encode(), Origin("x"))
-    assert [(f.rule, f.secret, f.line + shift) for f in base] == [
-        (f.rule, f.secret, f.line) for f in moved
-    ]
+    assert [(f.rule, f.secret, f.line + shift) for f in base] == [(f.rule, f.secret, f.line) for f in moved]
     # identity is independent of position and entropy
     assert [f.fingerprint for f in base] == [f.fingerprint for f in moved]
 

@@ -23,9 +23,7 @@ def _tree(root: Path, files: dict[str, str | bytes]) -> None:
         path.write_bytes(content.encode() if isinstance(content, str) else content)
 
 
-def test_directory_honours_gitignore_without_git(
-    tmp_path: Path, scanner: Scanner, gen: Callable[[str], str]
-) -> None:
+def test_directory_honours_gitignore_without_git(tmp_path: Path, scanner: Scanner, gen: Callable[[str], str]) -> None:
     token = gen("t = {crc:ghp}\n")
     _tree(
         tmp_path,
@@ -39,18 +37,13 @@ def test_directory_honours_gitignore_without_git(
             "sub/secret.txt": token,
         },
     )
-    found = sorted(
-        Path(f.file).relative_to(tmp_path).as_posix()
-        for f in scan_targets(scanner, [str(tmp_path)])
-    )
+    found = sorted(Path(f.file).relative_to(tmp_path).as_posix() for f in scan_targets(scanner, [str(tmp_path)]))
     assert found == ["keep.log", "src/app.py"]
     everything = scan_targets(scanner, [str(tmp_path)], no_ignore=True)
     assert len(everything) == 5
 
 
-def test_directory_inside_git_uses_git_view(
-    repo: Path, scanner: Scanner, gen: Callable[[str], str]
-) -> None:
+def test_directory_inside_git_uses_git_view(repo: Path, scanner: Scanner, gen: Callable[[str], str]) -> None:
     token = gen("t = {crc:ghp}\n")
     _tree(repo, {".gitignore": "ignored/\n", "a.py": token, "ignored/b.py": token, "new.py": token})
     git(repo, "add", "a.py", ".gitignore")
@@ -59,9 +52,7 @@ def test_directory_inside_git_uses_git_view(
     assert len(scan_targets(scanner, [str(repo)])) == 2
 
 
-def test_binary_skipped_by_content(
-    tmp_path: Path, scanner: Scanner, gen: Callable[[str], str]
-) -> None:
+def test_binary_skipped_by_content(tmp_path: Path, scanner: Scanner, gen: Callable[[str], str]) -> None:
     token = gen("{crc:ghp}")
     (tmp_path / "data.txt").write_bytes(b"\x00\x01" + token.encode())
     (tmp_path / "notes.bin").write_text(f"t={token}")
