@@ -138,3 +138,15 @@ def test_prefilter_regexes_compile_in_python() -> None:
     for rule in RULES:
         if rule.prefilter:
             re.compile(rule.prefilter)
+
+
+def test_validation_result_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from keyguard.scan import catalog
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    catalog._builtin.cache_clear()
+    try:
+        assert len(catalog.load_rules()) == len(RULES)
+        assert len(list((tmp_path / "keyguard").glob("catalog-*.ok"))) == 1
+    finally:
+        catalog._builtin.cache_clear()
