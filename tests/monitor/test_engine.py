@@ -70,8 +70,7 @@ def test_grouped_update_keeps_first_and_last_time() -> None:
     rule = next(r for r in load_rules() if r.id == "compromised-version-use")
     engine = DetectionEngine([rule], compromised={"pay": [1]})
     events = [
-        MonitorEvent(ts=epoch_ts(1_767_600_000 + i), op="decrypt", result="ok", key="pay", version=1)
-        for i in range(5)
+        MonitorEvent(ts=epoch_ts(1_767_600_000 + i), op="decrypt", result="ok", key="pay", version=1) for i in range(5)
     ]
     (update,) = engine.process_many(events)
     assert update.count == 5

@@ -211,3 +211,29 @@ def test_notify_wakes_the_watcher_on_postgresql(engine: Engine) -> None:
         thread.join(15)
         dispatcher.close()
     assert latency < 2.0  # far below the 10 s poll: the notification woke it
+
+
+def test_a_failed_step_is_retried_from_the_last_snapshot(engine: Engine) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    append_audit(engine, 1, 10)
+    watcher = Watcher(engine, snapshot_every=3600)
+    assert watcher.audit is not None
+    real_read = watcher.audit.read
+    calls = {"n": 0}
+
+    def flaky() -> tuple[list[object], int]:
+        calls["n"] += 1
+        if calls["n"] == 2:  # after the first step committed its alert, the database "fails"
+            raise OperationalError("SELECT", {}, Exception("connection lost"))
+        return real_read()  # type: ignore[return-value]
+
+    watcher.audit.read = flaky  # type: ignore[method-assign]
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,), kwargs={"poll": 0.05}, daemon=True)
+    thread.start()
+    time.sleep(1.5)
+    stop.set()
+    thread.join(10)
+    assert _alerts(engine) == 1  # replayed from the snapshot: not raised twice
+    assert Watcher(engine).run_once().events == 0  # cursor persisted on exit

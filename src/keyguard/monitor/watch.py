@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, Table, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from keyguard.monitor import metrics
 from keyguard.monitor.alerts import alert_dict
@@ -60,20 +61,36 @@ class Watcher:
         self.engine = engine
         self.dispatcher = dispatcher
         self.detector = detector or load_detector(engine)
-        state = get_state(engine, AUDIT_CURSOR)
-        self.audit = AuditFollower(engine, int(state["id"]) if state else 0) if follow_audit else None
+        self.audit = AuditFollower(engine) if follow_audit else None
         self.files = list(files)
-        for follower in self.files:
-            saved = get_state(engine, follower.state_name)
-            if saved:
-                follower.cursor = FileCursor(**saved)
         self.total = StepResult()
         self.snapshot_every = snapshot_every
         self._last_context = 0.0
+        self._dirty_files: set[FileFollower] = set()
+        self._load_positions()
+
+    def _load_positions(self) -> None:
+        """Cursors from ``monitor_state`` (where the last snapshot left off)."""
+        state = get_state(self.engine, AUDIT_CURSOR)
+        if self.audit is not None:
+            self.audit.cursor = int(state["id"]) if state else 0
+        for follower in self.files:
+            saved = get_state(self.engine, follower.state_name)
+            follower.cursor = FileCursor(**saved) if saved else FileCursor()
+        self._audit_cursor = self.audit.cursor if self.audit is not None else 0
         self._persisted_at = time.monotonic()
         self._dirty = False
-        self._dirty_files: set[FileFollower] = set()
-        self._audit_cursor = self.audit.cursor if self.audit is not None else 0
+        self._dirty_files.clear()
+
+    def recover(self) -> None:
+        """After a failed step: go back to the last snapshot and cursors (events are replayed)."""
+        fresh = DetectionEngine(self.detector.rules, tiers=self.detector.tiers)
+        saved = get_state(self.engine, DETECTOR_STATE)
+        if saved is not None:
+            fresh.restore(saved)
+        self.detector = fresh
+        self._last_context = 0.0
+        self._load_positions()
 
     def _refresh_context(self) -> None:
         now = time.monotonic()
@@ -151,9 +168,23 @@ class Watcher:
     def run(self, stop: threading.Event, poll: float = POLL_SECONDS) -> StepResult:
         """Loop until ``stop`` is set: wake on NOTIFY (PostgreSQL) or every ``poll`` seconds."""
         listener = _Listener(self.engine) if self.engine.dialect.name == "postgresql" else None
+        failures = 0
         try:
             while not stop.is_set():
-                step = self.step()
+                try:
+                    step = self.step()
+                    if failures:
+                        log.warning("watch recovered after %d failed steps", failures)
+                    failures = 0
+                except (SQLAlchemyError, OSError) as exc:
+                    failures += 1
+                    log.warning("watch step failed (%s); retrying from the last snapshot", type(exc).__name__)
+                    stop.wait(min(0.25 * 2**failures, 5.0))
+                    try:
+                        self.recover()
+                    except (SQLAlchemyError, OSError):
+                        pass
+                    continue
                 if step.events:
                     continue  # more may be waiting: do not sleep
                 if listener is not None:
@@ -163,7 +194,10 @@ class Watcher:
         finally:
             if listener is not None:
                 listener.close()
-            self.persist()
+            try:
+                self.persist()
+            except (SQLAlchemyError, OSError) as exc:
+                log.warning("could not persist the watch state on exit: %s", type(exc).__name__)
         return self.total
 
 
@@ -187,10 +221,18 @@ class _Listener:
         if self._conn is None:
             time.sleep(timeout)
             return
-        for _ in self._conn.notifies(timeout=timeout, stop_after=1):
-            break
+        try:
+            for _ in self._conn.notifies(timeout=timeout, stop_after=1):
+                break
+        except Exception as exc:  # noqa: BLE001 - the connection dropped: poll from now on
+            log.warning("LISTEN connection lost, polling only: %s", type(exc).__name__)
+            self.close()
+            self._conn = None
 
     def close(self) -> None:
         """Close the connection."""
         if self._conn is not None:
-            self._conn.close()
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001, S110 - closing a broken connection
+                pass
