@@ -67,6 +67,7 @@ class Watcher:
         self.snapshot_every = snapshot_every
         self._last_context = 0.0
         self._dirty_files: set[FileFollower] = set()
+        self._snapshot_cost = 0.0
         self._load_positions()
 
     def _load_positions(self) -> None:
@@ -132,13 +133,16 @@ class Watcher:
         self.total.events += result.events
         if result.events or self._dirty_files:
             self._dirty = True
-        due = time.monotonic() - self._persisted_at >= self.snapshot_every
+        # A big detector state is snapshotted less often: at most 10% of the time goes to it.
+        due = time.monotonic() - self._persisted_at >= max(self.snapshot_every, 10 * self._snapshot_cost)
         if not updates and not (self._dirty and (persist or due)):
             return result
         with write_tx(self.engine) as conn:
             created = save_alerts_in(conn, updates) if updates else []
             if self._dirty and (persist or due):
+                started = time.monotonic()
                 put_state(conn, DETECTOR_STATE, self.detector.snapshot())
+                self._snapshot_cost = time.monotonic() - started
                 if self.audit is not None:
                     put_state(conn, AUDIT_CURSOR, {"id": self._audit_cursor})
                 for follower in self._dirty_files:
