@@ -71,7 +71,10 @@ def test_incident_page_shows_phases_tasks_obligations_timeline_and_risk(web: Tes
     assert 'class="phase phase-overdue"' in page.text  # the contain phase still has open tasks, 79 h late
     assert "gdpr-art33" in body and "Lead supervisory authority" in body
     assert re.search(r'<tr class="ob-overdue">\s*<td data-label="Regulation"><strong>gdpr-art33', page.text)
-    assert "Needs attention now" in body and "obligation gdpr-art33 overdue since" in body
+    assert "Needs attention now" in body and "gdpr-art33 notice overdue by 8h 00m" in body
+    assert re.search(
+        r"\d+ tasks overdue: verify-dead, suspend-clients, start-regulatory-clocks, inform-owner and", body
+    )
     assert "incident opened with playbook leaked-key" in body
     assert "task compromise-key done" in body
     assert RISK_FACTOR in body

@@ -33,7 +33,8 @@ def test_countdown_states() -> None:
     assert soon == {"text": "due in 20m", "state": "soon", "due": "2026-11-28T12:20:00Z", "live": True}
     assert views.countdown(NOW - timedelta(hours=1), NOW)["text"] == "overdue by 1h 00m"
     late = views.countdown(NOW - timedelta(hours=1), NOW, done=NOW)
-    assert late["state"] == "done" and late["text"] == "done 1h 00m late" and not late["live"]
+    assert late["state"] == "late" and late["text"] == "done 1h 00m late" and not late["live"]
+    assert views.countdown(NOW + timedelta(hours=1), NOW, done=NOW)["text"] == "done"
     assert views.countdown(None, NOW)["text"] == "no fixed due time"
     assert views.short_time(datetime(2026, 11, 28, 9, 30)) == "2026-11-28 09:30 UTC"  # naive = UTC
 

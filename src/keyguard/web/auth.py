@@ -117,9 +117,18 @@ def is_secure(request: Request) -> bool:
 
 
 def same_origin(request: Request) -> bool:
-    """Refuse cross-site form posts: a present Origin header must name this host."""
+    """Refuse cross-site form posts (login CSRF).
+
+    ``Sec-Fetch-Site`` (sent by current browsers) must say ``same-origin`` or
+    ``none``; an ``Origin`` header, when sent and not ``null``, must name this host.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
     origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None
+    if origin is None:
+        return True
+    if origin == "null":
+        return site == "same-origin"
     host = request.headers.get("host", "")
     return origin.split("://", 1)[-1].rstrip("/") == host

@@ -63,11 +63,12 @@ def span(delta: timedelta) -> str:
 
 
 def countdown(due: datetime | None, now: datetime, done: datetime | None = None) -> dict[str, Any]:
-    """A countdown to ``due``: text, state (``done``, ``overdue``, ``soon``, ``pending``) and the ISO time."""
+    """A countdown to ``due``: text, state (done, late, overdue, soon, pending) and the ISO time."""
     if done is not None:
         late = aware(done) - aware(due) if due is not None else timedelta(0)
-        text_ = "done" if late <= timedelta(0) else f"done {span(late)} late"
-        return {"text": text_, "state": "done", "due": iso(due), "live": False}
+        if late <= timedelta(0):
+            return {"text": "done", "state": "done", "due": iso(due), "live": False}
+        return {"text": f"done {span(late)} late", "state": "late", "due": iso(due), "live": False}
     if due is None:
         return {"text": "no fixed due time", "state": "pending", "due": "", "live": False}
     left = aware(due) - now
@@ -124,8 +125,8 @@ def incident_summary(incident: Incident, now: datetime) -> dict[str, Any]:
     """One row of the overview: status, severity, the current SLA phase and overdue duties."""
     current = next((p for p in incident.phases if p.done_at is None), None)
     overdue_obligations = [_obligation_view(o, now) for o in incident.obligations if o.state(now) is ItemState.OVERDUE]
-    pending_obligations = [o for o in incident.obligations if o.done_at is None and o.due_at is not None]
-    next_obligation = min(pending_obligations, key=lambda o: o.due_at or now, default=None)
+    upcoming = [o for o in incident.obligations if o.state(now) is ItemState.PENDING and o.due_at is not None]
+    next_obligation = min(upcoming, key=lambda o: o.due_at or now, default=None)
     return {
         "id": incident.id,
         "title": incident.title,
@@ -142,6 +143,22 @@ def incident_summary(incident: Incident, now: datetime) -> dict[str, Any]:
         "next_obligation": _obligation_view(next_obligation, now) if next_obligation is not None else None,
         "attention": len(incident.attention(now)),
     }
+
+
+def attention(incident: Incident, now: datetime, max_tasks: int = 4) -> list[str]:
+    """What needs a person now, in short sentences: each overdue obligation, then the overdue tasks."""
+    if incident.is_closed:
+        return []
+    items = [
+        f"{o.regulation} notice overdue by {span(now - aware(o.due_at))} (was due {short_time(o.due_at)})"
+        for o in incident.obligations
+        if o.due_at is not None and o.state(now) is ItemState.OVERDUE
+    ]
+    late = [t.id for t in incident.tasks if t.state(now) is ItemState.OVERDUE]
+    if late:
+        shown = ", ".join(late[:max_tasks]) + (f" and {len(late) - max_tasks} more" if len(late) > max_tasks else "")
+        items.append(f"{len(late)} task{'s' if len(late) != 1 else ''} overdue: {shown}")
+    return items
 
 
 def table_exists(engine: Engine, name: str) -> bool:
@@ -207,7 +224,7 @@ def incident_detail(incidents: IncidentService, incident_id: int) -> dict[str, A
             "root_cause": incident.root_cause,
             "is_closed": incident.is_closed,
         },
-        "attention": incident.attention(now),
+        "attention": attention(incident, now),
         "phases": [_phase_view(p, now) for p in incident.phases],
         "obligations": [_obligation_view(o, now) for o in incident.obligations],
         "timeline": [

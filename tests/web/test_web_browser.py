@@ -1,0 +1,145 @@
+"""The dashboard in a real browser: uvicorn on a free port, Debian's Chromium driven by Playwright.
+
+Never runs ``playwright install``: it uses /usr/lib/chromium/chromium (``apt-get install
+chromium``) and skips with the reason when Chromium or the playwright package is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from keyguard.vault.principal import Principal
+from keyguard.vault.service import Vault
+from keyguard.web import auth
+from tests.web.conftest import RISK_FACTOR, Scene, build_scene, make_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
+
+CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+STEP_TIMEOUT_MS = 15_000  # generous: two shared cores may be busy with other suites
+SERVER_START_TIMEOUT_S = 15.0
+
+
+def _chromium() -> str:
+    for path in CHROMIUM_CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    pytest.skip("Chromium not found at /usr/lib/chromium/chromium or /usr/bin/chromium (apt-get install chromium)")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(vault: Vault, admin: Principal) -> Iterator[tuple[str, Scene]]:
+    """uvicorn serving the API app with the dashboard, in a thread, on a free localhost port."""
+    import uvicorn
+
+    scene = build_scene(vault, admin)
+    port = _free_port()
+    config = uvicorn.Config(
+        make_app(vault), host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, name="web-test-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while not srv.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            srv.should_exit = True
+            pytest.fail(f"uvicorn did not start on port {port} within {SERVER_START_TIMEOUT_S} s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", scene
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sign_in_then_overview_incident_report(server: tuple[str, Scene], tmp_path: Path) -> None:
+    executable = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    base, scene = server
+    token = scene.tokens["operator"]
+    title = "Payment key pushed to a public repository"
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, timeout=30_000)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(STEP_TIMEOUT_MS)
+            context.set_default_navigation_timeout(STEP_TIMEOUT_MS)
+            page = context.new_page()
+
+            # Unauthenticated: the sign-in form, with a 401.
+            response = page.goto(base + "/")
+            assert response is not None and response.status == 401
+            page.get_by_label("Client token").fill(token)
+            page.screenshot(path=str(tmp_path / "login.png"))
+            with page.expect_navigation():
+                page.get_by_role("button", name="Sign in").click()
+            assert page.url == base + "/", page.inner_text("main")
+            sync_api.expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+            sync_api.expect(page.get_by_role("link", name=f"#{scene.incident_id} {title}")).to_be_visible()
+            sync_api.expect(page.locator(".overdue-list")).to_contain_text("gdpr-art33")
+            assert "web-operator" in page.locator(".who").inner_text()
+
+            # The session cookie is HttpOnly and SameSite=Strict: page scripts cannot read it.
+            cookies = {c["name"]: c for c in context.cookies()}
+            assert cookies[auth.COOKIE]["httpOnly"] is True
+            assert cookies[auth.COOKIE]["sameSite"] == "Strict"
+            assert page.evaluate("document.cookie") == ""
+            assert token not in page.content()
+            page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
+
+            # Overview → incident.
+            with page.expect_navigation():
+                page.get_by_role("link", name=f"#{scene.incident_id} {title}").click()
+            assert page.url == f"{base}/incidents/{scene.incident_id}"
+            sync_api.expect(page.get_by_role("heading", name="Contain and revoke (0-1 h)")).to_be_visible()
+            sync_api.expect(page.get_by_text(RISK_FACTOR)).to_be_visible()
+            sync_api.expect(page.locator("tr.ob-overdue").first).to_contain_text("gdpr-art33")
+            # The countdown script keeps the overdue text live (it is re-rendered every second).
+            sync_api.expect(page.locator("tr.ob-overdue time.countdown").first).to_have_text(
+                __import__("re").compile(r"^overdue by \d")
+            )
+            assert token not in page.content()
+            page.screenshot(path=str(tmp_path / "incident.png"), full_page=True)
+
+            # Incident → report (the "view in browser" link; the language links download the file).
+            with page.expect_navigation():
+                page.get_by_role("link", name="view in browser").click()
+            assert page.url == f"{base}/incidents/{scene.incident_id}/report.html?lang=en"
+            sync_api.expect(page.locator("body")).to_contain_text(title)
+            sync_api.expect(page.locator("body")).to_contain_text(RISK_FACTOR)
+            assert token not in page.content()
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+            context.close()
+        finally:
+            browser.close()
+
+    for name in ("login", "overview", "incident", "report"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 5_000
