@@ -237,3 +237,14 @@ def test_a_failed_step_is_retried_from_the_last_snapshot(engine: Engine) -> None
     thread.join(10)
     assert _alerts(engine) == 1  # replayed from the snapshot: not raised twice
     assert Watcher(engine).run_once().events == 0  # cursor persisted on exit
+
+
+def test_background_watch(engine: Engine) -> None:
+    from keyguard.monitor.watch import start_background
+
+    with http_receiver() as rx:
+        background = start_background(engine, [parse_sink(rx.url)], poll=0.05)
+        append_audit(engine, 1, 10)
+        assert rx.event.wait(5)
+        background.stop()
+    assert not background.thread.is_alive()

@@ -240,3 +240,30 @@ class _Listener:
                 self._conn.close()
             except Exception:  # noqa: BLE001, S110 - closing a broken connection
                 pass
+
+
+@dataclass
+class BackgroundWatch:
+    """A watcher running on its own thread (for ``keyguard serve``); ``stop()`` ends it."""
+
+    watcher: Watcher
+    thread: threading.Thread
+    stop_event: threading.Event
+    dispatcher: Dispatcher | None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop, persist, and deliver what is queued."""
+        self.stop_event.set()
+        self.thread.join(timeout)
+        if self.dispatcher is not None:
+            self.dispatcher.close(timeout)
+
+
+def start_background(engine: Engine, sinks: Sequence[Any] = (), *, poll: float = POLL_SECONDS) -> BackgroundWatch:
+    """Start ``watch`` on a daemon thread with ``sinks`` (from :func:`~keyguard.monitor.sinks.parse_sink`)."""
+    dispatcher = Dispatcher(engine, list(sinks)) if sinks else None
+    watcher = Watcher(engine, dispatcher=dispatcher)
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop, poll), name="keyguard-watch", daemon=True)
+    thread.start()
+    return BackgroundWatch(watcher, thread, stop, dispatcher)
