@@ -7,6 +7,7 @@ chromium``) and skips with the reason when Chromium or the playwright package is
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -124,7 +125,7 @@ def test_sign_in_then_overview_incident_report(server: tuple[str, Scene], tmp_pa
             sync_api.expect(page.locator("tr.ob-overdue").first).to_contain_text("gdpr-art33")
             # The countdown script keeps the overdue text live (it is re-rendered every second).
             sync_api.expect(page.locator("tr.ob-overdue time.countdown").first).to_have_text(
-                __import__("re").compile(r"^overdue by \d")
+                re.compile(r"^overdue by \d")
             )
             assert token not in page.content()
             page.screenshot(path=str(tmp_path / "incident.png"), full_page=True)

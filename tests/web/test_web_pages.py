@@ -197,6 +197,10 @@ def test_refusals_401_and_403(web: TestClient, scene: Scene, admin: object) -> N
     assert 'name="next" value="/"' in anonymous.text and "Sign in" in anonymous.text
     assert anonymous.headers["www-authenticate"].startswith("Bearer")
 
+    report = web.get(f"/incidents/{scene.incident_id}/report.html?lang=zh")
+    assert report.status_code == 401
+    assert f'name="next" value="/incidents/{scene.incident_id}/report.html?lang=zh"' in report.text
+
     web.cookies.set(auth.COOKIE, "kgt_expired-or-forged")
     stale = web.get("/keys")
     assert stale.status_code == 401 and "invalid or expired token" in stale.text

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from keyguard.errors import NotFoundError
+from keyguard.errors import NotFoundError, PermissionDeniedError
 from keyguard.incident.service import IncidentService
 from keyguard.vault.principal import Principal
 from keyguard.web import auth, views
@@ -117,7 +117,7 @@ def _refused(request: Request, refusal: auth.Refusal) -> HTMLResponse:
             status_code=401,
             title="Sign in",
             error=error,
-            next_path=_safe_next(request.url.path),
+            next_path=_safe_next(request.url.path + (f"?{request.url.query}" if request.url.query else "")),
         )
         response.headers["WWW-Authenticate"] = 'Bearer realm="keyguard"'
         if request.cookies.get(auth.COOKIE):
@@ -153,15 +153,26 @@ def _safe_next(path: str | None) -> str:
     return path
 
 
+def _viewer(request: Request, *ops: str) -> Principal | HTMLResponse:
+    """The signed-in viewer when their role allows every one of ``ops``, else the refusal page."""
+    who = auth.authenticate(request)
+    if isinstance(who, auth.Refusal):
+        return _refused(request, who)
+    missing = [op for op in ops if not who.may(op)]
+    if missing:
+        return _refused(request, auth.Refusal(403, f"{who.name} may not {missing[0]}", had_credential=True))
+    return who
+
+
 # ------------------------------------------------------------------------------------- pages
 
 
 @router.get("/", name="web.overview", response_class=HTMLResponse)
 def overview_page(request: Request) -> Response:
     """Open incidents with their SLA phase and overdue duties; keys by state; open alerts."""
-    who = auth.authenticate(request)
-    if isinstance(who, auth.Refusal):
-        return _refused(request, who)
+    who = _viewer(request, "incident.read", "key.read")
+    if isinstance(who, HTMLResponse):
+        return who
     data = views.overview(auth.vault_of(request), _incidents(request), who)
     return _render(
         request, "overview.html.j2", principal=who, nav="overview", title="Overview", refresh=REFRESH_SECONDS, **data
@@ -171,9 +182,9 @@ def overview_page(request: Request) -> Response:
 @router.get("/incidents/{incident_id}", name="web.incident", response_class=HTMLResponse)
 def incident_page(request: Request, incident_id: int) -> Response:
     """One incident: phases and tasks, obligations with countdowns, timeline, risk factors."""
-    who = auth.authenticate(request)
-    if isinstance(who, auth.Refusal):
-        return _refused(request, who)
+    who = _viewer(request, "incident.read")
+    if isinstance(who, HTMLResponse):
+        return who
     try:
         data = views.incident_detail(_incidents(request), incident_id)
     except NotFoundError:
@@ -192,9 +203,9 @@ def incident_page(request: Request, incident_id: int) -> Response:
 @router.get("/incidents/{incident_id}/report.html", name="web.report", response_class=HTMLResponse)
 def report_page(request: Request, incident_id: int, lang: str = Query(default="en", pattern="^(en|zh)$")) -> Response:
     """The incident report (HTML, English or Simplified Chinese), as ``keyguard incident report`` renders it."""
-    who = auth.authenticate(request)
-    if isinstance(who, auth.Refusal):
-        return _refused(request, who)
+    who = _viewer(request, "incident.read")
+    if isinstance(who, HTMLResponse):
+        return who
     from keyguard.incident.report.render import render_report
     from keyguard.incident.report.sources import gather_report_data
 
@@ -211,9 +222,9 @@ def report_page(request: Request, incident_id: int, lang: str = Query(default="e
 @router.get("/keys", name="web.keys", response_class=HTMLResponse)
 def keys_page(request: Request) -> Response:
     """Every key with its versions and their states (metadata only)."""
-    who = auth.authenticate(request)
-    if isinstance(who, auth.Refusal):
-        return _refused(request, who)
+    who = _viewer(request, "key.read")
+    if isinstance(who, HTMLResponse):
+        return who
     rows = views.key_rows(auth.vault_of(request), who)
     return _render(request, "keys.html.j2", principal=who, nav="keys", title="Keys", keys=rows)
 
@@ -221,9 +232,9 @@ def keys_page(request: Request) -> Response:
 @router.get("/alerts", name="web.alerts", response_class=HTMLResponse)
 def alerts_page(request: Request) -> Response:
     """Open alerts of the monitor (when its tables exist)."""
-    who = auth.authenticate(request)
-    if isinstance(who, auth.Refusal):
-        return _refused(request, who)
+    who = _viewer(request, "alert.read")
+    if isinstance(who, HTMLResponse):
+        return who
     rows = views.alert_rows(auth.vault_of(request).engine)
     return _render(
         request, "alerts.html.j2", principal=who, nav="alerts", title="Alerts", refresh=REFRESH_SECONDS, alerts=rows
@@ -233,15 +244,18 @@ def alerts_page(request: Request) -> Response:
 @router.get("/audit", name="web.audit", response_class=HTMLResponse)
 def audit_page(request: Request) -> Response:
     """The last 100 audit events and the chain's verification; the read is itself audited."""
-    who = auth.authenticate(request)
-    if isinstance(who, auth.Refusal):
-        return _refused(request, who)
+    who = _viewer(request)  # audit.read is checked (and audited) below
+    if isinstance(who, HTMLResponse):
+        return who
     vault = auth.vault_of(request)
-    with vault.audited(who, "audit.read", None) as ctx:
-        who.require("audit.read")
-        chain = views.chain_status(vault)
-        events = views.last_events(vault.engine)
-        ctx["reason"] = f"dashboard: last {len(events)} events"
+    try:
+        with vault.audited(who, "audit.read", None) as ctx:
+            who.require("audit.read")
+            chain = views.chain_status(vault)
+            events = views.last_events(vault.engine)
+            ctx["reason"] = f"dashboard: last {len(events)} events"
+    except PermissionDeniedError as exc:
+        return _refused(request, auth.Refusal(403, exc.message, had_credential=True))
     return _render(request, "audit.html.j2", principal=who, nav="audit", title="Audit log", chain=chain, events=events)
 
 
