@@ -23,7 +23,8 @@ AWS = "AKIA{gen:[A-Z2-7]*16}"
 def test_hyperscan_and_aho_corasick_agree(gen: Callable[[str], str]) -> None:
     rules = load_rules()
     text = "\n".join(
-        gen(t) for t in [f"token = {GH}", f"key={AWS}", "password: Xy7#kLq92mZp!", "{pem:PRIVATE KEY}"]
+        gen(t)
+        for t in [f"token = {GH}", f"key={AWS}", "password: {gen:[a-z]*6}7#{gen:[A-Z]*4}92!", "{pem:PRIVATE KEY}"]
     ).encode()
     a = Scanner(rules, engine="hyperscan").scan_bytes(text, Origin("a"))
     b = Scanner(rules, engine="ahocorasick").scan_bytes(text, Origin("a"))

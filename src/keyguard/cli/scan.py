@@ -99,7 +99,7 @@ def _render_table(findings: list[Finding], show_secrets: bool) -> None:
         return
     table = Table(title=f"{len(findings)} finding(s)", show_lines=False)
     for column in ("severity", "rule", "location", "commit", "author", "date", "secret"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for finding in findings:
         managed = finding.managed_key
         rule = finding.rule + (f" → {managed['name']} v{managed['version']}" if managed else "")
