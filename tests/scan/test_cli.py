@@ -214,3 +214,24 @@ def test_module_entry_point(capsys: pytest.CaptureFixture[str], leaky: tuple[Pat
     assert len(records) == 2 and token not in json.dumps(records)
     assert scan_main(["scan", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith("keyguard: error: no such file")
+
+
+def test_user_rules_from_option_and_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, gen: Callable[[str], str]
+) -> None:
+    rule = tmp_path / "acme.toml"
+    rule.write_text(
+        "[[rule]]\nid = 'acme-token'\ndescription = 'Acme'\n"
+        "regex = '''\\b(acme_[a-z0-9]{12})\\b'''\n"
+        "keywords = ['acme_']\nexamples.true_positives = ['k = acme_{gen:[a-z0-9]*12}']\n"
+        "examples.false_positives = ['acme_<token>']\n"
+    )
+    target = tmp_path / "src"
+    target.mkdir()
+    (target / "a.py").write_text(gen("K = 'acme_{gen:[a-z0-9]*12}'\n"))
+    assert run(capsys, "scan", str(target))[0] == 0
+    code, out, _ = run(capsys, "scan", str(target), "--rules", str(rule), "--json")
+    assert code == 1 and json.loads(out)[0]["rule"] == "acme-token"
+    (target / ".keyguard.toml").write_text(f"[scan]\nrule_files = ['{rule}']\n")
+    code, out, _ = run(capsys, "scan", str(target), "--json")
+    assert code == 1 and json.loads(out)[0]["rule"] == "acme-token"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from keyguard.scan import run
 from keyguard.scan.engine import Scanner
 from keyguard.scan.run import scan_history, scan_staged
 
-from .conftest import commit, git
+from .conftest import GIT_ENV, commit, git
 
 
 @pytest.fixture
@@ -104,3 +106,28 @@ def test_large_blobs_are_streamed(
     monkeypatch.setattr(run, "BLOB_IN_MEMORY", 1000)
     findings = scan_history(scanner, str(repo), jobs=1)
     assert [(f.secret, f.line, f.commit) for f in findings] == [(token, 2001, sha)]
+
+
+def test_secret_added_only_in_a_merge_resolution(repo: Path, scanner: Scanner, gen: Callable[[str], str]) -> None:
+    (repo / "conf.py").write_text("A = 1\n")
+    commit(repo, "base", "2024-01-01T00:00:00+00:00")
+    git(repo, "checkout", "-q", "-b", "topic")
+    (repo / "conf.py").write_text("A = 2\n")
+    commit(repo, "topic", "2024-01-02T00:00:00+00:00")
+    git(repo, "checkout", "-q", "main")
+    (repo / "conf.py").write_text("A = 3\n")
+    commit(repo, "main", "2024-01-03T00:00:00+00:00")
+    token = gen("{crc:ghp}")
+    env = {"GIT_AUTHOR_DATE": "2024-01-04T00:00:00+00:00", "GIT_COMMITTER_DATE": "2024-01-04T00:00:00+00:00"}
+    subprocess.run(
+        ["git", "-C", str(repo), "merge", "-q", "topic"],
+        capture_output=True,
+        env={**os.environ, **GIT_ENV},
+        check=False,
+    )
+    (repo / "conf.py").write_text(f"A = 4\nT = '{token}'\n")
+    git(repo, "add", "conf.py")
+    git(repo, "commit", "-q", "--no-edit", env=env)
+    merge = git(repo, "rev-parse", "HEAD")
+    findings = scan_history(scanner, str(repo), jobs=1)
+    assert [(f.secret, f.commit) for f in findings] == [(token, merge)]
