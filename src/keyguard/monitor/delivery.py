@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table
+from sqlalchemy import Engine, Table, select
 
 from keyguard.monitor import metrics
 from keyguard.monitor.sinks.base import Sink, SinkError
@@ -65,10 +65,47 @@ class Dispatcher:
         for worker in self._workers:
             worker.start()
 
-    def submit(self, alert: dict[str, Any]) -> None:
-        """Queue one alert for every sink (returns at once)."""
+    def submit(self, alert: dict[str, Any], *, only: set[str] | None = None) -> None:
+        """Queue one alert for every sink, or for the sinks named in ``only`` (returns at once)."""
         for worker in self._workers:
-            worker.queue.put(alert)
+            if only is None or worker.sink.name in only:
+                worker.queue.put(alert)
+
+    @property
+    def sink_names(self) -> list[str]:
+        """Names (URLs without secrets) of the sinks, as recorded in ``alert_deliveries``."""
+        return [worker.sink.name[:256] for worker in self._workers]
+
+    def redeliver_pending(self, *, since: datetime) -> int:
+        """Queue alerts created since ``since`` that a sink never finished (delivered or dead).
+
+        Covers a stop between an alert's commit and its delivery (at least once).
+        """
+        if self.engine is None:
+            return 0
+        from keyguard.monitor.alerts import alert_dict
+        from keyguard.monitor.tables import Alert
+
+        alerts: Table = Alert.__table__  # type: ignore[assignment]
+        queued = 0
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(alerts).where(alerts.c.created_at >= since, alerts.c.status != "closed").order_by(alerts.c.id)
+            ).all()
+            done: dict[int, set[str]] = {}
+            for alert_id, sink in conn.execute(
+                select(_DELIVERIES.c.alert_id, _DELIVERIES.c.sink).where(
+                    _DELIVERIES.c.alert_id.in_([r.id for r in rows] or [-1])
+                )
+            ):
+                done.setdefault(int(alert_id), set()).add(str(sink))
+        names = set(self.sink_names)
+        for row in rows:
+            missing = names - done.get(int(row.id), set())
+            if missing:
+                self.submit(alert_dict(row), only=missing)
+                queued += 1
+        return queued
 
     def _deliver(self, sink: Sink, alert: dict[str, Any]) -> None:
         error: str | None = None

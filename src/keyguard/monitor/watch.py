@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, Table, select
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 AUDIT_CURSOR = "cursor:audit_events"
 NOTIFY_CHANNEL = "keyguard_audit"
 POLL_SECONDS = 0.25
+REDELIVER_WINDOW = timedelta(hours=1)
 _ALERTS: Table = Alert.__table__  # type: ignore[assignment]
 
 
@@ -69,6 +71,8 @@ class Watcher:
         self._dirty_files: set[FileFollower] = set()
         self._snapshot_cost = 0.0
         self._load_positions()
+        if dispatcher is not None:
+            dispatcher.redeliver_pending(since=datetime.now(UTC) - REDELIVER_WINDOW)
 
     def _load_positions(self) -> None:
         """Cursors from ``monitor_state`` (where the last snapshot left off)."""
