@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -54,6 +55,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture
+def chromium() -> tuple[str, ModuleType]:
+    """Chromium's path and ``playwright.sync_api``; checked before any server or database is set up."""
+    executable = _chromium()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    return executable, sync_api
+
+
+@pytest.fixture
 def server(vault: Vault, admin: Principal) -> Iterator[tuple[str, Scene]]:
     """uvicorn serving the API app with the dashboard, in a thread, on a free localhost port."""
     import uvicorn
@@ -80,9 +89,11 @@ def server(vault: Vault, admin: Principal) -> Iterator[tuple[str, Scene]]:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_sign_in_then_overview_incident_report(server: tuple[str, Scene], tmp_path: Path) -> None:
-    executable = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+def test_sign_in_then_overview_incident_report(
+    chromium: tuple[str, ModuleType], server: tuple[str, Scene], tmp_path: Path
+) -> None:
+    """Sign in with a token, then overview → incident → report, as a responder would."""
+    executable, sync_api = chromium
     base, scene = server
     token = scene.tokens["operator"]
     title = "Payment key pushed to a public repository"
