@@ -146,3 +146,9 @@ def test_load_config_file(tmp_path: object) -> None:
     (tmp_path / "bad.toml").write_text("[scan\n")
     with pytest.raises(DataFileError):
         load_config(tmp_path / "bad.toml")
+
+
+def test_documented_example_values_are_not_findings(scanner: Scanner) -> None:
+    # the documented Stripe test key, assembled so this file holds no literal
+    value = "sk_test_" + "4eC39HqLyjWDarjtT1zdp7dc"
+    assert scan_text(scanner, f"stripe.api_key = '{value}'") == []

@@ -6,6 +6,7 @@ should be dropped. ``FILTERS`` maps a stable name to each so rules can opt out.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 
@@ -137,6 +138,29 @@ def is_path_or_identifier(value: str) -> bool:
     return bool(_PATHLIKE.search(value) or _IDENTIFIER.match(value))
 
 
+# SHA-256 of example values printed in providers' documentation (Stripe, AWS, GitHub,
+# Slack, Google); hashed so that this file holds no key-shaped literal.
+_DOCUMENTED_SHA256 = frozenset(
+    {
+        "2cafc0970149a84f3b9e62eaf169f36f59907a3b3e31f7b82e68c69cd27f7326",
+        "78314b11be2e581549ac1c4f616563fad3fdf0c3b71678f6e2299182080e0598",
+        "1a5d44a2dca19669d72edf4c4f1c27c4c1ca4b4408fbb17f6ce4ad452d78ddb3",
+        "3543c50b0cb9cea8e55eb1f529b79f043cb250d485fde7b66cabbb5183add7da",
+        "2ddc147f3a3b5a1722b8ed6be3c45c49a7156b17fca5d11410137a6d04def6eb",
+        "b1471f544ceeea31333bde7e1ecbaad6eac0d4a749412ad29bd66ef895b81c6b",
+        "f2d6ca16515033e5dce14eba840b979d27b5cbae24bb3e5bf484339667f86397",
+        "ac9265e56c79b234607ec72c53753cfea9f88c99eb713790ddf9be5593bb4465",
+        "e21b597ba6b9cafa59d9ebc4d65c0385f5eb3fa56abab2607fa76589ad849a33",
+        "c6ea27c534f993d31f0aef882e3d200e7b87470c379ae79c8f9b19d3bd363dc9",
+    }
+)
+
+
+def is_documented_example(value: str) -> bool:
+    """A value published as an example in a provider's documentation."""
+    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest() in _DOCUMENTED_SHA256
+
+
 def is_encoded_placeholder(value: str) -> bool:
     """Base64 of a placeholder or template (``Y2hhbmdlbWU=`` is ``changeme``)."""
     if len(value) < 8 or len(value) % 4 or not value.isascii():
@@ -158,6 +182,7 @@ FILTERS: dict[str, Callable[[str], bool]] = {
     "public_key": is_public_key,
     "identifier": is_path_or_identifier,
     "encoded_placeholder": is_encoded_placeholder,
+    "documented": is_documented_example,
 }
 
 

@@ -46,7 +46,6 @@ def sarif_document(findings: Sequence[Finding], *, show_secrets: bool = False) -
                     "shortDescription": {"text": finding.description},
                     "fullDescription": {"text": finding.description},
                     "defaultConfiguration": {"level": LEVELS[finding.severity]},
-                    "helpUri": "https://github.com/keyguard/keyguard",
                     "properties": {
                         "tags": ["security", "secret", *finding.tags],
                         "security-severity": SECURITY_SEVERITY[finding.severity],
@@ -88,7 +87,6 @@ def sarif_document(findings: Sequence[Finding], *, show_secrets: bool = False) -
                 "tool": {
                     "driver": {
                         "name": "keyguard",
-                        "informationUri": "https://github.com/keyguard/keyguard",
                         "semanticVersion": version,
                         "rules": rules,
                     }
