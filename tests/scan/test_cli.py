@@ -235,3 +235,11 @@ def test_user_rules_from_option_and_config(
     (target / ".keyguard.toml").write_text(f"[scan]\nrule_files = ['{rule}']\n")
     code, out, _ = run(capsys, "scan", str(target), "--json")
     assert code == 1 and json.loads(out)[0]["rule"] == "acme-token"
+
+
+def test_table_to_file(capsys: pytest.CaptureFixture[str], leaky: tuple[Path, str], tmp_path: Path) -> None:
+    folder, token = leaky
+    target = tmp_path / "report.txt"
+    assert run(capsys, "scan", str(folder), "-o", str(target))[0] == 1
+    text = target.read_text()
+    assert "github-pat" in text and token not in text

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -93,9 +94,9 @@ def _progress(enabled: bool) -> tuple[AbstractContextManager[Any], Any]:
     return bar, update
 
 
-def _render_table(findings: list[Finding], show_secrets: bool) -> None:
+def _render_table(findings: list[Finding], show_secrets: bool, out: Console = console) -> None:
     if not findings:
-        console.print("No secrets found.")
+        out.print("No secrets found.")
         return
     table = Table(title=f"{len(findings)} finding(s)", show_lines=False)
     for column in ("severity", "rule", "location", "commit", "author", "date", "secret"):
@@ -113,7 +114,7 @@ def _render_table(findings: list[Finding], show_secrets: bool) -> None:
             (finding.date or "")[:10],
             secret.splitlines()[0] if secret else "",
         )
-    console.print(table)
+    out.print(table)
 
 
 def scan(
@@ -195,8 +196,11 @@ def scan(
 
     if fmt == "table" and output is None:
         _render_table(findings, show_secrets)
+    elif fmt == "table" and output is not None:
+        with output.open("w", encoding="utf-8") as stream:
+            _render_table(findings, show_secrets, Console(file=stream, width=160))
     else:
-        reporter = REPORTERS["json" if fmt == "table" else fmt]
+        reporter = REPORTERS[fmt]
         if output is not None:
             with output.open("w", encoding="utf-8", newline="") as stream:
                 reporter(findings, stream, show_secrets)

@@ -142,6 +142,7 @@ class _Prepend:
         self._tail = tail
 
     def read(self, n: int = -1, /) -> bytes:
+        """Up to ``n`` bytes (all with -1): the head first, then the tail."""
         if self._head:
             if n < 0:
                 data, self._head = self._head + self._tail.read(), b""

@@ -130,6 +130,7 @@ class _BlobReader:
         self._left = size
 
     def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes of the blob (the rest with -1); ``b""`` at its end."""
         if self._left <= 0:
             return b""
         n = self._left if n < 0 else min(n, self._left)
@@ -138,6 +139,7 @@ class _BlobReader:
         return data
 
     def drain(self) -> None:
+        """Skip what the consumer did not read, so the pipe stays in step."""
         while self.read(1 << 20):
             pass
 
