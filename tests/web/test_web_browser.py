@@ -20,7 +20,7 @@ import pytest
 from keyguard.vault.principal import Principal
 from keyguard.vault.service import Vault
 from keyguard.web import auth
-from tests.web.conftest import RISK_FACTOR, Scene, build_scene, make_app
+from tests.web.scene import RISK_FACTOR, Scene, build_scene, make_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 

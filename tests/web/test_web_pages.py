@@ -12,7 +12,7 @@ from keyguard.audit.log import iter_events
 from keyguard.vault.clients import ClientService
 from keyguard.vault.principal import local_admin
 from keyguard.web import auth
-from tests.web.conftest import ALERT_TITLE, RISK_FACTOR, Scene, make_app
+from tests.web.scene import ALERT_TITLE, RISK_FACTOR, Scene, make_app
 
 PAGES = ("/", "/keys", "/alerts", "/audit")
 
@@ -247,3 +247,21 @@ def test_create_app_and_include_together(scene: Scene) -> None:
         # The API itself never accepts the dashboard cookie (so it cannot be used for CSRF against /v1).
         client.cookies.set(auth.COOKIE, scene.tokens["admin"])
         assert client.get("/v1/keys").status_code == 401
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_router_alone_on_a_bare_app(scene: Scene) -> None:
+    """Without ``create_app`` (no token cache, no client service), the router still authenticates."""
+    from fastapi import FastAPI
+
+    from keyguard.web import router
+
+    app = FastAPI()
+    app.state.vault = scene.vault
+    app.include_router(router)
+    with TestClient(app, follow_redirects=False) as client:
+        page = client.get("/keys", headers=bearer(scene.tokens["auditor"]))
+        assert page.status_code == 200 and 'id="key-pay"' in page.text
+        assert client.get("/static/dashboard.css").status_code == 200
+        assert client.get("/keys", headers=bearer(scene.tokens["service"])).status_code == 403
+        assert client.get("/keys").status_code == 401
