@@ -63,9 +63,7 @@ def build_stdlib_repo(target: Path) -> Path:
         return target
     target.mkdir(parents=True, exist_ok=True)
     subprocess.run(["git", "init", "-q", "-b", "main", str(target)], check=True)
-    proc = subprocess.Popen(
-        ["git", "-C", str(target), "fast-import", "--quiet"], stdin=subprocess.PIPE
-    )
+    proc = subprocess.Popen(["git", "-C", str(target), "fast-import", "--quiet"], stdin=subprocess.PIPE)
     assert proc.stdin is not None
     write = proc.stdin.write
     mark = 0
@@ -117,9 +115,7 @@ def build_stdlib_repo(target: Path) -> Path:
 
 def git_log_bytes(repo: Path) -> int:
     """Bytes of ``git log -p --all`` (the common denominator of the MB/s figures)."""
-    proc = subprocess.Popen(
-        ["git", "-C", str(repo), "log", "-p", "--all", "--no-color"], stdout=subprocess.PIPE
-    )
+    proc = subprocess.Popen(["git", "-C", str(repo), "log", "-p", "--all", "--no-color"], stdout=subprocess.PIPE)
     assert proc.stdout is not None
     total = 0
     while chunk := proc.stdout.read(1 << 20):
