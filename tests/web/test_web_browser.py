@@ -105,6 +105,8 @@ def test_sign_in_then_overview_incident_report(
             context.set_default_timeout(STEP_TIMEOUT_MS)
             context.set_default_navigation_timeout(STEP_TIMEOUT_MS)
             page = context.new_page()
+            errors: list[str] = []  # console errors, e.g. a CSP violation
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
 
             # Unauthenticated: the sign-in form, with a 401.
             response = page.goto(base + "/")
@@ -118,6 +120,8 @@ def test_sign_in_then_overview_incident_report(
             sync_api.expect(page.get_by_role("link", name=f"#{scene.incident_id} {title}")).to_be_visible()
             sync_api.expect(page.locator(".overdue-list")).to_contain_text("gdpr-art33")
             assert "web-operator" in page.locator(".who").inner_text()
+            # The script ran under the page's CSP: it reveals the pause button of the auto-refresh.
+            sync_api.expect(page.get_by_role("button", name="Pause refresh")).to_be_visible()
 
             # The session cookie is HttpOnly and SameSite=Strict: page scripts cannot read it.
             cookies = {c["name"]: c for c in context.cookies()}
@@ -147,9 +151,13 @@ def test_sign_in_then_overview_incident_report(
             assert page.url == f"{base}/incidents/{scene.incident_id}/report.html?lang=en"
             sync_api.expect(page.locator("body")).to_contain_text(title)
             sync_api.expect(page.locator("body")).to_contain_text(RISK_FACTOR)
+            # The embedded chart (a data: URL) is allowed by the report's CSP and decoded.
+            assert page.locator("img.chart").evaluate("img => img.complete && img.naturalWidth > 0")
             assert token not in page.content()
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
             context.close()
+            # The 401 of the first visit is logged by Chromium as a failed resource; nothing else may be.
+            assert [e for e in errors if "401" not in e] == []
         finally:
             browser.close()
 
