@@ -83,6 +83,10 @@ def test_incident_page_shows_phases_tasks_obligations_timeline_and_risk(web: Tes
     assert "github.com/acme/shop commit 1a2b3c" in body
     assert_no_secret(page.text, scene)
 
+    closed = web.get(f"/incidents/{scene.closed_incident_id}", headers=bearer(scene.tokens["operator"]))
+    assert closed.status_code == 200 and 'class="badge status-closed"' in closed.text
+    assert "Needs attention now" not in closed.text and "Not assessed yet." in closed.text
+
     missing = web.get("/incidents/999999", headers=bearer(scene.tokens["operator"]))
     assert missing.status_code == 404 and "There is no incident 999999." in missing.text
 
