@@ -96,7 +96,10 @@ _REPEATED = re.compile(r"^(.)\1{5,}$|(.)\2{7,}")
 _SEQUENTIAL = ("0123456789", "abcdefghij", "ABCDEFGHIJ", "1234567890")
 _PUBLIC_KEY = re.compile(r"PUBLIC KEY|^ssh-(?:rsa|ed25519|dss) |^ecdsa-sha2-", re.IGNORECASE)
 _PATHLIKE = re.compile(r"^(?:/|\./|\.\./|~/|[A-Za-z]:\\)|\.(?:py|js|ts|go|java|json|ya?ml|txt|md|html|png|jpg)$")
-_IDENTIFIER = re.compile(r"^[A-Za-z]+(?:[_.-][A-Za-z]+)+$|^[a-z]+(?:[A-Z][a-z]+)+$")
+_IDENTIFIER = re.compile(
+    r"^[A-Za-z_]+(?:[_.-]+[A-Za-z_]+)+$|^[a-z]+(?:[A-Z][a-z]+)+$"
+    r"|^[A-Za-z_][A-Za-z_]*[0-9]{0,2}(?:\.[A-Za-z_][A-Za-z_]*[0-9]{0,2})+$"
+)
 
 
 def is_uuid(value: str) -> bool:
