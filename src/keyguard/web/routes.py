@@ -67,12 +67,11 @@ def _headers(csp: str = _PAGE_CSP) -> dict[str, str]:
 
 
 def _incidents(request: Request) -> IncidentService:
-    """One incident service per app, on the vault's engine and clock."""
-    service: IncidentService | None = getattr(request.app.state, "web_incidents", None)
+    """One incident service per app, on the vault's engine and clock (shared with ``/v1/incidents``)."""
+    service: IncidentService | None = getattr(request.app.state, "incidents", None)
     if service is None:
         vault = auth.vault_of(request)
-        service = IncidentService(vault.engine, vault.clock)
-        request.app.state.web_incidents = service
+        service = request.app.state.incidents = IncidentService(vault.engine, vault.clock)
     return service
 
 
