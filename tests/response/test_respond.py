@@ -149,3 +149,37 @@ def test_crash_during_respond_rotation_resumes(vault, admin, db_url: str, tmp_pa
     assert _all_decrypt(vault, admin, 5000) == {2}
     assert vault.key_info("k").latest == 2
     assert json.loads(done.stdout)["rotated"][0]["version"] == 2
+
+
+def test_alerts_join_the_incident_of_their_key(org, admin) -> None:
+    from sqlalchemy import select
+
+    from keyguard.monitor.detect.engine import AlertUpdate
+    from keyguard.monitor.store import save_alerts
+    from keyguard.monitor.tables import Alert
+
+    vault, _billing, _checkout, incidents = org
+
+    def alert(group: str) -> AlertUpdate:
+        return AlertUpdate(
+            rule="new-source-ip",
+            severity="high",
+            key="pay",
+            group_key=group,
+            title="new IP",
+            details={},
+            count=1,
+            ts=vault.clock.now().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            first_ts="",
+            is_new=True,
+            event={},
+        )
+
+    save_alerts(vault.engine, [alert("before")])
+    incident = incidents.open([("pay", 1)], vault.clock.now() - timedelta(hours=1))
+    evidence = Responder(vault, incidents, admin).contain(incident.id)
+    assert evidence["alerts_linked"] == 1
+    save_alerts(vault.engine, [alert("after")])
+    with vault.engine.connect() as conn:
+        linked = dict(conn.execute(select(Alert.group_key, Alert.incident_id)).all())
+    assert linked == {"before": incident.id, "after": incident.id}

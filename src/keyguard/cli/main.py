@@ -74,6 +74,9 @@ _COMMAND_OWNERS: dict[str, tuple[str, ...]] = {
 }
 
 
+_registered: set[str] = set()
+
+
 def _wanted(argv: list[str]) -> tuple[str, ...]:
     command = next((a for a in argv if not a.startswith("-")), None)
     if command is None or command not in _COMMAND_OWNERS:
@@ -85,6 +88,9 @@ def _load_commands(argv: list[str] | None = None) -> None:
     import importlib
 
     for name in _wanted(sys.argv[1:] if argv is None else argv):
+        if name in _registered:  # main() may run many times in one process (tests)
+            continue
+        _registered.add(name)
         module = importlib.import_module(name)
         register: Any = getattr(module, "register", None)
         if register is not None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, func, select, update
+from sqlalchemy import Engine, Table, bindparam, func, inspect, select, text, update
 from sqlalchemy.engine import Connection
 
 from keyguard.monitor import metrics
@@ -267,7 +267,24 @@ def save_alerts_in(conn: Connection, updates: Iterable[AlertUpdate]) -> list[int
             .values(count=bindparam("count"), last_seen=bindparam("last_seen"), updated_at=now),
             list(changed.values()),
         )
+    if created:
+        _link_to_open_incidents(conn, created)
     return created
+
+
+def _link_to_open_incidents(conn: Connection, alert_ids: list[int]) -> None:
+    """New alerts of a key that an open incident covers join that incident (the newest one)."""
+    if "incident_keys" not in inspect(conn).get_table_names():
+        return
+    conn.execute(
+        text(
+            "UPDATE alerts SET incident_id = ("
+            " SELECT MAX(ik.incident_id) FROM incident_keys ik JOIN incidents i ON i.id = ik.incident_id"
+            " WHERE ik.key_name = alerts.key AND i.status <> 'closed')"
+            " WHERE incident_id IS NULL AND id IN :ids"
+        ).bindparams(bindparam("ids", expanding=True)),
+        {"ids": alert_ids},
+    )
 
 
 def get_state(engine: Engine, name: str) -> dict[str, Any] | None:

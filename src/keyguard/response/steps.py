@@ -88,6 +88,7 @@ class Responder:
             "suspended": suspended,
             "proofs": proofs,
             "seconds": round(contained_in, 4),
+            "alerts_linked": _link_alerts(self.vault, incident),
         }
         self._advance(incident_id, Status.CONTAINED, evidence)
         return evidence
@@ -262,6 +263,13 @@ class Responder:
         evidence = {"rotated": rotated, "rewrap": rewrapped}
         self._advance(incident_id, Status.ROTATED, evidence)
         return evidence
+
+
+def _link_alerts(vault: Vault, incident: Incident) -> int:
+    """Attach the open alerts of the incident's keys to it (monitoring's alerts table)."""
+    from keyguard.monitor.alerts import link_open_alerts
+
+    return sum(link_open_alerts(vault.engine, ref.name, incident.id) for ref in incident.keys)
 
 
 def _anomalies(results: list[Assessment]) -> list[dict[str, Any]]:
