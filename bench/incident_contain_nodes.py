@@ -40,7 +40,11 @@ def main() -> None:
     with psycopg.connect(ADMIN, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
     home = Path(tempfile.mkdtemp(prefix="kg-bench-nodes-"))
-    env = dict(os.environ, KEYGUARD_HOME=str(home), KEYGUARD_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}")
+    env = dict(
+        os.environ,
+        KEYGUARD_HOME=str(home),
+        KEYGUARD_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}",
+    )
     env.pop("KEYGUARD_TOKEN", None)
     nodes: list[subprocess.Popen[bytes]] = []
     try:
@@ -50,8 +54,14 @@ def main() -> None:
         token = json.loads(kg(env, "client", "token", "app", "--json"))["token"]
         ports = [free_port(), free_port()]
         for port in ports:
-            nodes.append(subprocess.Popen([sys.executable, "-m", "keyguard", "serve", "--port", str(port)], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            nodes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "keyguard", "serve", "--port", str(port)],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         headers = {"Authorization": f"Bearer {token}"}
         clients = [httpx.Client(base_url=f"http://127.0.0.1:{p}", headers=headers, timeout=5) for p in ports]
         for client in clients:
@@ -78,17 +88,25 @@ def main() -> None:
             t.start()
         t0[0] = time.perf_counter()
         start.set()
-        proc = subprocess.run([sys.executable, "-m", "keyguard", "respond", "--key", "pay@1", "--exposed-at", "-1h",
-                               "--yes", "--json"], env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "keyguard", "respond", "--key", "pay@1", "--exposed-at", "-1h", "--yes", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         total = time.perf_counter() - t0[0]
         for t in threads:
             t.join()
         result = json.loads(proc.stdout)
         worst = max(refused_at.values()) if len(refused_at) == len(clients) else float("nan")
-        print(f"containment on every node (2 x keyguard serve, PostgreSQL): {worst:.3f} s after `respond` started "
-              f"(target < 1 s); node 1 {refused_at.get(0, float('nan')):.3f} s, node 2 {refused_at.get(1, float('nan')):.3f} s")
-        print(f"  (respond process: containment {result['contained_seconds']} s after its own start, whole run {total:.1f} s "
-              "including Python start-up)")
+        print(
+            f"containment on every node (2 x keyguard serve, PostgreSQL): {worst:.3f} s after `respond` started "
+            f"(target < 1 s); node 1 {refused_at.get(0, float('nan')):.3f} s, node 2 {refused_at.get(1, float('nan')):.3f} s"
+        )
+        print(
+            f"  (respond process: containment {result['contained_seconds']} s after its own start, whole run {total:.1f} s "
+            "including Python start-up)"
+        )
     finally:
         for node in nodes:
             node.terminate()
