@@ -101,11 +101,12 @@ def main() -> None:
         worst = max(refused_at.values()) if len(refused_at) == len(clients) else float("nan")
         print(
             f"containment on every node (2 x keyguard serve, PostgreSQL): {worst:.3f} s after `respond` started "
-            f"(target < 1 s); node 1 {refused_at.get(0, float('nan')):.3f} s, node 2 {refused_at.get(1, float('nan')):.3f} s"
+            f"(target < 1 s); node 1 {refused_at.get(0, float('nan')):.3f} s, "
+            f"node 2 {refused_at.get(1, float('nan')):.3f} s"
         )
         print(
-            f"  (respond process: containment {result['contained_seconds']} s after its own start, whole run {total:.1f} s "
-            "including Python start-up)"
+            f"  (respond process: containment {result['contained_seconds']} s after its own start, "
+            f"whole run {total:.1f} s including Python start-up)"
         )
     finally:
         for node in nodes:
