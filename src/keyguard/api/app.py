@@ -74,6 +74,9 @@ def create_app(
     app.add_middleware(RequestMiddleware)
     for module in (keys, crypto, clients, audit, incidents, meta):
         app.include_router(module.router)
+    from keyguard.web.routes import include as include_dashboard
+
+    include_dashboard(app)
     return app
 
 
