@@ -102,6 +102,11 @@ def test_decode_depth_limit(gen: Callable[[str], str]) -> None:
         "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 user@host",
         "password: changeme",
         'secret_key_base = "<%= ENV["SECRET_KEY_BASE"] %>"',
+        "    password: _PasswordType | None = None,",
+        "def load(private_key: x25519.X25519PrivateKey) -> None:",
+        "splitpasswd = urllib.parse._splitpasswd",
+        "token = context.perl6_token_nesting_level",
+        "url = 'https://user:a%20secret@example.org/'",
     ],
 )
 def test_hard_negatives(scanner: Scanner, text: str) -> None:

@@ -97,7 +97,7 @@ _SEQUENTIAL = ("0123456789", "abcdefghij", "ABCDEFGHIJ", "1234567890")
 _PUBLIC_KEY = re.compile(r"PUBLIC KEY|^ssh-(?:rsa|ed25519|dss) |^ecdsa-sha2-", re.IGNORECASE)
 _PATHLIKE = re.compile(r"^(?:/|\./|\.\./|~/|[A-Za-z]:\\)|\.(?:py|js|ts|go|java|json|ya?ml|txt|md|html|png|jpg)$")
 _IDENTIFIER = re.compile(
-    r"^[A-Za-z_]+(?:[_.-]+[A-Za-z_]+)+$|^[a-z]+(?:[A-Z][a-z]+)+$"
+    r"^[A-Za-z_]+[0-9]?(?:[_.-]+[A-Za-z_]+[0-9]?)+$|^[a-z]+(?:[A-Z][a-z]+)+$"
     r"|^[A-Za-z_][A-Za-z_]*[0-9]{0,2}(?:\.[A-Za-z_][A-Za-z_]*[0-9]{0,2})+$"
 )
 
@@ -136,9 +136,34 @@ def is_public_key(value: str) -> bool:
     return bool(_PUBLIC_KEY.search(value))
 
 
+_CODE_CHARS = re.compile(r"^[A-Za-z0-9_.]+$")
+_ALGO_NUMBER = re.compile(r"[A-Za-z]?[0-9]+")
+_VOWEL = re.compile(r"[aeiouy]")
+_CONSONANTS = re.compile(r"[b-df-hj-np-tv-xz]{4,}", re.IGNORECASE)
+_MODULE_PREFIX = re.compile(r"^(?:[a-z_][a-z0-9_]*\.)+")
+_CAPITALISED = re.compile(r"[A-Z][a-z]{2,}")
+_ACRONYM = re.compile(r"[A-Z]{2,}(?![a-z])")
+
+
+def is_code_identifier(value: str) -> bool:
+    """Type and attribute names made of capitalised words: ``_PasswordType``,
+    ``x25519.X25519PrivateKey``, ``PKCS7PrivateKeyTypes``. Random tokens seldom consist of
+    ``[A-Z][a-z]{2,}`` runs."""
+    if not _CODE_CHARS.match(value):
+        return False
+    rest = _ALGO_NUMBER.sub("_", _MODULE_PREFIX.sub("", value))
+    letters = sum(c.isalpha() for c in rest)
+    chunks = [
+        c for c in _CAPITALISED.findall(rest) if len(_VOWEL.findall(c)) * 4 >= len(c) and not _CONSONANTS.search(c)
+    ]
+    acronyms = [a for a in _ACRONYM.findall(rest) if len(a) <= 5]
+    covered = sum(map(len, chunks)) + (len(acronyms[0]) if acronyms else 0)
+    return len(chunks) >= 2 and covered >= 9 and covered >= 0.8 * letters
+
+
 def is_path_or_identifier(value: str) -> bool:
-    """File paths and plain identifiers (``user_name``, ``camelCase``, ``CONST_NAME``)."""
-    return bool(_PATHLIKE.search(value) or _IDENTIFIER.match(value))
+    """File paths and identifiers (``user_name``, ``camelCase``, ``_PasswordType``)."""
+    return bool(_PATHLIKE.search(value) or _IDENTIFIER.match(value) or is_code_identifier(value))
 
 
 # SHA-256 of example values printed in providers' documentation (Stripe, AWS, GitHub,
@@ -155,6 +180,7 @@ _DOCUMENTED_SHA256 = frozenset(
         "ac9265e56c79b234607ec72c53753cfea9f88c99eb713790ddf9be5593bb4465",
         "e21b597ba6b9cafa59d9ebc4d65c0385f5eb3fa56abab2607fa76589ad849a33",
         "c6ea27c534f993d31f0aef882e3d200e7b87470c379ae79c8f9b19d3bd363dc9",
+        "bf145d9380bbe05bdc1a72525796b224f8a8c93ae0e9e102eafbc255ac1af9e8",
     }
 )
 
