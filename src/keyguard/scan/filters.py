@@ -91,6 +91,7 @@ _PLACEHOLDER_VALUES = frozenset(
     }
 )
 _LONG_WORDS = ("example", "placeholder", "redacted", "changeme", "your_", "insert_", "<", ">")
+_PROSE = re.compile(r"^[A-Za-z,.'!?]+(?: [A-Za-z,.'!?]+)+$")
 _LONG_RUN = re.compile(r"(.)\1{11,}")
 _REPEATED = re.compile(r"^(.)\1{5,}$|(.)\2{7,}")
 _SEQUENTIAL = ("0123456789", "abcdefghij", "ABCDEFGHIJ", "1234567890")
@@ -200,7 +201,7 @@ def is_encoded_placeholder(value: str) -> bool:
     if raw is None:
         return False
     text = raw.decode("utf-8", "replace").strip()
-    return is_placeholder(text) or is_templated(text)
+    return is_placeholder(text) or is_templated(text) or bool(_PROSE.match(text))
 
 
 FILTERS: dict[str, Callable[[str], bool]] = {
