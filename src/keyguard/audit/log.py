@@ -13,6 +13,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +29,27 @@ from keyguard.store.tables import AuditEvent, AuditHead
 
 RESULTS = ("ok", "denied", "error")
 _TOUCH_EVERY = 1.0  # seconds: last-used times are kept to this precision
+_WRITER_IDLE = 5.0  # seconds before an idle background writer thread exits
+_deferred: ContextVar[list[Future[dict[str, Any]]] | None] = ContextVar("keyguard_audit_deferred", default=None)
+
+
+@contextmanager
+def deferred_appends() -> Iterator[list[Future[dict[str, Any]]]]:
+    """Queue the appends made inside the block instead of blocking on each one.
+
+    Yields the futures of those events. The caller must wait for all of them
+    before it lets any result of the operation out (an asyncio server awaits
+    them with ``asyncio.wrap_future``): fail closed still holds, but no thread
+    is parked while the batch is made durable, and a background writer batches
+    the events of every request in flight (group commit).
+    """
+    futures: list[Future[dict[str, Any]]] = []
+    token = _deferred.set(futures)
+    try:
+        yield futures
+    finally:
+        _deferred.reset(token)
+
 
 # The hot path's statements, written once as plain SQL: building and cache-keying
 # ORM expressions for every batch cost more CPU than running the statements.
@@ -79,6 +103,14 @@ class _Pending:
     done: bool = False
     record: dict[str, Any] = field(default_factory=dict)
     error: BaseException | None = None
+    future: Future[dict[str, Any]] | None = None
+
+
+def _write_error(cause: BaseException) -> AuditWriteError:
+    return AuditWriteError(
+        "the audit event could not be written, so the operation was refused",
+        hint=type(cause).__name__,
+    )
 
 
 class AuditLog:
@@ -92,9 +124,18 @@ class AuditLog:
         self._writing = False
         self._is_pg = engine.dialect.name == "postgresql"
         self._touched: dict[tuple[str, int], float] = {}
+        self._writer_running = False
 
     def append(self, draft: EventDraft) -> dict[str, Any]:
-        """Append one event; returns the stored record. Raises :class:`AuditWriteError`."""
+        """Append one event; returns the stored record. Raises :class:`AuditWriteError`.
+
+        Inside :func:`deferred_appends` the event is queued and ``{}`` is
+        returned at once; its future resolves when the event is durable.
+        """
+        futures = _deferred.get()
+        if futures is not None:
+            futures.append(self._submit(draft))
+            return {}
         pending = _Pending(draft)
         with self._cv:
             self._queue.append(pending)
@@ -112,11 +153,37 @@ class AuditLog:
                     self._writing = False
                     self._cv.notify_all()
         if pending.error is not None:
-            raise AuditWriteError(
-                "the audit event could not be written, so the operation was refused",
-                hint=type(pending.error).__name__,
-            )
+            raise _write_error(pending.error)
         return pending.record
+
+    def _submit(self, draft: EventDraft) -> Future[dict[str, Any]]:
+        future: Future[dict[str, Any]] = Future()
+        with self._cv:
+            self._queue.append(_Pending(draft, future=future))
+            if not self._writer_running:
+                self._writer_running = True
+                threading.Thread(target=self._writer, name="keyguard-audit-writer", daemon=True).start()
+            self._cv.notify_all()
+        return future
+
+    def _writer(self) -> None:
+        """Leader for deferred appends (the same batches as blocking callers); exits when idle."""
+        with self._cv:
+            while True:
+                if not self._queue or self._writing:
+                    if not self._cv.wait(_WRITER_IDLE) and not self._queue:
+                        self._writer_running = False
+                        return
+                    continue
+                self._writing = True
+                batch, self._queue = self._queue, []
+                self._cv.release()
+                try:
+                    self._write(batch)
+                finally:
+                    self._cv.acquire()
+                    self._writing = False
+                    self._cv.notify_all()
 
     def _write(self, batch: list[_Pending]) -> None:
         now = datetime.now(UTC)
@@ -157,12 +224,20 @@ class AuditLog:
                 if self._is_pg:
                     conn.execute(text("SELECT pg_notify('keyguard_audit', :id)"), {"id": str(last_id)})
         except Exception as exc:  # noqa: BLE001 - fail closed for every waiter
-            for pending in batch:
-                pending.error = exc
-                pending.done = True
+            self._finish(batch, exc)
             return
+        self._finish(batch, None)
+
+    @staticmethod
+    def _finish(batch: list[_Pending], error: BaseException | None) -> None:
         for pending in batch:
+            pending.error = error
             pending.done = True
+            if pending.future is not None:
+                if error is None:
+                    pending.future.set_result(pending.record)
+                else:
+                    pending.future.set_exception(_write_error(error))
 
     def _touch(self, conn: Any, used: dict[tuple[str, int], str]) -> None:
         """Record last-used times once per batch, and per key version at most once a second."""

@@ -277,6 +277,10 @@ class Vault:
             conn.execute(text("SELECT pg_notify('keyguard_state', 'changed')"))
 
     # ------------------------------------------------------------------ cache
+    def cached_key_info(self, name: str) -> KeyInfo | None:
+        """The key from the cache, or None when it would take a database read (no I/O)."""
+        return self._cache.get(name)
+
     def key_info(self, name: str) -> KeyInfo:
         """The key named ``name`` (cached), or :class:`NotFoundError`."""
         info = self._cache.get(name)

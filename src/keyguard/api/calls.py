@@ -1,0 +1,52 @@
+"""Run a vault operation for a request, releasing its result only once its audit events are durable.
+
+Symmetric operations on a cached key cost a few microseconds, so they run on
+the event loop itself; anything that may need the database or heavy
+arithmetic (a key not yet cached, RSA or EC keys) runs in the threadpool. In
+both cases the audit log is in deferred mode: the events are queued for the
+background writer, which commits the events of every request in flight
+together (group commit), and the loop awaits their durability before the
+answer, or the domain error, goes out. If an event cannot be written the
+answer is 503 whatever the operation did: no audit record, no result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+from keyguard.audit.log import deferred_appends
+from keyguard.vault.service import Vault
+
+T = TypeVar("T")
+SYMMETRIC = frozenset({"aes256-gcm", "chacha20-poly1305", "hmac-sha256"})
+
+
+def _is_cheap(vault: Vault, key: str) -> bool:
+    info = vault.cached_key_info(key)
+    return info is not None and all(v.algorithm in SYMMETRIC for v in info.versions.values())
+
+
+def _run(fn: Callable[[], T]) -> tuple[T | None, BaseException | None, list[Future[dict[str, Any]]]]:
+    with deferred_appends() as futures:
+        try:
+            return fn(), None, futures
+        except Exception as exc:  # noqa: BLE001 - re-raised once the audit is durable
+            return None, exc, futures
+
+
+async def vault_call(vault: Vault, key: str, fn: Callable[[], T]) -> T:
+    """``fn()`` (a vault operation on ``key``), returned once its audit events are durable."""
+    if _is_cheap(vault, key):
+        result, error, futures = _run(fn)
+    else:
+        result, error, futures = await run_in_threadpool(_run, fn)
+    if futures:
+        await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+    if error is not None:
+        raise error
+    return result  # type: ignore[return-value]
