@@ -85,6 +85,39 @@ def _b64(token: bytes) -> bytes | None:
         return None
 
 
+# encoded lengths of 16/24/32/48/64-byte keys: hex, and base64 with or without padding
+_HEX_LENGTHS = frozenset(2 * n for n in SECRET_LENGTHS)
+_B64_LENGTHS = frozenset(length for n in SECRET_LENGTHS for length in (4 * ((n + 2) // 3), (4 * n + 2) // 3))
+
+
+_B64_TABLE = bytes(
+    65 if chr(i) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-=" else 32 for i in range(256)
+)
+_HEX_TABLE = bytes(65 if chr(i) in "0123456789abcdefABCDEF" else 32 for i in range(256))
+_B64_RUN = re.compile(rb"A" * 22 + rb"A*")  # a literal prefix: re searches it fast
+_HEX_RUN = re.compile(rb"A" * 32 + rb"A*")
+
+
+def _token_matches(data: bytes) -> Iterator[tuple[re.Match[bytes], bool]]:
+    """Hex and base64 tokens long enough to be keys. Runs are found on a translated copy
+    (one literal class: fast), then the exact token regexes run on each run only."""
+    for table, run, regex, is_hex in (
+        (_HEX_TABLE, _HEX_RUN, _HEX, True),
+        (_B64_TABLE, _B64_RUN, _B64, False),
+    ):
+        for span in run.finditer(data.translate(table)):
+            # one byte past the run, so the token regexes' look-aheads see the real neighbour
+            for match in regex.finditer(data, span.start(), min(len(data), span.end() + 1)):
+                yield match, is_hex
+
+
+def _worth_decoding(token: bytes, is_hex: bool) -> bool:
+    """Only lengths a raw key can have, or DER (a SEQUENCE: ``30`` hex, ``M`` base64)."""
+    if is_hex:
+        return len(token) in _HEX_LENGTHS or (len(token) >= 80 and token[:2] == b"30")
+    return len(token) in _B64_LENGTHS or (len(token) >= 54 and token[:1] == b"M")
+
+
 def _unhex(token: bytes) -> bytes | None:
     try:
         return bytes.fromhex(token.decode("ascii"))
@@ -172,14 +205,14 @@ class ManagedMatcher:
 
     def _hits(self, data: bytes) -> Iterator[_Hit]:
         covered: list[tuple[int, int]] = []
-        for match in _PEM.finditer(data):
+        for match in _PEM.finditer(data) if b"-----BEGIN " in data else ():
             covered.append(match.span())
             derived = spki_from_pem(match.group(0))
             if derived is not None:
                 ref = self.index.match_public(derived[0])
                 if ref is not None:
                     yield _Hit(match.start(), match.end(), ref, derived[1])
-        for match in _JWK.finditer(data):
+        for match in _JWK.finditer(data) if b'"kty"' in data else ():
             try:
                 jwk = json.loads(match.group(0))
             except ValueError:
@@ -202,25 +235,24 @@ class ManagedMatcher:
         def inside(pos: int) -> bool:
             return any(lo <= pos < hi for lo, hi in covered)
 
-        for regex in (_HEX, _B64):
-            for match in regex.finditer(data):
-                if inside(match.start()):
+        for match, is_hex in _token_matches(data):
+            token = match.group(0)
+            if not _worth_decoding(token, is_hex) or inside(match.start()):
+                continue
+            raw = _unhex(token) if is_hex else _b64(token)
+            if raw is None:
+                continue
+            if len(raw) in SECRET_LENGTHS:
+                ref = self.index.match_secret(raw)
+                if ref is not None:
+                    yield _Hit(match.start(), match.end(), ref, True)
                     continue
-                token = match.group(0)
-                raw = _unhex(token) if regex is _HEX else _b64(token)
-                if raw is None:
-                    continue
-                if len(raw) in SECRET_LENGTHS:
-                    ref = self.index.match_secret(raw)
+            if len(raw) >= 40:
+                derived = spki_from_der(raw)
+                if derived is not None:
+                    ref = self.index.match_public(derived[0])
                     if ref is not None:
-                        yield _Hit(match.start(), match.end(), ref, True)
-                        continue
-                if len(raw) >= 40:
-                    derived = spki_from_der(raw)
-                    if derived is not None:
-                        ref = self.index.match_public(derived[0])
-                        if ref is not None:
-                            yield _Hit(match.start(), match.end(), ref, derived[1])
+                        yield _Hit(match.start(), match.end(), ref, derived[1])
 
     def annotate(self, data: bytes, findings: list[Finding], origin: Origin, base_line: int = 1) -> list[Finding]:
         """Mark findings that are vault keys; add findings for matches no rule reported."""
