@@ -251,3 +251,12 @@ def test_old_commit_leak_opens_incident(repo: Path, index: FakeIndex, keys: dict
             "settings.py:1",
         )
     ]
+
+
+def test_token_boundaries(index: FakeIndex, keys: dict[str, object]) -> None:
+    material = keys["aes"].hex()  # type: ignore[attr-defined]
+    assert _scan(index, f"x = {material}g\n") == []  # part of a longer word: not a key
+    assert _scan(index, f"x = {material}") == [(MANAGED_RULE, "payments-db-master", 3, "critical")]
+    encoded = base64.b64encode(keys["aes"]).decode()  # type: ignore[arg-type]
+    assert _scan(index, f"{encoded}Q") == []
+    assert len(_scan(index, f"[{encoded}]")) == 1
