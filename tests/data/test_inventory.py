@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -105,33 +104,35 @@ def _env(tmp_path: Path, url: str) -> dict[str, str]:
     return env
 
 
+def _moved(vault, version: int) -> int:  # type: ignore[no-untyped-def]
+    from sqlalchemy import func, select
+
+    with vault.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(DataItem.version == version)).scalar_one())
+
+
 @pytest.mark.slow
 def test_kill_9_during_rewrap_loses_nothing(vault, admin, db_url: str, tmp_path: Path) -> None:
+    """kill -9 the rewrap process while it is moving items (seen in the database), several times."""
     n = 6000
     vault.create_key(admin, "k", "encrypt")
     _seed(vault, n)
     vault.rotate(admin, "k")
     env = _env(tmp_path, db_url)
-    cmd = [
-        sys.executable,
-        "-m",
-        "keyguard",
-        "data",
-        "rewrap",
-        "--key",
-        "k",
-        "--batch",
-        "100",
-        "--json",
-    ]
-    rng = random.Random(7)
+    cmd = [sys.executable, "-m", "keyguard", "data", "rewrap", "--key", "k", "--batch", "20", "--json"]
     kills = 0
-    for _ in range(4):
+    for _ in range(3):
+        before = _moved(vault, 2)
+        if before == n:
+            break
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.6, 1.6))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _moved(vault, 2) > before:  # mid-flight: some batches committed, more to come
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+                break
+            time.sleep(0.005)
         proc.wait()
         _all_decrypt(vault, admin, n)  # after every kill: every item still decrypts
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
