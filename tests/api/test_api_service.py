@@ -101,3 +101,18 @@ def test_every_domain_error_has_a_status() -> None:
     ):
         exc = cls.__new__(cls)
         assert status_of(exc)[0] == cls.http_status
+
+
+def test_audit_failure_fails_closed(as_admin: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No audit record, no result: the deferred append's failure turns the answer into a 503."""
+    assert as_admin.post("/v1/keys", json={"name": "pay", "purpose": "encrypt"}).status_code == 201
+    as_admin.post("/v1/keys/pay/encrypt", json={"plaintext_b64": "eA=="})  # the key is cached now
+    import keyguard.audit.log as audit_log
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(audit_log, "write_tx", broken)
+    r = as_admin.post("/v1/keys/pay/encrypt", json={"plaintext_b64": "eA=="})
+    assert r.status_code == 503 and r.json()["error"] == "audit_unavailable"
+    assert "ciphertext" not in r.text and "kg:v1" not in r.text

@@ -10,6 +10,8 @@ keep one valid chain. If the write fails, every waiting operation fails closed.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -125,6 +127,14 @@ class AuditLog:
         self._is_pg = engine.dialect.name == "postgresql"
         self._touched: dict[tuple[str, int], float] = {}
         self._writer_running = False
+        # SQLite: the writers of several processes (serve --workers N, the CLI) queue on
+        # an flock beside the database, which hands over at once, rather than on
+        # SQLite's busy handler, which sleeps 1, 2, 5, 10… ms between retries.
+        self._lock_path: str | None = None
+        self._lock_fd: int | None = None
+        database = engine.url.database
+        if engine.dialect.name == "sqlite" and database and database != ":memory:":
+            self._lock_path = os.path.abspath(database) + ".audit-lock"
 
     def append(self, draft: EventDraft) -> dict[str, Any]:
         """Append one event; returns the stored record. Raises :class:`AuditWriteError`.
@@ -185,10 +195,23 @@ class AuditLog:
                     self._writing = False
                     self._cv.notify_all()
 
+    @contextmanager
+    def _process_lock(self) -> Iterator[None]:
+        if self._lock_path is None:
+            yield
+            return
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
     def _write(self, batch: list[_Pending]) -> None:
         now = datetime.now(UTC)
         try:
-            with write_tx(self._engine) as conn:
+            with self._process_lock(), write_tx(self._engine) as conn:
                 last_id, last_hash = conn.execute(_SELECT_HEAD[self._is_pg]).one()
                 rows = []
                 used: dict[tuple[str, int], str] = {}
