@@ -122,7 +122,7 @@ def test_crash_during_respond_rotation_resumes(vault, admin, db_url: str, tmp_pa
     import signal
     import time
 
-    from tests.data.test_inventory import _all_decrypt, _seed
+    from tests.data.test_inventory import _all_decrypt, _moved, _seed
 
     vault.create_key(admin, "k", "encrypt")
     _seed(vault, 5000)
@@ -137,10 +137,16 @@ def test_crash_during_respond_rotation_resumes(vault, admin, db_url: str, tmp_pa
     )
     cmd = [sys.executable, "-m", "keyguard", "incident", "rotate", str(incident.id), "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(2.0)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
+    killed = False
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if _moved(vault, 2) > 0:  # rotated, and re-wrapping: die here
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.005)
     proc.wait()
+    assert killed, "the rotation finished before it could be interrupted"
     vault._invalidate()
     _all_decrypt(vault, admin, 5000)
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
