@@ -93,6 +93,7 @@ def read_history(
     assert proc.stdout is not None
     index = -1
     intro = history.introductions
+    paths: dict[str, str] = {}  # one string per path, however many versions it has
     for raw in proc.stdout:
         line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
         if line.startswith("\0"):
@@ -111,7 +112,8 @@ def read_history(
         new_mode, new_sha, status = fields[1], fields[3], fields[4]
         if new_sha == NULL_SHA or status.startswith("D") or new_mode in ("160000", "120000"):
             continue
-        intro.setdefault(new_sha, []).append((index, _unquote(path)))
+        name = _unquote(path)
+        intro.setdefault(new_sha, []).append((index, paths.setdefault(name, name)))
     err = proc.stderr.read() if proc.stderr else b""
     if proc.wait() != 0:
         text = err.decode("utf-8", "replace").strip().splitlines()
