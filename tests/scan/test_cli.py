@@ -243,3 +243,13 @@ def test_table_to_file(capsys: pytest.CaptureFixture[str], leaky: tuple[Path, st
     assert run(capsys, "scan", str(folder), "-o", str(target))[0] == 1
     text = target.read_text()
     assert "github-pat" in text and token not in text
+
+
+def test_sarif_parses_with_an_independent_object_model(
+    capsys: pytest.CaptureFixture[str], leaky: tuple[Path, str]
+) -> None:
+    sarif_pydantic = pytest.importorskip("sarif_pydantic")
+    _, out, _ = run(capsys, "scan", str(leaky[0]), "-f", "sarif")
+    log = sarif_pydantic.Sarif.model_validate(json.loads(out))
+    assert log.version == "2.1.0" and len(log.runs[0].results) == 2
+    assert {r.rule_id for r in log.runs[0].results} == {"github-pat", "private-key-sec1-ec"}
