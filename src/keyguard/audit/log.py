@@ -31,6 +31,7 @@ from keyguard.store.tables import AuditEvent, AuditHead
 
 RESULTS = ("ok", "denied", "error")
 _TOUCH_EVERY = 1.0  # seconds: last-used times are kept to this precision
+_GATHER = 0.001  # seconds a leader waits at most for the callers of the last batch
 _WRITER_IDLE = 5.0  # seconds before an idle background writer thread exits
 _deferred: ContextVar[list[Future[dict[str, Any]]] | None] = ContextVar("keyguard_audit_deferred", default=None)
 
@@ -121,7 +122,11 @@ class AuditLog:
     def __init__(self, engine: Engine, checkpoint_key: bytes | None = None) -> None:
         self._engine = engine
         self._checkpoint_key = checkpoint_key
-        self._cv = threading.Condition()
+        lock = threading.Lock()
+        self._cv = threading.Condition(lock)
+        self._grew = threading.Condition(lock)  # a leader gathering its batch waits on this
+        self._gathering = False
+        self._last_batch = 1
         self._queue: list[_Pending] = []
         self._writing = False
         self._is_pg = engine.dialect.name == "postgresql"
@@ -149,12 +154,16 @@ class AuditLog:
         pending = _Pending(draft)
         with self._cv:
             self._queue.append(pending)
+            if self._gathering:
+                self._grew.notify()
             while not pending.done:
                 if self._writing:
                     self._cv.wait()
                     continue
                 self._writing = True
+                self._gather()
                 batch, self._queue = self._queue, []
+                self._last_batch = len(batch)
                 self._cv.release()
                 try:
                     self._write(batch)
@@ -166,10 +175,31 @@ class AuditLog:
             raise _write_error(pending.error)
         return pending.record
 
+    def _gather(self) -> None:
+        """Give the callers released by the last batch a moment to queue again (hold ``_cv``).
+
+        Without it, closed-loop callers split into two groups that alternate
+        between batches, each paying a whole commit to wait for the other.
+        Waits at most ``_GATHER`` and only while the queue is shorter than the
+        last batch, so a lone caller never waits.
+        """
+        deadline = time.monotonic() + _GATHER
+        self._gathering = True
+        try:
+            while len(self._queue) < self._last_batch:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._grew.wait(remaining)
+        finally:
+            self._gathering = False
+
     def _submit(self, draft: EventDraft) -> Future[dict[str, Any]]:
         future: Future[dict[str, Any]] = Future()
         with self._cv:
             self._queue.append(_Pending(draft, future=future))
+            if self._gathering:
+                self._grew.notify()
             if not self._writer_running:
                 self._writer_running = True
                 threading.Thread(target=self._writer, name="keyguard-audit-writer", daemon=True).start()
@@ -186,7 +216,9 @@ class AuditLog:
                         return
                     continue
                 self._writing = True
+                self._gather()
                 batch, self._queue = self._queue, []
+                self._last_batch = len(batch)
                 self._cv.release()
                 try:
                     self._write(batch)
