@@ -111,10 +111,17 @@ def _fail(message: str, hint: str, code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the exit code (SPEC §4)."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    return run_app(app, argv, before=lambda: _load_commands(argv))
+
+
+def run_app(typer_app: typer.Typer, argv: list[str] | None = None, before: Any = None) -> int:
+    """Run ``typer_app`` mapping every error to one stderr line and the SPEC §4 exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("KEYGUARD_DEBUG") == "1"
     try:
-        _load_commands(argv)
-        result = app(args=argv, prog_name="keyguard", standalone_mode=False)
+        if before is not None:
+            before()
+        result = typer_app(args=argv, prog_name="keyguard", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
     except KeyguardError as exc:
         if debug:

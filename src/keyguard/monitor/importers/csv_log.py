@@ -7,22 +7,13 @@ import io
 from collections.abc import Iterator
 from typing import IO
 
+from keyguard.audit.chain import FIELDS as CHAIN_FIELDS
 from keyguard.monitor.event import RESULTS
 from keyguard.monitor.importers.base import ImportOptions, Parsed, Rejected
 from keyguard.monitor.importers.jsonl import event_from_record
 
-FIELDS = (
-    "ts",
-    "actor",
-    "source_ip",
-    "user_agent",
-    "op",
-    "key",
-    "version",
-    "result",
-    "reason",
-    "request_id",
-)
+# The SPEC §5 event fields a CSV column can map to (the chain's own fields excluded).
+FIELDS = tuple(f for f in CHAIN_FIELDS if f not in ("id", "prev_hash"))
 _RESULT_ALIASES = {
     "success": "ok",
     "succeeded": "ok",
