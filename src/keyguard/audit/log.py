@@ -136,7 +136,6 @@ class AuditLog:
         # an flock beside the database, which hands over at once, rather than on
         # SQLite's busy handler, which sleeps 1, 2, 5, 10… ms between retries.
         self._lock_path: str | None = None
-        self._lock_fd: int | None = None
         database = engine.url.database
         if engine.dialect.name == "sqlite" and database and database != ":memory:":
             self._lock_path = os.path.abspath(database) + ".audit-lock"
@@ -232,13 +231,12 @@ class AuditLog:
         if self._lock_path is None:
             yield
             return
-        if self._lock_fd is None:
-            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)  # per batch: no descriptor outlives it
         try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(fd)  # releases the lock
 
     def _write(self, batch: list[_Pending]) -> None:
         now = datetime.now(UTC)
