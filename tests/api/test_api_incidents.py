@@ -48,3 +48,24 @@ def test_respond_over_http_and_roles(api: TestClient, tokens) -> None:  # type: 
     ).json()
     assert done["rotated"][0]["algorithm"] == "ec-p384"
     assert api.get(f"/v1/incidents/{done['incident']}", headers=auditor).status_code == 200
+
+
+def test_mfa_header_for_destructive_calls(api: TestClient, vault, admin) -> None:  # type: ignore[no-untyped-def]
+    import pyotp
+
+    from keyguard.vault.clients import ClientService
+
+    vault.mfa_required = True
+    vault.create_key(admin, "pay", "encrypt")
+    clients = ClientService(vault)
+    clients.create(admin, "oncall", "operator", [])
+    token, _ = clients.issue_token(admin, "oncall")
+    secret, _uri = clients.enroll_mfa(admin, "oncall")
+    url = "/v1/keys/pay/versions/1/compromise"
+    refused = api.post(url, headers=auth(token))
+    assert refused.status_code == 403 and "second factor" in refused.json()["reason"]
+    wrong = api.post(url, headers={**auth(token), "X-Keyguard-OTP": "12345"})
+    assert wrong.status_code in (401, 403)
+    code = pyotp.TOTP(secret).at(vault.clock.now())
+    done = api.post(url, headers={**auth(token), "X-Keyguard-OTP": code})
+    assert done.status_code == 200, done.text

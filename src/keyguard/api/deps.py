@@ -84,10 +84,15 @@ async def get_principal(request: Request) -> Principal:
         await _audit_refusal(request, source_ip, user_agent, rid, "no bearer token")
         raise AuthenticationError("authentication required", hint="send Authorization: Bearer <token>")
     bearer = token.strip()
-    cached = cache.authenticate_cached(bearer, source_ip, user_agent, rid)
-    if cached is not None:
-        return cached
+    otp = request.headers.get("x-keyguard-otp")
+    if not otp:
+        cached = cache.authenticate_cached(bearer, source_ip, user_agent, rid)
+        if cached is not None:
+            return cached
     try:
+        if otp:  # a second factor is checked every time, never cached
+            clients: ClientService = request.app.state.clients
+            return await run_in_threadpool(clients.authenticate, bearer, source_ip, user_agent, rid, otp)
         return await run_in_threadpool(cache.authenticate, bearer, source_ip, user_agent, rid)
     except PermissionDeniedError as exc:
         await _audit_refusal(request, source_ip, user_agent, rid, exc.message)

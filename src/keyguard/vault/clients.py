@@ -180,6 +180,7 @@ class ClientService:
                     .where(Token.client_id == client_id, Token.revoked_at.is_(None))
                     .values(revoked_at=self.vault.clock.now())
                 ).rowcount
+                self.vault.bump_state(conn)  # every node drops its token cache
             ctx["reason"] = f"revoked {count} tokens of {name}"
         return int(count)
 
@@ -269,4 +270,5 @@ class ClientService:
                 if client_id is None:
                     raise NotFoundError(f"client {name!r} not found")
                 conn.execute(delete(Grant).where(Grant.client_id == client_id))
+                self.vault.bump_state(conn)
             ctx["reason"] = f"grants of {name} removed"

@@ -56,9 +56,9 @@ def _service(request: Request, vault: Vault) -> IncidentService:
 
 
 def _refs(values: list[str]) -> list[tuple[str, int | None]]:
-    from keyguard.cli.incident import parse_key
+    from keyguard.cli.respond_cmd import parse_ref
 
-    return [parse_key(v) for v in values]
+    return [parse_ref(v) for v in values]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, name="incident.open")
