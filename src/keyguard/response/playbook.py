@@ -149,7 +149,7 @@ def respond(
                 actor=principal.actor,
             )
         else:
-            responder._task(incident.id, "rollout.check", "every consumer uses the new version", evidence)
+            responder.complete_action(incident.id, "rollout.check", "every consumer uses the new version", evidence)
 
     step("rollout check", check_rollout)
 
@@ -157,13 +157,13 @@ def respond(
         current = incidents.get(incident.id)
         now = vault.clock.now()
         result.obligations = [o.to_dict(now) for o in current.obligations]
-        responder._task(
+        responder.complete_action(
             incident.id,
             "comply.obligations",
             f"{len(current.obligations)} obligation(s) scheduled",
             {"obligations": [o.regulation for o in current.obligations]},
         )
-        responder._task(
+        responder.complete_action(
             incident.id,
             "monitor.watch",
             "leaked versions are tripwires: any use is refused and alerts",
@@ -191,7 +191,7 @@ def respond(
             "report",
             lambda: result.reports.update(write_reports(incidents, incident.id, report_dir, report_formats)),
         )
-        responder._task(incident.id, "report.write", "reports written", {"reports": result.reports})
+        responder.complete_action(incident.id, "report.write", "reports written", {"reports": result.reports})
     return result
 
 

@@ -47,13 +47,15 @@ class Responder:
         """(key, versions) pairs the incident covers; no version means every usable one."""
         return [(ref.name, target_versions(self.vault, ref.name, ref.version)) for ref in incident.keys]
 
-    def _task(self, incident_id: int, action: str, note: str, evidence: dict[str, Any]) -> None:
+    def complete_action(self, incident_id: int, action: str, note: str, evidence: dict[str, Any]) -> None:
+        """Mark the playbook tasks of ``action`` done, with the evidence of what was done."""
         incident = self.incidents.get(incident_id)
         for task in incident.tasks:
             if task.action == action and task.done_at is None:
                 self.incidents.complete_task(incident_id, task.id, note, evidence, by=self.principal.actor)
 
-    def _advance(self, incident_id: int, status: Status, evidence: dict[str, Any]) -> None:
+    def advance(self, incident_id: int, status: Status, evidence: dict[str, Any]) -> None:
+        """Move the incident forward to ``status`` unless it is already there or beyond."""
         incident = self.incidents.get(incident_id)
         if incident.status.rank < status.rank:
             self.incidents.advance_status(incident_id, status, evidence, actor=self.principal.actor)
@@ -67,7 +69,7 @@ class Responder:
         refs = [(k.name, k.version) for k in incident.keys]
         blocked = block_versions(self.vault, self.principal, refs, target, f"incident {incident_id}: containment")
         contained_in = time.perf_counter() - started
-        self._task(
+        self.complete_action(
             incident_id,
             "vault.compromise",
             f"{len(blocked)} version(s) {target.value}",
@@ -75,14 +77,14 @@ class Responder:
         )
         suspended = self._suspend_users(incident) if suspend_clients else []
         if suspend_clients:
-            self._task(
+            self.complete_action(
                 incident_id,
                 "clients.suspend",
                 f"{len(suspended)} client(s) suspended",
                 {"clients": suspended},
             )
         proofs = self.prove_dead(incident)
-        self._task(incident_id, "vault.verify-dead", "every leaked version refuses use", {"proofs": proofs})
+        self.complete_action(incident_id, "vault.verify-dead", "every leaked version refuses use", {"proofs": proofs})
         evidence = {
             "versions": blocked,
             "suspended": suspended,
@@ -90,7 +92,7 @@ class Responder:
             "seconds": round(contained_in, 4),
             "alerts_linked": _link_alerts(self.vault, incident),
         }
-        self._advance(incident_id, Status.CONTAINED, evidence)
+        self.advance(incident_id, Status.CONTAINED, evidence)
         return evidence
 
     def _suspend_users(self, incident: Incident) -> list[str]:
@@ -201,7 +203,7 @@ class Responder:
             add_flags=flags,
             actor=self.principal.actor,
         )
-        self._task(
+        self.complete_action(
             incident_id,
             "assess.run",
             f"risk {worst.grade}: {len(impact['anomalies'])} anomalies",
@@ -210,7 +212,7 @@ class Responder:
                 "events_after_exposure": sum(a.events_after_exposure for a in results),
             },
         )
-        self._advance(incident_id, Status.ASSESSED, {"grade": worst.grade})
+        self.advance(incident_id, Status.ASSESSED, {"grade": worst.grade})
         return results
 
     # ----------------------------------------------------------------- step 3
@@ -248,20 +250,20 @@ class Responder:
                 )
             report = inventory.rewrap(self.principal, name, progress=progress)
             rewrapped.append(report.to_dict())
-        self._task(
+        self.complete_action(
             incident_id,
             "vault.rotate",
             ", ".join(f"{r['key']} v{r['version']} ({r['algorithm']})" for r in rotated),
             {"rotated": rotated},
         )
-        self._task(
+        self.complete_action(
             incident_id,
             "data.rewrap",
             f"{sum(r['rewrapped'] for r in rewrapped)} items re-wrapped",
             {"rewrap": rewrapped},
         )
         evidence = {"rotated": rotated, "rewrap": rewrapped}
-        self._advance(incident_id, Status.ROTATED, evidence)
+        self.advance(incident_id, Status.ROTATED, evidence)
         return evidence
 
 
