@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,8 @@ def register(app: typer.Typer) -> None:
         result = run_demo(home, say)
         result.summary["seconds"] = round(time.perf_counter() - started, 1)
 
+        prog = sys.argv[0] if sys.argv[0].endswith("keyguard") else "keyguard"
+
         def human() -> None:
             console.print(
                 f"\n[bold green]done in {result.summary['seconds']} s.[/bold green] "
@@ -40,10 +43,10 @@ def register(app: typer.Typer) -> None:
             console.print(
                 "\nLook around (the demo home is an ordinary keyguard home):\n"
                 f"  export KEYGUARD_HOME={result.home}\n"
-                f"  keyguard incident show {result.incident}          # phases, tasks, regulators' countdowns\n"
-                f"  keyguard incident timeline {result.incident}\n"
-                f"  keyguard incident rollout {result.incident}       # who switched to the new key version\n"
-                "  keyguard audit verify                 # the tamper-evident log\n"
+                f"  {prog} incident show {result.incident}          # phases, tasks, regulators' countdowns\n"
+                f"  {prog} incident timeline {result.incident}\n"
+                f"  {prog} incident rollout {result.incident}       # who switched to the new key version\n"
+                f"  {prog} audit verify                 # the tamper-evident log\n"
                 f"  xdg-open {result.reports.get('en.html', '')}"
             )
 
