@@ -66,6 +66,8 @@ def serve(
         "access_log": access_log,
         "log_level": log_level,
         "timeout_graceful_shutdown": 5,
+        # keyguard decides itself whom to believe for X-Forwarded-For (--trusted-proxy).
+        "proxy_headers": False,
     }
     if workers == 1:
         app = create_app(settings, vault, trusted_proxies=trusted_proxy)

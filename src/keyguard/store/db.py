@@ -56,8 +56,9 @@ def create_db_engine(url: str) -> Engine:
             url,
             json_serializer=canonical_json,
             connect_args={"check_same_thread": False, "timeout": 60, "isolation_level": None},
-            pool_size=8,
-            max_overflow=16,
+            # Big enough that threads never churn overflow connections (each new one re-runs the pragmas).
+            pool_size=32,
+            max_overflow=32,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
 
