@@ -15,7 +15,7 @@ from keyguard.api.app import create_app
 @pytest.fixture
 def direct(vault) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
     """No trusted proxies: the fast lane is in play."""
-    with TestClient(create_app(vault=vault), client=("192.0.2.9", 40000)) as client:
+    with TestClient(create_app(vault=vault, token_ttl=60), client=("192.0.2.9", 40000)) as client:
         yield client
 
 

@@ -159,20 +159,24 @@ class AuditLog:
                 if self._writing:
                     self._cv.wait()
                     continue
-                self._writing = True
-                self._gather()
-                batch, self._queue = self._queue, []
-                self._last_batch = len(batch)
-                self._cv.release()
-                try:
-                    self._write(batch)
-                finally:
-                    self._cv.acquire()
-                    self._writing = False
-                    self._cv.notify_all()
+                self._lead()
         if pending.error is not None:
             raise _write_error(pending.error)
         return pending.record
+
+    def _lead(self) -> None:
+        """Write the queued events as one batch (called holding ``_cv``; released while writing)."""
+        self._writing = True
+        self._gather()
+        batch, self._queue = self._queue, []
+        self._last_batch = len(batch)
+        self._cv.release()
+        try:
+            self._write(batch)
+        finally:
+            self._cv.acquire()
+            self._writing = False
+            self._cv.notify_all()
 
     def _gather(self) -> None:
         """Give the callers released by the last batch a moment to queue again (hold ``_cv``).
@@ -214,17 +218,7 @@ class AuditLog:
                         self._writer_running = False
                         return
                     continue
-                self._writing = True
-                self._gather()
-                batch, self._queue = self._queue, []
-                self._last_batch = len(batch)
-                self._cv.release()
-                try:
-                    self._write(batch)
-                finally:
-                    self._cv.acquire()
-                    self._writing = False
-                    self._cv.notify_all()
+                self._lead()
 
     @contextmanager
     def _process_lock(self) -> Iterator[None]:
