@@ -333,3 +333,19 @@ def _events(vault):  # type: ignore[no-untyped-def]
     from keyguard.audit.log import iter_events
 
     return iter_events(vault.engine)
+
+
+def test_import_binary_keys_ending_in_whitespace_bytes(vault, admin) -> None:
+    """Raw DER and raw secrets are taken as given, even when their bytes look like whitespace."""
+    from keyguard.vault.keyimport import parse_key
+
+    raw = bytes(range(200, 231)) + b"\n"
+    assert parse_key(raw, "encrypt").material == raw
+    for _ in range(2000):
+        der = ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        if der[-1:] in (b" ", b"\n", b"\t", b"\r", b"\x0b", b"\x0c"):
+            break
+    assert der[-1:].isspace()  # 2,000 tries: found with certainty for all practical purposes
+    assert parse_key(der, "sign").algorithm == "ed25519"

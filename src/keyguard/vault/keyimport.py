@@ -131,7 +131,8 @@ def parse_key(data: bytes, purpose: str, algorithm: str | None = None) -> Parsed
         return parsed
     # DER private keys come as bytes; try them before treating input as a raw secret.
     try:
-        return _from_private(serialization.load_der_private_key(stripped, password=None))
+        # Binary DER as given: stripping could eat key bytes that happen to be whitespace.
+        return _from_private(serialization.load_der_private_key(data, password=None))
     except (ValueError, TypeError, UnsupportedAlgorithm):
         pass
     if text is not None:
@@ -149,4 +150,4 @@ def parse_key(data: bytes, purpose: str, algorithm: str | None = None) -> Parsed
                 return _from_private(serialization.load_der_private_key(raw, password=None))
             except (ValueError, TypeError):
                 return _secret(raw, purpose, algorithm)
-    return _secret(stripped, purpose, algorithm)
+    return _secret(data if text is None else stripped, purpose, algorithm)
