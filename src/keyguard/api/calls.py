@@ -23,12 +23,11 @@ from keyguard.audit.log import deferred_appends
 from keyguard.vault.service import Vault
 
 T = TypeVar("T")
-SYMMETRIC = frozenset({"aes256-gcm", "chacha20-poly1305", "hmac-sha256"})
 
 
 def _is_cheap(vault: Vault, key: str) -> bool:
     info = vault.cached_key_info(key)
-    return info is not None and all(v.algorithm in SYMMETRIC for v in info.versions.values())
+    return info is not None and info.is_symmetric
 
 
 def _run(fn: Callable[[], T]) -> tuple[T | None, BaseException | None, list[Future[dict[str, Any]]]]:
@@ -45,7 +44,9 @@ async def vault_call(vault: Vault, key: str, fn: Callable[[], T]) -> T:
         result, error, futures = _run(fn)
     else:
         result, error, futures = await run_in_threadpool(_run, fn)
-    if futures:
+    if len(futures) == 1:  # the usual case: one event, no gather machinery
+        await asyncio.wrap_future(futures[0])
+    elif futures:
         await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
     if error is not None:
         raise error

@@ -9,6 +9,7 @@ the counter (a single row) instead of reading key state on every request.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -101,6 +102,11 @@ class KeyInfo:
     def latest(self) -> int:
         """Highest version number."""
         return max(self.versions)
+
+    @functools.cached_property
+    def is_symmetric(self) -> bool:
+        """Every version is a secret-key algorithm (cheap enough to run on an event loop)."""
+        return not any(alg.ALGORITHMS[v.algorithm].asymmetric for v in self.versions.values())
 
     @property
     def active(self) -> VersionInfo | None:
