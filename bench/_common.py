@@ -82,3 +82,39 @@ def now() -> datetime:
 
 
 os.environ.setdefault("KEYGUARD_KDF_MEMORY_KIB", "65536")
+
+
+def synthetic_own_history(engine: Engine, key: str, n: int, exposed_at: datetime, seed: int = 2) -> None:
+    """``n`` rows in keyguard's own ``audit_events`` over 31 days (filler hashes: assessment reads
+    no hash; a real log would also pass ``audit verify``)."""
+    from keyguard.store.tables import AuditEvent
+
+    rng = random.Random(seed)
+    start = exposed_at - timedelta(days=30)
+    rows: list[dict[str, Any]] = []
+    for i in range(n):
+        at = start + timedelta(seconds=rng.random() * 31 * 86400)
+        rows.append(
+            {
+                "id": i + 1,
+                "ts": format_ts(at),
+                "actor": f"svc-{i % 4}",
+                "source_ip": f"10.0.1.{i % 7}",
+                "user_agent": "billing/2.1",
+                "op": "decrypt",
+                "key": key,
+                "version": 1,
+                "result": "ok",
+                "reason": None,
+                "request_id": None,
+                "prev_hash": "0" * 64,
+                "hash": "0" * 64,
+            }
+        )
+        if len(rows) == 50_000:
+            with engine.begin() as conn:
+                conn.execute(insert(AuditEvent), rows)
+            rows = []
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(insert(AuditEvent), rows)

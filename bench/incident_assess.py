@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import fresh_sqlite, now, synthetic_history  # noqa: E402
+from _common import fresh_sqlite, now, synthetic_history, synthetic_own_history  # noqa: E402
 
 from keyguard.assess.engine import assess  # noqa: E402
 
@@ -29,6 +29,15 @@ def run(engine, label: str) -> None:  # type: ignore[no-untyped-def]
     t0 = time.perf_counter()
     result = assess(engine, "payments-db", exposed, now=now(), tier="high")
     took = time.perf_counter() - t0
+    own = fresh_sqlite("kg-bench-assess-own-")[0] if engine.dialect.name == "sqlite" else None
+    if own is not None:
+        synthetic_own_history(own, "payments-db", N, exposed)
+        t1 = time.perf_counter()
+        own_result = assess(own, "payments-db", exposed, now=now(), tier="high")
+        print(
+            f"{'sqlite':10s} keyguard's own audit log: events={own_result.events_total:>9,}  "
+            f"assess {time.perf_counter() - t1:5.2f} s  (target < 5 s)"
+        )
     print(
         f"{label:10s} events={result.events_total:>9,}  load {load:6.1f} s  assess {took:5.2f} s  "
         f"(target < 5 s)  grade={result.grade} new_ips={len(result.new_source_ips)} bursts={len(result.bursts)}"
