@@ -128,3 +128,12 @@ def test_custom_rules_replace_the_catalog(engine: Engine, tmp_path: Path) -> Non
     (rules / "burst.yaml").write_text(text.replace("threshold: 11,", "threshold: 30,"))
     with pytest.raises(DataFileError, match="fails its examples"):
         import_target(engine, str(path), "jsonl", rules=[rules])
+
+
+def test_credential_fingerprint_key_comes_from_the_vault(vault) -> None:  # type: ignore[no-untyped-def]
+    """With a vault the key is derived from its sealed secrets and nothing is stored in clear."""
+    from keyguard.monitor.store import fingerprint_key, get_state
+
+    key = fingerprint_key(vault.engine)
+    assert key == vault.derived_key("monitor-credential-fingerprint") and len(key) == 32
+    assert get_state(vault.engine, "fingerprint_key") is None

@@ -303,7 +303,22 @@ def put_state(conn: Connection, name: str, value: dict[str, Any]) -> None:
 
 
 def fingerprint_key(engine: Engine) -> bytes:
-    """The HMAC key for credential fingerprints of access logs (created on first use)."""
+    """The HMAC key for credential fingerprints of access logs.
+
+    With an initialised vault it is derived from the vault's sealed secrets and never
+    stored; a monitor-only database (no vault) keeps a random key in ``monitor_state``.
+    """
+    from keyguard.errors import KeyguardError
+
+    try:
+        from keyguard.vault.barrier import live_generations
+
+        if live_generations(engine):
+            from keyguard.vault.service import Vault
+
+            return Vault.open(engine).derived_key("monitor-credential-fingerprint")
+    except KeyguardError:
+        pass  # the vault exists but its root is not at hand: fall back to the monitor's own key
     state = get_state(engine, "fingerprint_key")
     if state is None:
         with write_tx(engine) as conn:

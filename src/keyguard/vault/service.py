@@ -222,6 +222,15 @@ class Vault:
         """Vault-internal key for secret-key fingerprints (never leaves the process)."""
         return self._secrets["fingerprint"]
 
+    def derived_key(self, purpose: str) -> bytes:
+        """A 256-bit key for ``purpose``, derived (HKDF-SHA256) from a sealed vault secret: never stored."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=f"keyguard:{purpose}".encode()).derive(
+            self._secrets["fingerprint"]
+        )
+
     @property
     def checkpoint_key(self) -> bytes:
         """Vault-internal key that authenticates the audit chain's head."""
