@@ -60,6 +60,11 @@ def parse_time(text: str, clock: Clock | None = None) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def as_utc(at: datetime) -> datetime:
+    """A stored datetime as aware UTC (SQLite hands back naive values, which are UTC)."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
 def format_time(at: datetime) -> str:
     """RFC 3339 UTC with a ``Z`` suffix and microseconds only when present."""
     at = at.astimezone(UTC)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Text, cast, func, insert, select
 
+from keyguard.clock import as_utc
 from keyguard.crypto import envelope
 from keyguard.errors import ConflictError, KeyStateError, NotFoundError, UsageError
 from keyguard.store.db import write_tx
@@ -46,10 +46,6 @@ class RewrapReport:
             "remaining": self.remaining,
             "unrecoverable": self.unrecoverable,
         }
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class DataInventory:
@@ -130,7 +126,7 @@ class DataInventory:
                 "records": r.records,
                 "key": r.key_name,
                 "version": r.version,
-                "updated_at": _aware(r.updated_at),
+                "updated_at": as_utc(r.updated_at),
             }
             for r in rows
         ]

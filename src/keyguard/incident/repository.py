@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from keyguard.clock import format_time, parse_time
+from keyguard.clock import as_utc, format_time, parse_time
 from keyguard.errors import NotFoundError
 from keyguard.incident.model import (
     Incident,
@@ -36,10 +36,7 @@ from keyguard.incident.tables import (
     IncidentTimelineRow,
 )
 
-
-def utc(at: datetime) -> datetime:
-    """A stored datetime as aware UTC (SQLite hands back naive values)."""
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+utc = as_utc  # the repository's name for it
 
 
 def _utc_opt(at: datetime | None) -> datetime | None:

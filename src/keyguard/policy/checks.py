@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from keyguard.clock import as_utc
 from keyguard.crypto.algorithms import ALGORITHMS
 
 
@@ -60,10 +61,6 @@ def check(name: str) -> Callable[[Check], Check]:
     return wrap
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 @check("key-rotation-age")
 def rotation_age(ctx: PolicyContext, params: dict[str, Any]) -> Iterator[tuple[str, str]]:
     for key in ctx.keys:
@@ -72,7 +69,7 @@ def rotation_age(ctx: PolicyContext, params: dict[str, Any]) -> Iterator[tuple[s
             yield key["name"], "has no active version (rotate it)"
             continue
         limit = int(key.get("rotation_days") or params.get("default_days", 90))
-        age = ctx.now - _aware(active["created_at"])
+        age = ctx.now - as_utc(active["created_at"])
         if age > timedelta(days=limit):
             yield (
                 key["name"],
@@ -122,7 +119,7 @@ def least_privilege(ctx: PolicyContext, _params: dict[str, Any]) -> Iterator[tup
 def short_lived_tokens(ctx: PolicyContext, params: dict[str, Any]) -> Iterator[tuple[str, str]]:
     limit = timedelta(hours=float(params.get("max_hours", 24)))
     for token in ctx.tokens:
-        if _aware(token["expires_at"]) - _aware(token["created_at"]) > limit:
+        if as_utc(token["expires_at"]) - as_utc(token["created_at"]) > limit:
             yield token["client"], f"has a live token valid for more than {limit}"
 
 
@@ -143,7 +140,7 @@ def compromised_data_moved(ctx: PolicyContext, _params: dict[str, Any]) -> Itera
 def unused_grants(ctx: PolicyContext, params: dict[str, Any]) -> Iterator[tuple[str, str]]:
     cutoff = (ctx.now - timedelta(days=int(params.get("days", 90)))).strftime("%Y-%m-%dT%H:%M:%S")
     for client in ctx.clients:
-        if not client["grants"] or _aware(client["created_at"]).strftime("%Y-%m-%dT%H:%M:%S") > cutoff:
+        if not client["grants"] or as_utc(client["created_at"]).strftime("%Y-%m-%dT%H:%M:%S") > cutoff:
             continue
         if ctx.last_seen.get(client["name"], "") < cutoff:
             yield client["name"], "has grants but has not used keyguard recently (remove them)"

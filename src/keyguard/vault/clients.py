@@ -10,12 +10,13 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from keyguard.clock import as_utc
 from keyguard.errors import ConflictError, NotFoundError, PermissionDeniedError, UsageError
 from keyguard.store.db import write_tx
 from keyguard.store.tables import Client, Grant, Token
@@ -50,10 +51,6 @@ class ClientView:
             "created_at": self.created_at,
             "status_changed_at": self.status_changed_at,
         }
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class ClientService:
@@ -116,8 +113,8 @@ class ClientService:
                 status=client.status,
                 grants=[f"{k}:{o}" for k, o in grants],
                 references=list(client.references or []),
-                created_at=_aware(client.created_at),
-                status_changed_at=_aware(client.status_changed_at),
+                created_at=as_utc(client.created_at),
+                status_changed_at=as_utc(client.status_changed_at),
             )
 
     def list(self, principal: Principal) -> list[ClientView]:
@@ -240,7 +237,7 @@ class ClientService:
             ).first()
             if row is None or not hmac.compare_digest(row.token_hash, digest):
                 raise refused
-            if row.revoked_at is not None or _aware(row.expires_at) <= self.vault.clock.now():
+            if row.revoked_at is not None or as_utc(row.expires_at) <= self.vault.clock.now():
                 raise refused
             if row.status != "active":
                 raise PermissionDeniedError(f"client {row.name!r} is {row.status}", hint="an operator suspended it")

@@ -18,14 +18,14 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from keyguard.audit.log import AuditLog, EventDraft
-from keyguard.clock import Clock, SystemClock
+from keyguard.clock import Clock, SystemClock, as_utc
 from keyguard.crypto import algorithms as alg
 from keyguard.crypto import envelope
 from keyguard.errors import (
@@ -150,9 +150,7 @@ class KeyInfo:
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return None if value is None else as_utc(value)
 
 
 def _sealed_aad(key_id: int, version: int, algorithm: str) -> bytes:

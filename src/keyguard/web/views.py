@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, inspect, select, text
 
 from keyguard.audit.log import iter_events, verify_log
+from keyguard.clock import as_utc
 from keyguard.errors import ChainIntegrityError, KeyguardError
 from keyguard.incident.model import Incident, ItemState, Obligation, Phase, Status
 from keyguard.incident.report.sources import risk_factors
@@ -28,9 +29,7 @@ AUDIT_PAGE = 100
 ALERT_PAGE = 200
 
 
-def aware(at: datetime) -> datetime:
-    """``at`` with UTC attached when the database returned it naive."""
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+aware = as_utc  # kept as the views' name for it
 
 
 def short_time(at: datetime | None, none: str = "—") -> str:
