@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,48 +33,40 @@ def synthetic_history(
     seed: int = 1,
 ) -> None:
     """``n`` imported events over 30 days for ``key``: office-hours traffic, then an attacker."""
-    from keyguard.monitor.tables import ImportedEvent
+    from keyguard.monitor.event import MonitorEvent
+    from keyguard.monitor.store import import_stream
 
     rng = random.Random(seed)
     start = exposed_at - timedelta(days=30)
     span = (exposed_at - start).total_seconds()
     normal_ips = [f"10.0.{i}.{j}" for i in range(2) for j in range(1, 6)]
-    rows: list[dict[str, Any]] = []
-    batch = 50_000
     n_attack = int(n * attacker_share)
-    for i in range(n):  # noqa: B007
-        if i < n - n_attack:
-            at = start + timedelta(seconds=rng.random() * span)
-            at = at.replace(hour=8 + (at.hour % 10))
-            ip, actor, ua, result = rng.choice(normal_ips), f"svc-{i % 4}", "billing/2.1", "ok"
-        else:
-            at = exposed_at + timedelta(hours=2, seconds=rng.random() * 600)
-            ip, actor, ua, result = "203.0.113.66", "svc-0", "python-requests/2.31", "ok"
-        rows.append(
-            {
-                "content_hash": f"{seed}-{i}",
-                "ts": format_ts(at),
-                "actor": actor,
-                "source_ip": ip,
-                "user_agent": ua,
-                "op": "decrypt" if i % 3 else "encrypt",
-                "key": key,
-                "version": 1,
-                "result": result,
-                "reason": None,
-                "request_id": None,
-                "source": "jsonl",
-                "source_file": "bench",
-                "source_line": i + 1,
-            }
-        )
-        if len(rows) == batch:
-            with engine.begin() as conn:
-                conn.execute(insert(ImportedEvent), rows)
-            rows = []
-    if rows:
-        with engine.begin() as conn:
-            conn.execute(insert(ImportedEvent), rows)
+
+    def events() -> Iterator[MonitorEvent]:
+        for i in range(n):
+            if i < n - n_attack:
+                at = start + timedelta(seconds=rng.random() * span)
+                at = at.replace(hour=8 + (at.hour % 10))
+                ip, actor, ua, result = rng.choice(normal_ips), f"svc-{i % 4}", "billing/2.1", "ok"
+            else:
+                at = exposed_at + timedelta(hours=2, seconds=rng.random() * 600)
+                ip, actor, ua, result = "203.0.113.66", "svc-0", "python-requests/2.31", "ok"
+            yield MonitorEvent(
+                ts=format_ts(at),
+                op="decrypt" if i % 3 else "encrypt",
+                result=result,
+                key=key,
+                version=1,
+                actor=actor,
+                source_ip=ip,
+                user_agent=ua,
+                request_id=f"{seed}-{i}",
+                source="jsonl",
+                source_line=i + 1,
+                source_file="bench",
+            )
+
+    import_stream(engine, events())
 
 
 def now() -> datetime:

@@ -21,11 +21,6 @@ def run(engine, label: str) -> None:  # type: ignore[no-untyped-def]
     t0 = time.perf_counter()
     synthetic_history(engine, "payments-db", N, exposed)
     load = time.perf_counter() - t0
-    if engine.dialect.name == "postgresql":  # what autovacuum does after a bulk load
-        from sqlalchemy import text
-
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE imported_events"))
     t0 = time.perf_counter()
     result = assess(engine, "payments-db", exposed, now=now(), tier="high")
     took = time.perf_counter() - t0

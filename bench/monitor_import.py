@@ -26,10 +26,7 @@ IAM_OPS = ["GetObject", "PutObject", "ListBuckets", "DescribeInstances"]
 def generate(path: Path, n: int, form: str, seed: int = 7) -> None:
     """Write ``n`` CloudTrail records (100 KMS keys, 50 access keys, a few errors)."""
     rng = random.Random(seed)
-    keys = [
-        f"arn:aws:kms:eu-west-1:123456789012:key/{i:08x}-0000-4000-8000-000000000000"
-        for i in range(100)
-    ]
+    keys = [f"arn:aws:kms:eu-west-1:123456789012:key/{i:08x}-0000-4000-8000-000000000000" for i in range(100)]
     access = [f"AKIA{i:016d}" for i in range(50)]
     # each key is used from three home addresses; one call in 10,000 comes from elsewhere
     home = [(f"10.1.{k}.10", f"10.1.{k}.11", f"203.0.113.{k}") for k in range(100)]
@@ -57,9 +54,7 @@ def generate(path: Path, n: int, form: str, seed: int = 7) -> None:
                 "eventSource": "kms.amazonaws.com" if kms else "s3.amazonaws.com",
                 "eventName": name,
                 "awsRegion": "eu-west-1",
-                "sourceIPAddress": home[i % 100][i % 3]
-                if rng.random() < 0.9999
-                else "198.51.100.66",
+                "sourceIPAddress": home[i % 100][i % 3] if rng.random() < 0.9999 else "198.51.100.66",
                 "userAgent": agents[i % 100 % 4],
                 "requestParameters": {
                     "keyId": keys[i % 100],
@@ -99,10 +94,7 @@ def duckdb_anchor(path: Path, form: str) -> tuple[float, int]:
             "format='newline_delimited', maximum_object_size=1048576)"
         )
     else:
-        sql = (
-            "SELECT count(*), 0 FROM (SELECT unnest(Records) "
-            "FROM read_json(?, maximum_object_size=2147483647))"
-        )
+        sql = "SELECT count(*), 0 FROM (SELECT unnest(Records) FROM read_json(?, maximum_object_size=2147483647))"
     count, _ = con.execute(sql, [str(path)]).fetchone()  # type: ignore[misc]
     return time.perf_counter() - started, int(count)
 
@@ -130,10 +122,7 @@ def main() -> None:
         )
 
         seconds, count = duckdb_anchor(path, args.form)
-        print(
-            f"duckdb read_json (anchor): {count:,} events in {seconds:.2f} s = "
-            f"{count / seconds:,.0f} events/s"
-        )
+        print(f"duckdb read_json (anchor): {count:,} events in {seconds:.2f} s = {count / seconds:,.0f} events/s")
 
         url = args.db or f"sqlite:///{tmp}/bench.db"
         engine = create_db_engine(url)
@@ -149,10 +138,7 @@ def main() -> None:
         started = time.perf_counter()
         again = import_target(engine, str(path), "cloudtrail", detect=not args.no_detect)
         seconds = time.perf_counter() - started
-        print(
-            f"re-import: {again.imported} imported, {again.duplicates:,} duplicates "
-            f"in {seconds:.2f} s"
-        )
+        print(f"re-import: {again.imported} imported, {again.duplicates:,} duplicates in {seconds:.2f} s")
         engine.dispose()
         if os.environ.get("KEEP"):
             print(path)

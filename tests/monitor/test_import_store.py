@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 from keyguard.cli.main import main
 from keyguard.errors import DataFileError
 from keyguard.monitor.ingest import import_target
+from keyguard.monitor.segments import count_events
 from keyguard.monitor.store import iter_imported
-from keyguard.monitor.tables import Alert, ImportedEvent
+from keyguard.monitor.tables import Alert
 
 
 def _events_file(path: Path, n: int, *, bad_every: int = 0) -> Path:
@@ -52,7 +53,7 @@ def test_reimport_adds_nothing_and_bad_lines_are_counted(engine: Engine, tmp_pat
     assert [r.source_line for r in first.rejections] == [25, 50, 75, 100]
     second = import_target(engine, str(path), "jsonl")
     assert second.to_json() == {"read": 100, "imported": 0, "duplicates": 96, "rejected": 4}
-    assert _count(engine, ImportedEvent) == 96
+    assert count_events(engine) == 96
 
 
 def test_detection_on_import_and_no_realert_on_reimport(engine: Engine, tmp_path: Path) -> None:
@@ -114,7 +115,7 @@ def test_grown_file_imports_only_the_new_lines(engine: Engine, tmp_path: Path) -
     assert import_target(engine, str(head), "jsonl", detect=False).imported == 50
     stats = import_target(engine, str(full), "jsonl", detect=False)
     assert (stats.imported, stats.duplicates) == (30, 50)
-    assert _count(engine, ImportedEvent) == 80
+    assert count_events(engine) == 80
 
 
 def test_custom_rules_replace_the_catalog(engine: Engine, tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Damage assessment of a leaked key (seed step 2), pushed down to the database.
 
-Everything is computed with a handful of aggregate SQL queries over the union
-of keyguard's own audit events and imported ones (never a Python loop over
-rows), so that a million events assess in seconds on SQLite or PostgreSQL:
+Everything is computed with a handful of aggregate SQL queries, run by the
+database over keyguard's own audit events and by DuckDB over the segments of
+imported events that hold the key (never a Python loop over rows), so that a
+million events assess in seconds on SQLite or PostgreSQL:
 
 * sources never seen in the baseline window: source IPs, actors (clients), user agents;
 * bursts: minutes whose rate is far above the baseline's high percentile;
@@ -17,14 +18,20 @@ one sentence in English and Simplified Chinese.
 from __future__ import annotations
 
 import math
+import re
+from collections import namedtuple
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Engine, text
 
 from keyguard.audit.log import format_ts
 from keyguard.clock import format_time
+
+if TYPE_CHECKING:
+    from keyguard.monitor.segments import Workspace
 
 SENSITIVE_CLASSES = frozenset({"pii", "payment", "credentials", "secrets"})
 _TIER_WEIGHT = {"high": 2, "medium": 1, "low": 0}
@@ -104,11 +111,43 @@ class Assessment:
         }
 
 
-def _tables(engine: Engine) -> list[str]:
+def _table_names(engine: Engine) -> set[str]:
     from sqlalchemy import inspect
 
-    names = set(inspect(engine).get_table_names())
-    return [t for t in ("audit_events", "imported_events") if t in names]
+    return set(inspect(engine).get_table_names())
+
+
+def _row_sets(engine: Engine, key: str, versions: list[int] | None, params: dict[str, str]) -> Iterator[RowSets]:
+    """The three query results over keyguard's own audit log, then over the key's imported segments."""
+    names = _table_names(engine)
+    if "audit_events" in names:
+        with engine.connect() as conn:
+            yield RowSets(*(conn.execute(text(q), params).all() for q in _queries("audit_events", versions)))
+    if "event_segments" in names:
+        from keyguard.monitor.segments import Workspace, attach_view
+
+        with Workspace() as ws:
+            if attach_view(ws=ws, engine=engine, key=key, since=params["base"]):
+                yield RowSets(*(duck_rows(ws, q, params) for q in _queries("imported_events", versions)))
+
+
+class RowSets(NamedTuple):
+    """Aggregated rows of one source: per-minute counts, baseline sources, activity after the exposure."""
+
+    per_minute: Sequence[Any]
+    baseline_sources: Sequence[Any]
+    after: Sequence[Any]
+
+
+def duck_rows(ws: Workspace, query: str, params: dict[str, Any]) -> list[Any]:
+    """Run a ``:name``-parameterised query in DuckDB; rows with attribute access, like SQLAlchemy's."""
+    used = set(_PARAM.findall(query))
+    cursor = ws.con.execute(_PARAM.sub(r"$\1", query), {k: v for k, v in params.items() if k in used})
+    row_type = namedtuple("Row", [d[0] for d in cursor.description or ()])  # type: ignore[misc]  # noqa: PYI024
+    return [row_type(*r) for r in cursor.fetchall()]
+
+
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
 
 def _version_filter(versions: list[int] | None) -> str:
@@ -168,19 +207,17 @@ def assess(
     minutes: dict[str, list[int]] = {}
     seen: dict[str, set[str]] = {"source_ip": set(), "actor": set(), "user_agent": set()}
     after_rows: list[Any] = []
-    with engine.connect() as conn:
-        for table in _tables(engine):
-            per_minute, baseline_sources, after = _queries(table, versions)
-            for r in conn.execute(text(per_minute), params):
-                slot = minutes.setdefault(r.minute, [0, 0])
-                slot[0] += int(r.n)
-                slot[1] += int(r.refused or 0)
-            for r in conn.execute(text(baseline_sources), params):
-                for column in seen:
-                    value = getattr(r, column)
-                    if value is not None:
-                        seen[column].add(value)
-            after_rows.extend(conn.execute(text(after), params).all())
+    for rows in _row_sets(engine, key, versions, params):
+        for r in rows.per_minute:
+            slot = minutes.setdefault(r.minute, [0, 0])
+            slot[0] += int(r.n)
+            slot[1] += int(r.refused or 0)
+        for r in rows.baseline_sources:
+            for column in seen:
+                value = getattr(r, column)
+                if value is not None:
+                    seen[column].add(value)
+        after_rows.extend(rows.after)
     exp_minute = params["exp"][:16]
     result.events_total = sum(n for n, _ in minutes.values())
     result.events_after_exposure = sum(int(r.n) for r in after_rows)

@@ -37,7 +37,9 @@ class MonitorEvent:
     def content_hash(self) -> str:
         """Identity for de-duplication: same call from the same kind of source → same hash.
 
-        32 characters: the hour of ``ts`` then 88 bits of BLAKE2b over the fields.
+        32 characters: the hour of ``ts`` then 88 bits of MD5 over the fields (an
+        identity, not a security boundary; MD5 because the segment store computes the
+        same value in DuckDB SQL, see :data:`keyguard.monitor.segments.CONTENT_HASH_SQL`).
 
         Sources without a unique id fall back to the line number, so that identical
         lines (two equal requests in one second) stay two events while a re-import of
@@ -59,7 +61,7 @@ class MonitorEvent:
                 self.reason or "",
             )
         )
-        digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=11).hexdigest()
+        digest = hashlib.md5(text.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
         # A time prefix (YYYYMMDDHH) keeps index inserts local for time-ordered logs.
         return self.ts[0:4] + self.ts[5:7] + self.ts[8:10] + self.ts[11:13] + digest[:22]
 

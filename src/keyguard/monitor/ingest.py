@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -13,7 +14,9 @@ from keyguard.monitor.detect.engine import DetectionEngine, verify_examples
 from keyguard.monitor.detect.rules import load_rules
 from keyguard.monitor.importers import ImportOptions, Parsed, Rejected, get_importer
 from keyguard.monitor.importers.base import input_files, open_input
-from keyguard.monitor.store import ImportStats, get_state, import_stream, put_state
+from keyguard.monitor.pipeline import BatchInfo, BatchSource, ImportStats, python_batches, run_import
+from keyguard.monitor.segments import Workspace
+from keyguard.monitor.store import get_state, put_state
 from keyguard.store.db import write_tx
 from keyguard.store.tables import Key, KeyVersion
 
@@ -34,12 +37,7 @@ def parse_target(
 ) -> Iterator[Parsed]:
     """Parse every file of ``target`` (``-`` for stdin) with the importer of ``fmt``."""
     importer = get_importer(fmt)
-    files = input_files(target)
-    if files != [None] and not files:
-        raise NotFoundError(f"no files in {target}")
-    for path in files:
-        if path is not None and not path.exists():
-            raise NotFoundError(f"no such file: {path}", hint="check the path")
+    for path in _checked_files(target):
         name = None if path is None else str(path)
         read = 0
         try:
@@ -50,6 +48,33 @@ def parse_target(
         except (OSError, EOFError, zlib.error, UnicodeError) as exc:
             # A corrupt gzip member or an unreadable file ends that file, not the import.
             yield Rejected(read + 1, f"file unreadable from here: {type(exc).__name__}", name)
+
+
+def _python_source(parsed: Iterator[Parsed], ws: Workspace, table: str) -> Iterator[BatchInfo]:
+    return python_batches(ws, table, parsed)
+
+
+def _cloudtrail_source(
+    target: str, on_read: Callable[[int], None] | None, ws: Workspace, table: str
+) -> Iterator[BatchInfo]:
+    """CloudTrail through DuckDB, file after file (see :mod:`keyguard.monitor.importers.cloudtrail_sql`)."""
+    from keyguard.monitor.importers.cloudtrail_sql import cloudtrail_batches
+
+    for path in _checked_files(target):
+        try:
+            yield from cloudtrail_batches(ws, table, path, on_read)
+        except (OSError, EOFError, zlib.error) as exc:
+            yield BatchInfo(1, [Rejected(0, f"file unreadable from here: {type(exc).__name__}", str(path))])
+
+
+def _checked_files(target: str) -> list[Path | None]:
+    files = input_files(target)
+    if files != [None] and not files:
+        raise NotFoundError(f"no files in {target}")
+    for path in files:
+        if path is not None and not path.exists():
+            raise NotFoundError(f"no such file: {path}", hint="check the path")
+    return files
 
 
 def vault_context(engine: Engine) -> tuple[dict[str, str], dict[str, list[int]]]:
@@ -107,7 +132,12 @@ def import_target(
     ``rules`` replaces the built-in rule catalog with these files or folders.
     """
     detector = load_detector(engine, rules) if detect else None
-    stats = import_stream(engine, parse_target(target, fmt, options or ImportOptions(), on_read), detector=detector)
+    if fmt == "cloudtrail":
+        source: BatchSource = partial(_cloudtrail_source, target, on_read)
+    else:
+        parsed = parse_target(target, fmt, options or ImportOptions(), on_read)
+        source = partial(_python_source, parsed)
+    stats = run_import(engine, source, detector=detector)
     if detector is not None:
         save_detector(engine, detector)
     return stats

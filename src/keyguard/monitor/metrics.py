@@ -25,5 +25,10 @@ DELIVERIES = Counter(
 def count_events(events: Iterable[MonitorEvent]) -> None:
     """Add a batch of events to the events counter (tallied first: one call per label set)."""
     tally = _Tally((ev.key or "", ev.result) for ev in events)
-    for (key, result), n in tally.items():
+    count_tally((key, result, n) for (key, result), n in tally.items())
+
+
+def count_tally(tally: Iterable[tuple[str, str, int]]) -> None:
+    """Add ``(key, result, count)`` rows to the events counter."""
+    for key, result, n in tally:
         EVENTS.labels(key=key, result=result).inc(n)

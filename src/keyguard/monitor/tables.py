@@ -1,6 +1,6 @@
-"""Tables of the monitor: imported events, alerts, deliveries and persisted watch state.
+"""Tables of the monitor: imported event segments, alerts, deliveries and persisted watch state.
 
-Declared on the shared :class:`keyguard.store.tables.Base`; created by migration 0003.
+Declared on the shared :class:`keyguard.store.tables.Base`; created by migrations 0003 and 0005.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
 )
@@ -26,26 +27,35 @@ from keyguard.store.tables import Base
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
-class ImportedEvent(Base):
-    """An event imported from a foreign log (or keyguard's own JSONL)."""
+class EventSegment(Base):
+    """A batch of imported events, stored columnar (a zstd Parquet file) — see :mod:`keyguard.monitor.segments`."""
 
-    __tablename__ = "imported_events"
-    __table_args__ = (Index("ix_imported_key_ts", "key", "ts"),)
+    __tablename__ = "event_segments"
+    __table_args__ = (Index("ix_event_segments_source_ts", "source", "min_ts", "max_ts"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    content_hash: Mapped[str] = mapped_column(String(32), unique=True)
-    ts: Mapped[str] = mapped_column(String(32), index=True)
-    actor: Mapped[str] = mapped_column(String(256))
-    source_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    user_agent: Mapped[str | None] = mapped_column(String(512), nullable=True)
-    op: Mapped[str] = mapped_column(String(64))
-    key: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    result: Mapped[str] = mapped_column(String(8))
-    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     source: Mapped[str] = mapped_column(String(16))
     source_file: Mapped[str | None] = mapped_column(Text, nullable=True)
-    source_line: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(Integer)
+    first_line: Mapped[int] = mapped_column(BigInteger)
+    last_line: Mapped[int] = mapped_column(BigInteger)
+    min_ts: Mapped[str] = mapped_column(String(32))
+    max_ts: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class EventSegmentKey(Base):
+    """Which keys a segment holds (``''`` for events without a key), how many events, over which times."""
+
+    __tablename__ = "event_segment_keys"
+    __table_args__ = (Index("ix_event_segment_keys_key", "key", "max_ts"),)
+    segment_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("event_segments.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    rows: Mapped[int] = mapped_column(Integer)
+    min_ts: Mapped[str] = mapped_column(String(32))
+    max_ts: Mapped[str] = mapped_column(String(32))
 
 
 class Alert(Base):

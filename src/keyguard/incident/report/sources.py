@@ -1,7 +1,7 @@
 """Gather a report's data from the shared store: audit events, the data inventory, the incident.
 
-Only plain SQL over the shared tables (``audit_events``, ``imported_events``,
-``data_items``); what the assessment stored in ``incident.impact`` wins:
+Only plain SQL over the shared tables (``audit_events``, ``data_items``) and
+over the imported event segments (through DuckDB); what the assessment stored in ``incident.impact`` wins:
 ``impact["data"]`` or ``impact["data_items"]`` (what was under the leaked
 versions when assessed), ``impact["factors"]`` and ``impact["anomalies"]``.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, bindparam, inspect, text
 
@@ -38,23 +38,43 @@ def usage_per_hour(engine: Engine, incident: Incident, until: datetime) -> list[
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     names = sorted({k.name for k in incident.keys})
     versions = {k.name: k.version for k in incident.keys}
-    for table in ("audit_events", "imported_events"):
-        if table not in tables:
+    params = {"names": names, "start": start, "end": end}
+    for hour, key, version, n, denied in _hourly_rows(engine, tables, params):
+        wanted = versions.get(key)
+        if wanted is not None and version is not None and version != wanted:
             continue
+        counts[hour][0] += int(n)
+        counts[hour][1] += int(denied or 0)
+    return [UsagePoint(_hour(h), c[0], c[1]) for h, c in sorted(counts.items())]
+
+
+_HOURLY = (
+    "SELECT substr(ts, 1, 13) AS hour, key, version, count(*) AS n, "  # noqa: S608 - fixed names
+    "sum(CASE WHEN result = 'ok' THEN 0 ELSE 1 END) AS denied FROM {table} "
+    "WHERE {names} AND ts >= {start} AND ts <= {end} GROUP BY substr(ts, 1, 13), key, version"
+)
+
+
+def _hourly_rows(engine: Engine, tables: set[str], params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Hourly counts per key and version from keyguard's own log and from the imported segments."""
+    rows: list[tuple[Any, ...]] = []
+    if "audit_events" in tables:
         query = text(
-            f"SELECT substr(ts, 1, 13) AS hour, key, version, count(*) AS n, "  # noqa: S608 - fixed names
-            f"sum(CASE WHEN result = 'ok' THEN 0 ELSE 1 END) AS denied FROM {table} "
-            "WHERE key IN :names AND ts >= :start AND ts <= :end "
-            "GROUP BY substr(ts, 1, 13), key, version"
+            _HOURLY.format(table="audit_events", names="key IN :names", start=":start", end=":end")
         ).bindparams(bindparam("names", expanding=True))
         with engine.connect() as conn:
-            for hour, key, version, n, denied in conn.execute(query, {"names": names, "start": start, "end": end}):
-                wanted = versions.get(key)
-                if wanted is not None and version is not None and version != wanted:
-                    continue
-                counts[hour][0] += int(n)
-                counts[hour][1] += int(denied or 0)
-    return [UsagePoint(_hour(h), c[0], c[1]) for h, c in sorted(counts.items())]
+            rows.extend(tuple(r) for r in conn.execute(query, params))
+    if "event_segments" in tables:
+        from keyguard.monitor.segments import Workspace, attach_view
+
+        with Workspace() as ws:
+            for name in params["names"]:
+                attach_view(engine, ws, key=name, since=params["start"])
+                duck_query = _HOURLY.format(table="imported_events", names="key = $key", start="$start", end="$end")
+                rows.extend(
+                    ws.con.execute(duck_query, {"key": name, "start": params["start"], "end": params["end"]}).fetchall()
+                )
+    return rows
 
 
 def _inventory(engine: Engine, incident: Incident) -> dict[str, tuple[str, str, int, int]]:
