@@ -66,7 +66,7 @@ def _move_rows() -> None:
 
     conn = op.get_bind()
     columns = ", ".join(segments.STORED_COLUMNS)
-    sources = [s for (s,) in conn.execute(sa.text("SELECT DISTINCT source FROM imported_events"))]
+    sources = [s for (s,) in conn.execute(sa.text("SELECT DISTINCT source FROM imported_events ORDER BY source"))]
     if not sources:
         return
     with segments.Workspace() as ws:
