@@ -16,8 +16,7 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 
 from keyguard.monitor.event import MonitorEvent
-from keyguard.monitor.importers import ImportOptions, Rejected
-from keyguard.monitor.importers import cloudtrail_sql
+from keyguard.monitor.importers import ImportOptions, Rejected, cloudtrail_sql
 from keyguard.monitor.ingest import import_target, parse_target
 from keyguard.monitor.pipeline import ImportStats
 from keyguard.monitor.segments import MERGE_AT, count_events
