@@ -37,32 +37,35 @@ class MonitorEvent:
     def content_hash(self) -> str:
         """Identity for de-duplication: same call from the same kind of source → same hash.
 
-        32 characters: the hour of ``ts`` then 88 bits of MD5 over the fields (an
-        identity, not a security boundary; MD5 because the segment store computes the
-        same value in DuckDB SQL, see :data:`keyguard.monitor.segments.CONTENT_HASH_SQL`).
-
-        Sources without a unique id fall back to the line number, so that identical
-        lines (two equal requests in one second) stay two events while a re-import of
-        the same file still matches line for line.
+        32 characters: the hour of ``ts``, then 88 bits of MD5 (an identity, not a
+        security boundary; MD5 because the segment store computes the same value in
+        DuckDB SQL, :data:`keyguard.monitor.segments.CONTENT_HASH_SQL`). A source's
+        own unique id (CloudTrail ``eventID``, Vault ``request.id``) identifies the
+        event with its time; without one every field counts, and the line number
+        stands in for the id so that identical lines (two equal requests in one
+        second) stay two events while a re-import of the same file still matches
+        line for line.
         """
-        ident = self.natural_id or self.request_id or f"line:{self.source_line}"
-        text = "\x1f".join(
-            (
-                self.source,
-                ident,
-                self.ts,
-                self.actor,
-                self.source_ip or "",
-                self.user_agent or "",
-                self.op,
-                self.key or "",
-                "" if self.version is None else str(self.version),
-                self.result,
-                self.reason or "",
+        if self.natural_id:
+            text = "\x1f".join((self.source, self.natural_id, self.ts))
+        else:
+            text = "\x1f".join(
+                (
+                    self.source,
+                    self.request_id or f"line:{self.source_line}",
+                    self.ts,
+                    self.actor,
+                    self.source_ip or "",
+                    self.user_agent or "",
+                    self.op,
+                    self.key or "",
+                    "" if self.version is None else str(self.version),
+                    self.result,
+                    self.reason or "",
+                )
             )
-        )
         digest = hashlib.md5(text.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest()
-        # A time prefix (YYYYMMDDHH) keeps index inserts local for time-ordered logs.
+        # A time prefix (YYYYMMDDHH) keeps stored hashes clustered by time.
         return self.ts[0:4] + self.ts[5:7] + self.ts[8:10] + self.ts[11:13] + digest[:22]
 
     def to_record(self) -> dict[str, Any]:

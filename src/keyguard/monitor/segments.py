@@ -76,12 +76,14 @@ SMALL_SEGMENT = 4096
 MERGE_AT = 16
 _PG_LOCK = 7310412
 
-# The same identity as MonitorEvent.content_hash: the hour, then 88 bits of MD5 over the fields.
+# The same identity as MonitorEvent.content_hash: the hour, then 88 bits of MD5 over the
+# source's own id and time, or over every field when the source has no id.
 CONTENT_HASH_SQL = (
-    "substr(ts, 1, 4) || substr(ts, 6, 2) || substr(ts, 9, 2) || substr(ts, 12, 2) || left(md5(concat_ws(chr(31), "
-    "source, coalesce(nullif(natural_id, ''), nullif(request_id, ''), 'line:' || CAST(source_line AS VARCHAR)), "
+    "substr(ts, 1, 4) || substr(ts, 6, 2) || substr(ts, 9, 2) || substr(ts, 12, 2) || left(md5("
+    "CASE WHEN coalesce(natural_id, '') <> '' THEN concat_ws(chr(31), source, natural_id, ts) "
+    "ELSE concat_ws(chr(31), source, coalesce(nullif(request_id, ''), 'line:' || CAST(source_line AS VARCHAR)), "
     "ts, actor, coalesce(source_ip, ''), coalesce(user_agent, ''), op, coalesce(key, ''), "
-    "coalesce(CAST(version AS VARCHAR), ''), result, coalesce(reason, ''))), 22)"
+    "coalesce(CAST(version AS VARCHAR), ''), result, coalesce(reason, '')) END), 22)"
 )
 _STORED_SQL = ", ".join(STORED_COLUMNS)
 _TYPES = {"version": "INTEGER", "source_line": "BIGINT"}
@@ -205,7 +207,7 @@ def store_batch(conn: Connection, ws: Workspace, batch: str) -> Stored:
     fresh = int(con.execute(f"SELECT count(*) FROM {fresh_table}").fetchone()[0])  # type: ignore[index]
     if not fresh:
         return Stored(0, int(count), fresh_table)
-    segment_id = insert_segment(conn, ws, f"SELECT {_STORED_SQL} FROM {fresh_table} ORDER BY seq")
+    segment_id = insert_segment(conn, ws, fresh_table, "seq")
     _merge_small(conn, ws, str(sources[0]))
     return Stored(fresh, int(count) - fresh, fresh_table, segment_id)
 
@@ -222,30 +224,29 @@ def _attach(conn: Connection, ws: Workspace, query: Any) -> list[Path]:
     return paths
 
 
-def insert_segment(conn: Connection, ws: Workspace, query: str, segment_id: int | None = None) -> int:
-    """Encode the rows of DuckDB ``query`` as a segment and insert it (and its key index)."""
+def insert_segment(conn: Connection, ws: Workspace, relation: str, order: str, segment_id: int | None = None) -> int:
+    """Encode the rows of DuckDB ``relation`` (sorted by ``order``) as a segment; insert it and its key index."""
     con = ws.con
     path = ws.path(".parquet")
     con.execute(
-        f"COPY (SELECT {_CAST_SQL} FROM ({query})) TO '{path}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 65536)"
+        f"COPY (SELECT {_CAST_SQL} FROM {relation} ORDER BY {order}) TO '{path}' "
+        "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 65536)"
     )
-    rows, low, high, first, last, files, sources = con.execute(  # type: ignore[misc]
-        "SELECT count(*), min(ts), max(ts), min(source_line), max(source_line), "
-        f"list(DISTINCT source_file), list(DISTINCT source) FROM ({query})"
-    ).fetchone()
     keys = con.execute(
-        f"SELECT coalesce(key, '') AS k, count(*), min(ts), max(ts) FROM ({query}) GROUP BY k"
+        "SELECT coalesce(key, '') AS k, count(*), min(ts), max(ts), min(source_line), max(source_line), "
+        f"list(DISTINCT source_file), list(DISTINCT source) FROM {relation} GROUP BY k"
     ).fetchall()
     data = path.read_bytes()
     path.unlink()
+    files = {f for row in keys for f in row[6]}
     values: dict[str, Any] = {
-        "source": str(sources[0]),
-        "source_file": files[0] if len(files) == 1 else None,
-        "rows": int(rows),
-        "first_line": int(first),
-        "last_line": int(last),
-        "min_ts": str(low),
-        "max_ts": str(high),
+        "source": str(keys[0][7][0]),
+        "source_file": files.pop() if len(files) == 1 else None,
+        "rows": sum(int(row[1]) for row in keys),
+        "first_line": min(int(row[4]) for row in keys),
+        "last_line": max(int(row[5]) for row in keys),
+        "min_ts": min(str(row[2]) for row in keys),
+        "max_ts": max(str(row[3]) for row in keys),
         "created_at": datetime.now(UTC),
         "data": data,
     }
@@ -256,7 +257,7 @@ def insert_segment(conn: Connection, ws: Workspace, query: str, segment_id: int 
     seg = int(new_id[0])
     conn.execute(
         insert(_KEYS),
-        [{"segment_id": seg, "key": k, "rows": int(n), "min_ts": lo, "max_ts": hi} for k, n, lo, hi in keys],
+        [{"segment_id": seg, "key": row[0], "rows": int(row[1]), "min_ts": row[2], "max_ts": row[3]} for row in keys],
     )
     return seg
 
@@ -274,13 +275,15 @@ def _merge_small(conn: Connection, ws: Workspace, source: str) -> None:
     if len(ids) < MERGE_AT:
         return
     paths = _attach(conn, ws, select(_SEGMENTS.c.data).where(_SEGMENTS.c.id.in_(ids)).order_by(_SEGMENTS.c.id))
-    ordered = " UNION ALL ".join(
-        f"SELECT {_STORED_SQL}, {n} AS kg_part FROM read_parquet('{p}')" for n, p in enumerate(paths)
+    parts = " UNION ALL ".join(
+        f"SELECT {_STORED_SQL}, {n} AS kg_part, file_row_number AS kg_row "
+        f"FROM read_parquet('{p}', file_row_number = true)"
+        for n, p in enumerate(paths)
     )
     conn.execute(delete(_KEYS).where(_KEYS.c.segment_id.in_(ids)))
     conn.execute(delete(_SEGMENTS).where(_SEGMENTS.c.id.in_(ids)))
     # The merged segment takes the first id, so export order (segment id, then file order) is kept.
-    insert_segment(conn, ws, f"SELECT {_STORED_SQL} FROM ({ordered}) ORDER BY kg_part", segment_id=ids[0])
+    insert_segment(conn, ws, f"({parts})", "kg_part, kg_row", segment_id=ids[0])
     for path in paths:
         path.unlink()
 

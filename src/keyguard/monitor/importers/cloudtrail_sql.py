@@ -65,8 +65,10 @@ _OP_SQL = (
     # as cloudtrail._op: a hyphen before every capital but the first, lower case, 64 characters
     + " ELSE left(lower(left(eventName, 1) || regexp_replace(substr(eventName, 2), '([A-Z])', '-\\1', 'g')), 64) END"
 )
+# One pass from DuckDB's reader to the batch: ``{source}`` yields the CloudTrail columns and
+# ``{line}`` numbers them. ``kg_time`` / ``kg_name`` keep what the rejection checks need.
 _MAP_SQL = f"""
-SELECT rowid + $first AS seq, ts,
+SELECT {{line}} AS seq, {_TS_SQL} AS ts,
   left(coalesce(nullif(userIdentity.arn, ''), nullif(userIdentity.principalId, ''),
                 nullif(userIdentity.userName, ''), ''), 256) AS actor,
   left(nullif(sourceIPAddress, ''), 64) AS source_ip,
@@ -85,9 +87,19 @@ SELECT rowid + $first AS seq, ts,
             ELSE errorCode END, 4000) AS reason,
   left(nullif(requestID, ''), 128) AS request_id,
   eventID AS natural_id,
-  'cloudtrail' AS source, CAST($file AS VARCHAR) AS source_file, rowid + $first AS source_line
-FROM kg_ct_raw WHERE ts IS NOT NULL AND eventName IS NOT NULL
+  'cloudtrail' AS source, CAST($file AS VARCHAR) AS source_file, {{line}} AS source_line,
+  eventTime AS kg_time, eventName AS kg_name
+FROM {{source}}
 """
+_LINES_SOURCE = (
+    f"read_json($path, format = 'newline_delimited', columns = {_LINE_COLUMNS}, maximum_object_size = 16777216) "
+    "WITH ORDINALITY"
+)
+_DOCUMENT_SOURCE = (
+    "(SELECT unnest(r) FROM (SELECT unnest(Records) AS r FROM read_json($path, "
+    f"columns = {{'Records': '{_RECORD}[]'}}, format = 'auto', compression = $compression, "
+    "maximum_object_size = $size))) WITH ORDINALITY"
+)
 
 
 class _Fallback(Exception):
@@ -98,71 +110,61 @@ def _lines_of(chunk: bytes) -> int:
     return chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
 
 
-def _finish(ws: Workspace, table: str, name: str | None, first: int) -> list[Rejected]:
-    """Map ``kg_ct_raw`` (row ``rowid`` is record ``first + rowid``) into the batch ``table``.
-
-    Returns the records that cannot be events, as rejections.
-    """
+def _load(
+    ws: Workspace, table: str, source: str, params: dict[str, object], name: str | None
+) -> tuple[int, list[Rejected]]:
+    """Read and map ``source`` into the batch ``table``; return the records read and the rejected ones."""
     con = ws.con
-    missing = con.execute(
-        "SELECT rowid + $first FROM kg_ct_raw WHERE eventTime IS NULL OR eventName IS NULL", {"first": first}
-    ).fetchall()
+    sql = _MAP_SQL.replace("{source}", source).replace("{line}", "ordinality + $first - 1")
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, {CONTENT_HASH_SQL} AS content_hash FROM ({sql})",
+            {**params, "denied": f"(?i){_DENIED.pattern}", "file": name},
+        )
+    except duckdb.Error:
+        raise _Fallback from None
+    found = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    read = int(found[0]) if found else 0
+    missing = con.execute(f"SELECT seq FROM {table} WHERE kg_time IS NULL OR kg_name IS NULL").fetchall()
     rejected = [Rejected(int(line), "missing eventTime or eventName", name) for (line,) in missing]
     odd = con.execute(
-        "SELECT rowid, eventTime FROM kg_ct_raw WHERE ts IS NULL AND eventTime IS NOT NULL AND eventName IS NOT NULL"
+        f"SELECT seq, kg_time FROM {table} WHERE ts IS NULL AND kg_time IS NOT NULL AND kg_name IS NOT NULL"
     ).fetchall()
     fixed: list[tuple[str, int]] = []
-    for rowid, value in odd:
+    for line, value in odd:
         try:
-            fixed.append((normalize_ts(value), int(rowid)))
+            fixed.append((normalize_ts(value), int(line)))
         except TimeFormatError as exc:
-            rejected.append(Rejected(int(rowid) + first, str(exc), name))
+            rejected.append(Rejected(int(line), str(exc), name))
     if fixed:
-        con.executemany("UPDATE kg_ct_raw SET ts = ? WHERE rowid = ?", fixed)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, {CONTENT_HASH_SQL} AS content_hash FROM ({_MAP_SQL})",
-        {"denied": f"(?i){_DENIED.pattern}", "file": name, "first": first},
-    )
+        con.executemany(f"UPDATE {table} SET ts = ? WHERE seq = ?", fixed)
+        con.execute(f"UPDATE {table} SET content_hash = {CONTENT_HASH_SQL} WHERE content_hash IS NULL")
+    if rejected:
+        con.execute(f"DELETE FROM {table} WHERE ts IS NULL OR kg_name IS NULL")
     rejected.sort(key=lambda r: r.source_line)
-    return rejected
+    return read, rejected
 
 
 def _load_lines(
     ws: Workspace, table: str, chunk: bytes, lines: int, first_line: int, name: str | None
-) -> list[Rejected]:
+) -> tuple[int, list[Rejected]]:
     """Parse a chunk of ``lines`` whole lines (numbered from ``first_line``) into ``table``; raise _Fallback."""
     path = ws.write(chunk, ".jsonl")
     try:
-        ws.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE kg_ct_raw AS SELECT *, {_TS_SQL} AS ts "
-            f"FROM read_json($path, format = 'newline_delimited', columns = {_LINE_COLUMNS}, "
-            "maximum_object_size = 16777216)",
-            {"path": str(path)},
-        )
-    except duckdb.Error:
-        raise _Fallback from None
+        read, rejected = _load(ws, table, _LINES_SOURCE, {"path": str(path), "first": first_line}, name)
     finally:
         path.unlink()
-    rows = ws.con.execute("SELECT count(*) FROM kg_ct_raw").fetchone()
-    if rows is None or int(rows[0]) != lines:
+    if read != lines:
         raise _Fallback  # DuckDB skips blank lines (and refuses two records on one line): numbering would drift
-    return _finish(ws, table, name, first_line)
+    return read, rejected
 
 
 def _load_document(
     ws: Workspace, table: str, path: Path, name: str | None, size: int, compression: str
-) -> list[Rejected]:
+) -> tuple[int, list[Rejected]]:
     """Parse a whole ``{"Records": [...]}`` file (one or several documents) into ``table``."""
-    try:
-        ws.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE kg_ct_raw AS SELECT *, {_TS_SQL} AS ts FROM (SELECT unnest(r) FROM "
-            f"(SELECT unnest(Records) AS r FROM read_json($path, columns = {{'Records': '{_RECORD}[]'}}, "
-            "format = 'auto', compression = $compression, maximum_object_size = $size)))",
-            {"path": str(path), "compression": compression, "size": size + 1024},
-        )
-    except duckdb.Error:
-        raise _Fallback from None
-    return _finish(ws, table, name, 1)
+    params: dict[str, object] = {"path": str(path), "compression": compression, "size": size + 1024, "first": 1}
+    return _load(ws, table, _DOCUMENT_SOURCE, params, name)
 
 
 def _document_size(path: Path) -> tuple[int, str]:
@@ -184,11 +186,6 @@ def _renumbered(items: Iterator[Parsed], offset: int) -> Iterator[Parsed]:
             yield item
 
 
-def _rows(ws: Workspace) -> int:
-    found = ws.con.execute("SELECT count(*) FROM kg_ct_raw").fetchone()
-    return int(found[0]) if found else 0
-
-
 def cloudtrail_batches(
     ws: Workspace, table: str, path: Path | None, on_read: Callable[[int], None] | None = None
 ) -> Iterator[BatchInfo]:
@@ -205,11 +202,11 @@ def cloudtrail_batches(
                 size, compression = _document_size(path)
                 if size > MAX_DOCUMENT:
                     raise _Fallback
-                rejected = _load_document(ws, table, path, name, size, compression)
+                read, rejected = _load_document(ws, table, path, name, size, compression)
             except _Fallback:
                 yield from python_batches(ws, table, parse_python(stream, name=name, options=options))
             else:
-                yield BatchInfo(_rows(ws), rejected)
+                yield BatchInfo(read, rejected)
             return
         first = 1
         while chunk := stream.read(CHUNK_BYTES):
@@ -217,10 +214,10 @@ def cloudtrail_batches(
                 chunk += stream.readline()
             lines = _lines_of(chunk)
             try:
-                rejected = _load_lines(ws, table, chunk, lines, first, name)
+                read, rejected = _load_lines(ws, table, chunk, lines, first, name)
             except _Fallback:
                 parsed = parse_python(io.BufferedReader(io.BytesIO(chunk)), name=name, options=options)
                 yield from python_batches(ws, table, _renumbered(parsed, first - 1))
             else:
-                yield BatchInfo(_rows(ws), rejected)
+                yield BatchInfo(read, rejected)
             first += lines

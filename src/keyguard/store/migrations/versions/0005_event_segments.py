@@ -87,7 +87,7 @@ def _move_rows() -> None:
                 ws.con.execute(
                     f"CREATE OR REPLACE TEMP TABLE kg_legacy AS SELECT * FROM read_json('{path}', format = 'array')"
                 )
-                segments.insert_segment(conn, ws, f"SELECT {columns} FROM kg_legacy ORDER BY id")
+                segments.insert_segment(conn, ws, "kg_legacy", "id")
 
 
 def downgrade() -> None:
