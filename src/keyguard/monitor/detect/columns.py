@@ -41,9 +41,9 @@ class EventColumns:
 
     def __post_init__(self) -> None:
         n = len(self.ts)
-        for f in fields(self):
-            if len(getattr(self, f.name)) != n:
-                raise ValueError(f"column {f.name} has {len(getattr(self, f.name))} values, ts has {n}")
+        for name in _COLUMNS:
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"column {name} has {len(getattr(self, name))} values, ts has {n}")
 
     def __len__(self) -> int:
         return len(self.ts)
@@ -106,6 +106,7 @@ class EventColumns:
         )
 
 
+_COLUMNS = tuple(f.name for f in fields(EventColumns))
 _SECONDS = {f"{s:02d}": s for s in range(61)}
 
 

@@ -39,8 +39,6 @@ class Signal:
 
 Hits = list[tuple[int, Signal]]  # (event index in the batch, signal), in any order
 ParamsOf = Mapping[str | None, Any]  # each key of the batch (and None) -> the parameters of its tier
-
-
 Created = list[tuple[int, str, Any]]  # (index of the creating event, key, new state)
 
 
@@ -63,7 +61,7 @@ class Detector(Protocol):
 
     def observe(self, ev: MonitorEvent, epoch: float, params: Any) -> Signal | None: ...
 
-    def observe_columns(self, batch: IndexedColumns, params_of: Mapping[str | None, Any]) -> Hits: ...
+    def observe_columns(self, batch: IndexedColumns, params_of: ParamsOf) -> Hits: ...
 
     def snapshot(self) -> dict[str, Any]: ...
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -44,10 +45,28 @@ class AlertUpdate:
     event: dict[str, Any] = field(default_factory=dict)
 
 
+@lru_cache(maxsize=65_536)
 def group_key_of(rule: str, key: str | None, discriminator: str) -> str:
     """Stable identity of an alert group (rule, key, discriminator)."""
     text = f"{rule}\x1f{key or ''}\x1f{discriminator}"
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _update(
+    rule: RuleSpec, key: str | None, gkey: str, signal: Signal, ts: str, is_new: bool, record: dict[str, Any]
+) -> AlertUpdate:
+    return AlertUpdate(
+        rule=rule.id,
+        severity=rule.severity,
+        key=key,
+        group_key=gkey,
+        title=signal.title,
+        details=signal.details,
+        ts=ts,
+        is_new=is_new,
+        first_ts=ts,
+        event=record,
+    )
 
 
 class DetectionEngine:
@@ -93,24 +112,8 @@ class DetectionEngine:
             signal = detector.observe(ev, epoch, params[tier])
             if signal is None:
                 continue
-            gkey = group_key_of(rule.id, ev.key, signal.discriminator)
-            last = self.groups.get(gkey)
-            is_new = last is None or epoch - last > rule.group_window_seconds
-            self.groups[gkey] = epoch
-            out.append(
-                AlertUpdate(
-                    rule=rule.id,
-                    severity=rule.severity,
-                    key=ev.key,
-                    group_key=gkey,
-                    title=signal.title,
-                    details=signal.details,
-                    ts=ev.ts,
-                    is_new=is_new,
-                    first_ts=ev.ts,
-                    event=ev.to_record(),
-                )
-            )
+            gkey, is_new = self._touch_group(rule, ev.key, signal.discriminator, epoch)
+            out.append(_update(rule, ev.key, gkey, signal, ev.ts, is_new, ev.to_record()))
         if len(self.groups) > self.max_groups:
             self._prune(epoch)
         return out
@@ -135,9 +138,10 @@ class DetectionEngine:
             return []
         batch = IndexedColumns.of(cols)
         hits: list[tuple[int, int, Signal]] = []
+        tier_of = {key: self._tier(key) for key in batch.by_key}
+        tier_of[None] = "default"
         for position, (_, detector, params) in enumerate(self._detectors):
-            params_of = {key: params[self._tier(key)] for key in batch.by_key}
-            params_of[None] = params["default"]
+            params_of = {key: params[tier] for key, tier in tier_of.items()}
             hits.extend((i, position, signal) for i, signal in detector.observe_columns(batch, params_of))
         hits.sort(key=itemgetter(0, 1))
         self.processed += len(cols)
@@ -150,36 +154,17 @@ class DetectionEngine:
         """Turn the batch's signals (sorted by event, then rule) into updates merged per group."""
         merged: dict[str, AlertUpdate] = {}
         order: list[AlertUpdate] = []
-        group_keys: dict[tuple[str, str | None, str], str] = {}  # group_key_of, memoised
         done = 0  # events before this one are fully processed
         for i, event_hits in groupby(hits, key=itemgetter(0)):
             self._prune_quiet(cols.epoch, done, i)
             key, epoch, ts = cols.key[i], cols.epoch[i], cols.ts[i]
             for _, position, signal in event_hits:
                 rule = self._detectors[position][0]
-                ident = (rule.id, key, signal.discriminator)
-                gkey = group_keys.get(ident)
-                if gkey is None:
-                    gkey = group_keys[ident] = group_key_of(*ident)
-                last = self.groups.get(gkey)
-                is_new = last is None or epoch - last > rule.group_window_seconds
-                self.groups[gkey] = epoch
+                gkey, is_new = self._touch_group(rule, key, signal.discriminator, epoch)
                 current = merged.get(gkey)
                 if current is None or is_new:
-                    update = AlertUpdate(
-                        rule=rule.id,
-                        severity=rule.severity,
-                        key=key,
-                        group_key=gkey,
-                        title=signal.title,
-                        details=signal.details,
-                        ts=ts,
-                        is_new=is_new,
-                        first_ts=ts,
-                        event=cols.record(i),
-                    )
-                    merged[gkey] = update
-                    order.append(update)
+                    merged[gkey] = _update(rule, key, gkey, signal, ts, is_new, cols.record(i))
+                    order.append(merged[gkey])
                 else:
                     current.count += 1
                     current.ts = ts
@@ -188,6 +173,13 @@ class DetectionEngine:
             done = i + 1
         self._prune_quiet(cols.epoch, done, len(cols))
         return order
+
+    def _touch_group(self, rule: RuleSpec, key: str | None, discriminator: str, epoch: float) -> tuple[str, bool]:
+        """The group of a firing at ``epoch``, and whether it opens a new alert (none within the window)."""
+        gkey = group_key_of(rule.id, key, discriminator)
+        last = self.groups.get(gkey)
+        self.groups[gkey] = epoch
+        return gkey, last is None or epoch - last > rule.group_window_seconds
 
     def _prune_quiet(self, epochs: list[float], start: int, stop: int) -> None:
         """The prunes ``process`` does on events ``start:stop``, which raise no signal."""
