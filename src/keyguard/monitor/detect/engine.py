@@ -3,8 +3,10 @@
 ``process(event)`` runs every enabled rule on one event and returns
 :class:`AlertUpdate` values: a new alert, or one more occurrence of an alert of
 the same rule, key and discriminator seen within the rule's group window (one
-alert for a 10-minute burst, with a count). It does no I/O; ``snapshot()`` and
-``restore()`` carry its state across ``watch`` restarts.
+alert for a 10-minute burst, with a count). ``process_columns(columns)`` does the
+same for a batch held as :class:`EventColumns`, one detector at a time over the
+whole batch, and returns the updates merged per group. It does no I/O;
+``snapshot()`` and ``restore()`` carry its state across ``watch`` restarts.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
-from keyguard.monitor.detect.detectors import DETECTORS, BadVersion, Detector
+from keyguard.monitor.detect.columns import EventColumns, IndexedColumns
+from keyguard.monitor.detect.detectors import DETECTORS, BadVersion, Detector, Signal
 from keyguard.monitor.detect.rules import TIERS, RuleSpec
 from keyguard.monitor.event import MonitorEvent
 from keyguard.monitor.timeutil import ts_epoch
@@ -39,14 +45,34 @@ class AlertUpdate:
     event: dict[str, Any] = field(default_factory=dict)
 
 
+@lru_cache(maxsize=65_536)
 def group_key_of(rule: str, key: str | None, discriminator: str) -> str:
     """Stable identity of an alert group (rule, key, discriminator)."""
     text = f"{rule}\x1f{key or ''}\x1f{discriminator}"
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
+def _update(
+    rule: RuleSpec, key: str | None, gkey: str, signal: Signal, ts: str, is_new: bool, record: dict[str, Any]
+) -> AlertUpdate:
+    return AlertUpdate(
+        rule=rule.id,
+        severity=rule.severity,
+        key=key,
+        group_key=gkey,
+        title=signal.title,
+        details=signal.details,
+        ts=ts,
+        is_new=is_new,
+        first_ts=ts,
+        event=record,
+    )
+
+
 class DetectionEngine:
     """Runs rules over an event stream; knows key tiers and blocked versions."""
+
+    max_groups = 50_000  # more alert groups than this: forget those older than every group window
 
     def __init__(
         self,
@@ -80,48 +106,87 @@ class DetectionEngine:
         """Run every rule on ``ev``; return the (grouped) alerts it raises."""
         self.processed += 1
         epoch = ts_epoch(ev.ts)
-        tier = self.tiers.get(ev.key, "default") if ev.key is not None else "default"
+        tier = self._tier(ev.key)
         out: list[AlertUpdate] = []
         for rule, detector, params in self._detectors:
             signal = detector.observe(ev, epoch, params[tier])
             if signal is None:
                 continue
-            gkey = group_key_of(rule.id, ev.key, signal.discriminator)
-            last = self.groups.get(gkey)
-            is_new = last is None or epoch - last > rule.group_window_seconds
-            self.groups[gkey] = epoch
-            out.append(
-                AlertUpdate(
-                    rule=rule.id,
-                    severity=rule.severity,
-                    key=ev.key,
-                    group_key=gkey,
-                    title=signal.title,
-                    details=signal.details,
-                    ts=ev.ts,
-                    is_new=is_new,
-                    first_ts=ev.ts,
-                    event=ev.to_record(),
-                )
-            )
-        if len(self.groups) > 50_000:
+            gkey, is_new = self._touch_group(rule, ev.key, signal.discriminator, epoch)
+            out.append(_update(rule, ev.key, gkey, signal, ev.ts, is_new, ev.to_record()))
+        if len(self.groups) > self.max_groups:
             self._prune(epoch)
         return out
 
     def process_many(self, events: Iterable[MonitorEvent]) -> list[AlertUpdate]:
-        """Process events in order and return the alert updates, merged per group."""
+        """Process events in order and return the alert updates, merged per group.
+
+        A firing of a group that is not new is folded into the group's latest update
+        of this batch (``count`` + 1, ``ts`` moved on).
+        """
+        return self.process_columns(EventColumns.from_events(events))
+
+    def process_columns(self, cols: EventColumns) -> list[AlertUpdate]:
+        """:meth:`process_many` over a batch held as columns.
+
+        Returns the same updates and leaves the same state as :meth:`process` called on
+        each event in turn with the updates merged per group: detectors share no state,
+        so each runs over the whole batch, and their signals are then grouped in event
+        order (and rule order within an event).
+        """
+        if not len(cols):
+            return []
+        batch = IndexedColumns.of(cols)
+        hits: list[tuple[int, int, Signal]] = []
+        tier_of = {key: self._tier(key) for key in batch.by_key}
+        tier_of[None] = "default"
+        for position, (_, detector, params) in enumerate(self._detectors):
+            params_of = {key: params[tier] for key, tier in tier_of.items()}
+            hits.extend((i, position, signal) for i, signal in detector.observe_columns(batch, params_of))
+        hits.sort(key=itemgetter(0, 1))
+        self.processed += len(cols)
+        return self._group(cols, hits)
+
+    def _tier(self, key: str | None) -> str:
+        return self.tiers.get(key, "default") if key is not None else "default"
+
+    def _group(self, cols: EventColumns, hits: list[tuple[int, int, Signal]]) -> list[AlertUpdate]:
+        """Turn the batch's signals (sorted by event, then rule) into updates merged per group."""
         merged: dict[str, AlertUpdate] = {}
         order: list[AlertUpdate] = []
-        for ev in events:
-            for update in self.process(ev):
-                current = merged.get(update.group_key)
-                if current is None or update.is_new:
-                    merged[update.group_key] = update
-                    order.append(update)
+        done = 0  # events before this one are fully processed
+        for i, event_hits in groupby(hits, key=itemgetter(0)):
+            self._prune_quiet(cols.epoch, done, i)
+            key, epoch, ts = cols.key[i], cols.epoch[i], cols.ts[i]
+            for _, position, signal in event_hits:
+                rule = self._detectors[position][0]
+                gkey, is_new = self._touch_group(rule, key, signal.discriminator, epoch)
+                current = merged.get(gkey)
+                if current is None or is_new:
+                    merged[gkey] = _update(rule, key, gkey, signal, ts, is_new, cols.record(i))
+                    order.append(merged[gkey])
                 else:
                     current.count += 1
-                    current.ts = update.ts
+                    current.ts = ts
+            if len(self.groups) > self.max_groups:
+                self._prune(epoch)
+            done = i + 1
+        self._prune_quiet(cols.epoch, done, len(cols))
         return order
+
+    def _touch_group(self, rule: RuleSpec, key: str | None, discriminator: str, epoch: float) -> tuple[str, bool]:
+        """The group of a firing at ``epoch``, and whether it opens a new alert (none within the window)."""
+        gkey = group_key_of(rule.id, key, discriminator)
+        last = self.groups.get(gkey)
+        self.groups[gkey] = epoch
+        return gkey, last is None or epoch - last > rule.group_window_seconds
+
+    def _prune_quiet(self, epochs: list[float], start: int, stop: int) -> None:
+        """The prunes ``process`` does on events ``start:stop``, which raise no signal."""
+        for i in range(start, stop):
+            if len(self.groups) <= self.max_groups:
+                return
+            self._prune(epochs[i])
 
     def _prune(self, epoch: float) -> None:
         horizon = epoch - max((r.group_window_seconds for r in self.rules), default=600)

@@ -1,0 +1,156 @@
+"""Events as columns, for batch detection (``DetectionEngine.process_columns``).
+
+:class:`EventColumns` holds one list per :class:`MonitorEvent` field (all of one
+length) plus ``epoch``, the seconds of ``ts``. :class:`IndexedColumns` adds what
+every detector's batch loop needs: the event indices of each key, in event order,
+and the indices of the refused or failed calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from keyguard.monitor.event import MonitorEvent
+from keyguard.monitor.timeutil import _day_epoch
+
+
+@dataclass(slots=True)
+class EventColumns:
+    """Equal-length columns of events; row ``i`` is one :class:`MonitorEvent`.
+
+    ``natural_id`` is not kept: detection never reads it, so :meth:`event` returns
+    it as ``None``.
+    """
+
+    ts: list[str]
+    epoch: list[float]
+    op: list[str]
+    result: list[str]
+    key: list[str | None]
+    version: list[int | None]
+    actor: list[str]
+    source_ip: list[str | None]
+    user_agent: list[str | None]
+    reason: list[str | None]
+    request_id: list[str | None]
+    source: list[str]
+    source_line: list[int]
+    source_file: list[str | None]
+
+    def __post_init__(self) -> None:
+        n = len(self.ts)
+        for name in _COLUMNS:
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"column {name} has {len(getattr(self, name))} values, ts has {n}")
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    @classmethod
+    def from_events(cls, events: Iterable[MonitorEvent]) -> EventColumns:
+        """Columns of ``events`` (in order), with ``epoch`` as ``timeutil.ts_epoch`` gives it."""
+        rows = events if isinstance(events, list | tuple) else list(events)
+        ts = [e.ts for e in rows]
+        return cls(
+            ts=ts,
+            epoch=epochs_of(ts),
+            op=[e.op for e in rows],
+            result=[e.result for e in rows],
+            key=[e.key for e in rows],
+            version=[e.version for e in rows],
+            actor=[e.actor for e in rows],
+            source_ip=[e.source_ip for e in rows],
+            user_agent=[e.user_agent for e in rows],
+            reason=[e.reason for e in rows],
+            request_id=[e.request_id for e in rows],
+            source=[e.source for e in rows],
+            source_line=[e.source_line for e in rows],
+            source_file=[e.source_file for e in rows],
+        )
+
+    def record(self, i: int) -> dict[str, Any]:
+        """Event ``i`` exactly as ``MonitorEvent.to_record()`` gives it."""
+        return {
+            "ts": self.ts[i],
+            "actor": self.actor[i],
+            "source_ip": self.source_ip[i],
+            "user_agent": self.user_agent[i],
+            "op": self.op[i],
+            "key": self.key[i],
+            "version": self.version[i],
+            "result": self.result[i],
+            "reason": self.reason[i],
+            "request_id": self.request_id[i],
+            "source": self.source[i],
+            "source_line": self.source_line[i],
+        }
+
+    def event(self, i: int) -> MonitorEvent:
+        """Event ``i`` as a :class:`MonitorEvent` (without ``natural_id``)."""
+        return MonitorEvent(
+            ts=self.ts[i],
+            op=self.op[i],
+            result=self.result[i],
+            key=self.key[i],
+            version=self.version[i],
+            actor=self.actor[i],
+            source_ip=self.source_ip[i],
+            user_agent=self.user_agent[i],
+            reason=self.reason[i],
+            request_id=self.request_id[i],
+            source=self.source[i],
+            source_line=self.source_line[i],
+            source_file=self.source_file[i],
+        )
+
+
+_COLUMNS = tuple(f.name for f in fields(EventColumns))
+_SECONDS = {f"{s:02d}": s for s in range(61)}
+
+
+def epochs_of(stamps: list[str]) -> list[float]:
+    """``timeutil.ts_epoch`` of each fixed-width timestamp, bit for bit, memoised per minute.
+
+    ``ts_epoch`` sums the whole seconds as integers and adds the fraction last, so the
+    seconds up to the minute can be shared by every timestamp of that minute, and a
+    zero fraction adds exactly nothing.
+    """
+    minutes: dict[str, int] = {}
+    seconds = _SECONDS
+    out: list[float] = []
+    append = out.append
+    for ts in stamps:
+        head = ts[:16]
+        base = minutes.get(head)
+        if base is None:
+            base = minutes[head] = _day_epoch(ts[0:10]) + int(ts[11:13]) * 3600 + int(ts[14:16]) * 60
+        try:
+            base += seconds[ts[17:19]]
+        except KeyError:
+            base += int(ts[17:19])
+        frac = ts[20:26]
+        append(float(base) if frac == "000000" else base + int(frac) / 1_000_000)
+    return out
+
+
+@dataclass(slots=True)
+class IndexedColumns:
+    """Columns plus the per-key and refused-call indices that detectors iterate over."""
+
+    cols: EventColumns
+    by_key: dict[str | None, list[int]]  # key -> indices of its events, in order (None: keyless)
+    not_ok: list[int]  # indices whose result is not "ok", in order
+
+    @classmethod
+    def of(cls, cols: EventColumns) -> IndexedColumns:
+        """Index ``cols`` (one pass over keys, one over results)."""
+        by_key: dict[str | None, list[int]] = {}
+        for i, key in enumerate(cols.key):
+            try:
+                by_key[key].append(i)
+            except KeyError:
+                by_key[key] = [i]
+        not_ok = [i for i, result in enumerate(cols.result) if result != "ok"]
+        return cls(cols, by_key, not_ok)
