@@ -1,30 +1,35 @@
-"""The import pipeline: parse into DuckDB, store segments, detect, on two threads.
+"""The import pipeline: parse into DuckDB, store segments, detect, in three stages.
 
 A *batch source* fills a DuckDB table with one batch of events at a time
 (:data:`keyguard.monitor.segments.BATCH_COLUMNS`) and yields a :class:`BatchInfo`
-after each. The storage thread owns the DuckDB workspace: it runs the source,
-stores each batch as a segment in its own transaction, and hands the new events
-to the calling thread, which runs detection and saves alerts. DuckDB and the
-database drivers release the GIL while they work, so parsing and storing batch
-*n + 1* overlaps detection of batch *n*; at most :data:`IN_FLIGHT` batches wait,
-so memory stays flat.
+after each. One thread runs the source; a second stores each batch as a segment
+in its own transaction and hands the new events, as columns, to the calling
+thread, which runs detection and saves alerts. DuckDB and the database drivers
+release the GIL while they work, so parsing batch *n + 2*, storing batch *n + 1*
+and detecting on batch *n* overlap; only a few batches are ever in flight, so
+memory stays flat.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, overload
 
 from sqlalchemy import Engine
 
 from keyguard.monitor import metrics
+from keyguard.monitor.detect.columns import EventColumns
 from keyguard.monitor.detect.engine import DetectionEngine
 from keyguard.monitor.event import MonitorEvent
 from keyguard.monitor.importers.base import Parsed, Rejected
 from keyguard.monitor.segments import Workspace, load_events, store_batch
 from keyguard.store.db import write_tx
+
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection
 
 BATCH = 65_536
 IN_FLIGHT = 2
@@ -97,49 +102,160 @@ class _Stored:
     fresh: int
     duplicates: int
     tally: list[tuple[str, str, int]]
-    events: list[MonitorEvent] | None
+    columns: tuple[str, EventColumns] | None  # the DuckDB table the lazy columns read, and the columns
 
 
-_FRESH_COLUMNS = (
-    "ts", "op", "result", "key", "version", "actor", "source_ip", "user_agent", "reason", "request_id",
-    "source", "source_line", "source_file",
-)  # fmt: skip
+_HOT = ("key", "result", "actor", "source_ip", "user_agent")
+_COLD = ("ts", "op", "version", "reason", "request_id", "source", "source_line", "source_file")
+# timeutil.ts_epoch in SQL, operation for operation (whole seconds as an integer, then the fraction).
+_EPOCH_SQL = (
+    "CASE WHEN substr(ts, 21, 6) = '000000' THEN CAST(epoch_s AS DOUBLE) "
+    "ELSE CAST(epoch_s AS DOUBLE) + CAST(substr(ts, 21, 6) AS BIGINT) / 1000000.0 END"
+)
+_SECONDS_SQL = (
+    "CAST(epoch(CAST(substr(ts, 1, 10) AS DATE)) AS BIGINT) + CAST(substr(ts, 12, 2) AS BIGINT) * 3600 "
+    "+ CAST(substr(ts, 15, 2) AS BIGINT) * 60 + CAST(substr(ts, 18, 2) AS BIGINT)"
+)
 
 
-def fresh_events(ws: Workspace, table: str) -> list[MonitorEvent]:
-    """The events of DuckDB table ``table`` (left by :func:`store_batch`), in batch order."""
-    rows = ws.con.execute(f"SELECT {', '.join(_FRESH_COLUMNS)} FROM {table} ORDER BY seq").fetchall()  # noqa: S608
-    return [MonitorEvent(*row) for row in rows]
+class DuckColumn(Sequence[Any]):
+    """A column of a DuckDB batch table read only where asked: one row at a time, all at once after a few.
+
+    Detection reads these columns at the few events that fire or are refused; fetching
+    them for every event would cost more than detection itself.
+    """
+
+    ONE_BY_ONE = 32
+
+    def __init__(self, con: DuckDBPyConnection, table: str, column: str, seqs: list[int]) -> None:
+        self._con, self._table, self._column, self._seqs = con, table, column, seqs
+        self._values: list[Any] | None = None
+        self._asked = 0
+
+    def __len__(self) -> int:
+        return len(self._seqs)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if self._values is None and isinstance(index, int) and self._asked < self.ONE_BY_ONE:
+            self._asked += 1
+            found = self._con.execute(
+                f"SELECT {self._column} FROM {self._table} WHERE seq = ?",
+                [self._seqs[index]],
+            ).fetchone()
+            return found[0] if found else None
+        if self._values is None:
+            rows = self._con.execute(f"SELECT {self._column} FROM {self._table}").fetchnumpy()
+            self._values = rows[self._column].tolist()
+        return self._values[index]
+
+
+def fresh_columns(con: DuckDBPyConnection, table: str, lazy: DuckDBPyConnection | None = None) -> EventColumns:
+    """The events of DuckDB table ``table`` as detection columns, in batch order.
+
+    Batch tables are written in ``seq`` order and DuckDB keeps insertion order
+    (``preserve_insertion_order``), so plain scans read them in batch order.
+
+    The columns every detector reads come at once, each string column as 64-bit
+    hashes plus a small dictionary, so that a value repeated a million times is one
+    Python string (cheaper to fetch, and dictionary lookups on it compare by
+    identity). The other columns are :class:`DuckColumn`, read through ``lazy``
+    (default ``con``), so ``table`` must outlive the detection of the batch.
+    """
+    hashed = ", ".join(f"hash({name}) AS {name}" for name in _HOT)
+    hot = con.execute(
+        f"SELECT seq, {hashed}, {_EPOCH_SQL} AS epoch FROM (SELECT *, {_SECONDS_SQL} AS epoch_s FROM {table})"
+    ).fetchnumpy()
+    seqs: list[int] = hot["seq"].tolist()
+    values: dict[str, Any] = {"epoch": hot["epoch"].tolist()}
+    for name in _HOT:
+        pairs = con.execute(f"SELECT DISTINCT hash({name}), {name} FROM {table}").fetchall()
+        lookup = dict(pairs)
+        if len(lookup) == len(pairs):
+            values[name] = [lookup[h] for h in hot[name].tolist()]
+        else:  # two values share a hash: fetch this column as it is
+            values[name] = con.execute(f"SELECT {name} FROM {table}").fetchnumpy()[name].tolist()
+    values.update({name: DuckColumn(lazy or con, table, name, seqs) for name in _COLD})
+    return EventColumns(**values)
+
+
+_Handoff = queue.Queue[Any]
+
+
+def _put(out: _Handoff, item: object, stop: threading.Event) -> bool:
+    """Hand ``item`` on, waiting while the next stage is busy; False once the import is stopping."""
+    while not stop.is_set():
+        try:
+            out.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(source: _Handoff, stop: threading.Event) -> Any:
+    """The next item from the previous stage; None once the import is stopping."""
+    while not stop.is_set():
+        try:
+            return source.get(timeout=0.2)
+        except queue.Empty:
+            continue
+    return None
+
+
+def _parse_all(ws: Workspace, source: BatchSource, out: _Handoff, stop: threading.Event) -> None:
+    """Stage 1: fill batch tables from ``source``, each renamed ``kg_ready_<n>`` for the store stage."""
+    try:
+        for n, info in enumerate(source(ws, _TABLE)):
+            ready = f"kg_ready_{n}"
+            ws.con.execute(f"ALTER TABLE {_TABLE} RENAME TO {ready}")
+            if stop.is_set() or not _put(out, (ready, info), stop):
+                return
+        _put(out, None, stop)
+    except BaseException as exc:  # noqa: BLE001 - handed on to the calling thread, which re-raises it
+        _put(out, exc, stop)
+    finally:
+        ws.con.close()
 
 
 def _store_all(
-    engine: Engine, source: BatchSource, detect: bool, out: queue.Queue[_Stored | BaseException | None],
+    engine: Engine,
+    ws: Workspace,
+    ready: _Handoff,
+    out: _Handoff,
+    detect: DuckDBPyConnection | None,
     stop: threading.Event,
-) -> None:  # fmt: skip
+) -> None:
+    """Stage 2: store each ready batch as a segment; hand its new events (a table left for ``detect``) on."""
     try:
-        with Workspace() as ws:
-            for info in source(ws, _TABLE):
-                with write_tx(engine) as conn:
-                    stored = store_batch(conn, ws, _TABLE)
-                tally = [
-                    (str(k), str(r), int(n))
-                    for k, r, n in ws.con.execute(
-                        f"SELECT coalesce(key, ''), result, count(*) FROM {stored.table} GROUP BY ALL"  # noqa: S608
-                    ).fetchall()
-                ]
-                events = fresh_events(ws, stored.table) if detect and stored.fresh else None
-                item = _Stored(info, stored.fresh, stored.duplicates, tally, events)
-                while not stop.is_set():
-                    try:
-                        out.put(item, timeout=0.2)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-        out.put(None)
+        while (item := _get(ready, stop)) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            table, info = item
+            with write_tx(engine) as conn:
+                stored = store_batch(conn, ws, table)
+            tally = [
+                (str(k), str(r), int(n))
+                for k, r, n in ws.con.execute(
+                    f"SELECT coalesce(key, ''), result, count(*) FROM {stored.table} GROUP BY ALL"
+                ).fetchall()
+            ]
+            columns = None
+            if detect is not None and stored.fresh:
+                kept = f"kg_detect_{table}"
+                ws.con.execute(f"ALTER TABLE {stored.table} RENAME TO {kept}")
+                columns = (kept, fresh_columns(ws.con, kept, detect))
+            ws.con.execute(f"DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS kg_fresh")
+            if not _put(out, _Stored(info, stored.fresh, stored.duplicates, tally, columns), stop):
+                return
+        _put(out, None, stop)
     except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which re-raises it
-        out.put(exc)
+        _put(out, exc, stop)
 
 
 def run_import(
@@ -149,33 +265,41 @@ def run_import(
     detector: DetectionEngine | None = None,
     on_batch: Callable[[ImportStats], None] | None = None,
 ) -> ImportStats:
-    """Run ``source`` through storage (a second thread) and detection (this thread); count everything."""
+    """Run ``source`` through parsing and storage (two threads) and detection (this thread)."""
     from keyguard.monitor.store import save_alerts
 
     stats = ImportStats()
-    results: queue.Queue[_Stored | BaseException | None] = queue.Queue(maxsize=IN_FLIGHT)
+    ready: _Handoff = queue.Queue(maxsize=1)
+    results: _Handoff = queue.Queue(maxsize=IN_FLIGHT)
     stop = threading.Event()
-    worker = threading.Thread(
-        target=_store_all, args=(engine, source, detector is not None, results, stop), name="keyguard-import"
-    )
-    worker.start()
-    try:
-        while (item := results.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            stats.add(item.info)
-            stats.imported += item.fresh
-            stats.duplicates += item.duplicates
-            metrics.count_tally(item.tally)
-            if detector is not None and item.events:
-                updates = detector.process_many(item.events)
-                if updates:
-                    stats.alerts += len(save_alerts(engine, updates))
-            if on_batch is not None:
-                on_batch(stats)
-    finally:
-        stop.set()
-        worker.join()
+    with Workspace() as ws:
+        lazy = ws.fork().con if detector is not None else None
+        stages = [
+            threading.Thread(target=_parse_all, args=(ws.fork(), source, ready, stop), name="keyguard-parse"),
+            threading.Thread(target=_store_all, args=(engine, ws, ready, results, lazy, stop), name="keyguard-store"),
+        ]
+        for stage in stages:
+            stage.start()
+        try:
+            while (item := results.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                stats.add(item.info)
+                stats.imported += item.fresh
+                stats.duplicates += item.duplicates
+                metrics.count_tally(item.tally)
+                if detector is not None and lazy is not None and item.columns is not None:
+                    table, columns = item.columns
+                    updates = detector.process_columns(columns)
+                    lazy.execute(f"DROP TABLE {table}")
+                    if updates:
+                        stats.alerts += len(save_alerts(engine, updates))
+                if on_batch is not None:
+                    on_batch(stats)
+        finally:
+            stop.set()
+            for stage in stages:
+                stage.join()
     return stats
 
 
@@ -189,5 +313,5 @@ def store_events(engine: Engine, events: list[MonitorEvent]) -> list[MonitorEven
             stored = store_batch(conn, ws, _TABLE)
         if not stored.fresh:
             return []
-        seqs = ws.con.execute(f"SELECT seq FROM {stored.table} ORDER BY seq").fetchall()  # noqa: S608
+        seqs = ws.con.execute(f"SELECT seq FROM {stored.table} ORDER BY seq").fetchall()
     return [events[int(seq) - 1] for (seq,) in seqs]

@@ -121,6 +121,12 @@ class Workspace:
         self.con.execute("SET TimeZone = 'UTC'")
         self._names = itertools.count(1)
 
+    def fork(self) -> Workspace:
+        """The same database and scratch folder on a second connection, for another thread."""
+        other = object.__new__(Workspace)
+        other.dir, other._names, other.con = self.dir, self._names, self.con.cursor()
+        return other
+
     def path(self, suffix: str) -> Path:
         """A new file name in the scratch folder."""
         return self.dir / f"f{next(self._names)}{suffix}"
@@ -151,7 +157,7 @@ def load_events(ws: Workspace, name: str, events: Sequence[MonitorEvent]) -> Non
     columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in BATCH_COLUMNS if c != "seq") + "}"
     names = ", ".join(c for c, _ in BATCH_COLUMNS if c != "seq")
     ws.con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT *, {CONTENT_HASH_SQL} AS content_hash FROM ("
+        f"CREATE OR REPLACE TABLE {name} AS SELECT *, {CONTENT_HASH_SQL} AS content_hash FROM ("
         f"SELECT row_number() OVER () AS seq, {names} "
         f"FROM read_json(?, format = 'array', columns = {columns}, maximum_object_size = 16777216))",
         [str(path)],
@@ -199,7 +205,7 @@ def store_batch(conn: Connection, ws: Workspace, batch: str) -> Stored:
             else ""
         )
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {fresh_table} AS SELECT * FROM {batch} h WHERE true {seen} "
+            f"CREATE OR REPLACE TABLE {fresh_table} AS SELECT * FROM {batch} h WHERE true {seen} "
             "QUALIFY row_number() OVER (PARTITION BY content_hash ORDER BY seq) = 1 ORDER BY seq"
         )
         for path in known:

@@ -8,7 +8,7 @@ and the indices of the refused or failed calls.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -20,24 +20,28 @@ from keyguard.monitor.timeutil import _day_epoch
 class EventColumns:
     """Equal-length columns of events; row ``i`` is one :class:`MonitorEvent`.
 
+    Every detector reads the list columns for every event; the others are only
+    read at a few events (the ones that fire, refused calls, a blocked key's), so
+    a batch may give them as lazy sequences.
+
     ``natural_id`` is not kept: detection never reads it, so :meth:`event` returns
     it as ``None``.
     """
 
-    ts: list[str]
+    ts: Sequence[str]
     epoch: list[float]
-    op: list[str]
+    op: Sequence[str]
     result: list[str]
     key: list[str | None]
-    version: list[int | None]
+    version: Sequence[int | None]
     actor: list[str]
     source_ip: list[str | None]
     user_agent: list[str | None]
-    reason: list[str | None]
-    request_id: list[str | None]
-    source: list[str]
-    source_line: list[int]
-    source_file: list[str | None]
+    reason: Sequence[str | None]
+    request_id: Sequence[str | None]
+    source: Sequence[str]
+    source_line: Sequence[int]
+    source_file: Sequence[str | None]
 
     def __post_init__(self) -> None:
         n = len(self.ts)

@@ -118,7 +118,7 @@ def _load(
     sql = _MAP_SQL.replace("{source}", source).replace("{line}", "ordinality + $first - 1")
     try:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, {CONTENT_HASH_SQL} AS content_hash FROM ({sql})",
+            f"CREATE OR REPLACE TABLE {table} AS SELECT *, {CONTENT_HASH_SQL} AS content_hash FROM ({sql})",
             {**params, "denied": f"(?i){_DENIED.pattern}", "file": name},
         )
     except duckdb.Error:
