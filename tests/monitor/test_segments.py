@@ -21,7 +21,7 @@ from keyguard.monitor.ingest import import_target, parse_target
 from keyguard.monitor.pipeline import ImportStats
 from keyguard.monitor.segments import MERGE_AT, count_events
 from keyguard.monitor.store import import_stream, iter_imported, store_events
-from keyguard.monitor.tables import EventSegment
+from keyguard.monitor.tables import Alert, EventSegment
 from keyguard.store.db import create_db_engine, migrate
 
 
@@ -191,3 +191,34 @@ def test_rejected_only_input_reports_every_line(engine: Engine, tmp_path: Path) 
     stats = import_target(engine, str(target), "cloudtrail", detect=False)
     assert stats.to_json() == {"read": 2, "imported": 0, "duplicates": 0, "rejected": 2}
     assert all(isinstance(r, Rejected) for r in stats.rejections)
+
+
+def _alerts(engine: Engine) -> list[tuple[str, str | None, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(Alert.rule, Alert.key, Alert.count).order_by(Alert.id)).all()
+    return [(str(r), k, int(c)) for r, k, c in rows]
+
+
+@pytest.mark.slow
+def test_detection_process_matches_detection_in_process(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big imports detect in a second process: same alerts, same saved detector state."""
+    from keyguard.monitor import ingest
+
+    records = [_record(i, sourceIPAddress="203.0.113.1") for i in range(400)]
+    records += [_record(i, sourceIPAddress="198.51.100.7", userAgent="curl/8") for i in range(400, 420)]
+    records += [_record(i, errorCode="AccessDenied") for i in range(420, 440)]
+    target = tmp_path / "trail.jsonl"
+    target.write_text("".join(json.dumps(r) + "\n" for r in records))
+    other = create_db_engine(f"sqlite:///{tmp_path / 'thread.db'}")
+    migrate(other)
+    in_thread = import_target(other, str(target), "cloudtrail")
+    monkeypatch.setattr(ingest, "DETECT_PROCESS_BYTES", 0)
+    in_child = import_target(engine, str(target), "cloudtrail")
+    assert in_child.alerts == in_thread.alerts > 0
+    assert _alerts(engine) == _alerts(other)
+    assert ingest.get_state(engine, ingest.DETECTOR_STATE) == ingest.get_state(other, ingest.DETECTOR_STATE)
+    again = import_target(engine, str(target), "cloudtrail")
+    assert (again.imported, again.alerts) == (0, 0)
+    other.dispose()

@@ -21,6 +21,8 @@ from keyguard.store.db import write_tx
 from keyguard.store.tables import Key, KeyVersion
 
 DETECTOR_STATE = "detector"
+#: Inputs from this size on get detection in a process of its own (see keyguard.monitor.detect_process).
+DETECT_PROCESS_BYTES = 64 << 20
 BLOCKED_STATES = ("compromised", "disabled", "destroyed")
 
 
@@ -131,12 +133,20 @@ def import_target(
 
     ``rules`` replaces the built-in rule catalog with these files or folders.
     """
-    detector = load_detector(engine, rules) if detect else None
     if fmt == "cloudtrail":
         source: BatchSource = partial(_cloudtrail_source, target, on_read)
     else:
         parsed = parse_target(target, fmt, options or ImportOptions(), on_read)
         source = partial(_python_source, parsed)
+    if detect and (total_bytes(target) or 0) >= DETECT_PROCESS_BYTES:
+        from keyguard.monitor.detect_process import DetectionProcess
+
+        detection = DetectionProcess(engine.url.render_as_string(hide_password=False), rules)
+        try:
+            return run_import(engine, source, detection=detection)
+        finally:
+            detection.close()
+    detector = load_detector(engine, rules) if detect else None
     stats = run_import(engine, source, detector=detector)
     if detector is not None:
         save_detector(engine, detector)

@@ -16,6 +16,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from sqlalchemy import Engine
@@ -25,11 +26,13 @@ from keyguard.monitor.detect.columns import EventColumns
 from keyguard.monitor.detect.engine import DetectionEngine
 from keyguard.monitor.event import MonitorEvent
 from keyguard.monitor.importers.base import Parsed, Rejected
-from keyguard.monitor.segments import Workspace, load_events, store_batch
+from keyguard.monitor.segments import Workspace, load_events, segment_file, store_batch
 from keyguard.store.db import write_tx
 
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection
+
+    from keyguard.monitor.detect_process import DetectionProcess
 
 BATCH = 65_536
 IN_FLIGHT = 2
@@ -103,6 +106,7 @@ class _Stored:
     duplicates: int
     tally: list[tuple[str, str, int]]
     columns: tuple[str, EventColumns] | None  # the DuckDB table the lazy columns read, and the columns
+    file: Path | None = None  # the stored segment's Parquet file, for a detection process
 
 
 _HOT = ("key", "result", "actor", "source_ip", "user_agent")
@@ -230,6 +234,7 @@ def _store_all(
     out: _Handoff,
     detect: DuckDBPyConnection | None,
     stop: threading.Event,
+    keep: bool,
 ) -> None:
     """Stage 2: store each ready batch as a segment; hand its new events (a table left for ``detect``) on."""
     try:
@@ -238,7 +243,8 @@ def _store_all(
                 raise item
             table, info = item
             with write_tx(engine) as conn:
-                stored = store_batch(conn, ws, table)
+                stored = store_batch(conn, ws, table, keep=keep)
+            file = segment_file(ws, stored.segment_id) if keep and stored.segment_id is not None else None
             tally = [
                 (str(k), str(r), int(n))
                 for k, r, n in ws.con.execute(
@@ -251,7 +257,7 @@ def _store_all(
                 ws.con.execute(f"ALTER TABLE {stored.table} RENAME TO {kept}")
                 columns = (kept, fresh_columns(ws.con, kept, detect))
             ws.con.execute(f"DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS kg_fresh")
-            if not _put(out, _Stored(info, stored.fresh, stored.duplicates, tally, columns), stop):
+            if not _put(out, _Stored(info, stored.fresh, stored.duplicates, tally, columns, file), stop):
                 return
         _put(out, None, stop)
     except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which re-raises it
@@ -263,9 +269,14 @@ def run_import(
     source: BatchSource,
     *,
     detector: DetectionEngine | None = None,
+    detection: DetectionProcess | None = None,
     on_batch: Callable[[ImportStats], None] | None = None,
 ) -> ImportStats:
-    """Run ``source`` through parsing and storage (two threads) and detection (this thread)."""
+    """Run ``source`` through parsing and storage (two threads) and detection.
+
+    Detection runs in this thread with ``detector``, or in the ``detection`` process
+    (which then owns the detector and saves its state).
+    """
     from keyguard.monitor.store import save_alerts
 
     stats = ImportStats()
@@ -276,7 +287,11 @@ def run_import(
         lazy = ws.fork().con if detector is not None else None
         stages = [
             threading.Thread(target=_parse_all, args=(ws.fork(), source, ready, stop), name="keyguard-parse"),
-            threading.Thread(target=_store_all, args=(engine, ws, ready, results, lazy, stop), name="keyguard-store"),
+            threading.Thread(
+                target=_store_all,
+                args=(engine, ws, ready, results, lazy, stop, detection is not None),
+                name="keyguard-store",
+            ),
         ]
         for stage in stages:
             stage.start()
@@ -294,8 +309,12 @@ def run_import(
                     lazy.execute(f"DROP TABLE {table}")
                     if updates:
                         stats.alerts += len(save_alerts(engine, updates))
+                if detection is not None and item.file is not None:
+                    detection.submit(item.file)
                 if on_batch is not None:
                     on_batch(stats)
+            if detection is not None:
+                stats.alerts += detection.finish()
         finally:
             stop.set()
             for stage in stages:

@@ -175,7 +175,7 @@ class Stored:
     segment_id: int | None = None
 
 
-def store_batch(conn: Connection, ws: Workspace, batch: str) -> Stored:
+def store_batch(conn: Connection, ws: Workspace, batch: str, *, keep: bool = False) -> Stored:
     """Store the new events of DuckDB table ``batch`` as one segment, inside ``conn``'s transaction.
 
     The new events stay in DuckDB table ``Stored.table`` (the batch itself when
@@ -196,24 +196,29 @@ def store_batch(conn: Connection, ws: Workspace, batch: str) -> Stored:
             _SEGMENTS.c.source.in_(sources), _SEGMENTS.c.min_ts <= high, _SEGMENTS.c.max_ts >= low
         ),
     )
-    fresh_table = batch
-    if known or distinct != count:
-        fresh_table = "kg_fresh"
-        seen = (
-            f"AND NOT EXISTS (SELECT 1 FROM read_parquet({_list(known)}) k WHERE k.content_hash = h.content_hash)"
-            if known
-            else ""
+    overlap = 0
+    if known:
+        # Only the stored events inside this batch's time range can be the same events.
+        con.execute(
+            f"CREATE OR REPLACE TABLE kg_known AS SELECT content_hash FROM read_parquet({_list(known)}) "
+            "WHERE ts >= $low AND ts <= $high",
+            {"low": low, "high": high},
         )
+        for path in known:
+            path.unlink()
+        overlap = int(con.execute("SELECT count(*) FROM kg_known").fetchone()[0])  # type: ignore[index]
+    fresh_table = batch
+    if overlap or distinct != count:
+        fresh_table = "kg_fresh"
+        seen = "AND h.content_hash NOT IN (SELECT content_hash FROM kg_known)" if overlap else ""
         con.execute(
             f"CREATE OR REPLACE TABLE {fresh_table} AS SELECT * FROM {batch} h WHERE true {seen} "
             "QUALIFY row_number() OVER (PARTITION BY content_hash ORDER BY seq) = 1 ORDER BY seq"
         )
-        for path in known:
-            path.unlink()
     fresh = int(con.execute(f"SELECT count(*) FROM {fresh_table}").fetchone()[0])  # type: ignore[index]
     if not fresh:
         return Stored(0, int(count), fresh_table)
-    segment_id = insert_segment(conn, ws, fresh_table, "seq")
+    segment_id = insert_segment(conn, ws, fresh_table, "seq", keep=keep)
     _merge_small(conn, ws, str(sources[0]))
     return Stored(fresh, int(count) - fresh, fresh_table, segment_id)
 
@@ -230,8 +235,13 @@ def _attach(conn: Connection, ws: Workspace, query: Any) -> list[Path]:
     return paths
 
 
-def insert_segment(conn: Connection, ws: Workspace, relation: str, order: str, segment_id: int | None = None) -> int:
-    """Encode the rows of DuckDB ``relation`` (sorted by ``order``) as a segment; insert it and its key index."""
+def insert_segment(
+    conn: Connection, ws: Workspace, relation: str, order: str, segment_id: int | None = None, *, keep: bool = False
+) -> int:
+    """Encode the rows of DuckDB ``relation`` (sorted by ``order``) as a segment; insert it and its key index.
+
+    With ``keep`` the Parquet file stays in the scratch folder as :func:`segment_file`.
+    """
     con = ws.con
     path = ws.path(".parquet")
     con.execute(
@@ -243,7 +253,6 @@ def insert_segment(conn: Connection, ws: Workspace, relation: str, order: str, s
         f"list(DISTINCT source_file), list(DISTINCT source) FROM {relation} GROUP BY k"
     ).fetchall()
     data = path.read_bytes()
-    path.unlink()
     files = {f for row in keys for f in row[6]}
     values: dict[str, Any] = {
         "source": str(keys[0][7][0]),
@@ -265,7 +274,16 @@ def insert_segment(conn: Connection, ws: Workspace, relation: str, order: str, s
         insert(_KEYS),
         [{"segment_id": seg, "key": row[0], "rows": int(row[1]), "min_ts": row[2], "max_ts": row[3]} for row in keys],
     )
+    if keep:
+        path.rename(segment_file(ws, seg))
+    else:
+        path.unlink()
     return seg
+
+
+def segment_file(ws: Workspace, segment_id: int) -> Path:
+    """Where :func:`insert_segment` keeps a segment's Parquet file when asked to."""
+    return ws.dir / f"segment-{segment_id}.parquet"
 
 
 def _merge_small(conn: Connection, ws: Workspace, source: str) -> None:
