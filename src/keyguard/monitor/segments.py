@@ -218,7 +218,8 @@ def store_batch(conn: Connection, ws: Workspace, batch: str, *, keep: bool = Fal
     fresh = int(con.execute(f"SELECT count(*) FROM {fresh_table}").fetchone()[0])  # type: ignore[index]
     if not fresh:
         return Stored(0, int(count), fresh_table)
-    segment_id = insert_segment(conn, ws, fresh_table, "seq", keep=keep)
+    # Batch tables are written in seq order, and DuckDB keeps insertion order.
+    segment_id = insert_segment(conn, ws, fresh_table, None, keep=keep)
     _merge_small(conn, ws, str(sources[0]))
     return Stored(fresh, int(count) - fresh, fresh_table, segment_id)
 
@@ -236,16 +237,22 @@ def _attach(conn: Connection, ws: Workspace, query: Any) -> list[Path]:
 
 
 def insert_segment(
-    conn: Connection, ws: Workspace, relation: str, order: str, segment_id: int | None = None, *, keep: bool = False
+    conn: Connection,
+    ws: Workspace,
+    relation: str,
+    order: str | None,
+    segment_id: int | None = None,
+    *,
+    keep: bool = False,
 ) -> int:
-    """Encode the rows of DuckDB ``relation`` (sorted by ``order``) as a segment; insert it and its key index.
+    """Encode the rows of DuckDB ``relation`` (sorted by ``order``, None: as they are) as a segment; insert it.
 
     With ``keep`` the Parquet file stays in the scratch folder as :func:`segment_file`.
     """
     con = ws.con
     path = ws.path(".parquet")
     con.execute(
-        f"COPY (SELECT {_CAST_SQL} FROM {relation} ORDER BY {order}) TO '{path}' "
+        f"COPY (SELECT {_CAST_SQL} FROM {relation}{f' ORDER BY {order}' if order else ''}) TO '{path}' "
         "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 65536)"
     )
     keys = con.execute(
