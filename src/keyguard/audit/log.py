@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -54,23 +55,23 @@ def deferred_appends() -> Iterator[list[Future[dict[str, Any]]]]:
         _deferred.reset(token)
 
 
-# The hot path's statements, written once as plain SQL: building and cache-keying
-# ORM expressions for every batch cost more CPU than running the statements.
-_INSERT_EVENTS = text(
+# The hot path's statements, written once as plain SQL and run on the DBAPI cursor of
+# the write transaction's connection: SQLAlchemy's statement execution and per-row
+# parameter processing cost more CPU than the database's own work, and all of it runs
+# while this process holds the chain's write lock. Placeholders are ``:name``, turned
+# into the driver's named style by :func:`_for_driver`.
+_INSERT_EVENTS = (
     'INSERT INTO audit_events ("id", "ts", "actor", "source_ip", "user_agent", "op", "key", "version", '
     '"result", "reason", "request_id", "prev_hash", "hash") VALUES (:id, :ts, :actor, :source_ip, '
     ":user_agent, :op, :key, :version, :result, :reason, :request_id, :prev_hash, :hash)"
 )
-_SELECT_HEAD = {
-    False: text("SELECT last_id, last_hash FROM audit_head WHERE id = 1"),
-    True: text("SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE"),
-}
-_UPDATE_HEAD = {
-    False: text("UPDATE audit_head SET last_id = :last_id, last_hash = :last_hash WHERE id = 1"),
-    True: text(
-        'UPDATE audit_head SET last_id = :last_id, last_hash = :last_hash, "checkpoint" = :checkpoint WHERE id = 1'
-    ),
-}
+_SELECT_HEAD = "SELECT last_id, last_hash FROM audit_head WHERE id = 1"
+_UPDATE_HEAD = "UPDATE audit_head SET last_id = :last_id, last_hash = :last_hash WHERE id = 1"
+_UPDATE_HEAD_CHECKPOINT = (
+    'UPDATE audit_head SET last_id = :last_id, last_hash = :last_hash, "checkpoint" = :checkpoint WHERE id = 1'
+)
+_NOTIFY = "SELECT pg_notify('keyguard_audit', :id)"
+_PLACEHOLDER = re.compile(r":([a-z_]+)")
 _AT = bindparam("at", type_=DateTime(timezone=True))
 _TOUCH_VERSION: TextClause = text(
     "UPDATE key_versions SET last_used_at = :at WHERE version = :version "
@@ -82,6 +83,11 @@ _TOUCH_KEY: TextClause = text("UPDATE keys SET last_used_at = :at WHERE name = :
 def format_ts(at: datetime) -> str:
     """Fixed-width RFC 3339 UTC (sortable as text)."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _for_driver(sql: str, dialect: str) -> str:
+    """``sql`` with its ``:name`` placeholders in the driver's named style (sqlite3 takes them as they are)."""
+    return sql if dialect == "sqlite" else _PLACEHOLDER.sub(r"%(\1)s", sql)
 
 
 @dataclass
@@ -116,6 +122,24 @@ def _write_error(cause: BaseException) -> AuditWriteError:
     )
 
 
+def _row(draft: EventDraft, now: datetime) -> dict[str, Any]:
+    """The stored record of ``draft``; ``id``, ``prev_hash`` and ``hash`` are filled under the write lock."""
+    return {
+        "id": 0,
+        "ts": format_ts(draft.ts or now),
+        "actor": draft.actor,
+        "source_ip": draft.source_ip,
+        "user_agent": draft.user_agent,
+        "op": draft.op,
+        "key": draft.key,
+        "version": draft.version,
+        "result": draft.result,
+        "reason": draft.reason,
+        "request_id": draft.request_id,
+        "prev_hash": "",
+    }
+
+
 class AuditLog:
     """The chain writer of one process."""
 
@@ -130,6 +154,11 @@ class AuditLog:
         self._queue: list[_Pending] = []
         self._writing = False
         self._is_pg = engine.dialect.name == "postgresql"
+        dialect = engine.dialect.name
+        self._insert_sql = _for_driver(_INSERT_EVENTS, dialect)
+        self._head_sql = _SELECT_HEAD + (" FOR UPDATE" if self._is_pg else "")
+        self._update_sql = _for_driver(_UPDATE_HEAD if checkpoint_key is None else _UPDATE_HEAD_CHECKPOINT, dialect)
+        self._notify_sql = _for_driver(_NOTIFY, dialect)
         self._touched: dict[tuple[str, int], float] = {}
         self._writer_running = False
         # SQLite: the writers of several processes (serve --workers N, the CLI) queue on
@@ -234,45 +263,40 @@ class AuditLog:
 
     def _write(self, batch: list[_Pending]) -> None:
         now = datetime.now(UTC)
+        # Everything but the chain links is prepared before taking the write lock.
+        rows = [_row(pending.draft, now) for pending in batch]
+        used = {(r["key"], r["version"]): r["ts"] for r in rows if r["result"] == "ok" and r["key"] and r["version"]}
         try:
             with self._process_lock(), write_tx(self._engine) as conn:
-                last_id, last_hash = conn.execute(_SELECT_HEAD[self._is_pg]).one()
-                rows = []
-                used: dict[tuple[str, int], str] = {}
-                for pending in batch:
-                    d = pending.draft
-                    last_id += 1
-                    record: dict[str, Any] = {
-                        "id": last_id,
-                        "ts": format_ts(d.ts or now),
-                        "actor": d.actor,
-                        "source_ip": d.source_ip,
-                        "user_agent": d.user_agent,
-                        "op": d.op,
-                        "key": d.key,
-                        "version": d.version,
-                        "result": d.result,
-                        "reason": d.reason,
-                        "request_id": d.request_id,
-                        "prev_hash": last_hash,
-                    }
-                    record["hash"] = last_hash = event_hash(record)
-                    pending.record = record
-                    rows.append(record)
-                    if d.result == "ok" and d.key and d.version:
-                        used[(d.key, d.version)] = record["ts"]
-                conn.execute(_INSERT_EVENTS, rows)
-                values: dict[str, Any] = {"last_id": last_id, "last_hash": last_hash}
-                if self._checkpoint_key is not None:
-                    values["checkpoint"] = checkpoint(self._checkpoint_key, last_id, last_hash)
-                conn.execute(_UPDATE_HEAD[self._checkpoint_key is not None], values)
+                # The DBAPI cursor of the transaction's connection: see _INSERT_EVENTS.
+                cursor = conn.connection.cursor()
+                try:
+                    cursor.execute(self._head_sql)
+                    head = cursor.fetchone()
+                    if head is None:
+                        raise LookupError("the audit head row is missing")
+                    last_id, last_hash = head
+                    for record in rows:
+                        last_id += 1
+                        record["id"] = last_id
+                        record["prev_hash"] = last_hash
+                        record["hash"] = last_hash = event_hash(record)
+                    cursor.executemany(self._insert_sql, rows)
+                    values: dict[str, Any] = {"last_id": last_id, "last_hash": last_hash}
+                    if self._checkpoint_key is not None:
+                        values["checkpoint"] = checkpoint(self._checkpoint_key, last_id, last_hash)
+                    cursor.execute(self._update_sql, values)
+                    if self._is_pg:
+                        cursor.execute(self._notify_sql, {"id": str(last_id)})
+                finally:
+                    cursor.close()
                 if used:
                     self._touch(conn, used)
-                if self._is_pg:
-                    conn.execute(text("SELECT pg_notify('keyguard_audit', :id)"), {"id": str(last_id)})
         except Exception as exc:  # noqa: BLE001 - fail closed for every waiter
             self._finish(batch, exc)
             return
+        for pending, record in zip(batch, rows, strict=True):
+            pending.record = record
         self._finish(batch, None)
 
     @staticmethod
