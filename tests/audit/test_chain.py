@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import multiprocessing
 import threading
 from pathlib import Path
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from keyguard.audit.chain import GENESIS, event_hash, verify_events
+from keyguard.audit.chain import FIELDS, GENESIS, canonical, event_hash, verify_events
 from keyguard.audit.log import AuditLog, EventDraft, iter_events, verify_log
 from keyguard.errors import ChainIntegrityError
 from keyguard.store.db import create_db_engine, migrate
@@ -158,3 +159,37 @@ def test_fail_closed(tmp_path: Path) -> None:
 
     with pytest.raises(AuditWriteError):
         AuditLog(engine).append(EventDraft(actor="a", op="encrypt", result="ok"))
+
+
+def _reference(event: dict) -> bytes:
+    body = {name: event.get(name) for name in FIELDS}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.text(),
+    st.text(alphabet=st.characters(max_codepoint=0x9F)),  # control characters, quotes, backslashes, DEL
+    st.integers(),  # beyond 64 bits too
+    st.booleans(),
+)
+
+
+@settings(max_examples=300)
+@given(st.fixed_dictionaries(dict.fromkeys(FIELDS, _VALUES)))
+def test_canonical_is_the_reference_encoding(event: dict) -> None:
+    try:
+        expected = _reference(event)
+    except UnicodeEncodeError:  # lone surrogates: no canonical form either way
+        with pytest.raises(UnicodeEncodeError):
+            canonical(event)
+        return
+    assert canonical(event) == expected
+
+
+def test_canonical_is_the_reference_encoding_for_every_character() -> None:
+    text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    event = {"actor": text, "reason": '"\\\n\x00\x7f', "id": 2**64, "version": None}
+    assert canonical(event) == _reference(event)
+    event["id"] = 7
+    assert canonical(event) == _reference(event)
