@@ -10,6 +10,7 @@ keep one valid chain. If the write fails, every waiting operation fails closed.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import re
@@ -34,7 +35,18 @@ RESULTS = ("ok", "denied", "error")
 _TOUCH_EVERY = 1.0  # seconds: last-used times are kept to this precision
 _GATHER = 0.001  # seconds a leader waits at most for the callers of the last batch
 _WRITER_IDLE = 5.0  # seconds before an idle background writer thread exits
-_deferred: ContextVar[list[Future[dict[str, Any]]] | None] = ContextVar("keyguard_audit_deferred", default=None)
+
+
+class _Deferred:
+    """Where the appends of a deferred block go: thread futures, or futures of one event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.loop = loop
+        self.futures: list[Future[dict[str, Any]]] = []
+        self.waiters: list[asyncio.Future[dict[str, Any]]] = []
+
+
+_deferred: ContextVar[_Deferred | None] = ContextVar("keyguard_audit_deferred", default=None)
 
 
 @contextmanager
@@ -47,10 +59,27 @@ def deferred_appends() -> Iterator[list[Future[dict[str, Any]]]]:
     is parked while the batch is made durable, and a background writer batches
     the events of every request in flight (group commit).
     """
-    futures: list[Future[dict[str, Any]]] = []
-    token = _deferred.set(futures)
+    sink = _Deferred(None)
+    token = _deferred.set(sink)
     try:
-        yield futures
+        yield sink.futures
+    finally:
+        _deferred.reset(token)
+
+
+@contextmanager
+def loop_appends() -> Iterator[list[asyncio.Future[dict[str, Any]]]]:
+    """:func:`deferred_appends` for code running on an event loop: yields futures of that loop.
+
+    Enter it on the loop's own thread. The writer settles all the futures of a
+    batch that belong to one loop with a single ``call_soon_threadsafe``, where
+    thread futures wrapped with ``asyncio.wrap_future`` cost a locked future, a
+    callback chain and a loop wake-up per event.
+    """
+    sink = _Deferred(asyncio.get_running_loop())
+    token = _deferred.set(sink)
+    try:
+        yield sink.waiters
     finally:
         _deferred.reset(token)
 
@@ -113,6 +142,7 @@ class _Pending:
     record: dict[str, Any] = field(default_factory=dict)
     error: BaseException | None = None
     future: Future[dict[str, Any]] | None = None
+    waiter: asyncio.Future[dict[str, Any]] | None = None
 
 
 def _write_error(cause: BaseException) -> AuditWriteError:
@@ -138,6 +168,18 @@ def _row(draft: EventDraft, now: datetime) -> dict[str, Any]:
         "request_id": draft.request_id,
         "prev_hash": "",
     }
+
+
+def _settle(batch: list[_Pending]) -> None:
+    """Resolve the loop futures of a written batch (runs on their loop)."""
+    for pending in batch:
+        waiter = pending.waiter
+        if waiter is None or waiter.done():  # done: the caller was cancelled
+            continue
+        if pending.error is None:
+            waiter.set_result(pending.record)
+        else:
+            waiter.set_exception(_write_error(pending.error))
 
 
 class AuditLog:
@@ -175,9 +217,16 @@ class AuditLog:
         Inside :func:`deferred_appends` the event is queued and ``{}`` is
         returned at once; its future resolves when the event is durable.
         """
-        futures = _deferred.get()
-        if futures is not None:
-            futures.append(self._submit(draft))
+        sink = _deferred.get()
+        if sink is not None:
+            if sink.loop is None:
+                future: Future[dict[str, Any]] = Future()
+                sink.futures.append(future)
+                self._submit(_Pending(draft, future=future))
+            else:
+                waiter = sink.loop.create_future()
+                sink.waiters.append(waiter)
+                self._submit(_Pending(draft, waiter=waiter))
             return {}
         pending = _Pending(draft)
         with self._cv:
@@ -226,17 +275,15 @@ class AuditLog:
         finally:
             self._gathering = False
 
-    def _submit(self, draft: EventDraft) -> Future[dict[str, Any]]:
-        future: Future[dict[str, Any]] = Future()
+    def _submit(self, pending: _Pending) -> None:
         with self._cv:
-            self._queue.append(_Pending(draft, future=future))
+            self._queue.append(pending)
             if self._gathering:
                 self._grew.notify()
             if not self._writer_running:
                 self._writer_running = True
                 threading.Thread(target=self._writer, name="keyguard-audit-writer", daemon=True).start()
             self._cv.notify_all()
-        return future
 
     def _writer(self) -> None:
         """Leader for deferred appends (the same batches as blocking callers); exits when idle."""
@@ -301,6 +348,7 @@ class AuditLog:
 
     @staticmethod
     def _finish(batch: list[_Pending], error: BaseException | None) -> None:
+        loops: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         for pending in batch:
             pending.error = error
             pending.done = True
@@ -309,6 +357,13 @@ class AuditLog:
                     pending.future.set_result(pending.record)
                 else:
                     pending.future.set_exception(_write_error(error))
+            if pending.waiter is not None:
+                loops.setdefault(pending.waiter.get_loop(), []).append(pending)
+        for loop, settled in loops.items():
+            try:
+                loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:  # the loop is closed: nobody waits for these any more
+                continue
 
     def _touch(self, conn: Any, used: dict[tuple[str, int], str]) -> None:
         """Record last-used times once per batch, and per key version at most once a second."""
