@@ -278,12 +278,18 @@ class AuditLog:
     def _submit(self, pending: _Pending) -> None:
         with self._cv:
             self._queue.append(pending)
+            # Wake a thread only when it has something new to do: every wake-up is a
+            # thread switch and a GIL hand-over. A gathering leader waits for the queue to
+            # reach the last batch's size; an idle writer waits for the first event (a
+            # writer that is writing, or already woken, looks at the queue again anyway).
             if self._gathering:
-                self._grew.notify()
+                if len(self._queue) >= self._last_batch:
+                    self._grew.notify()
+            elif len(self._queue) == 1:
+                self._cv.notify_all()
             if not self._writer_running:
                 self._writer_running = True
                 threading.Thread(target=self._writer, name="keyguard-audit-writer", daemon=True).start()
-            self._cv.notify_all()
 
     def _writer(self) -> None:
         """Leader for deferred appends (the same batches as blocking callers); exits when idle."""
