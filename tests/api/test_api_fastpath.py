@@ -60,3 +60,34 @@ def test_fast_lane_matches_the_routes(direct: TestClient, vault, admin, tokens, 
     assert answered.count(True) >= 3 and False in answered  # both lanes were taken
     metrics = direct.get("/metrics", headers=auth(tokens("ops", "admin"))).text
     assert 'route="/v1/keys/{name}/encrypt"' in metrics or "/v1/keys/{name}/encrypt" in metrics
+
+
+def test_fast_lane_looks_up_tokens_missing_from_the_cache(vault, admin, tokens, events, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from keyguard.api.fastpath import CryptoFastPath
+
+    answered: list[bool] = []
+    original = CryptoFastPath._try
+
+    async def spy(self, *args):  # type: ignore[no-untyped-def]
+        answered.append(await original(self, *args))
+        return answered[-1]
+
+    monkeypatch.setattr(CryptoFastPath, "_try", spy)
+    vault.create_key(admin, "pay", "encrypt")
+    token = auth(tokens("svc", "service", ["pay:encrypt"]))
+    body = {"plaintext_b64": base64.b64encode(b"secret").decode()}
+    # token_ttl=0: every request misses the token cache; no watcher to empty the key cache meanwhile
+    app = create_app(vault=vault, token_ttl=0, watch=False)
+    with TestClient(app, client=("192.0.2.9", 40000)) as client:
+        client.post("/v1/keys/pay/encrypt", json=body, headers=token)  # cold key cache: the route answers
+        answered.clear()
+        ok = client.post("/v1/keys/pay/encrypt", json=body, headers=token)
+        assert ok.status_code == 200 and answered == [True]
+        assert ok.json()["key"] == "pay" and ok.json()["version"] == 1
+        bad = client.post("/v1/keys/pay/encrypt", json=body, headers={"Authorization": "Bearer kgt_nope"})
+        assert bad.status_code == 401 and answered == [True, False]  # the route refused it
+        denied = client.post("/v1/keys/pay/encrypt", json=body, headers=auth(tokens("other", "service")))
+        assert denied.status_code == 403 and answered[-1] is True
+    assert len(events(op="auth", result="denied")) == 1  # the refusal audited once
+    assert len(events(actor="svc", op="encrypt", result="ok")) == 2
+    assert len(events(actor="other", op="encrypt", result="denied")) == 1

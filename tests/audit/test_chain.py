@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import json
 import multiprocessing
 import threading
 from pathlib import Path
@@ -9,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from keyguard.audit.chain import GENESIS, event_hash, verify_events
-from keyguard.audit.log import AuditLog, EventDraft, iter_events, verify_log
+from keyguard.audit.chain import FIELDS, GENESIS, canonical, event_hash, verify_events
+from keyguard.audit.log import AuditLog, EventDraft, iter_events, loop_appends, verify_log
 from keyguard.errors import ChainIntegrityError
 from keyguard.store.db import create_db_engine, migrate
 
@@ -158,3 +160,76 @@ def test_fail_closed(tmp_path: Path) -> None:
 
     with pytest.raises(AuditWriteError):
         AuditLog(engine).append(EventDraft(actor="a", op="encrypt", result="ok"))
+
+
+def test_loop_appends_resolve_on_their_loop(db_url: str) -> None:
+    engine = create_db_engine(db_url)
+    migrate(engine)
+    log = AuditLog(engine)
+
+    async def caller(actor: str) -> list[dict]:
+        with loop_appends() as waiters:
+            log.append(EventDraft(actor=actor, op="encrypt", result="ok"))
+            log.append(EventDraft(actor=actor, op="decrypt", result="ok"))
+        assert len(waiters) == 2
+        return list(await asyncio.gather(*waiters))
+
+    async def main() -> list[list[dict]]:
+        return list(await asyncio.gather(*(caller(f"c{i}") for i in range(8))))
+
+    records = [r for rs in asyncio.run(main()) for r in rs]
+    assert sorted(r["id"] for r in records) == list(range(1, 17))
+    assert verify_log(engine)["events"] == 16
+    engine.dispose()
+
+
+def test_loop_appends_fail_closed(tmp_path: Path) -> None:
+    from keyguard.errors import AuditWriteError
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'k.db'}")
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE audit_events"))
+    log = AuditLog(engine)
+
+    async def main() -> None:
+        with loop_appends() as waiters:
+            log.append(EventDraft(actor="a", op="encrypt", result="ok"))
+        with pytest.raises(AuditWriteError):
+            await waiters[0]
+
+    asyncio.run(main())
+
+
+def _reference(event: dict) -> bytes:
+    body = {name: event.get(name) for name in FIELDS}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.text(),
+    st.text(alphabet=st.characters(max_codepoint=0x9F)),  # control characters, quotes, backslashes, DEL
+    st.integers(),  # beyond 64 bits too
+    st.booleans(),
+)
+
+
+@settings(max_examples=300)
+@given(st.fixed_dictionaries(dict.fromkeys(FIELDS, _VALUES)))
+def test_canonical_is_the_reference_encoding(event: dict) -> None:
+    try:
+        expected = _reference(event)
+    except UnicodeEncodeError:  # lone surrogates: no canonical form either way
+        with pytest.raises(UnicodeEncodeError):
+            canonical(event)
+        return
+    assert canonical(event) == expected
+
+
+def test_canonical_is_the_reference_encoding_for_every_character() -> None:
+    text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    event = {"actor": text, "reason": '"\\\n\x00\x7f', "id": 2**64, "version": None}
+    assert canonical(event) == _reference(event)
+    event["id"] = 7
+    assert canonical(event) == _reference(event)

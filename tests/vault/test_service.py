@@ -349,3 +349,14 @@ def test_import_binary_keys_ending_in_whitespace_bytes(vault, admin) -> None:
             break
     assert der[-1:].isspace()  # 2,000 tries: found with certainty for all practical purposes
     assert parse_key(der, "sign").algorithm == "ed25519"
+
+
+def test_principal_on_request_is_replace() -> None:
+    import dataclasses
+
+    base = Principal(name="svc", role="service", grants=(("pay", "encrypt"),), client_id=3, extra={"probe": "1"})
+    seen = base.on_request("192.0.2.1", "curl/8", "rid-1")
+    assert seen == dataclasses.replace(base, source_ip="192.0.2.1", user_agent="curl/8", request_id="rid-1")
+    assert base.source_ip is None and base.request_id is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        seen.name = "other"  # type: ignore[misc]

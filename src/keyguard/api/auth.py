@@ -12,7 +12,6 @@ Tokens are kept only as SHA-256 digests, never in clear.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 
@@ -48,7 +47,7 @@ class TokenCache:
         entry = self._entries.get(hash_token(token))
         if entry is None or entry[1] <= time.monotonic():
             return None
-        return dataclasses.replace(entry[0], source_ip=source_ip, user_agent=user_agent, request_id=request_id)
+        return entry[0].on_request(source_ip, user_agent, request_id)
 
     def authenticate(
         self, token: str, source_ip: str | None, user_agent: str | None, request_id: str | None
@@ -64,7 +63,7 @@ class TokenCache:
                 if len(self._entries) >= self._max:
                     self._entries.clear()
                 self._entries[hash_token(token)] = (base, deadline)
-        return dataclasses.replace(base, source_ip=source_ip, user_agent=user_agent, request_id=request_id)
+        return base.on_request(source_ip, user_agent, request_id)
 
 
 def is_invalid_token(exc: PermissionDeniedError) -> bool:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
-from keyguard.audit.log import deferred_appends
+from keyguard.audit.log import deferred_appends, loop_appends
 from keyguard.vault.service import Vault
 
 T = TypeVar("T")
@@ -30,24 +30,33 @@ def _is_cheap(vault: Vault, key: str) -> bool:
     return info is not None and info.is_symmetric
 
 
+def _call(fn: Callable[[], T]) -> tuple[T | None, BaseException | None]:
+    try:
+        return fn(), None
+    except Exception as exc:  # noqa: BLE001 - re-raised once the audit is durable
+        return None, exc
+
+
 def _run(fn: Callable[[], T]) -> tuple[T | None, BaseException | None, list[Future[dict[str, Any]]]]:
     with deferred_appends() as futures:
-        try:
-            return fn(), None, futures
-        except Exception as exc:  # noqa: BLE001 - re-raised once the audit is durable
-            return None, exc, futures
+        return (*_call(fn), futures)
 
 
 async def vault_call(vault: Vault, key: str, fn: Callable[[], T]) -> T:
     """``fn()`` (a vault operation on ``key``), returned once its audit events are durable."""
     if _is_cheap(vault, key):
-        result, error, futures = _run(fn)
+        with loop_appends() as waiters:
+            result, error = _call(fn)
+        if len(waiters) == 1:  # the usual case: one event, no gather machinery
+            await waiters[0]
+        elif waiters:
+            await asyncio.gather(*waiters)
     else:
         result, error, futures = await run_in_threadpool(_run, fn)
-    if len(futures) == 1:  # the usual case: one event, no gather machinery
-        await asyncio.wrap_future(futures[0])
-    elif futures:
-        await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        if len(futures) == 1:
+            await asyncio.wrap_future(futures[0])
+        elif futures:
+            await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
     if error is not None:
         raise error
     return result  # type: ignore[return-value]

@@ -111,10 +111,31 @@ class RequestMiddleware:
     def _observe(scope: Scope, status: int, elapsed: float) -> None:
         route: Any = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
-        REQUESTS.labels(template, scope["method"], str(status)).inc()
-        LATENCY.labels(template).observe(elapsed)
         op = getattr(route, "name", None)
-        if op in VAULT_ROUTES:
+        key = ""
+        if op in VAULT_ROUTES and status not in (404, 422):
             # Unknown or malformed names would grow the label set without bound.
-            key = "" if status in (404, 422) else str(scope.get("path_params", {}).get("name", ""))
-            VAULT_OPS.labels(op, key, result_of(status)).inc()
+            key = str(scope.get("path_params", {}).get("name", ""))
+        request, latency, vault_op = _children(template, scope["method"], status, op, key)
+        request.inc()
+        latency.observe(elapsed)
+        if vault_op is not None:
+            vault_op.inc()
+
+
+_Children = tuple[Counter, Histogram, Counter | None]
+# (route, method, status, operation, key) -> the metrics' label children. ``labels()``
+# validates and looks its arguments up under a lock on every call; the children are
+# kept by the registry anyway, so remembering them adds no label set of its own.
+_CHILDREN: dict[tuple[str, str, int, str | None, str], _Children] = {}
+
+
+def _children(template: str, method: str, status: int, op: str | None, key: str) -> _Children:
+    """The label children of one request's metrics."""
+    label = (template, method, status, op, key)
+    found = _CHILDREN.get(label)
+    if found is None:
+        vault_op = VAULT_OPS.labels(op, key, result_of(status)) if op in VAULT_ROUTES else None
+        found = (REQUESTS.labels(template, method, str(status)), LATENCY.labels(template), vault_op)
+        _CHILDREN[label] = found
+    return found

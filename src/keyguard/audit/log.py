@@ -10,8 +10,10 @@ keep one valid chain. If the write fails, every waiting operation fails closed.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -33,7 +35,18 @@ RESULTS = ("ok", "denied", "error")
 _TOUCH_EVERY = 1.0  # seconds: last-used times are kept to this precision
 _GATHER = 0.001  # seconds a leader waits at most for the callers of the last batch
 _WRITER_IDLE = 5.0  # seconds before an idle background writer thread exits
-_deferred: ContextVar[list[Future[dict[str, Any]]] | None] = ContextVar("keyguard_audit_deferred", default=None)
+
+
+class _Deferred:
+    """Where the appends of a deferred block go: thread futures, or futures of one event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.loop = loop
+        self.futures: list[Future[dict[str, Any]]] = []
+        self.waiters: list[asyncio.Future[dict[str, Any]]] = []
+
+
+_deferred: ContextVar[_Deferred | None] = ContextVar("keyguard_audit_deferred", default=None)
 
 
 @contextmanager
@@ -46,31 +59,48 @@ def deferred_appends() -> Iterator[list[Future[dict[str, Any]]]]:
     is parked while the batch is made durable, and a background writer batches
     the events of every request in flight (group commit).
     """
-    futures: list[Future[dict[str, Any]]] = []
-    token = _deferred.set(futures)
+    sink = _Deferred(None)
+    token = _deferred.set(sink)
     try:
-        yield futures
+        yield sink.futures
     finally:
         _deferred.reset(token)
 
 
-# The hot path's statements, written once as plain SQL: building and cache-keying
-# ORM expressions for every batch cost more CPU than running the statements.
-_INSERT_EVENTS = text(
+@contextmanager
+def loop_appends() -> Iterator[list[asyncio.Future[dict[str, Any]]]]:
+    """:func:`deferred_appends` for code running on an event loop: yields futures of that loop.
+
+    Enter it on the loop's own thread. The writer settles all the futures of a
+    batch that belong to one loop with a single ``call_soon_threadsafe``, where
+    thread futures wrapped with ``asyncio.wrap_future`` cost a locked future, a
+    callback chain and a loop wake-up per event.
+    """
+    sink = _Deferred(asyncio.get_running_loop())
+    token = _deferred.set(sink)
+    try:
+        yield sink.waiters
+    finally:
+        _deferred.reset(token)
+
+
+# The hot path's statements, written once as plain SQL and run on the DBAPI cursor of
+# the write transaction's connection: SQLAlchemy's statement execution and per-row
+# parameter processing cost more CPU than the database's own work, and all of it runs
+# while this process holds the chain's write lock. Placeholders are ``:name``, turned
+# into the driver's named style by :func:`_for_driver`.
+_INSERT_EVENTS = (
     'INSERT INTO audit_events ("id", "ts", "actor", "source_ip", "user_agent", "op", "key", "version", '
     '"result", "reason", "request_id", "prev_hash", "hash") VALUES (:id, :ts, :actor, :source_ip, '
     ":user_agent, :op, :key, :version, :result, :reason, :request_id, :prev_hash, :hash)"
 )
-_SELECT_HEAD = {
-    False: text("SELECT last_id, last_hash FROM audit_head WHERE id = 1"),
-    True: text("SELECT last_id, last_hash FROM audit_head WHERE id = 1 FOR UPDATE"),
-}
-_UPDATE_HEAD = {
-    False: text("UPDATE audit_head SET last_id = :last_id, last_hash = :last_hash WHERE id = 1"),
-    True: text(
-        'UPDATE audit_head SET last_id = :last_id, last_hash = :last_hash, "checkpoint" = :checkpoint WHERE id = 1'
-    ),
-}
+_SELECT_HEAD = "SELECT last_id, last_hash FROM audit_head WHERE id = 1"
+_UPDATE_HEAD = "UPDATE audit_head SET last_id = :last_id, last_hash = :last_hash WHERE id = 1"
+_UPDATE_HEAD_CHECKPOINT = (
+    'UPDATE audit_head SET last_id = :last_id, last_hash = :last_hash, "checkpoint" = :checkpoint WHERE id = 1'
+)
+_NOTIFY = "SELECT pg_notify('keyguard_audit', :id)"
+_PLACEHOLDER = re.compile(r":([a-z_]+)")
 _AT = bindparam("at", type_=DateTime(timezone=True))
 _TOUCH_VERSION: TextClause = text(
     "UPDATE key_versions SET last_used_at = :at WHERE version = :version "
@@ -82,6 +112,11 @@ _TOUCH_KEY: TextClause = text("UPDATE keys SET last_used_at = :at WHERE name = :
 def format_ts(at: datetime) -> str:
     """Fixed-width RFC 3339 UTC (sortable as text)."""
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _for_driver(sql: str, dialect: str) -> str:
+    """``sql`` with its ``:name`` placeholders in the driver's named style (sqlite3 takes them as they are)."""
+    return sql if dialect == "sqlite" else _PLACEHOLDER.sub(r"%(\1)s", sql)
 
 
 @dataclass
@@ -107,6 +142,7 @@ class _Pending:
     record: dict[str, Any] = field(default_factory=dict)
     error: BaseException | None = None
     future: Future[dict[str, Any]] | None = None
+    waiter: asyncio.Future[dict[str, Any]] | None = None
 
 
 def _write_error(cause: BaseException) -> AuditWriteError:
@@ -114,6 +150,36 @@ def _write_error(cause: BaseException) -> AuditWriteError:
         "the audit event could not be written, so the operation was refused",
         hint=type(cause).__name__,
     )
+
+
+def _row(draft: EventDraft, now: datetime) -> dict[str, Any]:
+    """The stored record of ``draft``; ``id``, ``prev_hash`` and ``hash`` are filled under the write lock."""
+    return {
+        "id": 0,
+        "ts": format_ts(draft.ts or now),
+        "actor": draft.actor,
+        "source_ip": draft.source_ip,
+        "user_agent": draft.user_agent,
+        "op": draft.op,
+        "key": draft.key,
+        "version": draft.version,
+        "result": draft.result,
+        "reason": draft.reason,
+        "request_id": draft.request_id,
+        "prev_hash": "",
+    }
+
+
+def _settle(batch: list[_Pending]) -> None:
+    """Resolve the loop futures of a written batch (runs on their loop)."""
+    for pending in batch:
+        waiter = pending.waiter
+        if waiter is None or waiter.done():  # done: the caller was cancelled
+            continue
+        if pending.error is None:
+            waiter.set_result(pending.record)
+        else:
+            waiter.set_exception(_write_error(pending.error))
 
 
 class AuditLog:
@@ -130,6 +196,11 @@ class AuditLog:
         self._queue: list[_Pending] = []
         self._writing = False
         self._is_pg = engine.dialect.name == "postgresql"
+        dialect = engine.dialect.name
+        self._insert_sql = _for_driver(_INSERT_EVENTS, dialect)
+        self._head_sql = _SELECT_HEAD + (" FOR UPDATE" if self._is_pg else "")
+        self._update_sql = _for_driver(_UPDATE_HEAD if checkpoint_key is None else _UPDATE_HEAD_CHECKPOINT, dialect)
+        self._notify_sql = _for_driver(_NOTIFY, dialect)
         self._touched: dict[tuple[str, int], float] = {}
         self._writer_running = False
         # SQLite: the writers of several processes (serve --workers N, the CLI) queue on
@@ -146,9 +217,16 @@ class AuditLog:
         Inside :func:`deferred_appends` the event is queued and ``{}`` is
         returned at once; its future resolves when the event is durable.
         """
-        futures = _deferred.get()
-        if futures is not None:
-            futures.append(self._submit(draft))
+        sink = _deferred.get()
+        if sink is not None:
+            if sink.loop is None:
+                future: Future[dict[str, Any]] = Future()
+                sink.futures.append(future)
+                self._submit(_Pending(draft, future=future))
+            else:
+                waiter = sink.loop.create_future()
+                sink.waiters.append(waiter)
+                self._submit(_Pending(draft, waiter=waiter))
             return {}
         pending = _Pending(draft)
         with self._cv:
@@ -197,17 +275,21 @@ class AuditLog:
         finally:
             self._gathering = False
 
-    def _submit(self, draft: EventDraft) -> Future[dict[str, Any]]:
-        future: Future[dict[str, Any]] = Future()
+    def _submit(self, pending: _Pending) -> None:
         with self._cv:
-            self._queue.append(_Pending(draft, future=future))
+            self._queue.append(pending)
+            # Wake a thread only when it has something new to do: every wake-up is a
+            # thread switch and a GIL hand-over. A gathering leader waits for the queue to
+            # reach the last batch's size; an idle writer waits for the first event (a
+            # writer that is writing, or already woken, looks at the queue again anyway).
             if self._gathering:
-                self._grew.notify()
+                if len(self._queue) >= self._last_batch:
+                    self._grew.notify()
+            elif len(self._queue) == 1:
+                self._cv.notify_all()
             if not self._writer_running:
                 self._writer_running = True
                 threading.Thread(target=self._writer, name="keyguard-audit-writer", daemon=True).start()
-            self._cv.notify_all()
-        return future
 
     def _writer(self) -> None:
         """Leader for deferred appends (the same batches as blocking callers); exits when idle."""
@@ -234,49 +316,45 @@ class AuditLog:
 
     def _write(self, batch: list[_Pending]) -> None:
         now = datetime.now(UTC)
+        # Everything but the chain links is prepared before taking the write lock.
+        rows = [_row(pending.draft, now) for pending in batch]
+        used = {(r["key"], r["version"]): r["ts"] for r in rows if r["result"] == "ok" and r["key"] and r["version"]}
         try:
             with self._process_lock(), write_tx(self._engine) as conn:
-                last_id, last_hash = conn.execute(_SELECT_HEAD[self._is_pg]).one()
-                rows = []
-                used: dict[tuple[str, int], str] = {}
-                for pending in batch:
-                    d = pending.draft
-                    last_id += 1
-                    record: dict[str, Any] = {
-                        "id": last_id,
-                        "ts": format_ts(d.ts or now),
-                        "actor": d.actor,
-                        "source_ip": d.source_ip,
-                        "user_agent": d.user_agent,
-                        "op": d.op,
-                        "key": d.key,
-                        "version": d.version,
-                        "result": d.result,
-                        "reason": d.reason,
-                        "request_id": d.request_id,
-                        "prev_hash": last_hash,
-                    }
-                    record["hash"] = last_hash = event_hash(record)
-                    pending.record = record
-                    rows.append(record)
-                    if d.result == "ok" and d.key and d.version:
-                        used[(d.key, d.version)] = record["ts"]
-                conn.execute(_INSERT_EVENTS, rows)
-                values: dict[str, Any] = {"last_id": last_id, "last_hash": last_hash}
-                if self._checkpoint_key is not None:
-                    values["checkpoint"] = checkpoint(self._checkpoint_key, last_id, last_hash)
-                conn.execute(_UPDATE_HEAD[self._checkpoint_key is not None], values)
+                # The DBAPI cursor of the transaction's connection: see _INSERT_EVENTS.
+                cursor = conn.connection.cursor()
+                try:
+                    cursor.execute(self._head_sql)
+                    head = cursor.fetchone()
+                    if head is None:
+                        raise LookupError("the audit head row is missing")
+                    last_id, last_hash = head
+                    for record in rows:
+                        last_id += 1
+                        record["id"] = last_id
+                        record["prev_hash"] = last_hash
+                        record["hash"] = last_hash = event_hash(record)
+                    cursor.executemany(self._insert_sql, rows)
+                    values: dict[str, Any] = {"last_id": last_id, "last_hash": last_hash}
+                    if self._checkpoint_key is not None:
+                        values["checkpoint"] = checkpoint(self._checkpoint_key, last_id, last_hash)
+                    cursor.execute(self._update_sql, values)
+                    if self._is_pg:
+                        cursor.execute(self._notify_sql, {"id": str(last_id)})
+                finally:
+                    cursor.close()
                 if used:
                     self._touch(conn, used)
-                if self._is_pg:
-                    conn.execute(text("SELECT pg_notify('keyguard_audit', :id)"), {"id": str(last_id)})
         except Exception as exc:  # noqa: BLE001 - fail closed for every waiter
             self._finish(batch, exc)
             return
+        for pending, record in zip(batch, rows, strict=True):
+            pending.record = record
         self._finish(batch, None)
 
     @staticmethod
     def _finish(batch: list[_Pending], error: BaseException | None) -> None:
+        loops: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         for pending in batch:
             pending.error = error
             pending.done = True
@@ -285,6 +363,13 @@ class AuditLog:
                     pending.future.set_result(pending.record)
                 else:
                     pending.future.set_exception(_write_error(error))
+            if pending.waiter is not None:
+                loops.setdefault(pending.waiter.get_loop(), []).append(pending)
+        for loop, settled in loops.items():
+            try:
+                loop.call_soon_threadsafe(_settle, settled)
+            except RuntimeError:  # the loop is closed: nobody waits for these any more
+                continue
 
     def _touch(self, conn: Any, used: dict[tuple[str, int], str]) -> None:
         """Record last-used times once per batch, and per key version at most once a second."""
