@@ -109,8 +109,8 @@ class _Stored:
     file: Path | None = None  # the stored segment's Parquet file, for a detection process
 
 
-_HOT = ("key", "result", "actor", "source_ip", "user_agent")
-_COLD = ("ts", "op", "version", "reason", "request_id", "source", "source_line", "source_file")
+_HOT = ("key", "result", "actor", "source_ip", "user_agent")  # read at every event
+_COLD = ("ts", "op", "version", "reason", "request_id", "source", "source_line", "source_file")  # at a few
 # timeutil.ts_epoch in SQL, operation for operation (whole seconds as an integer, then the fraction).
 _EPOCH_SQL = (
     "CASE WHEN substr(ts, 21, 6) = '000000' THEN CAST(epoch_s AS DOUBLE) "
@@ -123,21 +123,30 @@ _SECONDS_SQL = (
 
 
 class DuckColumn(Sequence[Any]):
-    """A column of a DuckDB batch table read only where asked: one row at a time, all at once after a few.
+    """A column of a DuckDB batch table, read only where asked.
 
-    Detection reads these columns at the few events that fire or are refused; fetching
-    them for every event would cost more than detection itself.
+    Detection reads these columns at the few events that fire; it says which ones
+    first (:meth:`prefetch`, one query). Any other read fetches the whole column.
     """
-
-    ONE_BY_ONE = 32
 
     def __init__(self, con: DuckDBPyConnection, table: str, column: str, seqs: list[int]) -> None:
         self._con, self._table, self._column, self._seqs = con, table, column, seqs
         self._values: list[Any] | None = None
-        self._asked = 0
+        self._some: dict[int, Any] = {}
 
     def __len__(self) -> int:
         return len(self._seqs)
+
+    def prefetch(self, indices: list[int]) -> None:
+        """Fetch the values of events ``indices`` in one query."""
+        if self._values is not None:
+            return
+        by_seq = {self._seqs[i]: i for i in indices}
+        rows = self._con.execute(
+            f"SELECT seq, {self._column} FROM {self._table} WHERE seq IN (SELECT unnest($1::BIGINT[]))",
+            [list(by_seq)],
+        ).fetchall()
+        self._some.update((by_seq[int(seq)], value) for seq, value in rows)
 
     @overload
     def __getitem__(self, index: int) -> Any: ...
@@ -146,13 +155,8 @@ class DuckColumn(Sequence[Any]):
     def __getitem__(self, index: slice) -> list[Any]: ...
 
     def __getitem__(self, index: int | slice) -> Any:
-        if self._values is None and isinstance(index, int) and self._asked < self.ONE_BY_ONE:
-            self._asked += 1
-            found = self._con.execute(
-                f"SELECT {self._column} FROM {self._table} WHERE seq = ?",
-                [self._seqs[index]],
-            ).fetchone()
-            return found[0] if found else None
+        if isinstance(index, int) and index in self._some:
+            return self._some[index]
         if self._values is None:
             rows = self._con.execute(f"SELECT {self._column} FROM {self._table}").fetchnumpy()
             self._values = rows[self._column].tolist()
@@ -173,10 +177,10 @@ def fresh_columns(con: DuckDBPyConnection, table: str, lazy: DuckDBPyConnection 
     """
     hashed = ", ".join(f"hash({name}) AS {name}" for name in _HOT)
     hot = con.execute(
-        f"SELECT seq, {hashed}, {_EPOCH_SQL} AS epoch FROM (SELECT *, {_SECONDS_SQL} AS epoch_s FROM {table})"
+        f"SELECT seq, {hashed}, version, {_EPOCH_SQL} AS epoch FROM (SELECT *, {_SECONDS_SQL} AS epoch_s FROM {table})"
     ).fetchnumpy()
     seqs: list[int] = hot["seq"].tolist()
-    values: dict[str, Any] = {"epoch": hot["epoch"].tolist()}
+    values: dict[str, Any] = {"epoch": hot["epoch"].tolist(), "version": hot["version"].tolist()}
     for name in _HOT:
         pairs = con.execute(f"SELECT DISTINCT hash({name}), {name} FROM {table}").fetchall()
         lookup = dict(pairs)

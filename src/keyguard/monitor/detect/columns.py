@@ -74,6 +74,14 @@ class EventColumns:
             source_file=[e.source_file for e in rows],
         )
 
+    def prefetch(self, indices: Iterable[int]) -> None:
+        """Tell lazy columns which events will be read (the ones that fire), so they fetch them at once."""
+        wanted = sorted(set(indices))
+        for name in _COLUMNS:
+            fetch = getattr(getattr(self, name), "prefetch", None)
+            if fetch is not None:
+                fetch(wanted)
+
     def record(self, i: int) -> dict[str, Any]:
         """Event ``i`` exactly as ``MonitorEvent.to_record()`` gives it."""
         return {

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
+
 from keyguard.monitor.detect.columns import EventColumns, IndexedColumns
 from keyguard.monitor.detect.rules import (
     BadVersionParams,
@@ -242,15 +244,61 @@ def _replay(
     """
     if not minutes:
         return
-    start = _first_kept(minutes, next_minute, keep)
     ends = [*minutes[1:], next_minute]
+    if len(minutes) >= _VECTOR_FROM and next_minute - minutes[0] <= _VECTOR_SPAN:
+        _record_many(buckets, cache, minutes, counts, ends, keep)  # every close, in arrays of at most the span
+        return
+    start = _first_kept(minutes, next_minute, keep)
     for j in range(start):
         if len(buckets) == 24:
             break
         for hour, _ in _spans(minutes[j], ends[j]):
             buckets.setdefault(hour, [])
-    for j in range(start, len(minutes)):
-        _record_minute(buckets, cache, minutes[j], counts[j], ends[j], keep)
+    if len(minutes) - start < _VECTOR_FROM:
+        for j in range(start, len(minutes)):
+            _record_minute(buckets, cache, minutes[j], counts[j], ends[j], keep)
+        return
+    _record_many(buckets, cache, minutes[start:], counts[start:], ends[start:], keep)
+
+
+#: From this many closed minutes on, :func:`_record_many` replays them with numpy, over
+#: spans of at most this many minutes (the arrays' length; longer ones are trimmed first).
+_VECTOR_FROM = 24
+_VECTOR_SPAN = 4_000_000
+
+
+def _record_many(
+    buckets: dict[int, list[int]],
+    cache: dict[int, float],
+    minutes: list[int],
+    counts: list[int],
+    ends: list[int],
+    keep: int,
+) -> None:
+    """:func:`_record_minute` for each closed minute in turn, in one pass of array arithmetic.
+
+    Each close appends its count to its hour's bucket and a zero for every idle minute
+    up to the next close (at most a day); a bucket keeps its last ``keep`` entries. So
+    the whole replay is: lay out every appended minute in order, then give each hour of
+    day its entries, in the order that hour first appears (which is the order
+    :func:`_record_minute` would create missing buckets in).
+    """
+    start = np.asarray(minutes, dtype=np.int64)
+    stop = np.minimum(np.asarray(ends, dtype=np.int64), start + 1441)
+    lengths = stop - start
+    offsets = np.cumsum(lengths) - lengths
+    total = int(lengths.sum())
+    laid = np.arange(total, dtype=np.int64) + np.repeat(start - offsets, lengths)
+    values = np.zeros(total, dtype=np.int64)
+    values[offsets] = counts
+    hours = (laid // 60) % 24
+    found, first = np.unique(hours, return_index=True)
+    for hour in found[np.argsort(first)].tolist():
+        bucket = buckets.setdefault(hour, [])
+        cache.pop(hour, None)
+        bucket.extend(values[hours == hour][-keep:].tolist())
+        if len(bucket) > keep:
+            del bucket[:-keep]
 
 
 class RateSpike:

@@ -137,6 +137,8 @@ class DetectionEngine:
         if not len(cols):
             return []
         batch = IndexedColumns.of(cols)
+        if batch.not_ok:
+            cols.prefetch(batch.not_ok)  # the refused calls are read by more than one rule
         hits: list[tuple[int, int, Signal]] = []
         tier_of = {key: self._tier(key) for key in batch.by_key}
         tier_of[None] = "default"
@@ -154,6 +156,8 @@ class DetectionEngine:
         """Turn the batch's signals (sorted by event, then rule) into updates merged per group."""
         merged: dict[str, AlertUpdate] = {}
         order: list[AlertUpdate] = []
+        if hits:
+            cols.prefetch(i for i, _, _ in hits)
         done = 0  # events before this one are fully processed
         for i, event_hits in groupby(hits, key=itemgetter(0)):
             self._prune_quiet(cols.epoch, done, i)
