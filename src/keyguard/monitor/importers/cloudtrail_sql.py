@@ -34,7 +34,7 @@ from keyguard.monitor.pipeline import BatchInfo, python_batches
 from keyguard.monitor.segments import CONTENT_HASH_SQL, Workspace
 from keyguard.monitor.timeutil import TimeFormatError, normalize_ts
 
-CHUNK_BYTES = 48 << 20
+CHUNK_BYTES = 96 << 20
 MAX_DOCUMENT = 64 << 20
 _ARRAY_HEAD = re.compile(rb'^\s*\{\s*"Records"\s*:\s*\[')
 
