@@ -231,8 +231,8 @@ class AuditLog:
         pending = _Pending(draft)
         with self._cv:
             self._queue.append(pending)
-            if self._gathering:
-                self._grew.notify()
+            if self._gathering and len(self._queue) >= self._last_batch:
+                self._grew.notify()  # as in _submit: wake the gathering leader only when its batch is full
             while not pending.done:
                 if self._writing:
                     self._cv.wait()
