@@ -19,7 +19,9 @@ def direct(vault) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
         yield client
 
 
-def test_fast_lane_matches_the_routes(direct: TestClient, vault, admin, tokens, events, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def lane_answers(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether the fast lane answered each request (True) or passed it on to FastAPI (False)."""
     from keyguard.api.fastpath import CryptoFastPath
 
     answered: list[bool] = []
@@ -30,6 +32,11 @@ def test_fast_lane_matches_the_routes(direct: TestClient, vault, admin, tokens, 
         return answered[-1]
 
     monkeypatch.setattr(CryptoFastPath, "_try", spy)
+    return answered
+
+
+def test_fast_lane_matches_the_routes(direct: TestClient, vault, admin, tokens, events, lane_answers) -> None:  # type: ignore[no-untyped-def]
+    answered = lane_answers
     vault.create_key(admin, "pay", "encrypt")
     token = auth(tokens("svc", "service", ["pay:encrypt,decrypt"]))
     # Let the state watcher see those changes now, not between two requests (it would empty the caches).
@@ -62,17 +69,8 @@ def test_fast_lane_matches_the_routes(direct: TestClient, vault, admin, tokens, 
     assert 'route="/v1/keys/{name}/encrypt"' in metrics or "/v1/keys/{name}/encrypt" in metrics
 
 
-def test_fast_lane_looks_up_tokens_missing_from_the_cache(vault, admin, tokens, events, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from keyguard.api.fastpath import CryptoFastPath
-
-    answered: list[bool] = []
-    original = CryptoFastPath._try
-
-    async def spy(self, *args):  # type: ignore[no-untyped-def]
-        answered.append(await original(self, *args))
-        return answered[-1]
-
-    monkeypatch.setattr(CryptoFastPath, "_try", spy)
+def test_fast_lane_looks_up_tokens_missing_from_the_cache(vault, admin, tokens, events, lane_answers) -> None:  # type: ignore[no-untyped-def]
+    answered = lane_answers
     vault.create_key(admin, "pay", "encrypt")
     token = auth(tokens("svc", "service", ["pay:encrypt"]))
     body = {"plaintext_b64": base64.b64encode(b"secret").decode()}

@@ -301,8 +301,26 @@ def _record_many(
             del bucket[:-keep]
 
 
-class RateSpike:
-    """Per-minute rate against the key's own history for the same hour of day (median/MAD)."""
+class _TimedPerKey:
+    """``observe_columns`` for detectors that read only each key's event times."""
+
+    def observe_columns(self, batch: IndexedColumns, params_of: ParamsOf) -> Hits:
+        """``observe`` over a batch, one loop per key."""
+        hits: Hits = []
+        for key, indices in _keyed(batch):
+            self._observe_key(key, indices, batch.cols.epoch, params_of[key], hits)
+        return hits
+
+    def _observe_key(self, key: str, indices: list[int], epoch: list[float], params: Any, hits: Hits) -> None:
+        raise NotImplementedError
+
+
+class RateSpike(_TimedPerKey):
+    """Per-minute rate against the key's own history for the same hour of day (median/MAD).
+
+    Over a batch, a minute's close is only noted; the hour buckets are brought up to
+    date (:func:`_replay`) before a threshold is needed and at the end of the key.
+    """
 
     def __init__(self) -> None:
         # key -> [minute, count, alerted_minute, {hour: [counts]}, {hour: threshold}]
@@ -352,17 +370,6 @@ class RateSpike:
             return None
         state[2] = state[0]
         return self._signal(ev.key, state[1], threshold)
-
-    def observe_columns(self, batch: IndexedColumns, params_of: ParamsOf) -> Hits:
-        """``observe`` over a batch, one loop per key.
-
-        A minute's close is only noted; the hour buckets are brought up to date
-        (:func:`_replay`) before a threshold is needed and at the end of the key.
-        """
-        hits: Hits = []
-        for key, indices in _keyed(batch):
-            self._observe_key(key, indices, batch.cols.epoch, params_of[key], hits)
-        return hits
 
     def _observe_key(
         self, key: str, indices: list[int], epoch: list[float], params: RateSpikeParams, hits: Hits
@@ -536,7 +543,7 @@ def _outside(hours: tuple[int, int], hour: int) -> bool:
     return not (start <= hour < end) if start <= end else (end <= hour < start)
 
 
-class OffHours:
+class OffHours(_TimedPerKey):
     """Use in an hour of day (UTC) the key rarely uses, or outside fixed ``hours``."""
 
     def __init__(self) -> None:
@@ -561,13 +568,6 @@ class OffHours:
         if not fire:
             return None
         return self._signal(ev.key, hour, counts[hour], total)
-
-    def observe_columns(self, batch: IndexedColumns, params_of: ParamsOf) -> Hits:
-        """``observe`` over a batch, one loop per key."""
-        hits: Hits = []
-        for key, indices in _keyed(batch):
-            self._observe_key(key, indices, batch.cols.epoch, params_of[key], hits)
-        return hits
 
     def _observe_key(
         self, key: str, indices: list[int], epoch: list[float], params: OffHoursParams, hits: Hits
