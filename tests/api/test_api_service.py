@@ -112,7 +112,7 @@ def test_audit_failure_fails_closed(as_admin: TestClient, monkeypatch: pytest.Mo
     def broken(*_args: Any, **_kwargs: Any) -> Any:
         raise OSError("disk full")
 
-    monkeypatch.setattr(audit_log, "write_tx", broken)
+    monkeypatch.setattr(audit_log.AuditLog, "_transaction", broken)  # every write path opens its transaction here
     r = as_admin.post("/v1/keys/pay/encrypt", json={"plaintext_b64": "eA=="})
     assert r.status_code == 503 and r.json()["error"] == "audit_unavailable"
     assert "ciphertext" not in r.text and "kg:v1" not in r.text

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, TextClause, bindparam, select, text
+from sqlalchemy import Connection, DateTime, Engine, TextClause, bindparam, select, text
 
 from keyguard.audit.chain import checkpoint, event_hash
 from keyguard.errors import AuditWriteError
@@ -318,39 +318,67 @@ class AuditLog:
         now = datetime.now(UTC)
         # Everything but the chain links is prepared before taking the write lock.
         rows = [_row(pending.draft, now) for pending in batch]
-        used = {(r["key"], r["version"]): r["ts"] for r in rows if r["result"] == "ok" and r["key"] and r["version"]}
+        due = self._due_touches(rows)
         try:
-            with self._process_lock(), write_tx(self._engine) as conn:
-                # The DBAPI cursor of the transaction's connection: see _INSERT_EVENTS.
-                cursor = conn.connection.cursor()
-                try:
-                    cursor.execute(self._head_sql)
-                    head = cursor.fetchone()
-                    if head is None:
-                        raise LookupError("the audit head row is missing")
-                    last_id, last_hash = head
-                    for record in rows:
-                        last_id += 1
-                        record["id"] = last_id
-                        record["prev_hash"] = last_hash
-                        record["hash"] = last_hash = event_hash(record)
-                    cursor.executemany(self._insert_sql, rows)
-                    values: dict[str, Any] = {"last_id": last_id, "last_hash": last_hash}
-                    if self._checkpoint_key is not None:
-                        values["checkpoint"] = checkpoint(self._checkpoint_key, last_id, last_hash)
-                    cursor.execute(self._update_sql, values)
-                    if self._is_pg:
-                        cursor.execute(self._notify_sql, {"id": str(last_id)})
-                finally:
-                    cursor.close()
-                if used:
-                    self._touch(conn, used)
+            with self._process_lock(), self._transaction(with_orm=bool(due)) as (cursor, conn):
+                cursor.execute(self._head_sql)
+                head = cursor.fetchone()
+                if head is None:
+                    raise LookupError("the audit head row is missing")
+                last_id, last_hash = head
+                for record in rows:
+                    last_id += 1
+                    record["id"] = last_id
+                    record["prev_hash"] = last_hash
+                    record["hash"] = last_hash = event_hash(record)
+                cursor.executemany(self._insert_sql, rows)
+                values: dict[str, Any] = {"last_id": last_id, "last_hash": last_hash}
+                if self._checkpoint_key is not None:
+                    values["checkpoint"] = checkpoint(self._checkpoint_key, last_id, last_hash)
+                cursor.execute(self._update_sql, values)
+                if self._is_pg:
+                    cursor.execute(self._notify_sql, {"id": str(last_id)})
+                if conn is not None:
+                    self._touch(conn, due)
         except Exception as exc:  # noqa: BLE001 - fail closed for every waiter
             self._finish(batch, exc)
             return
         for pending, record in zip(batch, rows, strict=True):
             pending.record = record
         self._finish(batch, None)
+
+    @contextmanager
+    def _transaction(self, *, with_orm: bool) -> Iterator[tuple[Any, Connection | None]]:
+        """A write transaction and its DBAPI cursor (see _INSERT_EVENTS).
+
+        Most batches run straight on a pooled DBAPI connection: SQLAlchemy's
+        per-transaction machinery costs more than the statements themselves. A batch
+        that also records last-used times goes through SQLAlchemy (``with_orm``), whose
+        type handling those statements need.
+        """
+        if with_orm:
+            with write_tx(self._engine) as conn:
+                cursor = conn.connection.cursor()
+                try:
+                    yield cursor, conn
+                finally:
+                    cursor.close()
+            return
+        raw = self._engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                if not self._is_pg:
+                    cursor.execute("BEGIN IMMEDIATE")
+                yield cursor, None
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                cursor.close()
+        finally:
+            raw.close()  # back to the pool
 
     @staticmethod
     def _finish(batch: list[_Pending], error: BaseException | None) -> None:
@@ -371,13 +399,22 @@ class AuditLog:
             except RuntimeError:  # the loop is closed: nobody waits for these any more
                 continue
 
-    def _touch(self, conn: Any, used: dict[tuple[str, int], str]) -> None:
-        """Record last-used times once per batch, and per key version at most once a second."""
+    def _due_touches(self, rows: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
+        """The key versions whose last-used time is due (once a second each), with the time."""
+        used = {(r["key"], r["version"]): r["ts"] for r in rows if r["result"] == "ok" and r["key"] and r["version"]}
         now = time.monotonic()
+        due = []
         for (key, version), ts in used.items():
             if now - self._touched.get((key, version), -_TOUCH_EVERY) < _TOUCH_EVERY:
                 continue
             self._touched[(key, version)] = now
+            due.append((key, version, ts))
+        return due
+
+    @staticmethod
+    def _touch(conn: Connection, due: list[tuple[str, int, str]]) -> None:
+        """Record last-used times (in the batch's transaction)."""
+        for key, version, ts in due:
             at = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
             conn.execute(_TOUCH_VERSION, {"at": at, "version": version, "key": key})
             conn.execute(_TOUCH_KEY, {"at": at, "key": key})
