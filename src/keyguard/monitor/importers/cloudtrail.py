@@ -20,7 +20,7 @@ from keyguard.monitor.importers.base import ImportOptions, Parsed, Rejected, ite
 from keyguard.monitor.timeutil import TimeFormatError, normalize_ts
 
 _ARRAY_HEAD = re.compile(rb'^\s*\{\s*"Records"\s*:\s*\[')
-_KMS_OPS = {
+KMS_OPERATIONS = {
     "Encrypt": "encrypt",
     "Decrypt": "decrypt",
     "ReEncrypt": "rewrap",
@@ -37,7 +37,7 @@ _KMS_OPS = {
     "ScheduleKeyDeletion": "destroy",
     "RotateKeyOnDemand": "rotate",
 }
-_DENIED = re.compile(
+DENIED_CODES = re.compile(
     r"AccessDenied|Unauthorized|Forbidden|InvalidState|Disabled|NotAuthorized|"
     r"InvalidClientTokenId|SignatureDoesNotMatch|ExpiredToken|KeyUnavailable|InvalidKeyUsage",
     re.IGNORECASE,
@@ -49,7 +49,7 @@ _op_cache: dict[str, str] = {}
 def _op(event_name: str) -> str:
     op = _op_cache.get(event_name)
     if op is None:
-        op = _KMS_OPS.get(event_name) or _CAMEL.sub("-", event_name).lower()[:64]
+        op = KMS_OPERATIONS.get(event_name) or _CAMEL.sub("-", event_name).lower()[:64]
         _op_cache[event_name] = op
     return op
 
@@ -89,7 +89,7 @@ def event_from_record(record: Any, *, line: int, name: str | None) -> Parsed:
     actor = identity.get("arn") or identity.get("principalId") or identity.get("userName") or ""
     error_code = record.get("errorCode")
     if error_code:
-        result = "denied" if _DENIED.search(str(error_code)) else "error"
+        result = "denied" if DENIED_CODES.search(str(error_code)) else "error"
         message = record.get("errorMessage")
         reason: str | None = f"{error_code}: {message}" if message else str(error_code)
     else:

@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 
 from keyguard.monitor.importers.base import ImportOptions, Parsed, Rejected, open_input
-from keyguard.monitor.importers.cloudtrail import _DENIED, _KMS_OPS
+from keyguard.monitor.importers.cloudtrail import DENIED_CODES, KMS_OPERATIONS
 from keyguard.monitor.importers.cloudtrail import parse as parse_python
 from keyguard.monitor.pipeline import BatchInfo, python_batches
 from keyguard.monitor.segments import CONTENT_HASH_SQL, Workspace
@@ -61,7 +61,7 @@ _TS_SQL = (
 )
 _OP_SQL = (
     "CASE eventName "
-    + " ".join(f"WHEN '{name}' THEN '{op}'" for name, op in _KMS_OPS.items())
+    + " ".join(f"WHEN '{name}' THEN '{op}'" for name, op in KMS_OPERATIONS.items())
     # as cloudtrail._op: a hyphen before every capital but the first, lower case, 64 characters
     + " ELSE left(lower(left(eventName, 1) || regexp_replace(substr(eventName, 2), '([A-Z])', '-\\1', 'g')), 64) END"
 )
@@ -119,7 +119,7 @@ def _load(
     try:
         con.execute(
             f"CREATE OR REPLACE TABLE {table} AS SELECT *, {CONTENT_HASH_SQL} AS content_hash FROM ({sql})",
-            {**params, "denied": f"(?i){_DENIED.pattern}", "file": name},
+            {**params, "denied": f"(?i){DENIED_CODES.pattern}", "file": name},
         )
     except duckdb.Error:
         raise _Fallback from None
@@ -203,6 +203,8 @@ def cloudtrail_batches(
                 if size > MAX_DOCUMENT:
                     raise _Fallback
                 read, rejected = _load_document(ws, table, path, name, size, compression)
+                if on_read is not None:
+                    on_read(path.stat().st_size)  # DuckDB read the file itself: move the progress bar
             except _Fallback:
                 yield from python_batches(ws, table, parse_python(stream, name=name, options=options))
             else:
