@@ -222,3 +222,77 @@ def test_detection_process_matches_detection_in_process(
     again = import_target(engine, str(target), "cloudtrail")
     assert (again.imported, again.alerts) == (0, 0)
     other.dispose()
+
+
+_SLOW_IMPORT = """
+import sys, time
+from keyguard.monitor import pipeline
+from keyguard.monitor.importers import cloudtrail_sql
+from keyguard.monitor.ingest import import_target
+from keyguard.store.db import create_db_engine
+
+cloudtrail_sql.CHUNK_BYTES = 4096
+store = pipeline.store_batch
+
+def slow(*args, **kwargs):
+    time.sleep(0.3)
+    return store(*args, **kwargs)
+
+pipeline.store_batch = slow
+import_target(create_db_engine(sys.argv[1]), sys.argv[2], "cloudtrail")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resume_in", ["thread", "process"])
+def test_import_killed_midway_loses_no_alert(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resume_in: str
+) -> None:
+    """kill -9 while batches are stored: the next import detects them first, and nothing is lost or doubled."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from keyguard.monitor import ingest
+
+    records = []
+    for block in range(6):  # a burst of refusals in every part of the file, an hour apart
+        for i in range(100):
+            at = f"2026-01-05T{10 + block:02d}:{i // 60:02d}:{i % 60:02d}Z"
+            refused = {"errorCode": "AccessDenied"} if i >= 80 else {}
+            records.append(_record(block * 100 + i, eventTime=at, **refused))
+    target = tmp_path / "trail.jsonl"
+    target.write_text("".join(json.dumps(r) + "\n" for r in records))
+    reference = create_db_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+    migrate(reference)
+    expected = import_target(reference, str(target), "cloudtrail")
+    assert expected.alerts >= 3
+
+    engine = create_db_engine(db_url)
+    migrate(engine)
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_IMPORT, db_url, str(target)])
+    deadline = time.monotonic() + 60
+    while count_events(engine) < 200 and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    assert child.poll() is None, "the import finished before it could be killed"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    stored = count_events(engine)
+    assert 0 < stored < len(records)
+
+    if resume_in == "process":
+        monkeypatch.setattr(ingest, "DETECT_PROCESS_BYTES", 0)
+    resumed = import_target(engine, str(target), "cloudtrail")
+    assert resumed.imported + stored == len(records) and resumed.duplicates == stored
+    assert _alerts(engine) == _alerts(reference)
+    assert ingest_state(engine) == ingest_state(reference)
+    engine.dispose()
+    reference.dispose()
+
+
+def ingest_state(engine: Engine) -> Any:
+    from keyguard.monitor import ingest
+
+    return ingest.get_state(engine, ingest.DETECTOR_STATE)

@@ -27,9 +27,9 @@ IN_FLIGHT = 4
 def _serve(requests: IO[str], answers: IO[str]) -> None:
     """The detection process: detect on each Parquet file received; answer with the alerts raised.
 
-    One JSON object per line both ways: first ``{"url", "rules"}``, then ``{"file"}``
-    per segment and ``{"finish": true}``; answers ``ready``, ``batch`` (alerts
-    raised), ``done`` or ``error``.
+    One JSON object per line both ways: first ``{"url", "rules", "pending"}``, then ``{"file",
+    "segment"}`` per segment and ``{"finish": true}``; answers ``ready`` and
+    ``batch`` (with the alerts raised), ``done`` or ``error``.
     """
 
     def answer(kind: str, value: object = 0) -> None:
@@ -38,7 +38,7 @@ def _serve(requests: IO[str], answers: IO[str]) -> None:
 
     try:
         from keyguard.monitor.ingest import load_detector, save_detector
-        from keyguard.monitor.pipeline import fresh_columns
+        from keyguard.monitor.pipeline import detect_stored, fresh_columns
         from keyguard.monitor.segments import Workspace
         from keyguard.monitor.store import save_alerts
         from keyguard.store.db import create_db_engine
@@ -47,7 +47,9 @@ def _serve(requests: IO[str], answers: IO[str]) -> None:
         engine = create_db_engine(start["url"])
         rules = start["rules"]
         detector = load_detector(engine, [Path(r) for r in rules] if rules is not None else None)
-        answer("ready")
+        # An import that stopped early left events to detect: those first, before this import's.
+        seen, caught_up = detect_stored(engine, detector, [int(i) for i in start["pending"]])
+        answer("ready", caught_up)
         with Workspace(threads=1) as ws:
             while "file" in (request := json.loads(requests.readline() or '{"finish": true}')):
                 ws.con.execute(
@@ -57,8 +59,9 @@ def _serve(requests: IO[str], answers: IO[str]) -> None:
                 )
                 updates = detector.process_columns(fresh_columns(ws.con, "kg_detect"))
                 Path(request["file"]).unlink(missing_ok=True)
+                seen.append(int(request["segment"]))
                 answer("batch", len(save_alerts(engine, updates)) if updates else 0)
-        save_detector(engine, detector)
+        save_detector(engine, detector, seen)
         engine.dispose()
         answer("done")
     except BaseException as exc:  # noqa: BLE001 - reported to the importer, which raises it
@@ -68,7 +71,8 @@ def _serve(requests: IO[str], answers: IO[str]) -> None:
 class DetectionProcess:
     """The importer's side of the detection process (``python -m keyguard.monitor.detect_process``)."""
 
-    def __init__(self, url: str, rules: list[Path] | None) -> None:
+    def __init__(self, url: str, rules: list[Path] | None, pending: list[int]) -> None:
+        """Start the process; it first detects the stored segments ``pending`` (see ``segments.undetected``)."""
         self._process = subprocess.Popen(  # noqa: S603 - our own module, under this interpreter
             [sys.executable, "-m", "keyguard.monitor.detect_process"],
             stdin=subprocess.PIPE,
@@ -79,7 +83,7 @@ class DetectionProcess:
         self._waiting = 0
         self._started = False
         self.alerts = 0
-        self._send({"url": url, "rules": [str(r) for r in rules] if rules is not None else None})
+        self._send({"url": url, "rules": [str(r) for r in rules] if rules is not None else None, "pending": pending})
 
     def _start(self) -> None:
         """Wait for the process to have loaded the detector (it starts while the import parses)."""
@@ -107,14 +111,15 @@ class DetectionProcess:
             raise KeyguardError(f"the detection process answered {kind!r}")
         if kind == "batch":
             self._waiting -= 1
+        if kind in ("batch", "ready"):
             self.alerts += int(value)
 
-    def submit(self, path: Path) -> None:
-        """Queue a stored segment's Parquet file (it is deleted once read)."""
+    def submit(self, path: Path, segment_id: int) -> None:
+        """Queue stored segment ``segment_id``'s Parquet file (it is deleted once read)."""
         self._start()
         while self._waiting >= IN_FLIGHT:
             self._expect("batch")
-        self._send({"file": str(path)})
+        self._send({"file": str(path), "segment": segment_id})
         self._waiting += 1
 
     def finish(self) -> int:

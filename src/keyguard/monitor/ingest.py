@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from keyguard.monitor.detect.rules import load_rules
 from keyguard.monitor.importers import ImportOptions, Parsed, Rejected, get_importer
 from keyguard.monitor.importers.base import input_files, open_input
 from keyguard.monitor.pipeline import BatchInfo, BatchSource, ImportStats, python_batches, run_import
-from keyguard.monitor.segments import Workspace
+from keyguard.monitor.segments import Workspace, mark_detected, undetected
 from keyguard.monitor.store import get_state, put_state
 from keyguard.store.db import write_tx
 from keyguard.store.tables import Key, KeyVersion
@@ -113,10 +113,11 @@ def load_detector(engine: Engine, rule_paths: list[Path] | None = None) -> Detec
     return detector
 
 
-def save_detector(engine: Engine, detector: DetectionEngine) -> None:
-    """Persist the detector's snapshot."""
+def save_detector(engine: Engine, detector: DetectionEngine, segments: Sequence[int] = ()) -> None:
+    """Persist the detector's snapshot, and that it has seen ``segments`` (one transaction)."""
     with write_tx(engine) as conn:
         put_state(conn, DETECTOR_STATE, detector.snapshot())
+        mark_detected(conn, segments)
 
 
 def import_target(
@@ -141,7 +142,8 @@ def import_target(
     if detect and (total_bytes(target) or 0) >= DETECT_PROCESS_BYTES:
         from keyguard.monitor.detect_process import DetectionProcess
 
-        detection = DetectionProcess(engine.url.render_as_string(hide_password=False), rules)
+        # Listed before this import stores anything: what an earlier, interrupted import left.
+        detection = DetectionProcess(engine.url.render_as_string(hide_password=False), rules, undetected(engine))
         try:
             return run_import(engine, source, detection=detection)
         finally:
@@ -149,5 +151,5 @@ def import_target(
     detector = load_detector(engine, rules) if detect else None
     stats = run_import(engine, source, detector=detector)
     if detector is not None:
-        save_detector(engine, detector)
+        save_detector(engine, detector, stats.segments)
     return stats

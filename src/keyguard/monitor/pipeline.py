@@ -26,7 +26,7 @@ from keyguard.monitor.detect.columns import EventColumns
 from keyguard.monitor.detect.engine import DetectionEngine
 from keyguard.monitor.event import MonitorEvent
 from keyguard.monitor.importers.base import Parsed, Rejected
-from keyguard.monitor.segments import Workspace, load_events, segment_file, store_batch
+from keyguard.monitor.segments import Workspace, load_events, load_segment, segment_file, store_batch, undetected
 from keyguard.store.db import write_tx
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class ImportStats:
     rejected: int = 0
     alerts: int = 0
     rejections: list[Rejected] = field(default_factory=list)
+    segments: list[int] = field(default_factory=list, repr=False)  # stored or caught up, for detection's record
 
     def to_json(self) -> dict[str, int]:
         """The ``--json`` document of ``audit import`` (SPEC §4)."""
@@ -107,6 +108,7 @@ class _Stored:
     tally: list[tuple[str, str, int]]
     columns: tuple[str, EventColumns] | None  # the DuckDB table the lazy columns read, and the columns
     file: Path | None = None  # the stored segment's Parquet file, for a detection process
+    segment_id: int | None = None
 
 
 _HOT = ("key", "result", "actor", "source_ip", "user_agent")  # read at every event
@@ -247,7 +249,7 @@ def _store_all(
                 raise item
             table, info = item
             with write_tx(engine) as conn:
-                stored = store_batch(conn, ws, table, keep=keep)
+                stored = store_batch(conn, ws, table, keep=keep, detected=detect is None and not keep)
             file = segment_file(ws, stored.segment_id) if keep and stored.segment_id is not None else None
             tally = [
                 (str(k), str(r), int(n))
@@ -261,7 +263,8 @@ def _store_all(
                 ws.con.execute(f"ALTER TABLE {stored.table} RENAME TO {kept}")
                 columns = (kept, fresh_columns(ws.con, kept, detect))
             ws.con.execute(f"DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS kg_fresh")
-            if not _put(out, _Stored(info, stored.fresh, stored.duplicates, tally, columns, file), stop):
+            item = _Stored(info, stored.fresh, stored.duplicates, tally, columns, file, stored.segment_id)
+            if not _put(out, item, stop):
                 return
         _put(out, None, stop)
     except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which re-raises it
@@ -284,6 +287,8 @@ def run_import(
     from keyguard.monitor.store import save_alerts
 
     stats = ImportStats()
+    if detector is not None:  # an import that stopped early left events to detect: those first
+        stats.segments, stats.alerts = detect_stored(engine, detector, undetected(engine))
     ready: _Handoff = queue.Queue(maxsize=1)
     results: _Handoff = queue.Queue(maxsize=IN_FLIGHT)
     stop = threading.Event()
@@ -304,6 +309,8 @@ def run_import(
                 if isinstance(item, BaseException):
                     raise item
                 stats.add(item.info)
+                if item.segment_id is not None:
+                    stats.segments.append(item.segment_id)
                 stats.imported += item.fresh
                 stats.duplicates += item.duplicates
                 metrics.count_tally(item.tally)
@@ -313,8 +320,8 @@ def run_import(
                     lazy.execute(f"DROP TABLE {table}")
                     if updates:
                         stats.alerts += len(save_alerts(engine, updates))
-                if detection is not None and item.file is not None:
-                    detection.submit(item.file)
+                if detection is not None and item.file is not None and item.segment_id is not None:
+                    detection.submit(item.file, item.segment_id)
                 if on_batch is not None:
                     on_batch(stats)
             if detection is not None:
@@ -324,6 +331,25 @@ def run_import(
             for stage in stages:
                 stage.join()
     return stats
+
+
+def detect_stored(engine: Engine, detector: DetectionEngine, segment_ids: list[int]) -> tuple[list[int], int]:
+    """Run detection over stored segments, in order; return the ones seen and the alerts raised."""
+    from keyguard.monitor.store import save_alerts
+
+    seen: list[int] = []
+    alerts = 0
+    if not segment_ids:
+        return seen, alerts
+    with Workspace(threads=1) as ws:
+        for segment_id in segment_ids:
+            if not load_segment(engine, ws, segment_id, "kg_stored"):
+                continue
+            updates = detector.process_columns(fresh_columns(ws.con, "kg_stored"))
+            if updates:
+                alerts += len(save_alerts(engine, updates))
+            seen.append(segment_id)
+    return seen, alerts
 
 
 def store_events(engine: Engine, events: list[MonitorEvent]) -> list[MonitorEvent]:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Table, delete, func, insert, select, text
+from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
 from keyguard.monitor.tables import EventSegment, EventSegmentKey
@@ -175,7 +175,7 @@ class Stored:
     segment_id: int | None = None
 
 
-def store_batch(conn: Connection, ws: Workspace, batch: str, *, keep: bool = False) -> Stored:
+def store_batch(conn: Connection, ws: Workspace, batch: str, *, keep: bool = False, detected: bool = True) -> Stored:
     """Store the new events of DuckDB table ``batch`` as one segment, inside ``conn``'s transaction.
 
     The new events stay in DuckDB table ``Stored.table`` (the batch itself when
@@ -219,7 +219,7 @@ def store_batch(conn: Connection, ws: Workspace, batch: str, *, keep: bool = Fal
     if not fresh:
         return Stored(0, int(count), fresh_table)
     # Batch tables are written in seq order, and DuckDB keeps insertion order.
-    segment_id = insert_segment(conn, ws, fresh_table, None, keep=keep)
+    segment_id = insert_segment(conn, ws, fresh_table, None, keep=keep, detected=detected)
     _merge_small(conn, ws, str(sources[0]))
     return Stored(fresh, int(count) - fresh, fresh_table, segment_id)
 
@@ -244,6 +244,7 @@ def insert_segment(
     segment_id: int | None = None,
     *,
     keep: bool = False,
+    detected: bool = True,
 ) -> int:
     """Encode the rows of DuckDB ``relation`` (sorted by ``order``, None: as they are) as a segment; insert it.
 
@@ -270,6 +271,7 @@ def insert_segment(
         "min_ts": min(str(row[2]) for row in keys),
         "max_ts": max(str(row[3]) for row in keys),
         "created_at": datetime.now(UTC),
+        "detected": detected,
         "data": data,
     }
     if segment_id is not None:
@@ -288,6 +290,36 @@ def insert_segment(
     return seg
 
 
+def undetected(engine: Engine) -> list[int]:
+    """Segments whose import stopped before its detection was committed, oldest first."""
+    with engine.connect() as conn:
+        query = select(_SEGMENTS.c.id).where(_SEGMENTS.c.detected.is_(False)).order_by(_SEGMENTS.c.id)
+        return [int(i) for i in conn.execute(query).scalars()]
+
+
+def mark_detected(conn: Connection, segment_ids: Sequence[int]) -> None:
+    """Record, in the caller's transaction, that detection has seen these segments."""
+    for start in range(0, len(segment_ids), 500):
+        conn.execute(
+            update(_SEGMENTS).where(_SEGMENTS.c.id.in_(segment_ids[start : start + 500])).values(detected=True)
+        )
+
+
+def load_segment(engine: Engine, ws: Workspace, segment_id: int, table: str) -> bool:
+    """Put one stored segment into DuckDB table ``table`` (with ``seq`` in stored order); False if gone."""
+    with engine.connect() as conn:
+        data = conn.execute(select(_SEGMENTS.c.data).where(_SEGMENTS.c.id == segment_id)).scalar()
+    if data is None:
+        return False
+    path = ws.write(bytes(data))
+    ws.con.execute(
+        f"CREATE OR REPLACE TABLE {table} AS SELECT file_row_number AS seq, * "
+        f"FROM read_parquet('{path}', file_row_number = true)"
+    )
+    path.unlink()
+    return True
+
+
 def segment_file(ws: Workspace, segment_id: int) -> Path:
     """Where :func:`insert_segment` keeps a segment's Parquet file when asked to."""
     return ws.dir / f"segment-{segment_id}.parquet"
@@ -298,7 +330,7 @@ def _merge_small(conn: Connection, ws: Workspace, source: str) -> None:
     ids = list(
         conn.execute(
             select(_SEGMENTS.c.id)
-            .where(_SEGMENTS.c.source == source, _SEGMENTS.c.rows < SMALL_SEGMENT)
+            .where(_SEGMENTS.c.source == source, _SEGMENTS.c.rows < SMALL_SEGMENT, _SEGMENTS.c.detected.is_(True))
             .order_by(_SEGMENTS.c.id)
             .limit(MERGE_AT)
         ).scalars()

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import true
 
 from keyguard.store.tables import Base
 
@@ -31,7 +33,10 @@ class EventSegment(Base):
     """A batch of imported events, stored columnar (a zstd Parquet file) — see :mod:`keyguard.monitor.segments`."""
 
     __tablename__ = "event_segments"
-    __table_args__ = (Index("ix_event_segments_source_ts", "source", "min_ts", "max_ts"),)
+    __table_args__ = (
+        Index("ix_event_segments_source_ts", "source", "min_ts", "max_ts"),
+        Index("ix_event_segments_detected", "detected"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(16))
     source_file: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -41,6 +46,9 @@ class EventSegment(Base):
     min_ts: Mapped[str] = mapped_column(String(32))
     max_ts: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # False from storage until the import's detection is committed with the detector's state:
+    # after a crash, the next import detects these first.
+    detected: Mapped[bool] = mapped_column(Boolean, server_default=true())
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 

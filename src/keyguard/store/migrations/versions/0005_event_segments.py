@@ -35,10 +35,12 @@ def upgrade() -> None:
         sa.Column("min_ts", sa.String(length=32), nullable=False),
         sa.Column("max_ts", sa.String(length=32), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("detected", sa.Boolean(), nullable=False, server_default=sa.true()),
         sa.Column("data", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_event_segments_source_ts", "event_segments", ["source", "min_ts", "max_ts"])
+    op.create_index("ix_event_segments_detected", "event_segments", ["detected"])
     op.create_table(
         "event_segment_keys",
         sa.Column("segment_id", _BIGID, nullable=False),
