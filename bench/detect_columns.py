@@ -19,22 +19,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from monitor_import import IAM_OPS, KMS_OPS, population  # the same population as the import bench
+
 from keyguard.monitor.detect import DetectionEngine, load_rules
 from keyguard.monitor.detect.columns import EventColumns
 from keyguard.monitor.event import MonitorEvent
 from keyguard.monitor.importers.cloudtrail import event_from_record
 
-KMS_OPS = ["Decrypt"] * 6 + ["Encrypt"] * 2 + ["GenerateDataKey", "Sign"]
-IAM_OPS = ["GetObject", "PutObject", "ListBuckets", "DescribeInstances"]
-
 
 def generate(n: int, seed: int = 7) -> list[MonitorEvent]:
     """``n`` events mapped from CloudTrail records distributed as in ``monitor_import.generate``."""
     rng = random.Random(seed)
-    keys = [f"arn:aws:kms:eu-west-1:123456789012:key/{i:08x}-0000-4000-8000-000000000000" for i in range(100)]
-    access = [f"AKIA{i:016d}" for i in range(50)]
-    home = [(f"10.1.{k}.10", f"10.1.{k}.11", f"203.0.113.{k}") for k in range(100)]
-    agents = ["aws-sdk-go/1.44.0", "aws-cli/2.15.0", "Boto3/1.34.0", "aws-sdk-java/2.20"]
+    keys, access, home, agents = population()
     start = 1_767_225_600  # 2026-01-01T00:00:00Z
     step = 30 * 86400 / n
     events: list[MonitorEvent] = []

@@ -23,14 +23,20 @@ KMS_OPS = ["Decrypt"] * 6 + ["Encrypt"] * 2 + ["GenerateDataKey", "Sign"]
 IAM_OPS = ["GetObject", "PutObject", "ListBuckets", "DescribeInstances"]
 
 
+def population() -> tuple[list[str], list[str], list[tuple[str, str, str]], list[str]]:
+    """100 KMS keys, 50 access keys, three home addresses per key, four user agents."""
+    keys = [f"arn:aws:kms:eu-west-1:123456789012:key/{i:08x}-0000-4000-8000-000000000000" for i in range(100)]
+    access = [f"AKIA{i:016d}" for i in range(50)]
+    home = [(f"10.1.{k}.10", f"10.1.{k}.11", f"203.0.113.{k}") for k in range(100)]
+    agents = ["aws-sdk-go/1.44.0", "aws-cli/2.15.0", "Boto3/1.34.0", "aws-sdk-java/2.20"]
+    return keys, access, home, agents
+
+
 def generate(path: Path, n: int, form: str, seed: int = 7) -> None:
     """Write ``n`` CloudTrail records (100 KMS keys, 50 access keys, a few errors)."""
     rng = random.Random(seed)
-    keys = [f"arn:aws:kms:eu-west-1:123456789012:key/{i:08x}-0000-4000-8000-000000000000" for i in range(100)]
-    access = [f"AKIA{i:016d}" for i in range(50)]
     # each key is used from three home addresses; one call in 10,000 comes from elsewhere
-    home = [(f"10.1.{k}.10", f"10.1.{k}.11", f"203.0.113.{k}") for k in range(100)]
-    agents = ["aws-sdk-go/1.44.0", "aws-cli/2.15.0", "Boto3/1.34.0", "aws-sdk-java/2.20"]
+    keys, access, home, agents = population()
     start = 1_767_225_600  # 2026-01-01T00:00:00Z
     span = 30 * 86400
     step = span / n
