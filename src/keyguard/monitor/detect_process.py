@@ -38,9 +38,8 @@ def _serve(requests: IO[str], answers: IO[str]) -> None:
 
     try:
         from keyguard.monitor.ingest import load_detector, save_detector
-        from keyguard.monitor.pipeline import detect_stored, fresh_columns
-        from keyguard.monitor.segments import Workspace
-        from keyguard.monitor.store import save_alerts
+        from keyguard.monitor.pipeline import detect_columns, detect_stored, fresh_columns
+        from keyguard.monitor.segments import Workspace, load_parquet
         from keyguard.store.db import create_db_engine
 
         start = json.loads(requests.readline())
@@ -52,15 +51,11 @@ def _serve(requests: IO[str], answers: IO[str]) -> None:
         answer("ready", caught_up)
         with Workspace(threads=1) as ws:
             while "file" in (request := json.loads(requests.readline() or '{"finish": true}')):
-                ws.con.execute(
-                    "CREATE OR REPLACE TABLE kg_detect AS SELECT file_row_number AS seq, * "
-                    "FROM read_parquet(?, file_row_number = true)",
-                    [request["file"]],
-                )
-                updates = detector.process_columns(fresh_columns(ws.con, "kg_detect"))
+                load_parquet(ws, Path(request["file"]), "kg_detect")
+                alerts = detect_columns(engine, detector, fresh_columns(ws.con, "kg_detect"))
                 Path(request["file"]).unlink(missing_ok=True)
                 seen.append(int(request["segment"]))
-                answer("batch", len(save_alerts(engine, updates)) if updates else 0)
+                answer("batch", alerts)
         save_detector(engine, detector, seen)
         engine.dispose()
         answer("done")

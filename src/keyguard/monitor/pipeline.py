@@ -284,7 +284,6 @@ def run_import(
     Detection runs in this thread with ``detector``, or in the ``detection`` process
     (which then owns the detector and saves its state).
     """
-    from keyguard.monitor.store import save_alerts
 
     stats = ImportStats()
     if detector is not None:  # an import that stopped early left events to detect: those first
@@ -316,10 +315,8 @@ def run_import(
                 metrics.count_tally(item.tally)
                 if detector is not None and lazy is not None and item.columns is not None:
                     table, columns = item.columns
-                    updates = detector.process_columns(columns)
+                    stats.alerts += detect_columns(engine, detector, columns)
                     lazy.execute(f"DROP TABLE {table}")
-                    if updates:
-                        stats.alerts += len(save_alerts(engine, updates))
                 if detection is not None and item.file is not None and item.segment_id is not None:
                     detection.submit(item.file, item.segment_id)
                 if on_batch is not None:
@@ -333,10 +330,16 @@ def run_import(
     return stats
 
 
-def detect_stored(engine: Engine, detector: DetectionEngine, segment_ids: list[int]) -> tuple[list[int], int]:
-    """Run detection over stored segments, in order; return the ones seen and the alerts raised."""
+def detect_columns(engine: Engine, detector: DetectionEngine, columns: EventColumns) -> int:
+    """Run detection over a batch and save what it raises; return how many alerts were created."""
     from keyguard.monitor.store import save_alerts
 
+    updates = detector.process_columns(columns)
+    return len(save_alerts(engine, updates)) if updates else 0
+
+
+def detect_stored(engine: Engine, detector: DetectionEngine, segment_ids: list[int]) -> tuple[list[int], int]:
+    """Run detection over stored segments, in order; return the ones seen and the alerts raised."""
     seen: list[int] = []
     alerts = 0
     if not segment_ids:
@@ -345,9 +348,7 @@ def detect_stored(engine: Engine, detector: DetectionEngine, segment_ids: list[i
         for segment_id in segment_ids:
             if not load_segment(engine, ws, segment_id, "kg_stored"):
                 continue
-            updates = detector.process_columns(fresh_columns(ws.con, "kg_stored"))
-            if updates:
-                alerts += len(save_alerts(engine, updates))
+            alerts += detect_columns(engine, detector, fresh_columns(ws.con, "kg_stored"))
             seen.append(segment_id)
     return seen, alerts
 

@@ -312,12 +312,18 @@ def load_segment(engine: Engine, ws: Workspace, segment_id: int, table: str) -> 
     if data is None:
         return False
     path = ws.write(bytes(data))
-    ws.con.execute(
-        f"CREATE OR REPLACE TABLE {table} AS SELECT file_row_number AS seq, * "
-        f"FROM read_parquet('{path}', file_row_number = true)"
-    )
+    load_parquet(ws, path, table)
     path.unlink()
     return True
+
+
+def load_parquet(ws: Workspace, path: Path, table: str) -> None:
+    """Put a segment's Parquet file into DuckDB table ``table``, with ``seq`` in stored order."""
+    ws.con.execute(
+        f"CREATE OR REPLACE TABLE {table} AS SELECT file_row_number AS seq, * "
+        "FROM read_parquet(?, file_row_number = true)",
+        [str(path)],
+    )
 
 
 def segment_file(ws: Workspace, segment_id: int) -> Path:
