@@ -15,7 +15,7 @@ from data_rewrap import seed  # noqa: E402
 
 from keyguard.errors import KeyStateError  # noqa: E402
 from keyguard.incident.service import IncidentService  # noqa: E402
-from keyguard.response.playbook import respond  # noqa: E402
+from keyguard.response.respond import respond  # noqa: E402
 from keyguard.vault.principal import Principal, local_admin  # noqa: E402
 from keyguard.vault.roots import KeyFileRoot  # noqa: E402
 from keyguard.vault.service import Vault  # noqa: E402

@@ -15,7 +15,7 @@ from keyguard.errors import KeyStateError
 from keyguard.incident.model import Status
 from keyguard.incident.service import IncidentService
 from keyguard.response import rollout
-from keyguard.response.playbook import respond
+from keyguard.response.respond import respond
 from keyguard.response.steps import Responder
 from keyguard.vault.clients import ClientService
 from keyguard.vault.principal import parse_grants

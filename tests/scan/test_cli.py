@@ -181,11 +181,10 @@ def test_git_cli(capsys: pytest.CaptureFixture[str], repo: Path, gen: Callable[[
 def test_match_vault_without_vault(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import keyguard.vault as vault
-
-    monkeypatch.delattr(vault, "managed_key_index", raising=False)
+    monkeypatch.setenv("KEYGUARD_HOME", str(tmp_path / "nowhere"))
+    monkeypatch.delenv("KEYGUARD_DATABASE_URL", raising=False)
     code, _, err = run(capsys, "scan", str(tmp_path), "--match-vault")
-    assert code == 2 and "the vault is not initialised (run keyguard init)" in err
+    assert code == 4 and "the vault is not initialised (run keyguard init)" in err
 
 
 def test_rules_test_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -205,15 +204,27 @@ def test_rules_test_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert run(capsys, "rules", "list", "--json")[0] == 0
 
 
-def test_module_entry_point(capsys: pytest.CaptureFixture[str], leaky: tuple[Path, str], tmp_path: Path) -> None:
-    from keyguard.scan.__main__ import main as scan_main
+def test_module_entry_point(leaky: tuple[Path, str], tmp_path: Path) -> None:
+    """``python -m keyguard scan`` (the pre-commit hook's entry) loads neither the vault nor incidents."""
+    import subprocess
+    import sys
 
     folder, token = leaky
-    assert scan_main(["scan", str(folder), "--json"]) == 1
-    records = json.loads(capsys.readouterr().out)
-    assert len(records) == 2 and token not in json.dumps(records)
-    assert scan_main(["scan", str(tmp_path / "missing")]) == 2
-    assert capsys.readouterr().err.startswith("keyguard: error: no such file")
+    probe = (
+        "import sys; from keyguard.cli.main import main; code = main(sys.argv[1:]); "
+        "sys.stderr.write(' '.join(m for m in sys.modules if m.startswith(('keyguard.vault', 'keyguard.incident')))); "
+        "sys.exit(code)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, "scan", str(folder), "--json"], capture_output=True, text=True)
+    records = json.loads(done.stdout)
+    assert done.returncode == 1 and len(records) == 2 and token not in done.stdout
+    assert done.stderr == ""
+    missing = subprocess.run(
+        [sys.executable, "-m", "keyguard", "scan", str(tmp_path / "missing")], capture_output=True, text=True
+    )
+    assert missing.returncode == 2 and missing.stderr.startswith("keyguard: error: no such file")
+    hook = (Path(__file__).parents[2] / ".pre-commit-hooks.yaml").read_text()
+    assert "entry: python -m keyguard scan --staged" in hook
 
 
 def test_user_rules_from_option_and_config(

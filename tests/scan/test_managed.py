@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from keyguard.errors import UsageError
+from keyguard.response.leaks import open_incidents_for
 from keyguard.scan.catalog import load_rules
 from keyguard.scan.engine import Scanner
 from keyguard.scan.managed import (
@@ -24,8 +24,6 @@ from keyguard.scan.managed import (
     ManagedKeyIndex,
     ManagedKeyRef,
     ManagedMatcher,
-    load_vault_index,
-    open_incidents_for,
 )
 from keyguard.scan.model import Origin
 from keyguard.scan.run import scan_history
@@ -208,14 +206,6 @@ def test_no_key_material_in_finding_record(index: FakeIndex, keys: dict[str, obj
     finding = scanner.scan_bytes(f"K={material}".encode(), Origin("x"))[0]
     record = json.dumps(finding.to_record())
     assert material not in record and material[4:] not in record
-
-
-def test_load_vault_index_without_vault(monkeypatch: pytest.MonkeyPatch) -> None:
-    import keyguard.vault as vault
-
-    monkeypatch.delattr(vault, "managed_key_index", raising=False)
-    with pytest.raises(UsageError, match="not initialised"):
-        load_vault_index()
 
 
 def test_old_commit_leak_opens_incident(repo: Path, index: FakeIndex, keys: dict[str, object]) -> None:

@@ -1,21 +1,34 @@
-"""What every CLI command needs: settings, the vault, the calling principal."""
+"""What every CLI command needs: settings, the vault, the incidents, the calling principal."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from keyguard.clock import Clock, SystemClock
 from keyguard.config import Settings
 from keyguard.errors import UsageError
-from keyguard.runtime import open_vault
+from keyguard.runtime import open_engine, open_vault
 from keyguard.vault.principal import Principal, local_admin
 from keyguard.vault.service import Vault
+
+if TYPE_CHECKING:
+    from keyguard.incident.service import IncidentService
 
 
 def vault() -> Vault:
     """The vault of ``$KEYGUARD_HOME`` / ``KEYGUARD_DATABASE_URL``."""
     return open_vault(Settings.from_env())
+
+
+def incident_service(settings: Settings | None = None, clock: Clock | None = None) -> IncidentService:
+    """The incident service of ``$KEYGUARD_HOME`` / ``KEYGUARD_DATABASE_URL``."""
+    # imported here: ``respond`` blocks the leaked versions before this machinery loads
+    from keyguard.incident.service import IncidentService
+
+    return IncidentService(open_engine(settings), clock or SystemClock())
 
 
 def principal(v: Vault) -> Principal:

@@ -6,7 +6,7 @@ import typer
 from rich.table import Table
 
 from keyguard.cli import context
-from keyguard.cli.incident import incident_service
+from keyguard.cli.context import incident_service
 from keyguard.cli.output import JsonOption, console, emit
 from keyguard.response.drill import run_drill
 

@@ -1,115 +1,45 @@
 """``keyguard incident …``: open, list, show, timeline, task, update, notified, close, notify,
-report.
-
-The vault-facing steps (``contain``, ``assess``, ``rotate``, ``rollout``) and the
-top-level ``respond`` are added to :data:`incident_app` / ``app`` by the vault
-code: use :func:`incident_service` and :func:`parse_key` from here.
-"""
+report, and the vault-facing steps contain, assess, rotate and rollout."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from keyguard.cli.output import JsonOption, console, emit, print_json
-from keyguard.cli.respond_cmd import parse_ref as parse_key
-from keyguard.clock import Clock, SystemClock, format_time, parse_time
-from keyguard.config import Settings
+from keyguard.cli import context
+from keyguard.cli.incident_view import (
+    checked_lang,
+    countdown,
+    exit_if_attention,
+    render_incident,
+    short_time,
+)
+from keyguard.cli.output import JsonOption, YesOption, confirm, console, emit, err_console, print_json, progress_bar
+from keyguard.clock import parse_time
 from keyguard.errors import UsageError
-from keyguard.incident.model import Incident, ItemState, Status
-from keyguard.incident.service import IncidentService
-from keyguard.runtime import open_engine
+from keyguard.incident.model import Status
+from keyguard.response import rollout
+from keyguard.response.steps import Responder
+from keyguard.response.tripwire import install_tripwire
+from keyguard.vault.refs import parse_ref
+from keyguard.vault.service import Vault
 
 incident_app = typer.Typer(
     help="Leaked-key incidents: open, track the SLA and the regulators' clocks, notify, report.",
     no_args_is_help=True,
 )
-
-_STYLE = {ItemState.DONE: "green", ItemState.OVERDUE: "bold red", ItemState.PENDING: "yellow"}
 LangOption = typer.Option("en", "--lang", help="en or zh.")
 
 
-def incident_service(settings: Settings | None = None, clock: Clock | None = None) -> IncidentService:
-    """The incident service of ``$KEYGUARD_HOME`` / ``KEYGUARD_DATABASE_URL``."""
-    return IncidentService(open_engine(settings), clock or SystemClock())
-
-
-def _lang(lang: str) -> str:
-    if lang not in ("en", "zh"):
-        raise UsageError(f"unknown language {lang!r}", hint="en or zh")
-    return lang
-
-
-def _countdown(left: timedelta | None) -> str:
-    if left is None:
-        return "-"
-    sign = left.total_seconds() < 0
-    seconds = abs(int(left.total_seconds()))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    text = f"{days}d {hours}h {minutes:02d}m" if days else f"{hours}h {minutes:02d}m"
-    return text + (" overdue" if sign else " left")
-
-
-def _styled(state: ItemState) -> str:
-    return f"[{_STYLE[state]}]{state}[/{_STYLE[state]}]"
-
-
-def _short(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%d %H:%M") if at is not None else "-"
-
-
-def _render(incident: Incident, now: datetime, lang: str = "en") -> None:
-    console.print(
-        f"[bold]incident {incident.id}[/bold]  {incident.title}\n"
-        f"status={incident.status} severity={incident.severity} "
-        f"keys={', '.join(str(k) for k in incident.keys)}\n"
-        f"exposed {format_time(incident.exposed_at)}  detected {format_time(incident.detected_at)}"
-        + (f"\nsource: {incident.source}" if incident.source else "")
-    )
-    for phase in incident.phases:
-        title = f"{phase.title.get(lang)} — due {_short(phase.due_at)} UTC ({phase.state(now)})"
-        table = Table(title=title, title_justify="left", expand=False)
-        table.add_column("task", overflow="fold")
-        table.add_column("due (UTC)", no_wrap=True)
-        table.add_column("status", no_wrap=True)
-        table.add_column("done", overflow="fold")
-        for task in phase.tasks:
-            done = f"{_short(task.done_at)} {task.done_by}" if task.done_at else "-"
-            table.add_row(
-                f"[bold]{task.id}[/bold] [dim]({task.owner})[/dim]\n{task.title.get(lang)}",
-                _short(task.due_at),
-                _styled(task.state(now)),
-                done,
-            )
-        console.print(table)
-    if incident.obligations:
-        table = Table(title="obligations", title_justify="left")
-        table.add_column("regulation", overflow="fold")
-        table.add_column("due (UTC)", overflow="fold")
-        table.add_column("countdown", no_wrap=True)
-        table.add_column("status", no_wrap=True)
-        for ob in incident.obligations:
-            table.add_row(
-                f"[bold]{ob.regulation}[/bold]\n[dim]{ob.audience.get(lang)}[/dim]",
-                _short(ob.due_at) if ob.due_at else ob.deadline.get(lang),
-                _countdown(ob.countdown(now)),
-                _styled(ob.state(now)),
-            )
-        console.print(table)
-    else:
-        console.print("no notification duties for these facts (jurisdictions, data classes, flags)")
-    for item in incident.attention(now):
-        console.print(f"[bold red]needs attention:[/bold red] {item}")
-
-
-def _exit_if_attention(incident: Incident, now: datetime) -> None:
-    if incident.attention(now):
-        raise typer.Exit(code=1)
+def _responder() -> tuple[Vault, Responder]:
+    vault = context.vault()
+    incidents = context.incident_service(clock=vault.clock)
+    install_tripwire(vault, incidents)
+    return vault, Responder(vault, incidents, context.principal(vault))
 
 
 @incident_app.command("open")
@@ -129,10 +59,10 @@ def open_incident(
     as_json: bool = JsonOption,
 ) -> None:
     """Open an incident: the four SLA phases, the playbook tasks and the regulators' deadlines."""
-    svc = incident_service()
+    svc = context.incident_service()
     now = svc.clock.now()
     incident = svc.open(
-        [parse_key(k) for k in key],
+        [parse_ref(k) for k in key],
         parse_time(exposed_at, svc.clock).replace(microsecond=0),
         parse_time(detected_at, svc.clock).replace(microsecond=0) if detected_at else None,
         source,
@@ -141,7 +71,7 @@ def open_incident(
         flag,
         title=title,
     )
-    emit(incident.to_dict(now), as_json, lambda: _render(incident, now))
+    emit(incident.to_dict(now), as_json, lambda: render_incident(incident, now))
 
 
 @incident_app.command("list")
@@ -151,7 +81,7 @@ def list_incidents(
     as_json: bool = JsonOption,
 ) -> None:
     """List incidents, newest first."""
-    svc = incident_service()
+    svc = context.incident_service()
     try:
         wanted = Status(status) if status else None
     except ValueError:
@@ -169,7 +99,7 @@ def list_incidents(
                 ", ".join(str(k) for k in inc.keys),
                 str(inc.status),
                 str(inc.severity),
-                _short(inc.detected_at),
+                short_time(inc.detected_at),
                 f"[bold red]{attention}[/bold red]" if attention else "0",
             )
         console.print(table)
@@ -184,11 +114,11 @@ def show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show phases, tasks and obligations with countdowns; exit 1 when a deadline is missed."""
-    svc = incident_service()
+    svc = context.incident_service()
     incident = svc.get(incident_id)
     now = svc.clock.now()
-    emit(incident.to_dict(now), as_json, lambda: _render(incident, now, _lang(lang)))
-    _exit_if_attention(incident, now)
+    emit(incident.to_dict(now), as_json, lambda: render_incident(incident, now, checked_lang(lang)))
+    exit_if_attention(incident, now)
 
 
 @incident_app.command("timeline")
@@ -197,15 +127,15 @@ def timeline(
     as_json: bool = JsonOption,
 ) -> None:
     """What was done when, against the SLA."""
-    svc = incident_service()
+    svc = context.incident_service()
     incident = svc.get(incident_id)
 
     def human() -> None:
         table = Table("at (UTC)", "+detection", "kind", "actor", "what")
         for entry in incident.timeline:
             table.add_row(
-                _short(entry.at),
-                _countdown(entry.at - incident.detected_at).replace(" left", ""),
+                short_time(entry.at),
+                countdown(entry.at - incident.detected_at).replace(" left", ""),
                 entry.kind,
                 entry.actor,
                 entry.message,
@@ -224,7 +154,7 @@ def task_done(
     as_json: bool = JsonOption,
 ) -> None:
     """Mark a playbook task done, with a note."""
-    svc = incident_service()
+    svc = context.incident_service()
     incident = svc.complete_task(incident_id, task_id, note=note, by=by)
     task = incident.task(task_id)
     doc = task.to_dict(svc.clock.now()) if task else {}
@@ -248,7 +178,7 @@ def update(
     as_json: bool = JsonOption,
 ) -> None:
     """Record what is now known; the obligations and their due times follow."""
-    svc = incident_service()
+    svc = context.incident_service()
     found: dict[str, datetime] = {}
     for item in determination:
         name, sep, when = item.partition("=")
@@ -269,7 +199,7 @@ def update(
         actor="operator",
     )
     now = svc.clock.now()
-    emit(incident.to_dict(now), as_json, lambda: _render(incident, now))
+    emit(incident.to_dict(now), as_json, lambda: render_incident(incident, now))
 
 
 @incident_app.command("notified")
@@ -280,7 +210,7 @@ def notified(
     as_json: bool = JsonOption,
 ) -> None:
     """Record that a required notice was submitted."""
-    svc = incident_service()
+    svc = context.incident_service()
     incident = svc.complete_obligation(incident_id, regulation, reference, by="operator")
     ob = next(o for o in incident.obligations if o.regulation == regulation)
     emit(
@@ -299,7 +229,7 @@ def close(
     as_json: bool = JsonOption,
 ) -> None:
     """Close the incident (status must be recovered unless --force)."""
-    svc = incident_service()
+    svc = context.incident_service()
     incident = svc.close(incident_id, root_cause, note, actor="operator", force=force)
     emit(
         incident.to_dict(svc.clock.now()),
@@ -321,12 +251,12 @@ def notify(
     """Draft the notice a regulation requires, filled from the incident (Markdown)."""
     from keyguard.incident.notify import draft_notice
 
-    svc = incident_service()
+    svc = context.incident_service()
     incident = svc.get(incident_id)
     text = draft_notice(
         incident,
         svc.catalog.get(regulation),
-        _lang(lang),
+        checked_lang(lang),
         now=svc.clock.now(),
         contact=contact,
         organisation=organisation,
@@ -366,9 +296,9 @@ def report(
         raise UsageError(f"unknown format {fmt!r}", hint="md, html or pdf")
     if fmt == "pdf" and out is None:
         raise UsageError("a PDF report needs --out FILE")
-    svc = incident_service()
+    svc = context.incident_service()
     data = gather_report_data(svc, incident_id, organisation)
-    body = render_report(data, fmt, _lang(lang))
+    body = render_report(data, fmt, checked_lang(lang))
     if out is None:
         console.out(body.decode("utf-8"), highlight=False)
         return
@@ -381,6 +311,144 @@ def report(
         "bytes": len(body),
     }
     emit(doc, as_json, lambda: console.print(f"report written to {out} ({len(body)} bytes)"))
+
+
+@incident_app.command("contain")
+def contain(
+    incident_id: int = typer.Argument(...),
+    reversible: bool = typer.Option(False, "--reversible", help="Disable instead of compromise."),
+    suspend_clients: bool = typer.Option(
+        False,
+        "--suspend-clients",
+        help="Also suspend the clients that used the key since the exposure.",
+    ),
+    yes: bool = YesOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Block the leaked versions everywhere, suspend their users, prove the key is dead."""
+    confirm(f"Contain incident {incident_id}: block its key versions now?", yes)
+    _vault, responder = _responder()
+    evidence = responder.contain(incident_id, reversible, suspend_clients)
+    emit(
+        evidence,
+        as_json,
+        lambda: console.print(
+            f"contained in {evidence['seconds']} s: "
+            + ", ".join(f"{v['key']} v{v['version']} {v['state']}" for v in evidence["versions"])
+            + (f"; suspended {', '.join(evidence['suspended'])}" if evidence["suspended"] else "")
+            + f"; {len(evidence['proofs'])} refusal(s) recorded as proof"
+        ),
+    )
+
+
+@incident_app.command("assess")
+def assess(
+    incident_id: int = typer.Argument(...),
+    baseline_days: int = typer.Option(30, "--baseline-days"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Replay the audit log since the exposure; grade the risk with its reasons."""
+    _vault, responder = _responder()
+    results = responder.assess(incident_id, timedelta(days=baseline_days))
+
+    def human() -> None:
+        for a in results:
+            console.print(
+                f"[bold]{a.key}[/bold] v{a.versions}: risk [bold]{a.grade}[/bold] — "
+                f"{a.events_after_exposure:,} events since exposure, {a.anomalies} anomalies"
+            )
+            for f in a.factors:
+                console.print(f"  • {f.en}")
+
+    emit([a.to_dict() for a in results], as_json, human)
+
+
+@incident_app.command("rotate")
+def rotate(
+    incident_id: int = typer.Argument(...),
+    algorithm: str | None = typer.Option(None, "--algorithm", "-a", help="e.g. ec-p384 instead of rsa-2048."),
+    as_json: bool = JsonOption,
+) -> None:
+    """New key version, then re-wrap every registered item (resumable)."""
+    _vault, responder = _responder()
+    with progress_bar(not as_json and err_console.is_terminal) as bar:
+        task = bar.add_task("re-wrap", total=None)
+        evidence = responder.rotate(incident_id, algorithm, lambda d, t: bar.update(task, completed=d, total=t))
+    emit(
+        evidence,
+        as_json,
+        lambda: console.print(
+            ", ".join(f"{r['key']} → v{r['version']} ({r['algorithm']})" for r in evidence["rotated"])
+            + f"; {sum(r['rewrapped'] for r in evidence['rewrap'])} items re-wrapped"
+        ),
+    )
+
+
+@incident_app.command("rollout")
+def rollout_cmd(
+    incident_id: int = typer.Argument(...),
+    update: bool = typer.Option(False, "--update", help="Rewrite the consumers' declared key references."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the diff without writing."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Each consumer: switched, straggler or quiet; percentage done."""
+    vault, responder = _responder()
+    incident = responder.incidents.get(incident_id)
+    keys: list[dict[str, Any]] = []
+    diffs: list[str] = []
+    for ref in incident.keys:
+        statuses = rollout.consumers(vault, ref.name)
+        active = vault.key_info(ref.name).active
+        if update and active is not None:
+            for s in statuses:
+                for path in s.references:
+                    diff = rollout.update_references(Path(path), ref.name, active.version, vault.clock.now(), dry_run)
+                    if diff:
+                        diffs.append(diff)
+                        if not dry_run:
+                            vault.record(
+                                responder.principal,
+                                "rollout.update",
+                                "ok",
+                                ref.name,
+                                active.version,
+                                f"{s.client}: {path}",
+                            )
+        keys.append(
+            {
+                "key": ref.name,
+                "percent": rollout.percent_done(statuses),
+                "consumers": [s.to_dict() for s in statuses],
+            }
+        )
+    doc = {"incident": incident_id, "keys": keys, "diffs": diffs}
+
+    def human() -> None:
+        for item in keys:
+            table = Table(
+                "consumer",
+                "status",
+                "last new",
+                "last old",
+                "old calls",
+                title=f"{item['key']}: {item['percent']}% switched",
+            )
+            for c in item["consumers"]:
+                style = {"switched": "green", "straggler": "red", "quiet": "yellow"}[c["status"]]
+                table.add_row(
+                    c["client"],
+                    f"[{style}]{c['status']}[/{style}]",
+                    c["last_new"] or "-",
+                    c["last_old"] or "-",
+                    str(c["old_calls"]),
+                )
+            console.print(table)
+        for diff in diffs:
+            console.print(diff, markup=False, highlight=False)
+
+    emit(doc, as_json, human)
+    if any(c["status"] != "switched" for item in keys for c in item["consumers"]):
+        raise typer.Exit(1)
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from keyguard.errors import UsageError
 
@@ -54,3 +55,14 @@ def confirm(question: str, yes: bool) -> None:
         raise UsageError("refusing an irreversible operation without confirmation", hint="pass --yes")
     if not typer.confirm(question, default=False, err=True):
         raise UsageError("not confirmed", hint="nothing was changed")
+
+
+def progress_bar(show: bool) -> Progress:
+    """A Rich progress bar on stderr (disabled off a terminal)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err_console,
+        disable=not show,
+    )

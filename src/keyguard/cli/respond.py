@@ -1,199 +1,98 @@
-"""``keyguard incident contain|assess|rotate|rollout`` and ``keyguard respond``."""
+"""``keyguard respond``: the whole playbook for a leaked key, unattended.
+
+This module imports only the vault at start-up: the leaked versions are blocked
+before the incident machinery (playbooks, regulations, reports) is even loaded.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import time
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from keyguard.cli import context
-from keyguard.cli.incident import incident_app, incident_service
 from keyguard.cli.output import JsonOption, YesOption, confirm, console, emit, err_console
-from keyguard.response import rollout
-from keyguard.response.steps import Responder
-from keyguard.vault.service import Vault
-
-
-def _responder() -> tuple[Vault, Responder]:
-    vault = context.vault()
-    incidents = incident_service(clock=vault.clock)
-    install_tripwire(vault, incidents)
-    return vault, Responder(vault, incidents, context.principal(vault))
-
-
-def install_tripwire(vault: Vault, incidents: object) -> None:
-    """Record any use of a compromised version as an alert on the incidents covering it."""
-    from keyguard.incident.service import IncidentService
-
-    assert isinstance(incidents, IncidentService)
-
-    def hook(principal: object, key: str, version: int, op: str) -> None:
-        actor = getattr(principal, "actor", "?")
-        for incident in incidents.list(key=key):
-            incidents.record(
-                incident.id,
-                "alert",
-                f"tripwire: {actor} attempted {op} with compromised {key} v{version}",
-                {"severity": "high", "actor": actor, "op": op, "key": key, "version": version},
-            )
-
-    vault.tripwire_hooks.append(hook)
-
-
-def progress_bar(show: bool) -> Progress:
-    """A Rich progress bar on stderr (disabled off a terminal)."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err_console,
-        disable=not show,
-    )
-
-
-@incident_app.command("contain")
-def contain(
-    incident_id: int = typer.Argument(...),
-    reversible: bool = typer.Option(False, "--reversible", help="Disable instead of compromise."),
-    suspend_clients: bool = typer.Option(
-        False,
-        "--suspend-clients",
-        help="Also suspend the clients that used the key since the exposure.",
-    ),
-    yes: bool = YesOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Block the leaked versions everywhere, suspend their users, prove the key is dead."""
-    confirm(f"Contain incident {incident_id}: block its key versions now?", yes)
-    _vault, responder = _responder()
-    evidence = responder.contain(incident_id, reversible, suspend_clients)
-    emit(
-        evidence,
-        as_json,
-        lambda: console.print(
-            f"contained in {evidence['seconds']} s: "
-            + ", ".join(f"{v['key']} v{v['version']} {v['state']}" for v in evidence["versions"])
-            + (f"; suspended {', '.join(evidence['suspended'])}" if evidence["suspended"] else "")
-            + f"; {len(evidence['proofs'])} refusal(s) recorded as proof"
-        ),
-    )
-
-
-@incident_app.command("assess")
-def assess(
-    incident_id: int = typer.Argument(...),
-    baseline_days: int = typer.Option(30, "--baseline-days"),
-    as_json: bool = JsonOption,
-) -> None:
-    """Replay the audit log since the exposure; grade the risk with its reasons."""
-    from datetime import timedelta
-
-    _vault, responder = _responder()
-    results = responder.assess(incident_id, timedelta(days=baseline_days))
-
-    def human() -> None:
-        for a in results:
-            console.print(
-                f"[bold]{a.key}[/bold] v{a.versions}: risk [bold]{a.grade}[/bold] — "
-                f"{a.events_after_exposure:,} events since exposure, {a.anomalies} anomalies"
-            )
-            for f in a.factors:
-                console.print(f"  • {f.en}")
-
-    emit([a.to_dict() for a in results], as_json, human)
-
-
-@incident_app.command("rotate")
-def rotate(
-    incident_id: int = typer.Argument(...),
-    algorithm: str | None = typer.Option(None, "--algorithm", "-a", help="e.g. ec-p384 instead of rsa-2048."),
-    as_json: bool = JsonOption,
-) -> None:
-    """New key version, then re-wrap every registered item (resumable)."""
-    _vault, responder = _responder()
-    with progress_bar(not as_json and err_console.is_terminal) as bar:
-        task = bar.add_task("re-wrap", total=None)
-        evidence = responder.rotate(incident_id, algorithm, lambda d, t: bar.update(task, completed=d, total=t))
-    emit(
-        evidence,
-        as_json,
-        lambda: console.print(
-            ", ".join(f"{r['key']} → v{r['version']} ({r['algorithm']})" for r in evidence["rotated"])
-            + f"; {sum(r['rewrapped'] for r in evidence['rewrap'])} items re-wrapped"
-        ),
-    )
-
-
-@incident_app.command("rollout")
-def rollout_cmd(
-    incident_id: int = typer.Argument(...),
-    update: bool = typer.Option(False, "--update", help="Rewrite the consumers' declared key references."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show the diff without writing."),
-    as_json: bool = JsonOption,
-) -> None:
-    """Each consumer: switched, straggler or quiet; percentage done."""
-    vault, responder = _responder()
-    incident = responder.incidents.get(incident_id)
-    keys: list[dict[str, Any]] = []
-    diffs: list[str] = []
-    for ref in incident.keys:
-        statuses = rollout.consumers(vault, ref.name)
-        active = vault.key_info(ref.name).active
-        if update and active is not None:
-            for s in statuses:
-                for path in s.references:
-                    diff = rollout.update_references(Path(path), ref.name, active.version, vault.clock.now(), dry_run)
-                    if diff:
-                        diffs.append(diff)
-                        if not dry_run:
-                            vault.record(
-                                responder.principal,
-                                "rollout.update",
-                                "ok",
-                                ref.name,
-                                active.version,
-                                f"{s.client}: {path}",
-                            )
-        keys.append(
-            {
-                "key": ref.name,
-                "percent": rollout.percent_done(statuses),
-                "consumers": [s.to_dict() for s in statuses],
-            }
-        )
-    doc = {"incident": incident_id, "keys": keys, "diffs": diffs}
-
-    def human() -> None:
-        for item in keys:
-            table = Table(
-                "consumer",
-                "status",
-                "last new",
-                "last old",
-                "old calls",
-                title=f"{item['key']}: {item['percent']}% switched",
-            )
-            for c in item["consumers"]:
-                style = {"switched": "green", "straggler": "red", "quiet": "yellow"}[c["status"]]
-                table.add_row(
-                    c["client"],
-                    f"[{style}]{c['status']}[/{style}]",
-                    c["last_new"] or "-",
-                    c["last_old"] or "-",
-                    str(c["old_calls"]),
-                )
-            console.print(table)
-        for diff in diffs:
-            console.print(diff, markup=False, highlight=False)
-
-    emit(doc, as_json, human)
-    if any(c["status"] != "switched" for item in keys for c in item["consumers"]):
-        raise typer.Exit(1)
+from keyguard.clock import parse_time
+from keyguard.config import Settings
+from keyguard.vault.refs import parse_ref
 
 
 def register(app: typer.Typer) -> None:
-    """The incident step commands are on ``incident_app``; ``respond`` lives in ``respond_cmd``."""
-    del app
+    """Add ``respond`` to ``app``."""
+
+    @app.command("respond")
+    def respond(
+        key: list[str] = typer.Option(..., "--key", "-k", help="NAME[@VERSION] (repeatable)."),
+        exposed_at: str = typer.Option(..., "--exposed-at", help="RFC 3339 or -2h."),
+        detected_at: str | None = typer.Option(None, "--detected-at"),
+        jurisdiction: str = typer.Option("", "--jurisdiction", help="eu,cn,us-ca,… (comma separated)."),
+        flag: list[str] = typer.Option([], "--flag", help="cii-operator, financial-entity, … (repeatable)."),
+        algorithm: str | None = typer.Option(None, "--algorithm", "-a"),
+        suspend_clients: bool = typer.Option(
+            False, "--suspend-clients", help="Suspend clients that used the key since the exposure."
+        ),
+        report_format: list[str] = typer.Option(["md", "html"], "--report-format", help="md, html, pdf."),
+        yes: bool = YesOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        """The whole playbook: contain → verify dead → assess → rotate → re-wrap → rollout → obligations → report."""
+        started = time.perf_counter()
+        confirm(f"Respond to the leak of {', '.join(key)}: compromise, rotate and re-wrap now?", yes)
+        refs = [parse_ref(k) for k in key]
+        exposed = parse_time(exposed_at)
+        detected = parse_time(detected_at) if detected_at else None
+        vault = context.vault()
+        principal = context.principal(vault)
+        from keyguard.response.block import block_versions
+
+        block_versions(vault, principal, refs, reason="respond: containment")
+        contained = round(time.perf_counter() - started, 3)
+
+        from keyguard.cli.output import progress_bar
+        from keyguard.incident.service import IncidentService
+        from keyguard.response.respond import respond as run_respond
+        from keyguard.response.tripwire import install_tripwire
+
+        incidents = IncidentService(vault.engine, vault.clock)
+        install_tripwire(vault, incidents)
+        settings = Settings.from_env()
+        show = not as_json and err_console.is_terminal
+        with progress_bar(show) as bar:
+            task = bar.add_task("re-wrap", total=None)
+            result = run_respond(
+                vault,
+                incidents,
+                principal,
+                refs,
+                exposed,
+                detected_at=detected,
+                jurisdictions=[j for j in jurisdiction.split(",") if j],
+                flags=flag,
+                algorithm=algorithm,
+                suspend_clients=suspend_clients,
+                report_dir=settings.home / "reports",
+                report_formats=report_format,
+                on_step=(lambda m: err_console.print(f"[dim]{m}[/dim]")) if show else None,
+                progress=lambda d, t: bar.update(task, completed=d, total=t),
+                contained_seconds=contained,
+            )
+
+        def human() -> None:
+            incident = incidents.get(result.incident)
+            console.print(
+                f"[bold]incident {result.incident}[/bold]: contained in {result.contained_seconds} s, "
+                f"risk {result.grade}, {result.rewrapped} items re-wrapped, rollout {result.rollout_percent}%"
+            )
+            table = Table("time", "kind", "what")
+            for e in incident.timeline:
+                table.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.kind, e.message)
+            console.print(table)
+            for path in result.reports.values():
+                console.print(f"report: {path}")
+            for item in result.attention:
+                console.print(f"[yellow]needs a person:[/yellow] {item}")
+
+        emit(result.to_dict(), as_json, human)
+        if result.attention:
+            raise typer.Exit(1)

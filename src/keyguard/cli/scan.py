@@ -7,7 +7,7 @@ import sys
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -22,7 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from keyguard.cli.output import console, err_console
-from keyguard.errors import UsageError
+from keyguard.errors import KeyguardError, UsageError
 from keyguard.scan.baseline import filter_new, load_baseline, write_baseline
 from keyguard.scan.catalog import (
     check_unique,
@@ -32,15 +32,13 @@ from keyguard.scan.catalog import (
 )
 from keyguard.scan.config import load_config
 from keyguard.scan.engine import Scanner
-from keyguard.scan.managed import (
-    ManagedMatcher,
-    load_incident_opener,
-    load_vault_index,
-    open_incidents_for,
-)
+from keyguard.scan.managed import ManagedMatcher
 from keyguard.scan.model import Finding
 from keyguard.scan.report import REPORTERS
 from keyguard.scan.run import scan_history, scan_staged, scan_targets
+
+if TYPE_CHECKING:
+    from keyguard.vault.service import Vault
 
 FORMATS = ("table", "json", "jsonl", "sarif", "csv")
 SEVERITY_STYLE = {
@@ -158,9 +156,11 @@ def scan(
     rules = load_rules(tuple(rule_files) + settings.extra_rule_files)
     rules = [r for r in rules if r.id not in settings.disabled_rules]
     scanner = Scanner(rules, config=settings)
-    if match_vault or open_incident:
-        scanner.managed = ManagedMatcher(load_vault_index())
-    opener = load_incident_opener() if open_incident else None
+    vault = _open_vault() if match_vault or open_incident else None
+    if vault is not None:
+        from keyguard.response.leaks import VaultKeyIndex
+
+        scanner.managed = ManagedMatcher(VaultKeyIndex(vault))
 
     bar, update = _progress(sys.stderr.isatty())
     with bar:
@@ -190,7 +190,11 @@ def scan(
         return 0
     if baseline is not None:
         findings = filter_new(findings, load_baseline(baseline))
-    if opener is not None:
+    if open_incident and vault is not None:
+        from keyguard.incident.service import IncidentService
+        from keyguard.response.leaks import incident_opener, open_incidents_for
+
+        opener = incident_opener(IncidentService(vault.engine, vault.clock))
         for ref, incident in open_incidents_for(findings, opener).items():
             err_console.print(f"incident {incident} opened for {ref.name} v{ref.version}")
 
@@ -208,6 +212,18 @@ def scan(
             reporter(findings, sys.stdout, show_secrets)
             sys.stdout.flush()
     return 1 if findings else 0
+
+
+def _open_vault() -> Vault:
+    """The vault of the environment, for ``--match-vault`` / ``--open-incident``."""
+    from keyguard.runtime import open_vault
+
+    try:
+        return open_vault()
+    except KeyguardError:
+        raise
+    except Exception:  # noqa: BLE001 - any failure to open means there is no usable vault here
+        raise UsageError("the vault is not initialised", hint="run keyguard init") from None
 
 
 def rules_test(

@@ -42,18 +42,3 @@ __all__ = [
     "TimelineEntry",
     "default_catalog",
 ]
-
-
-def open_leak_incident(
-    ref: object, exposed_at: object, author: str, commit: str, root_cause: str, location: str
-) -> str:
-    """Open or update the incident of a key version the scanner found leaked.
-
-    See keyguard.scan.managed; the work is done by keyguard.response.leaks.
-    """
-    from datetime import datetime
-
-    from keyguard.response.leaks import scanner_opener
-
-    assert isinstance(exposed_at, datetime)
-    return scanner_opener(ref, exposed_at, author, commit, root_cause, location)

@@ -28,7 +28,7 @@ from keyguard.incident.model import (
     TimelineEntry,
 )
 from keyguard.incident.obligations import RegulationCatalog
-from keyguard.incident.tables import (
+from keyguard.store.incident_tables import (
     IncidentKeyRow,
     IncidentObligationRow,
     IncidentRow,

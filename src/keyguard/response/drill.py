@@ -18,7 +18,7 @@ from sqlalchemy import insert, update
 from keyguard.crypto import envelope
 from keyguard.errors import KeyStateError
 from keyguard.incident.service import IncidentService
-from keyguard.response.playbook import respond
+from keyguard.response.respond import respond
 from keyguard.store.tables import DataItem
 from keyguard.vault.principal import Principal
 from keyguard.vault.service import Vault

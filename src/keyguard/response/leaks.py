@@ -1,14 +1,27 @@
-"""The bridge between the scanner and the vault/incidents: recognise our keys, open incidents."""
+"""From a scan finding of a managed key to an incident: the vault's fingerprint index the
+scanner asks, and the opener that records where and when the key leaked.
+
+The scanner knows nothing of incidents; the command line builds these from the vault of
+the environment and passes them in.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from keyguard.crypto.algorithms import public_fingerprint
 from keyguard.incident.service import IncidentService
-from keyguard.response.playbook import find_open_incident
+from keyguard.response.respond import find_open_incident
+from keyguard.scan.managed import ManagedKeyRef
+from keyguard.scan.model import Finding
 from keyguard.vault.service import Vault
+
+ROOT_CAUSE_GIT = "committed to version control"
+ROOT_CAUSE_FILE = "stored in plaintext"
+
+IncidentOpener = Callable[[ManagedKeyRef, datetime, str, str, str, str], str]
+"""``(ref, exposed_at, author, commit, root_cause, location) -> incident id``."""
 
 
 class VaultKeyIndex:
@@ -18,17 +31,15 @@ class VaultKeyIndex:
         self._vault = vault
         self._by_fingerprint = vault.fingerprints()
 
-    def _ref(self, fingerprint: str) -> Any:
-        from keyguard.scan.managed import ManagedKeyRef
-
+    def _ref(self, fingerprint: str) -> ManagedKeyRef | None:
         hit = self._by_fingerprint.get(fingerprint)
         return ManagedKeyRef(hit[0], hit[1]) if hit else None
 
-    def match_secret(self, raw: bytes) -> Any:
+    def match_secret(self, raw: bytes) -> ManagedKeyRef | None:
         """A secret key's version, keyed-HMAC fingerprint compared."""
         return self._ref(self._vault.secret_fingerprint(raw))
 
-    def match_public(self, spki_der: bytes) -> Any:
+    def match_public(self, spki_der: bytes) -> ManagedKeyRef | None:
         """An asymmetric key's version, by SubjectPublicKeyInfo SHA-256."""
         return self._ref(public_fingerprint(spki_der))
 
@@ -66,10 +77,41 @@ def open_leak_incident(
     return str(existing.id)
 
 
-def scanner_opener(ref: Any, exposed_at: datetime, author: str, commit: str, root_cause: str, location: str) -> str:
-    """The opener ``keyguard scan --open-incident`` calls, on the vault of the environment."""
-    from keyguard.runtime import open_vault
+def incident_opener(incidents: IncidentService) -> IncidentOpener:
+    """The opener ``keyguard scan --open-incident`` calls, on ``incidents``."""
 
-    vault = open_vault()
-    incidents = IncidentService(vault.engine, vault.clock)
-    return open_leak_incident(incidents, ref.name, int(ref.version), exposed_at, author, commit, root_cause, location)
+    def opener(ref: ManagedKeyRef, exposed_at: datetime, author: str, commit: str, cause: str, where: str) -> str:
+        return open_leak_incident(incidents, ref.name, ref.version, exposed_at, author, commit, cause, where)
+
+    return opener
+
+
+def _when(finding: Finding) -> datetime:
+    if finding.date:
+        try:
+            return datetime.fromisoformat(finding.date).astimezone(UTC)
+        except ValueError:
+            pass
+    return datetime.now(UTC)
+
+
+def open_incidents_for(findings: list[Finding], opener: IncidentOpener) -> dict[ManagedKeyRef, str]:
+    """Open (or update) one incident per leaked private/secret key version, exposed at the
+    date of the earliest finding (the first commit that contained it)."""
+    earliest: dict[ManagedKeyRef, Finding] = {}
+    for finding in findings:
+        if not finding.managed_key or finding.extra.get("public_only"):
+            continue
+        ref = ManagedKeyRef(str(finding.managed_key["name"]), int(finding.managed_key["version"]))
+        current = earliest.get(ref)
+        if current is None or _when(finding) < _when(current):
+            earliest[ref] = finding
+    opened: dict[ManagedKeyRef, str] = {}
+    for ref, finding in sorted(earliest.items(), key=lambda kv: (kv[0].name, kv[0].version)):
+        root_cause = ROOT_CAUSE_GIT if finding.commit else ROOT_CAUSE_FILE
+        location = f"{finding.file}:{finding.line}"
+        author = f"{finding.author} <{finding.email}>" if finding.author else ""
+        incident = opener(ref, _when(finding), author, finding.commit or "", root_cause, location)
+        finding.extra["incident"] = incident
+        opened[ref] = incident
+    return opened

@@ -2,36 +2,27 @@
 
 The vault side implements :class:`ManagedKeyIndex`; the scanner derives candidates
 from the text (PEM / DER in base64 or hex / JWK / raw base64, base64url or hex secret
-keys), asks the index, and never stores or prints key material.
-
-Integration points expected from the rest of keyguard (imported lazily):
-
-* ``keyguard.vault.managed_key_index() -> ManagedKeyIndex``
-* ``keyguard.incident.open_leak_incident(ref, exposed_at, author, commit, root_cause,
-  location) -> str`` (the incident id; opens or updates the incident of that version)
+keys), asks the index, and never stores or prints key material. The scanner knows
+nothing of incidents: :mod:`keyguard.response.leaks` turns its findings into incidents,
+and the command line passes the index in.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import importlib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from keyguard.errors import KeyguardError, UsageError
 from keyguard.scan.entropy import shannon
 from keyguard.scan.model import Finding, Origin
 
 SECRET_LENGTHS = frozenset({16, 24, 32, 48, 64})
 MANAGED_RULE = "keyguard-managed-key"
 MANAGED_PUBLIC_RULE = "keyguard-managed-public-key"
-ROOT_CAUSE_GIT = "committed to version control"
-ROOT_CAUSE_FILE = "stored in plaintext"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +43,6 @@ class ManagedKeyIndex(Protocol):
     def match_public(self, spki_der: bytes) -> ManagedKeyRef | None:
         """SubjectPublicKeyInfo DER of a public key."""
         ...
-
-
-IncidentOpener = Callable[[ManagedKeyRef, datetime, str, str, str, str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,60 +288,3 @@ def _mark(finding: Finding, hit: _Hit) -> None:
         finding.severity = "critical"
     else:
         finding.extra["public_only"] = True
-
-
-def load_vault_index() -> ManagedKeyIndex:
-    """The vault's index of managed keys (imported lazily); UsageError if unavailable."""
-    try:
-        vault = importlib.import_module("keyguard.vault")
-        factory = vault.managed_key_index
-    except (ImportError, AttributeError):
-        raise UsageError("the vault is not initialised", hint="run keyguard init") from None
-    try:
-        index: ManagedKeyIndex = factory()
-    except KeyguardError:
-        raise
-    except Exception:  # noqa: BLE001 - any vault failure means it is not usable here
-        raise UsageError("the vault is not initialised", hint="run keyguard init") from None
-    return index
-
-
-def load_incident_opener() -> IncidentOpener:
-    """The incident module's opener (imported lazily); UsageError if unavailable."""
-    try:
-        module = importlib.import_module("keyguard.incident")
-        opener: IncidentOpener = module.open_leak_incident
-    except (ImportError, AttributeError):
-        raise UsageError("incidents are not available", hint="run keyguard init, or drop --open-incident") from None
-    return opener
-
-
-def _when(finding: Finding) -> datetime:
-    if finding.date:
-        try:
-            return datetime.fromisoformat(finding.date).astimezone(UTC)
-        except ValueError:
-            pass
-    return datetime.now(UTC)
-
-
-def open_incidents_for(findings: list[Finding], opener: IncidentOpener) -> dict[ManagedKeyRef, str]:
-    """Open (or update) one incident per leaked private/secret key version, exposed at the
-    date of the earliest finding (the first commit that contained it)."""
-    earliest: dict[ManagedKeyRef, Finding] = {}
-    for finding in findings:
-        if not finding.managed_key or finding.extra.get("public_only"):
-            continue
-        ref = ManagedKeyRef(str(finding.managed_key["name"]), int(finding.managed_key["version"]))
-        current = earliest.get(ref)
-        if current is None or _when(finding) < _when(current):
-            earliest[ref] = finding
-    opened: dict[ManagedKeyRef, str] = {}
-    for ref, finding in sorted(earliest.items(), key=lambda kv: (kv[0].name, kv[0].version)):
-        root_cause = ROOT_CAUSE_GIT if finding.commit else ROOT_CAUSE_FILE
-        location = f"{finding.file}:{finding.line}"
-        author = f"{finding.author} <{finding.email}>" if finding.author else ""
-        incident = opener(ref, _when(finding), author, finding.commit or "", root_cause, location)
-        finding.extra["incident"] = incident
-        opened[ref] = incident
-    return opened

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from keyguard.api.deps import PrincipalDep, VaultDep
 from keyguard.clock import parse_time
 from keyguard.incident.service import IncidentService
-from keyguard.response.playbook import respond
+from keyguard.response.respond import respond
 from keyguard.response.steps import Responder
 from keyguard.vault.service import Vault
 
@@ -56,7 +56,7 @@ def _service(request: Request, vault: Vault) -> IncidentService:
 
 
 def _refs(values: list[str]) -> list[tuple[str, int | None]]:
-    from keyguard.cli.respond_cmd import parse_ref
+    from keyguard.vault.refs import parse_ref
 
     return [parse_ref(v) for v in values]
 
