@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from keyguard.monitor.detect import AlertUpdate, DetectionEngine, RuleSpec, load_rules
 from keyguard.monitor.detect.columns import EventColumns
-from keyguard.monitor.detect.detectors import _record_minute, _replay
+from keyguard.monitor.detect.detectors.rate_spike import _record_minute, _replay
 from keyguard.monitor.event import MonitorEvent
 from keyguard.monitor.timeutil import epoch_ts, ts_epoch
 

@@ -56,7 +56,7 @@ def test_snapshot_restore_gives_the_same_alerts() -> None:
 
 
 def test_network_of() -> None:
-    from keyguard.monitor.detect.detectors import network_of
+    from keyguard.monitor.detect.detectors.two_networks import network_of
 
     assert network_of("203.0.113.5", True) == "203.0"
     assert network_of("10.1.2.3", True) is None and network_of("10.1.2.3", False) == "10.1"

@@ -14,7 +14,7 @@ from keyguard.errors import DataFileError
 from keyguard.monitor.ingest import import_target
 from keyguard.monitor.segments import count_events
 from keyguard.monitor.store import iter_imported
-from keyguard.monitor.tables import Alert
+from keyguard.store.monitor_tables import Alert
 
 
 def _events_file(path: Path, n: int, *, bad_every: int = 0) -> Path:

@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select, text
 
+from keyguard.monitor.batches import ImportStats
 from keyguard.monitor.event import MonitorEvent
 from keyguard.monitor.importers import ImportOptions, Rejected, cloudtrail_sql
 from keyguard.monitor.ingest import import_target, parse_target
-from keyguard.monitor.pipeline import ImportStats
 from keyguard.monitor.segments import MERGE_AT, count_events
 from keyguard.monitor.store import import_stream, iter_imported, store_events
-from keyguard.monitor.tables import Alert, EventSegment
 from keyguard.store.db import create_db_engine, migrate
+from keyguard.store.monitor_tables import Alert, EventSegment
 
 
 def _record(i: int, **over: object) -> dict[str, Any]:
@@ -218,7 +218,7 @@ def test_detection_process_matches_detection_in_process(
     in_child = import_target(engine, str(target), "cloudtrail")
     assert in_child.alerts == in_thread.alerts > 0
     assert _alerts(engine) == _alerts(other)
-    assert ingest.get_state(engine, ingest.DETECTOR_STATE) == ingest.get_state(other, ingest.DETECTOR_STATE)
+    assert _detector_state(engine) == _detector_state(other)
     again = import_target(engine, str(target), "cloudtrail")
     assert (again.imported, again.alerts) == (0, 0)
     other.dispose()
@@ -287,12 +287,13 @@ def test_import_killed_midway_loses_no_alert(
     resumed = import_target(engine, str(target), "cloudtrail")
     assert resumed.imported + stored == len(records) and resumed.duplicates == stored
     assert _alerts(engine) == _alerts(reference)
-    assert ingest_state(engine) == ingest_state(reference)
+    assert _detector_state(engine) == _detector_state(reference)
     engine.dispose()
     reference.dispose()
 
 
-def ingest_state(engine: Engine) -> Any:
-    from keyguard.monitor import ingest
+def _detector_state(engine: Engine) -> Any:
+    from keyguard.monitor.detector_state import DETECTOR_STATE
+    from keyguard.monitor.store import get_state
 
-    return ingest.get_state(engine, ingest.DETECTOR_STATE)
+    return get_state(engine, DETECTOR_STATE)

@@ -19,7 +19,7 @@ from keyguard.monitor.detect.engine import AlertUpdate
 from keyguard.monitor.sinks import parse_sink
 from keyguard.monitor.sinks.http import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from keyguard.monitor.store import save_alerts
-from keyguard.monitor.tables import AlertDelivery
+from keyguard.store.monitor_tables import AlertDelivery
 
 from .receivers import free_port, http_receiver, tcp_receiver, udp_receiver
 

@@ -15,9 +15,9 @@ from keyguard.monitor.delivery import Dispatcher
 from keyguard.monitor.follow import FileCursor, FileFollower
 from keyguard.monitor.importers import ImportOptions
 from keyguard.monitor.sinks import parse_sink
-from keyguard.monitor.tables import Alert
 from keyguard.monitor.timeutil import epoch_ts
 from keyguard.monitor.watch import Watcher
+from keyguard.store.monitor_tables import Alert
 from keyguard.store.tables import AuditEvent
 
 from .receivers import http_receiver

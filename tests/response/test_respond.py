@@ -162,7 +162,7 @@ def test_alerts_join_the_incident_of_their_key(org, admin) -> None:
 
     from keyguard.monitor.detect.engine import AlertUpdate
     from keyguard.monitor.store import save_alerts
-    from keyguard.monitor.tables import Alert
+    from keyguard.store.monitor_tables import Alert
 
     vault, _billing, _checkout, incidents = org
 

@@ -61,7 +61,7 @@ def build_scene(vault: Vault, admin: Principal) -> Scene:
     )
     other = incidents.open([("web-sign", None)], exposed_at=now - timedelta(hours=2), title="Old false alarm")
     incidents.close(other.id, note="false positive", force=True)
-    from keyguard.monitor.tables import Alert
+    from keyguard.store.monitor_tables import Alert
 
     with vault.engine.begin() as conn:
         conn.execute(

@@ -2,9 +2,9 @@
 
 Layers, one way: ``event``/``timeutil`` (pure) → ``importers`` (parse a source into
 :class:`~keyguard.monitor.event.MonitorEvent`) → ``detect`` (pure streaming engine over
-rules from ``rules/*.yaml``) → ``store`` (tables, bulk insert, alerts) → ``sinks`` and
-``watch`` (I/O). Nothing here imports ``keyguard.store.models``, so the table module
-can be registered there without a cycle.
+rules from ``rules/*.yaml``) → ``segments``/``batches`` → ``alerts`` → ``pipeline`` →
+``store`` → ``detector_state`` → ``ingest``, ``watch`` and ``sinks`` (I/O). The tables
+are :mod:`keyguard.store.monitor_tables`, in the store room below this one.
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ from sqlalchemy import Engine, Table, select
 
 from keyguard.monitor import metrics
 from keyguard.monitor.sinks.base import Sink, SinkError
-from keyguard.monitor.tables import AlertDelivery
 from keyguard.store.db import write_tx
+from keyguard.store.monitor_tables import AlertDelivery
 
 log = logging.getLogger(__name__)
 _DELIVERIES: Table = AlertDelivery.__table__  # type: ignore[assignment]
@@ -84,7 +84,7 @@ class Dispatcher:
         if self.engine is None:
             return 0
         from keyguard.monitor.alerts import alert_dict
-        from keyguard.monitor.tables import Alert
+        from keyguard.store.monitor_tables import Alert
 
         alerts: Table = Alert.__table__  # type: ignore[assignment]
         queued = 0

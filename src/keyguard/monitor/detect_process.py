@@ -37,7 +37,7 @@ def _serve(requests: IO[str], answers: IO[str]) -> None:
         answers.flush()
 
     try:
-        from keyguard.monitor.ingest import load_detector, save_detector
+        from keyguard.monitor.detector_state import load_detector, save_detector
         from keyguard.monitor.pipeline import detect_columns, detect_stored, fresh_columns
         from keyguard.monitor.segments import Workspace, load_parquet
         from keyguard.store.db import create_db_engine

@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from keyguard.errors import DataFileError, NotFoundError
-from keyguard.monitor.detect.engine import DetectionEngine, verify_examples
-from keyguard.monitor.detect.rules import load_rules
+from keyguard.errors import NotFoundError
+from keyguard.monitor.batches import BatchInfo, BatchSource, ImportStats, python_batches
+from keyguard.monitor.detector_state import load_detector, save_detector
 from keyguard.monitor.importers import ImportOptions, Parsed, Rejected, get_importer
 from keyguard.monitor.importers.base import input_files, open_input
-from keyguard.monitor.pipeline import BatchInfo, BatchSource, ImportStats, python_batches, run_import
-from keyguard.monitor.segments import Workspace, mark_detected, undetected
-from keyguard.monitor.store import get_state, put_state
-from keyguard.store.db import write_tx
-from keyguard.store.tables import Key, KeyVersion
+from keyguard.monitor.pipeline import run_import
+from keyguard.monitor.segments import Workspace, undetected
 
-DETECTOR_STATE = "detector"
 #: Inputs from this size on get detection in a process of its own (see keyguard.monitor.detect_process).
 DETECT_PROCESS_BYTES = 64 << 20
-BLOCKED_STATES = ("compromised", "disabled", "destroyed")
 
 
 def total_bytes(target: str) -> int | None:
@@ -79,47 +74,6 @@ def _checked_files(target: str) -> list[Path | None]:
     return files
 
 
-def vault_context(engine: Engine) -> tuple[dict[str, str], dict[str, list[int]]]:
-    """Key tiers and blocked versions from keyguard's own vault tables."""
-    with engine.connect() as conn:
-        tiers: dict[str, str] = {str(n): str(t) for n, t in conn.execute(select(Key.name, Key.tier))}
-        blocked: dict[str, list[int]] = {}
-        rows = conn.execute(
-            select(Key.name, KeyVersion.version)
-            .join(KeyVersion, KeyVersion.key_id == Key.id)
-            .where(KeyVersion.state.in_(BLOCKED_STATES))
-        )
-        for name, version in rows:
-            blocked.setdefault(name, []).append(int(version))
-    return tiers, blocked
-
-
-def load_detector(engine: Engine, rule_paths: list[Path] | None = None) -> DetectionEngine:
-    """A detection engine with the rules, the vault's tiers and blocked versions, saved state."""
-    tiers, blocked = vault_context(engine)
-    rules = load_rules(rule_paths)
-    if rule_paths is not None:  # user-written rules must pass their own examples (gitleaks)
-        for rule in rules:
-            failures = verify_examples(rule)
-            if failures:
-                raise DataFileError(
-                    f"rule {rule.id} fails its examples: {'; '.join(failures)}",
-                    hint="fix the thresholds or the examples",
-                )
-    detector = DetectionEngine(rules, tiers=tiers, compromised=blocked)
-    state = get_state(engine, DETECTOR_STATE)
-    if state is not None:
-        detector.restore(state)
-    return detector
-
-
-def save_detector(engine: Engine, detector: DetectionEngine, segments: Sequence[int] = ()) -> None:
-    """Persist the detector's snapshot, and that it has seen ``segments`` (one transaction)."""
-    with write_tx(engine) as conn:
-        put_state(conn, DETECTOR_STATE, detector.snapshot())
-        mark_detected(conn, segments)
-
-
 def import_target(
     engine: Engine,
     target: str,
@@ -153,3 +107,6 @@ def import_target(
     if detector is not None:
         save_detector(engine, detector, stats.segments)
     return stats
+
+
+__all__ = ["DETECT_PROCESS_BYTES", "import_target", "load_detector", "parse_target", "total_bytes"]

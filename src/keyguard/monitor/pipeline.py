@@ -1,7 +1,7 @@
 """The import pipeline: parse into DuckDB, store segments, detect, in three stages.
 
-A *batch source* fills a DuckDB table with one batch of events at a time
-(:data:`keyguard.monitor.segments.BATCH_COLUMNS`) and yields a :class:`BatchInfo`
+A *batch source* (:mod:`keyguard.monitor.batches`) fills a DuckDB table with one
+batch of events at a time and yields a :class:`~keyguard.monitor.batches.BatchInfo`
 after each. One thread runs the source; a second stores each batch as a segment
 in its own transaction and hands the new events, as columns, to the calling
 thread, which runs detection and saves alerts. DuckDB and the database drivers
@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from sqlalchemy import Engine
 
 from keyguard.monitor import metrics
+from keyguard.monitor.alerts import save_alerts
+from keyguard.monitor.batches import BatchInfo, BatchSource, ImportStats
 from keyguard.monitor.detect.columns import EventColumns
 from keyguard.monitor.detect.engine import DetectionEngine
 from keyguard.monitor.event import MonitorEvent
-from keyguard.monitor.importers.base import Parsed, Rejected
 from keyguard.monitor.segments import Workspace, load_events, load_segment, segment_file, store_batch, undetected
 from keyguard.store.db import write_tx
 
@@ -34,70 +35,8 @@ if TYPE_CHECKING:
 
     from keyguard.monitor.detect_process import DetectionProcess
 
-BATCH = 65_536
 IN_FLIGHT = 2
-MAX_REJECTIONS_KEPT = 1000
 _TABLE = "kg_batch"
-
-
-@dataclass
-class BatchInfo:
-    """One batch put in the batch table: items read (events and rejections) and the rejections."""
-
-    read: int
-    rejections: list[Rejected] = field(default_factory=list)
-
-
-BatchSource = Callable[[Workspace, str], Iterator[BatchInfo]]
-
-
-@dataclass
-class ImportStats:
-    """Counts of one import; ``rejections`` keeps the first bad lines (file, line, why)."""
-
-    read: int = 0
-    imported: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    alerts: int = 0
-    rejections: list[Rejected] = field(default_factory=list)
-    segments: list[int] = field(default_factory=list, repr=False)  # stored or caught up, for detection's record
-
-    def to_json(self) -> dict[str, int]:
-        """The ``--json`` document of ``audit import`` (SPEC §4)."""
-        return {
-            "read": self.read,
-            "imported": self.imported,
-            "duplicates": self.duplicates,
-            "rejected": self.rejected,
-        }
-
-    def add(self, info: BatchInfo) -> None:
-        """Count a batch's reads and rejections."""
-        self.read += info.read
-        self.rejected += len(info.rejections)
-        room = MAX_REJECTIONS_KEPT - len(self.rejections)
-        if room > 0:
-            self.rejections.extend(info.rejections[:room])
-
-
-def python_batches(ws: Workspace, table: str, items: Iterable[Parsed], size: int = BATCH) -> Iterator[BatchInfo]:
-    """A batch source over events parsed in Python (every importer has one)."""
-    events: list[MonitorEvent] = []
-    info = BatchInfo(0)
-    for item in items:
-        info.read += 1
-        if isinstance(item, Rejected):
-            info.rejections.append(item)
-            continue
-        events.append(item)
-        if len(events) >= size:
-            load_events(ws, table, events)
-            yield info
-            events, info = [], BatchInfo(0)
-    if events or info.read:
-        load_events(ws, table, events)
-        yield info
 
 
 @dataclass
@@ -332,8 +271,6 @@ def run_import(
 
 def detect_columns(engine: Engine, detector: DetectionEngine, columns: EventColumns) -> int:
     """Run detection over a batch and save what it raises; return how many alerts were created."""
-    from keyguard.monitor.store import save_alerts
-
     updates = detector.process_columns(columns)
     return len(save_alerts(engine, updates)) if updates else 0
 

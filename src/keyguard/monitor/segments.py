@@ -36,7 +36,7 @@ import orjson
 from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection, Engine
 
-from keyguard.monitor.tables import EventSegment, EventSegmentKey
+from keyguard.store.monitor_tables import EventSegment, EventSegmentKey
 
 if TYPE_CHECKING:
     import duckdb

@@ -22,14 +22,15 @@ from sqlalchemy import Engine, Table, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from keyguard.monitor import metrics
-from keyguard.monitor.alerts import alert_dict
+from keyguard.monitor.alerts import alert_dict, save_alerts_in
 from keyguard.monitor.delivery import Dispatcher
 from keyguard.monitor.detect.engine import DetectionEngine
+from keyguard.monitor.detector_state import DETECTOR_STATE, load_detector, vault_context
 from keyguard.monitor.follow import AuditFollower, FileCursor, FileFollower
-from keyguard.monitor.ingest import DETECTOR_STATE, load_detector, vault_context
-from keyguard.monitor.store import get_state, put_state, save_alerts_in, store_events
-from keyguard.monitor.tables import Alert
+from keyguard.monitor.pipeline import store_events
+from keyguard.monitor.store import get_state, put_state
 from keyguard.store.db import write_tx
+from keyguard.store.monitor_tables import Alert
 
 log = logging.getLogger(__name__)
 AUDIT_CURSOR = "cursor:audit_events"

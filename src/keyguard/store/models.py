@@ -1,14 +1,14 @@
 """Every table of keyguard, imported so that ``Base.metadata`` is complete.
 
-Feature packages add their table modules to the import list below.
+Each room's tables live in the store (``tables`` for the vault, ``incident_tables``,
+``monitor_tables``): storage sits below the domains it stores.
 """
 
 from __future__ import annotations
 
-from keyguard.monitor import tables as _monitor_tables  # noqa: F401
-from keyguard.store import incident_tables as _incident_tables  # noqa: F401
-
 # Import table modules for their side effect of registering on Base.metadata.
+from keyguard.store import incident_tables as _incident_tables  # noqa: F401
+from keyguard.store import monitor_tables as _monitor_tables  # noqa: F401
 from keyguard.store import tables as _vault_tables  # noqa: F401
 from keyguard.store.tables import Base
 

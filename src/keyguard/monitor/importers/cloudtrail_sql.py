@@ -27,10 +27,10 @@ from pathlib import Path
 
 import duckdb
 
+from keyguard.monitor.batches import BatchInfo, python_batches
 from keyguard.monitor.importers.base import ImportOptions, Parsed, Rejected, open_input
 from keyguard.monitor.importers.cloudtrail import DENIED_CODES, KMS_OPERATIONS
 from keyguard.monitor.importers.cloudtrail import parse as parse_python
-from keyguard.monitor.pipeline import BatchInfo, python_batches
 from keyguard.monitor.segments import CONTENT_HASH_SQL, Workspace
 from keyguard.monitor.timeutil import TimeFormatError, normalize_ts
 

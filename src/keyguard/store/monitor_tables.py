@@ -1,6 +1,9 @@
 """Tables of the monitor: imported event segments, alerts, deliveries and persisted watch state.
 
 Declared on the shared :class:`keyguard.store.tables.Base`; created by migrations 0003 and 0005.
+They live in the store room, below the monitor that reads and writes them
+(:mod:`keyguard.monitor.segments`, :mod:`keyguard.monitor.store`), so that
+:mod:`keyguard.store.models` can register them without importing the monitor.
 """
 
 from __future__ import annotations

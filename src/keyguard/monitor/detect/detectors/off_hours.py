@@ -1,0 +1,79 @@
+"""``off_hours``: use in an hour of day the key rarely uses, or outside fixed hours."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keyguard.monitor.detect.detectors.base import Hits, Signal, TimedPerKey
+from keyguard.monitor.detect.rules import OffHoursParams
+from keyguard.monitor.event import MonitorEvent
+
+
+def _outside(hours: tuple[int, int], hour: int) -> bool:
+    start, end = hours
+    return not (start <= hour < end) if start <= end else (end <= hour < start)
+
+
+class OffHours(TimedPerKey):
+    """Use in an hour of day (UTC) the key rarely uses, or outside fixed ``hours``."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, list[Any]] = {}  # key -> [first_epoch, total, [24 counts]]
+
+    def observe(self, ev: MonitorEvent, epoch: float, params: OffHoursParams) -> Signal | None:
+        if ev.key is None:
+            return None
+        hour = int(epoch // 3600) % 24
+        state = self.keys.get(ev.key)
+        if state is None:
+            state = self.keys[ev.key] = [epoch, 0, [0] * 24]
+        counts: list[int] = state[2]
+        total: int = state[1]
+        fire = False
+        if params.hours is not None:
+            fire = _outside(params.hours, hour)
+        elif total >= params.learn_events and epoch - state[0] >= params.learn_seconds:
+            fire = counts[hour] < params.min_share * total
+        counts[hour] += 1
+        state[1] = total + 1
+        if not fire:
+            return None
+        return self._signal(ev.key, hour, counts[hour], total)
+
+    def _observe_key(
+        self, key: str, indices: list[int], epoch: list[float], params: OffHoursParams, hits: Hits
+    ) -> None:
+        state = self.keys.get(key)
+        if state is None:
+            state = self.keys[key] = [epoch[indices[0]], 0, [0] * 24]
+        first: float = state[0]
+        total: int = state[1]
+        counts: list[int] = state[2]
+        fixed = None if params.hours is None else {h for h in range(24) if _outside(params.hours, h)}
+        learn_events, learn_seconds, min_share = params.learn_events, params.learn_seconds, params.min_share
+        for i in indices:
+            at = epoch[i]
+            hour = int(at // 3600) % 24
+            if fixed is not None:
+                fire = hour in fixed
+            else:
+                fire = total >= learn_events and at - first >= learn_seconds and counts[hour] < min_share * total
+            counts[hour] += 1
+            total += 1
+            if fire:
+                hits.append((i, self._signal(key, hour, counts[hour], total - 1)))
+        state[1] = total
+
+    @staticmethod
+    def _signal(key: str, hour: int, count: int, total: int) -> Signal:
+        return Signal(
+            f"h{hour:02d}",
+            f"key {key} used at an unusual hour ({hour:02d}:00 UTC)",
+            {"hour": hour, "usual_share": round(count / max(total, 1), 4)},
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return dict(self.keys)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.keys = {k: [s[0], s[1], list(s[2])] for k, s in state.items()}
