@@ -20,8 +20,9 @@ from keyguard.clock import as_utc
 from keyguard.errors import ConflictError, NotFoundError, PermissionDeniedError, UsageError
 from keyguard.store.db import write_tx
 from keyguard.store.tables import Client, Grant, Token
+from keyguard.vault.model import check_name, hash_token
 from keyguard.vault.principal import ROLES, Principal
-from keyguard.vault.service import Vault, check_name, hash_token
+from keyguard.vault.service import Vault
 
 TOKEN_PREFIX = "kgt_"  # noqa: S105 - a prefix, not a secret
 DEFAULT_TTL = timedelta(hours=1)
