@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from keyguard.cli.output import console, emit, err_console
+from keyguard.cli.output import MAX_ID, console, emit, err_console
 from keyguard.config import Settings
 from keyguard.errors import UsageError
 from keyguard.monitor import alerts as alert_service
@@ -57,7 +57,7 @@ def list_command(
     status: str = typer.Option("open", "--status", help="open, acknowledged, closed or all."),
     rule: str | None = typer.Option(None, "--rule"),
     key: str | None = typer.Option(None, "--key", "-k"),
-    limit: int = typer.Option(100, "--limit"),
+    limit: int = typer.Option(100, "--limit", min=1, max=MAX_ID),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """List alerts, newest first."""
@@ -88,7 +88,7 @@ def _render_one(alert: dict[str, Any]) -> None:
 
 @alert_app.command("show")
 def show_command(
-    alert_id: int = typer.Argument(..., metavar="ID"),
+    alert_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Show one alert with its details and deliveries."""
@@ -98,7 +98,7 @@ def show_command(
 
 @alert_app.command("ack")
 def ack_command(
-    alert_id: int = typer.Argument(..., metavar="ID"),
+    alert_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
     by: str = typer.Option("", "--by", help="Who acknowledges."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
@@ -109,7 +109,7 @@ def ack_command(
 
 @alert_app.command("close")
 def close_command(
-    alert_id: int = typer.Argument(..., metavar="ID"),
+    alert_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Close an alert."""

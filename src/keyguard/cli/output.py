@@ -17,6 +17,12 @@ from keyguard.errors import UsageError
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
+# Bounds of the integers a user types, checked by the parser (exit 2) before anything is
+# stored: versions fit PostgreSQL's INTEGER, ids and counts a signed 64-bit integer.
+MAX_VERSION = 2**31 - 1
+MAX_ID = 2**63 - 1
+MAX_BATCH = 100_000
+
 JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 YesOption = typer.Option(False, "--yes", "-y", help="Skip the confirmation question.")
 
