@@ -99,3 +99,22 @@ def test_empty_postgresql_gets_no_tables(cli, pg_url: str, monkeypatch: pytest.M
         engine.dispose()
     assert cli("init")[0] == 0
     assert cli("key", "list")[0] == 0
+
+
+def test_ciphertext_not_base64url_is_bad_input(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    assert cli("init")[0] == 0
+    assert cli("key", "create", "pay")[0] == 0
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"kg:v1:pay:1:@@@")))
+    code, _, err = cli("decrypt")
+    assert code == 2, err  # not 5: nothing was tampered with, the text is not a ciphertext
+    assert "base64url" in _one_error_line(err)
+
+
+@pytest.mark.parametrize("since", ["-99999999999h", "-99999999999999999999d", "0001-01-01T00:00:00+01:00"])
+def test_absurd_times_are_bad_input(cli, since: str) -> None:
+    assert cli("init")[0] == 0
+    code, _, err = cli("audit", "export", "--since", since)
+    assert code == 2, err
+    assert "out of range" in _one_error_line(err)

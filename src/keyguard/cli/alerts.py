@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from keyguard.cli.output import MAX_ID, console, emit, err_console
+from keyguard.cli.output import MAX_COUNT, MAX_ID, console, emit, err_console
 from keyguard.config import Settings
 from keyguard.errors import UsageError
 from keyguard.monitor import alerts as alert_service
@@ -57,7 +57,7 @@ def list_command(
     status: str = typer.Option("open", "--status", help="open, acknowledged, closed or all."),
     rule: str | None = typer.Option(None, "--rule"),
     key: str | None = typer.Option(None, "--key", "-k"),
-    limit: int = typer.Option(100, "--limit", min=1, max=MAX_ID),
+    limit: int = typer.Option(100, "--limit", min=1, max=MAX_COUNT),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """List alerts, newest first."""

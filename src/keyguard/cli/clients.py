@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from keyguard.cli import context
-from keyguard.cli.output import MAX_ID, JsonOption, console, emit
+from keyguard.cli.output import MAX_COUNT, JsonOption, console, emit
 from keyguard.vault.clients import ClientService, ClientView
 from keyguard.vault.principal import parse_grants
 
@@ -78,7 +78,7 @@ def resume(
 @client_app.command("token")
 def token(
     name: str = typer.Argument(...),
-    ttl: int = typer.Option(3600, "--ttl", min=1, max=MAX_ID, help="Lifetime in seconds (max 30 days)."),
+    ttl: int = typer.Option(3600, "--ttl", min=1, max=MAX_COUNT, help="Lifetime in seconds (max 30 days)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Issue a short-lived bearer token for the API (shown once)."""

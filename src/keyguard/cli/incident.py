@@ -19,6 +19,7 @@ from keyguard.cli.incident_view import (
     short_time,
 )
 from keyguard.cli.output import (
+    MAX_COUNT,
     MAX_ID,
     JsonOption,
     YesOption,
@@ -183,7 +184,7 @@ def update(
         "--determination",
         help="NAME=TIME, e.g. materiality=2026-11-28T10:00:00Z (starts a clock).",
     ),
-    records: int | None = typer.Option(None, "--records", min=0, max=MAX_ID, help="Records affected."),
+    records: int | None = typer.Option(None, "--records", min=0, max=MAX_COUNT, help="Records affected."),
     root_cause: str | None = typer.Option(None, "--root-cause", help="The root cause."),
     as_json: bool = JsonOption,
 ) -> None:

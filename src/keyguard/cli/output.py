@@ -12,15 +12,15 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from keyguard.config import MAX_COUNT, MAX_ID, MAX_VERSION
 from keyguard.errors import UsageError
+
+__all__ = ["MAX_BATCH", "MAX_COUNT", "MAX_ID", "MAX_VERSION"]
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False)
 
-# Bounds of the integers a user types, checked by the parser (exit 2) before anything is
-# stored: versions fit PostgreSQL's INTEGER, ids and counts a signed 64-bit integer.
-MAX_VERSION = 2**31 - 1
-MAX_ID = 2**63 - 1
+# Integers are checked by the parser (exit 2) before anything is stored.
 MAX_BATCH = 100_000
 
 JsonOption = typer.Option(False, "--json", help="Print one JSON document on stdout.")
