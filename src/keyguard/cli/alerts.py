@@ -10,6 +10,8 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from sqlalchemy import Engine, func, select
+from sqlalchemy import Table as SqlTable
 
 from keyguard.cli.output import MAX_COUNT, MAX_ID, console, emit, err_console
 from keyguard.config import Settings
@@ -21,6 +23,7 @@ from keyguard.monitor.importers import IMPORTERS, ImportOptions
 from keyguard.monitor.ingest import load_detector
 from keyguard.monitor.sinks import Sink, parse_sink
 from keyguard.monitor.store import fingerprint_key
+from keyguard.monitor.tables import AlertDelivery
 from keyguard.monitor.watch import Watcher
 from keyguard.runtime import open_engine
 
@@ -178,13 +181,67 @@ def watch_command(
     finally:
         if dispatcher is not None:
             dispatcher.close()
-    document = {"events": total.events, "alerts": total.alerts}
+    undelivered = len(dead_letters(engine, dispatcher.sink_names)) if dispatcher is not None else 0
+    document: dict[str, Any] = {"events": total.events, "alerts": total.alerts}
+    if undelivered:
+        document["undelivered"] = undelivered
     emit(
         document,
         as_json,
         lambda: console.print(f"{total.events} events, {total.alerts} new alerts"),
     )
-    return 1 if once and total.alerts else 0
+    if undelivered:
+        err_console.print(
+            f"{undelivered} alert deliveries failed and are kept; retry them with keyguard alert redeliver"
+        )
+    return 1 if once and (total.alerts or undelivered) else 0
+
+
+def dead_letters(engine: Engine, sinks: list[str]) -> list[Any]:
+    """Deliveries whose latest outcome is ``dead``, for the sinks named (newest record per alert and sink)."""
+    if not sinks:
+        return []
+    deliveries: SqlTable = AlertDelivery.__table__  # type: ignore[assignment]
+    latest = select(func.max(deliveries.c.id)).group_by(deliveries.c.alert_id, deliveries.c.sink)
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(deliveries)
+                .where(deliveries.c.id.in_(latest), deliveries.c.outcome == "dead", deliveries.c.sink.in_(sinks))
+                .order_by(deliveries.c.id)
+            ).all()
+        )
+
+
+@alert_app.command("redeliver")
+def redeliver_command(
+    sink: list[str] = typer.Option([], "--sink", help="Alert destination URL (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> int:
+    """Retry the deliveries that failed (dead letters) to the configured sinks; exit 1 if some still fail."""
+    settings = Settings.from_env()
+    engine = open_engine(settings)
+    sinks = build_sinks(sink, monitor_config(settings))
+    if not sinks:
+        raise UsageError("no alert destination configured", hint="pass --sink URL or set [monitor] sinks")
+    dispatcher = Dispatcher(engine, sinks)
+    try:
+        pending = dead_letters(engine, dispatcher.sink_names)
+        for row in pending:
+            payload = row.payload if isinstance(row.payload, dict) else {"id": row.alert_id}
+            dispatcher.submit({**payload, "id": row.alert_id}, only={row.sink})
+    finally:
+        dispatcher.close()
+    still = len(dead_letters(engine, dispatcher.sink_names))
+    document = {"retried": len(pending), "delivered": len(pending) - still, "undelivered": still}
+    emit(
+        document,
+        as_json,
+        lambda: console.print(
+            f"{document['retried']} retried, {document['delivered']} delivered, {still} still failing"
+        ),
+    )
+    return 1 if still else 0
 
 
 def register(app: typer.Typer) -> None:
