@@ -13,7 +13,7 @@ from rich.table import Table
 from sqlalchemy import Engine, func, select
 from sqlalchemy import Table as SqlTable
 
-from keyguard.cli.output import MAX_COUNT, MAX_ID, console, emit, err_console
+from keyguard.cli.output import MAX_COUNT, MAX_ID, console, emit, err_console, local_time
 from keyguard.config import Settings
 from keyguard.errors import UsageError
 from keyguard.monitor import alerts as alert_service
@@ -40,7 +40,7 @@ def _render_list(items: list[dict[str, Any]]) -> None:
     if not items:
         console.print("no alerts")
         return
-    table = Table("id", "status", "sev", "rule", "key", "n", "last seen (UTC)", "title")
+    table = Table("id", "status", "sev", "rule", "key", "n", "last seen", "title")
     for a in items:
         table.add_row(
             str(a["id"]),
@@ -49,7 +49,7 @@ def _render_list(items: list[dict[str, Any]]) -> None:
             a["rule"],
             _short(a["key"], 22),
             str(a["count"]),
-            a["last_seen"][:16].replace("T", " "),
+            local_time(a["last_seen"]),
             a["title"],
         )
     console.print(table)

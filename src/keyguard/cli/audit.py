@@ -14,7 +14,7 @@ from rich.table import Table
 
 from keyguard.audit.log import iter_events, verify_log
 from keyguard.cli import context
-from keyguard.cli.output import MAX_COUNT, JsonOption, console, emit, print_json
+from keyguard.cli.output import MAX_COUNT, JsonOption, console, emit, local_time, print_json
 from keyguard.clock import parse_time
 from keyguard.errors import UsageError
 
@@ -60,7 +60,7 @@ def tail(
     for e in recent:
         table.add_row(
             str(e["id"]),
-            e["ts"],
+            local_time(e["ts"]),
             e["actor"],
             e["op"],
             e["key"] or "-",

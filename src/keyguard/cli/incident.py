@@ -23,6 +23,7 @@ from keyguard.cli.output import (
     MAX_ID,
     JsonOption,
     YesOption,
+    absolute,
     confirm,
     console,
     emit,
@@ -142,7 +143,7 @@ def timeline(
     incident = svc.get(incident_id)
 
     def human() -> None:
-        table = Table("at (UTC)", "+detection", "kind", "actor", "what")
+        table = Table("at", "+detection", "kind", "actor", "what")
         for entry in incident.timeline:
             table.add_row(
                 short_time(entry.at),
@@ -281,7 +282,7 @@ def notify(
                 "regulation": regulation,
                 "lang": lang,
                 "text": text,
-                "out": str(out) if out else None,
+                "out": absolute(out) if out else None,
             }
         )
     elif out is None:
@@ -318,7 +319,7 @@ def report(
         "incident": incident_id,
         "format": fmt,
         "lang": lang,
-        "out": str(out),
+        "out": absolute(out),
         "bytes": len(body),
     }
     emit(doc, as_json, lambda: console.print(f"report written to {out} ({len(body)} bytes)"))

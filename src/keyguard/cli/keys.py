@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from keyguard.cli import context
-from keyguard.cli.output import MAX_VERSION, JsonOption, YesOption, confirm, console, emit
+from keyguard.cli.output import MAX_VERSION, JsonOption, YesOption, confirm, console, emit, local_time
 from keyguard.errors import UsageError
 from keyguard.vault.lifecycle import VersionState
 from keyguard.vault.service import KeyInfo
@@ -36,10 +36,10 @@ def _show(info: KeyInfo) -> None:
             str(v.version),
             v.algorithm,
             f"[{style}]{v.state}[/{style}]" if style else v.state,
-            v.fingerprint[:30] + "…",
+            v.fingerprint,
             v.origin,
-            v.created_at.strftime("%Y-%m-%d %H:%M"),
-            v.last_used_at.strftime("%Y-%m-%d %H:%M") if v.last_used_at else "-",
+            local_time(v.created_at),
+            local_time(v.last_used_at),
         )
     console.print(table)
 
@@ -100,7 +100,7 @@ def list_keys(as_json: bool = JsonOption) -> None:
                 str(d["active_version"] or "-"),
                 ",".join(f"{v.version}:{v.state}" for v in k.versions.values()),
                 k.owner or "-",
-                k.rotated_at.strftime("%Y-%m-%d"),
+                local_time(k.rotated_at),
             )
         console.print(table)
 
