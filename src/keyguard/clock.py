@@ -35,29 +35,54 @@ class FrozenClock:
         self._at += delta
 
 
-_OFFSET = re.compile(r"^([+-])(\d+)\s*([smhdw])$")
+_OFFSET = re.compile(r"^([+-])([0-9]+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# An incident clock looks back days or years, never centuries: anything further is a typo.
+MAX_OFFSET = timedelta(days=100 * 366)
+_OFFSET_HINT = "at most 100 years from now, e.g. -2h or -30d"
+
+
+def parse_offset(text: str) -> timedelta | None:
+    """``-2h`` → ``-2 hours``; None when ``text`` is not an offset; UsageError beyond :data:`MAX_OFFSET`."""
+    value = text.strip()
+    match = _OFFSET.match(value)
+    if not match:
+        return None
+    sign, amount, unit = match.groups()
+    if len(amount) > 12:
+        raise UsageError(f"time offset {value!r} is out of range", hint=_OFFSET_HINT)
+    try:
+        delta = timedelta(**{_UNITS[unit]: int(amount)})
+    except OverflowError:
+        raise UsageError(f"time offset {value!r} is out of range", hint=_OFFSET_HINT) from None
+    if delta > MAX_OFFSET:
+        raise UsageError(f"time offset {value!r} is out of range", hint=_OFFSET_HINT)
+    return -delta if sign == "-" else delta
 
 
 def parse_time(text: str, clock: Clock | None = None) -> datetime:
     """Parse RFC 3339 (``2026-11-28T10:00:00Z``) or an offset from now (``-2h``, ``-30d``).
 
-    Naive times are refused: an incident clock must never guess a time zone.
+    Naive times are refused: an incident clock must never guess a time zone. Offsets
+    beyond a century and times outside the calendar are usage errors, never overflows.
     """
     value = text.strip()
-    match = _OFFSET.match(value)
-    if match:
-        sign, amount, unit = match.groups()
-        delta = timedelta(**{_UNITS[unit]: int(amount)})
-        now = (clock or SystemClock()).now()
-        return now - delta if sign == "-" else now + delta
+    delta = parse_offset(value)
+    if delta is not None:
+        try:
+            return (clock or SystemClock()).now() + delta
+        except OverflowError:
+            raise UsageError(f"time offset {value!r} is out of range", hint=_OFFSET_HINT) from None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise UsageError(f"invalid time {value!r}", hint="use RFC 3339 like 2026-11-28T10:00:00Z or -2h") from None
     if parsed.tzinfo is None:
         raise UsageError(f"time {value!r} has no time zone", hint="add Z or an offset like +08:00")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise UsageError(f"time {value!r} is out of range", hint="use a time between years 1 and 9999") from None
 
 
 def as_utc(at: datetime) -> datetime:

@@ -6,6 +6,14 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Bounds of the integers a user types (CLI options, API parameters), checked at the
+# edge so that an absurd value is bad input, never an overflow deep in storage:
+# versions and row ids (incidents, alerts) fit PostgreSQL's INTEGER, counts and audit
+# event ids a signed 64-bit integer.
+MAX_VERSION = 2**31 - 1
+MAX_ID = 2**31 - 1
+MAX_COUNT = 2**63 - 1
+
 
 @dataclass(frozen=True)
 class Settings:

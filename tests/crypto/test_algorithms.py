@@ -110,9 +110,29 @@ def test_envelope_rejects_malformed(text: str) -> None:
         envelope.parse(text)
 
 
-def test_envelope_bad_base64_is_integrity_error() -> None:
+@pytest.mark.parametrize(
+    "body",
+    ["!!!", "@@@", "AAAA+AAA", "AAAA/AAA", "AAAA AAA", "AAAAA", "AA=", "AAAA==="],
+)
+def test_envelope_bad_base64_is_bad_input(body: str) -> None:
+    """Strict base64url: a character outside the alphabet is bad input, never a tampering."""
+    with pytest.raises(UsageError, match="base64url"):
+        envelope.parse(f"kg:v1:pay:1:{body}")
+    with pytest.raises(UsageError):
+        envelope.decode_base64url(body)
+    with pytest.raises(UsageError):
+        envelope.decode_base64url("AAAA\n")
+
+
+def test_envelope_empty_payload_is_integrity_error() -> None:
     with pytest.raises(InvalidTag):
-        envelope.parse("kg:v1:pay:1:!!!")
+        envelope.parse("kg:v1:pay:1:")
+
+
+@pytest.mark.parametrize("version", ["99999999999999999999", "1234567890", "\u0661", "01"])
+def test_envelope_version_out_of_range_is_bad_input(version: str) -> None:
+    with pytest.raises(UsageError):
+        envelope.parse(f"kg:v1:pay:{version}:AAAA")
 
 
 def test_context_binding() -> None:

@@ -20,6 +20,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
         out, err = capsys.readouterr()
         return code, out, err
 
+    assert invoke("init")[0] == 0  # only init creates the database (issue 13, point 7)
     return invoke
 
 

@@ -12,14 +12,20 @@ from keyguard.vault.service import KeyInfo
 
 
 def b64decode(value: str, field: str) -> bytes:
-    """Decode standard or URL-safe base64 (padding optional), else a 422 naming the field."""
+    """Decode standard or URL-safe base64 (padding optional), else a 422 naming the field.
+
+    Strict: a character outside the alphabet is refused, not silently dropped.
+    """
     text = value.strip()
+    if ("-" in text or "_" in text) and not ("+" in text or "/" in text):
+        text = text.translate(_URLSAFE_TO_STANDARD)
     try:
-        if "-" in text or "_" in text:
-            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise UsageError(f"{field} is not valid base64") from None
+
+
+_URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
 
 
 def b64encode(data: bytes) -> str:

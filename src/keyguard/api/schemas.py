@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from keyguard.config import MAX_VERSION
+
 Purpose = Literal["encrypt", "sign", "mac"]
 Tier = Literal["high", "medium", "low"]
 Role = Literal["admin", "operator", "auditor", "service"]
@@ -56,7 +58,7 @@ class VersionChange(_In):
 class KeyConfig(_In):
     """``POST /v1/keys/{name}/config``."""
 
-    min_decryption_version: int = Field(ge=1)
+    min_decryption_version: int = Field(ge=1, le=MAX_VERSION)
 
 
 class VersionOut(BaseModel):
@@ -173,7 +175,7 @@ class VerifyIn(_In):
 
     message_b64: str
     signature_b64: str
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
 
 
 class VerifyOut(BaseModel):

@@ -10,8 +10,10 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from sqlalchemy import Engine, func, select
+from sqlalchemy import Table as SqlTable
 
-from keyguard.cli.output import console, emit, err_console
+from keyguard.cli.output import MAX_COUNT, MAX_ID, console, emit, err_console, local_time
 from keyguard.config import Settings
 from keyguard.errors import UsageError
 from keyguard.monitor import alerts as alert_service
@@ -21,6 +23,7 @@ from keyguard.monitor.importers import IMPORTERS, ImportOptions
 from keyguard.monitor.ingest import load_detector
 from keyguard.monitor.sinks import Sink, parse_sink
 from keyguard.monitor.store import fingerprint_key
+from keyguard.monitor.tables import AlertDelivery
 from keyguard.monitor.watch import Watcher
 from keyguard.runtime import open_engine
 
@@ -37,7 +40,7 @@ def _render_list(items: list[dict[str, Any]]) -> None:
     if not items:
         console.print("no alerts")
         return
-    table = Table("id", "status", "sev", "rule", "key", "n", "last seen (UTC)", "title")
+    table = Table("id", "status", "sev", "rule", "key", "n", "last seen", "title")
     for a in items:
         table.add_row(
             str(a["id"]),
@@ -46,7 +49,7 @@ def _render_list(items: list[dict[str, Any]]) -> None:
             a["rule"],
             _short(a["key"], 22),
             str(a["count"]),
-            a["last_seen"][:16].replace("T", " "),
+            local_time(a["last_seen"]),
             a["title"],
         )
     console.print(table)
@@ -57,7 +60,7 @@ def list_command(
     status: str = typer.Option("open", "--status", help="open, acknowledged, closed or all."),
     rule: str | None = typer.Option(None, "--rule"),
     key: str | None = typer.Option(None, "--key", "-k"),
-    limit: int = typer.Option(100, "--limit"),
+    limit: int = typer.Option(100, "--limit", min=1, max=MAX_COUNT),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """List alerts, newest first."""
@@ -88,7 +91,7 @@ def _render_one(alert: dict[str, Any]) -> None:
 
 @alert_app.command("show")
 def show_command(
-    alert_id: int = typer.Argument(..., metavar="ID"),
+    alert_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Show one alert with its details and deliveries."""
@@ -98,7 +101,7 @@ def show_command(
 
 @alert_app.command("ack")
 def ack_command(
-    alert_id: int = typer.Argument(..., metavar="ID"),
+    alert_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
     by: str = typer.Option("", "--by", help="Who acknowledges."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
@@ -109,7 +112,7 @@ def ack_command(
 
 @alert_app.command("close")
 def close_command(
-    alert_id: int = typer.Argument(..., metavar="ID"),
+    alert_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Close an alert."""
@@ -178,13 +181,67 @@ def watch_command(
     finally:
         if dispatcher is not None:
             dispatcher.close()
-    document = {"events": total.events, "alerts": total.alerts}
+    undelivered = len(dead_letters(engine, dispatcher.sink_names)) if dispatcher is not None else 0
+    document: dict[str, Any] = {"events": total.events, "alerts": total.alerts}
+    if undelivered:
+        document["undelivered"] = undelivered
     emit(
         document,
         as_json,
         lambda: console.print(f"{total.events} events, {total.alerts} new alerts"),
     )
-    return 1 if once and total.alerts else 0
+    if undelivered:
+        err_console.print(
+            f"{undelivered} alert deliveries failed and are kept; retry them with keyguard alert redeliver"
+        )
+    return 1 if once and (total.alerts or undelivered) else 0
+
+
+def dead_letters(engine: Engine, sinks: list[str]) -> list[Any]:
+    """Deliveries whose latest outcome is ``dead``, for the sinks named (newest record per alert and sink)."""
+    if not sinks:
+        return []
+    deliveries: SqlTable = AlertDelivery.__table__  # type: ignore[assignment]
+    latest = select(func.max(deliveries.c.id)).group_by(deliveries.c.alert_id, deliveries.c.sink)
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(deliveries)
+                .where(deliveries.c.id.in_(latest), deliveries.c.outcome == "dead", deliveries.c.sink.in_(sinks))
+                .order_by(deliveries.c.id)
+            ).all()
+        )
+
+
+@alert_app.command("redeliver")
+def redeliver_command(
+    sink: list[str] = typer.Option([], "--sink", help="Alert destination URL (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
+) -> int:
+    """Retry the deliveries that failed (dead letters) to the configured sinks; exit 1 if some still fail."""
+    settings = Settings.from_env()
+    engine = open_engine(settings)
+    sinks = build_sinks(sink, monitor_config(settings))
+    if not sinks:
+        raise UsageError("no alert destination configured", hint="pass --sink URL or set [monitor] sinks")
+    dispatcher = Dispatcher(engine, sinks)
+    try:
+        pending = dead_letters(engine, dispatcher.sink_names)
+        for row in pending:
+            payload = row.payload if isinstance(row.payload, dict) else {"id": row.alert_id}
+            dispatcher.submit({**payload, "id": row.alert_id}, only={row.sink})
+    finally:
+        dispatcher.close()
+    still = len(dead_letters(engine, dispatcher.sink_names))
+    document = {"retried": len(pending), "delivered": len(pending) - still, "undelivered": still}
+    emit(
+        document,
+        as_json,
+        lambda: console.print(
+            f"{document['retried']} retried, {document['delivered']} delivered, {still} still failing"
+        ),
+    )
+    return 1 if still else 0
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from keyguard.audit.log import iter_events, verify_log
 from keyguard.cli import context
-from keyguard.cli.output import JsonOption, console, emit, print_json
+from keyguard.cli.output import MAX_COUNT, JsonOption, console, emit, local_time, print_json
 from keyguard.clock import parse_time
 from keyguard.errors import UsageError
 
@@ -39,7 +39,7 @@ def _filtered(since: str | None, key: str | None) -> Any:
 
 @audit_app.command("tail")
 def tail(
-    lines: int = typer.Option(20, "-n", "--lines", help="How many of the newest events."),
+    lines: int = typer.Option(20, "-n", "--lines", min=0, max=MAX_COUNT, help="How many of the newest events."),
     key: str | None = typer.Option(None, "--key", "-k"),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
     as_json: bool = JsonOption,
@@ -60,7 +60,7 @@ def tail(
     for e in recent:
         table.add_row(
             str(e["id"]),
-            e["ts"],
+            local_time(e["ts"]),
             e["actor"],
             e["op"],
             e["key"] or "-",

@@ -118,7 +118,7 @@ def import_command(
             f"read {stats.read}, imported {stats.imported}, duplicates {stats.duplicates}, "
             f"rejected {stats.rejected}" + (f"; {stats.alerts} new alerts" if stats.alerts else "")
         )
-    return 1 if stats.rejected else 0
+    return 1 if stats.rejected or stats.alerts else 0  # SPEC §4: done, and something needs attention
 
 
 def write_imported(

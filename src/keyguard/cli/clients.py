@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from keyguard.cli import context
-from keyguard.cli.output import JsonOption, console, emit
+from keyguard.cli.output import MAX_COUNT, JsonOption, absolute, console, emit
 from keyguard.vault.clients import ClientService, ClientView
 from keyguard.vault.principal import parse_grants
 
@@ -36,7 +36,7 @@ def create(
     """Register a consumer with least-privilege grants."""
     vault = context.vault()
     view = ClientService(vault).create(
-        context.principal(vault), name, role, parse_grants(grant), list(reference), description
+        context.principal(vault), name, role, parse_grants(grant), [absolute(r) for r in reference], description
     )
     emit(view.to_dict(), as_json, lambda: _render([view]))
 
@@ -78,7 +78,7 @@ def resume(
 @client_app.command("token")
 def token(
     name: str = typer.Argument(...),
-    ttl: int = typer.Option(3600, "--ttl", help="Lifetime in seconds (max 30 days)."),
+    ttl: int = typer.Option(3600, "--ttl", min=1, max=MAX_COUNT, help="Lifetime in seconds (max 30 days)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Issue a short-lived bearer token for the API (shown once)."""

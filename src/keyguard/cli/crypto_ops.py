@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from keyguard.cli import context
-from keyguard.cli.output import JsonOption, console, emit, print_json
+from keyguard.cli.output import MAX_VERSION, JsonOption, console, emit, print_json
 from keyguard.crypto.envelope import parse_context
 from keyguard.errors import InvalidSignature, UsageError
 
@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
     def verify(
         key: str = KeyOption,
         signature: str = typer.Option(..., "--signature", "-s", help="Base64 signature."),
-        version: int | None = typer.Option(None, "--version", "-v", help="Only this version."),
+        version: int | None = typer.Option(None, "--version", "-v", min=1, max=MAX_VERSION, help="Only this version."),
         source: Path | None = InOption,
         as_json: bool = JsonOption,
     ) -> None:

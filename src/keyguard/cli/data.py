@@ -7,7 +7,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from keyguard.cli import context
-from keyguard.cli.output import JsonOption, console, emit, err_console
+from keyguard.cli.output import MAX_BATCH, MAX_COUNT, MAX_VERSION, JsonOption, console, emit, err_console
 from keyguard.crypto.envelope import parse_context
 from keyguard.data.inventory import DataInventory
 
@@ -18,7 +18,7 @@ data_app = typer.Typer(help="The data inventory: what each key version protects.
 def register_item(
     name: str = typer.Argument(..., help="Item name (a table, bucket, file …)."),
     data_class: str = typer.Option(..., "--class", help="pii, payment, credentials, secrets or other."),
-    records: int = typer.Option(..., "--records", help="How many records it holds."),
+    records: int = typer.Option(..., "--records", min=0, max=MAX_COUNT, help="How many records it holds."),
     context_json: str | None = typer.Option(None, "--context", "-c", help="Encryption context (JSON)."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -38,7 +38,7 @@ def register_item(
 @data_app.command("list")
 def list_items(
     key: str | None = typer.Option(None, "--key", "-k"),
-    version: int | None = typer.Option(None, "--version", "-v"),
+    version: int | None = typer.Option(None, "--version", "-v", min=1, max=MAX_VERSION),
     as_json: bool = JsonOption,
 ) -> None:
     """List registered items with their key and version."""
@@ -57,7 +57,7 @@ def list_items(
 @data_app.command("rewrap")
 def rewrap(
     key: str = typer.Option(..., "--key", "-k"),
-    batch: int = typer.Option(2000, "--batch", help="Items per transaction."),
+    batch: int = typer.Option(2000, "--batch", min=1, max=MAX_BATCH, help="Items per transaction."),
     as_json: bool = JsonOption,
 ) -> None:
     """Move every registered item of a key to its active version (idempotent, resumable)."""

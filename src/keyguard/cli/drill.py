@@ -15,7 +15,8 @@ drill_app = typer.Typer(help="Drills: rehearse the leaked-key playbook.", no_arg
 
 @drill_app.command("run")
 def run(
-    items: int = typer.Option(1000, "--items", help="Registered items under the canary."), as_json: bool = JsonOption
+    items: int = typer.Option(1000, "--items", min=0, max=1_000_000, help="Registered items under the canary."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Leak a canary key on paper, respond, score each step; exit 1 if a target is missed."""
     vault = context.vault()

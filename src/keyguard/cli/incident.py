@@ -18,7 +18,19 @@ from keyguard.cli.incident_view import (
     render_incident,
     short_time,
 )
-from keyguard.cli.output import JsonOption, YesOption, confirm, console, emit, err_console, print_json, progress_bar
+from keyguard.cli.output import (
+    MAX_COUNT,
+    MAX_ID,
+    JsonOption,
+    YesOption,
+    absolute,
+    confirm,
+    console,
+    emit,
+    err_console,
+    print_json,
+    progress_bar,
+)
 from keyguard.clock import parse_time
 from keyguard.errors import UsageError
 from keyguard.incident.model import Status
@@ -109,7 +121,7 @@ def list_incidents(
 
 @incident_app.command("show")
 def show(
-    incident_id: int = typer.Argument(..., help="Incident id."),
+    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID, help="Incident id."),
     lang: str = LangOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -123,7 +135,7 @@ def show(
 
 @incident_app.command("timeline")
 def timeline(
-    incident_id: int = typer.Argument(..., help="Incident id."),
+    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID, help="Incident id."),
     as_json: bool = JsonOption,
 ) -> None:
     """What was done when, against the SLA."""
@@ -131,7 +143,7 @@ def timeline(
     incident = svc.get(incident_id)
 
     def human() -> None:
-        table = Table("at (UTC)", "+detection", "kind", "actor", "what")
+        table = Table("at", "+detection", "kind", "actor", "what")
         for entry in incident.timeline:
             table.add_row(
                 short_time(entry.at),
@@ -147,7 +159,7 @@ def timeline(
 
 @incident_app.command("task")
 def task_done(
-    incident_id: int = typer.Argument(..., help="Incident id."),
+    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID, help="Incident id."),
     task_id: str = typer.Argument(..., help="Task id (see incident show)."),
     note: str = typer.Option(..., "--note", help="What was done."),
     by: str = typer.Option("operator", "--by", help="Who did it."),
@@ -163,7 +175,7 @@ def task_done(
 
 @incident_app.command("update")
 def update(
-    incident_id: int = typer.Argument(..., help="Incident id."),
+    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID, help="Incident id."),
     severity: str | None = typer.Option(None, "--severity", help="high, medium or low."),
     flag: list[str] = typer.Option([], "--flag", help="Add a fact flag (high-risk, material, …)."),
     jurisdiction: list[str] = typer.Option([], "--jurisdiction", "-j", help="Add a jurisdiction."),
@@ -173,7 +185,7 @@ def update(
         "--determination",
         help="NAME=TIME, e.g. materiality=2026-11-28T10:00:00Z (starts a clock).",
     ),
-    records: int | None = typer.Option(None, "--records", help="Records affected."),
+    records: int | None = typer.Option(None, "--records", min=0, max=MAX_COUNT, help="Records affected."),
     root_cause: str | None = typer.Option(None, "--root-cause", help="The root cause."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -204,7 +216,7 @@ def update(
 
 @incident_app.command("notified")
 def notified(
-    incident_id: int = typer.Argument(..., help="Incident id."),
+    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID, help="Incident id."),
     regulation: str = typer.Option(..., "--regulation", "-r", help="Regulation id, e.g. gdpr-art33."),
     reference: str = typer.Option("", "--reference", help="The authority's case number or a link."),
     as_json: bool = JsonOption,
@@ -222,7 +234,7 @@ def notified(
 
 @incident_app.command("close")
 def close(
-    incident_id: int = typer.Argument(..., help="Incident id."),
+    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID, help="Incident id."),
     root_cause: str | None = typer.Option(None, "--root-cause", help="The root cause."),
     note: str = typer.Option("", "--note", help="Closing note."),
     force: bool = typer.Option(False, "--force", help="Close before recovery (e.g. a false positive)."),
@@ -240,7 +252,7 @@ def close(
 
 @incident_app.command("notify")
 def notify(
-    incident_id: int = typer.Argument(..., help="Incident id."),
+    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID, help="Incident id."),
     regulation: str = typer.Option(..., "--regulation", "-r", help="Regulation id, e.g. gdpr-art33."),
     lang: str = LangOption,
     contact: str = typer.Option("", "--contact", help="Contact point (DPO name, e-mail, phone)."),
@@ -270,7 +282,7 @@ def notify(
                 "regulation": regulation,
                 "lang": lang,
                 "text": text,
-                "out": str(out) if out else None,
+                "out": absolute(out) if out else None,
             }
         )
     elif out is None:
@@ -281,7 +293,7 @@ def notify(
 
 @incident_app.command("report")
 def report(
-    incident_id: int = typer.Argument(..., help="Incident id."),
+    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID, help="Incident id."),
     fmt: str = typer.Option("md", "--format", help="md, html or pdf."),
     lang: str = LangOption,
     out: Path | None = typer.Option(None, "--out", help="Output file (required for pdf)."),
@@ -307,7 +319,7 @@ def report(
         "incident": incident_id,
         "format": fmt,
         "lang": lang,
-        "out": str(out),
+        "out": absolute(out),
         "bytes": len(body),
     }
     emit(doc, as_json, lambda: console.print(f"report written to {out} ({len(body)} bytes)"))
@@ -315,7 +327,7 @@ def report(
 
 @incident_app.command("contain")
 def contain(
-    incident_id: int = typer.Argument(...),
+    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
     reversible: bool = typer.Option(False, "--reversible", help="Disable instead of compromise."),
     suspend_clients: bool = typer.Option(
         False,
@@ -343,8 +355,8 @@ def contain(
 
 @incident_app.command("assess")
 def assess(
-    incident_id: int = typer.Argument(...),
-    baseline_days: int = typer.Option(30, "--baseline-days"),
+    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
+    baseline_days: int = typer.Option(30, "--baseline-days", min=1, max=3650),
     as_json: bool = JsonOption,
 ) -> None:
     """Replay the audit log since the exposure; grade the risk with its reasons."""
@@ -365,7 +377,7 @@ def assess(
 
 @incident_app.command("rotate")
 def rotate(
-    incident_id: int = typer.Argument(...),
+    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
     algorithm: str | None = typer.Option(None, "--algorithm", "-a", help="e.g. ec-p384 instead of rsa-2048."),
     as_json: bool = JsonOption,
 ) -> None:
@@ -386,7 +398,7 @@ def rotate(
 
 @incident_app.command("rollout")
 def rollout_cmd(
-    incident_id: int = typer.Argument(...),
+    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
     update: bool = typer.Option(False, "--update", help="Rewrite the consumers' declared key references."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the diff without writing."),
     as_json: bool = JsonOption,

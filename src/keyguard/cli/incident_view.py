@@ -7,8 +7,7 @@ from datetime import datetime, timedelta
 import typer
 from rich.table import Table
 
-from keyguard.cli.output import console
-from keyguard.clock import format_time
+from keyguard.cli.output import console, local_time
 from keyguard.errors import UsageError
 from keyguard.incident.model import Incident, ItemState
 
@@ -41,8 +40,8 @@ def styled(state: ItemState) -> str:
 
 
 def short_time(at: datetime | None) -> str:
-    """``YYYY-MM-DD HH:MM`` or ``-``."""
-    return at.strftime("%Y-%m-%d %H:%M") if at is not None else "-"
+    """``YYYY-MM-DD HH:MM:SS ZONE`` in the user's time zone, or ``-``."""
+    return local_time(at)
 
 
 def render_incident(incident: Incident, now: datetime, lang: str = "en") -> None:
@@ -51,14 +50,14 @@ def render_incident(incident: Incident, now: datetime, lang: str = "en") -> None
         f"[bold]incident {incident.id}[/bold]  {incident.title}\n"
         f"status={incident.status} severity={incident.severity} "
         f"keys={', '.join(str(k) for k in incident.keys)}\n"
-        f"exposed {format_time(incident.exposed_at)}  detected {format_time(incident.detected_at)}"
+        f"exposed {local_time(incident.exposed_at)}  detected {local_time(incident.detected_at)}"
         + (f"\nsource: {incident.source}" if incident.source else "")
     )
     for phase in incident.phases:
-        title = f"{phase.title.get(lang)} — due {short_time(phase.due_at)} UTC ({phase.state(now)})"
+        title = f"{phase.title.get(lang)} — due {short_time(phase.due_at)} ({phase.state(now)})"
         table = Table(title=title, title_justify="left", expand=False)
         table.add_column("task", overflow="fold")
-        table.add_column("due (UTC)", no_wrap=True)
+        table.add_column("due", no_wrap=True)
         table.add_column("status", no_wrap=True)
         table.add_column("done", overflow="fold")
         for task in phase.tasks:
@@ -73,7 +72,7 @@ def render_incident(incident: Incident, now: datetime, lang: str = "en") -> None
     if incident.obligations:
         table = Table(title="obligations", title_justify="left")
         table.add_column("regulation", overflow="fold")
-        table.add_column("due (UTC)", overflow="fold")
+        table.add_column("due", overflow="fold")
         table.add_column("countdown", no_wrap=True)
         table.add_column("status", no_wrap=True)
         for ob in incident.obligations:

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         """Initialise the vault in $KEYGUARD_HOME (or KEYGUARD_DATABASE_URL)."""
         settings = Settings.from_env()
         settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        engine = open_engine(settings)
+        engine = open_engine(settings, create=True)
         if rotate_root:
             from keyguard.vault.rootrotate import rotate_root as do_rotate
 

@@ -9,14 +9,14 @@ import typer
 from rich.table import Table
 
 from keyguard.cli import context
-from keyguard.cli.output import JsonOption, YesOption, confirm, console, emit
+from keyguard.cli.output import MAX_VERSION, JsonOption, YesOption, confirm, console, emit, local_time
 from keyguard.errors import UsageError
 from keyguard.vault.lifecycle import VersionState
 from keyguard.vault.service import KeyInfo
 
 key_app = typer.Typer(help="Manage keys and their versions.", no_args_is_help=True)
 
-VersionOption = typer.Option(..., "--version", "-v", help="The key version (1..n).")
+VersionOption = typer.Option(..., "--version", "-v", min=1, max=MAX_VERSION, help="The key version (1..n).")
 
 
 def _show(info: KeyInfo) -> None:
@@ -36,10 +36,10 @@ def _show(info: KeyInfo) -> None:
             str(v.version),
             v.algorithm,
             f"[{style}]{v.state}[/{style}]" if style else v.state,
-            v.fingerprint[:30] + "…",
+            v.fingerprint,
             v.origin,
-            v.created_at.strftime("%Y-%m-%d %H:%M"),
-            v.last_used_at.strftime("%Y-%m-%d %H:%M") if v.last_used_at else "-",
+            local_time(v.created_at),
+            local_time(v.last_used_at),
         )
     console.print(table)
 
@@ -52,7 +52,7 @@ def create(
     tier: str = typer.Option("medium", "--tier", help="high, medium or low."),
     owner: str = typer.Option("", "--owner", help="Owning team or person."),
     tag: list[str] = typer.Option([], "--tag", help="A tag (repeatable)."),
-    rotation_days: int = typer.Option(90, "--rotation-days", help="Rotation period in days."),
+    rotation_days: int = typer.Option(90, "--rotation-days", min=1, max=36500, help="Rotation period in days."),
     as_json: bool = JsonOption,
 ) -> None:
     """Create a key with version 1 active."""
@@ -100,7 +100,7 @@ def list_keys(as_json: bool = JsonOption) -> None:
                 str(d["active_version"] or "-"),
                 ",".join(f"{v.version}:{v.state}" for v in k.versions.values()),
                 k.owner or "-",
-                k.rotated_at.strftime("%Y-%m-%d"),
+                local_time(k.rotated_at),
             )
         console.print(table)
 
@@ -161,7 +161,9 @@ _state_command(VersionState.DESTROYED, True, "Erase a version's material (metada
 @key_app.command("config")
 def config(
     name: str = typer.Argument(...),
-    min_decryption_version: int = typer.Option(..., "--min-decryption-version", help="Refuse older versions."),
+    min_decryption_version: int = typer.Option(
+        ..., "--min-decryption-version", min=1, max=MAX_VERSION, help="Refuse older versions."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Change a key's settings."""
@@ -173,7 +175,7 @@ def config(
 @key_app.command("export-public")
 def export_public(
     name: str = typer.Argument(...),
-    version: int | None = typer.Option(None, "--version", "-v"),
+    version: int | None = typer.Option(None, "--version", "-v", min=1, max=MAX_VERSION),
     fmt: str = typer.Option("pem", "--format", help="pem or jwk."),
     out: Path | None = typer.Option(None, "--out"),
 ) -> None:

@@ -10,9 +10,9 @@ import os
 import sys
 from typing import Any
 
-import click
 import typer
 
+from keyguard.cli.usage import Abort, ClickException, NoArgsIsHelpError, UsageError, plain_metavars
 from keyguard.errors import KeyguardError
 
 app = typer.Typer(
@@ -42,10 +42,22 @@ COMMAND_MODULES = (
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from keyguard import __version__
+
+        sys.stdout.write(f"keyguard {__version__}\n")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
 ) -> None:
+    del version  # handled by its eager callback
     if debug:
         os.environ["KEYGUARD_DEBUG"] = "1"
 
@@ -81,6 +93,8 @@ _registered: set[str] = set()
 
 
 def _wanted(argv: list[str]) -> tuple[str, ...]:
+    if argv and argv[0] == "--version":
+        return ()
     command = next((a for a in argv if not a.startswith("-")), None)
     if command is None or command not in _COMMAND_OWNERS:
         return COMMAND_MODULES
@@ -120,24 +134,36 @@ def run_app(typer_app: typer.Typer, argv: list[str] | None = None, before: Any =
     try:
         if before is not None:
             before()
-        result = typer_app(args=argv, prog_name="keyguard", standalone_mode=False)
+        command = typer.main.get_command(typer_app)
+        plain_metavars(command)
+        result = command.main(args=list(args), prog_name="keyguard", standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
     except KeyguardError as exc:
         if debug:
             raise
         return _fail(exc.message, exc.hint, exc.exit_code)
-    except click.exceptions.Abort:
+    except Abort:
         return _fail("aborted", "no confirmation given", 2)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        return _fail(exc.format_message(), "see --help", 2)
+    except NoArgsIsHelpError as exc:
+        sys.stdout.write(exc.format_message() + "\n")
+        return _fail(f"{exc.ctx.command_path} needs a command", f"see {exc.ctx.command_path} --help", 2)
+    except UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "keyguard"
+        return _fail(_sentence(exc.format_message()), f"see {where} --help", 2)
+    except ClickException as exc:
+        return _fail(_sentence(exc.format_message()), "see --help", 2)
     except KeyboardInterrupt:
         return _fail("interrupted", "rerun the command to resume", 130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
         if debug:
             raise
         return _fail(f"internal error: {type(exc).__name__}", "rerun with --debug for details", 10)
+
+
+def _sentence(message: str) -> str:
+    """Click's messages as keyguard's: lower-case start, no final full stop."""
+    message = message.strip().rstrip(".")
+    return message[:1].lower() + message[1:] if message[1:2].islower() else message
 
 
 def run() -> None:

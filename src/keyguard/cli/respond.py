@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from keyguard.cli import context
-from keyguard.cli.output import JsonOption, YesOption, confirm, console, emit, err_console
+from keyguard.cli.output import JsonOption, YesOption, confirm, console, emit, err_console, local_time
 from keyguard.clock import parse_time
 from keyguard.config import Settings
 from keyguard.vault.refs import parse_ref
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
             )
             table = Table("time", "kind", "what")
             for e in incident.timeline:
-                table.add_row(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.kind, e.message)
+                table.add_row(local_time(e.at), e.kind, e.message)
             console.print(table)
             for path in result.reports.values():
                 console.print(f"report: {path}")

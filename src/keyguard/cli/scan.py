@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from contextlib import AbstractContextManager, nullcontext
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from keyguard.cli.output import console, err_console
+from keyguard.clock import parse_offset
 from keyguard.errors import KeyguardError, UsageError
 from keyguard.scan.baseline import filter_new, load_baseline, write_baseline
 from keyguard.scan.catalog import (
@@ -48,18 +48,16 @@ SEVERITY_STYLE = {
     "low": "cyan",
     "info": "dim",
 }
-_OFFSET = re.compile(r"^-(\d+)([smhdw])$")
 
 
 def parse_since(value: str | None) -> str | None:
     """``--since``: RFC 3339 or an offset such as ``-2h`` / ``-30d``; returns ISO 8601."""
     if value is None:
         return None
-    match = _OFFSET.match(value.strip())
-    if match:
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-        delta = timedelta(**{unit[match.group(2)]: int(match.group(1))})
-        return (datetime.now(UTC) - delta).isoformat()
+    if value.strip().startswith("-"):
+        delta = parse_offset(value)
+        if delta is not None:
+            return (datetime.now(UTC) + delta).isoformat()
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat()
     except ValueError:

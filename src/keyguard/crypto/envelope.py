@@ -18,6 +18,9 @@ from keyguard.errors import InvalidTag, UsageError
 
 PREFIX = "kg:v1:"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_VERSION = re.compile(r"^[1-9][0-9]{0,8}$")
+# RFC 4648 §5 alphabet, optionally padded; a length of 4n+1 characters encodes no bytes.
+_BASE64URL = re.compile(r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2}(?:==)?|[A-Za-z0-9_-]{3}=?)?$")
 
 
 @dataclass(frozen=True)
@@ -43,17 +46,28 @@ def parse(text: str) -> Ciphertext:
     if len(parts) != 3:
         raise UsageError("malformed ciphertext", hint="expected kg:v1:<key>:<version>:<payload>")
     name, version_text, body = parts
-    if not _NAME.match(name) or not version_text.isdigit() or int(version_text) < 1:
+    if not _NAME.match(name) or not version_text.isascii() or not version_text.isdigit() or int(version_text) < 1:
         raise UsageError("malformed ciphertext header", hint="key name or version is invalid")
-    if len(version_text) > 9:
+    if not _VERSION.fullmatch(version_text):
         raise UsageError("malformed ciphertext header", hint="version out of range")
-    try:
-        payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidTag("ciphertext payload is not valid base64url") from None
+    payload = decode_base64url(body)
     if not payload:
         raise InvalidTag("ciphertext payload is empty")
     return Ciphertext(name, int(version_text), payload)
+
+
+def decode_base64url(body: str) -> bytes:
+    """Strict base64url (RFC 4648 §5): any other character or an impossible length is bad input.
+
+    Python's decoder silently drops characters outside the alphabet, which turned a
+    mistyped payload into an apparent tampering (exit 5) instead of bad input (exit 2).
+    """
+    if not _BASE64URL.fullmatch(body):
+        raise UsageError("ciphertext payload is not valid base64url", hint="use the text printed by encrypt")
+    try:
+        return base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (binascii.Error, ValueError):  # pragma: no cover - excluded by the pattern
+        raise UsageError("ciphertext payload is not valid base64url", hint="use the text printed by encrypt") from None
 
 
 def canonical_context(context: dict[str, Any] | None) -> bytes:

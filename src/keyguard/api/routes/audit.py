@@ -11,6 +11,7 @@ from keyguard.api import schemas
 from keyguard.api.deps import PrincipalDep, VaultDep
 from keyguard.audit.log import format_ts, verify_log
 from keyguard.clock import parse_time
+from keyguard.config import MAX_COUNT
 from keyguard.store.tables import AuditEvent
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -21,7 +22,7 @@ def read_events(
     vault: VaultDep,
     principal: PrincipalDep,
     since: str | None = Query(default=None, description="RFC 3339 or an offset like -2h"),
-    after_id: int = Query(default=0, ge=0, description="only events with a greater id (paging)"),
+    after_id: int = Query(default=0, ge=0, le=MAX_COUNT, description="only events with a greater id (paging)"),
     key: str | None = Query(default=None, max_length=64),
     op: str | None = Query(default=None, max_length=48),
     actor: str | None = Query(default=None, max_length=128),

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Path, Request, status
 from pydantic import BaseModel, Field
 
 from keyguard.api.deps import PrincipalDep, VaultDep
 from keyguard.clock import parse_time
+from keyguard.config import MAX_ID
 from keyguard.incident.service import IncidentService
 from keyguard.response.respond import respond
 from keyguard.response.steps import Responder
 from keyguard.vault.service import Vault
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
+
+# Ids beyond a 64-bit integer are bad input (422), not an overflow in storage.
+IncidentId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class IncidentCreate(BaseModel):
@@ -93,7 +97,7 @@ def list_incidents(request: Request, vault: VaultDep, principal: PrincipalDep) -
 
 
 @router.get("/{incident_id}", name="incident.read")
-def get_incident(incident_id: int, request: Request, vault: VaultDep, principal: PrincipalDep) -> dict[str, Any]:
+def get_incident(incident_id: IncidentId, request: Request, vault: VaultDep, principal: PrincipalDep) -> dict[str, Any]:
     """One incident: phases, tasks, obligations with countdowns, timeline (SPEC §5)."""
     principal.require("incident.read")
     return _service(request, vault).get(incident_id).to_dict(vault.clock.now())
@@ -101,7 +105,7 @@ def get_incident(incident_id: int, request: Request, vault: VaultDep, principal:
 
 @router.post("/{incident_id}/contain", name="incident.contain")
 def contain(
-    incident_id: int, body: StepRequest, request: Request, vault: VaultDep, principal: PrincipalDep
+    incident_id: IncidentId, body: StepRequest, request: Request, vault: VaultDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Block the leaked versions on every node and record the proof that they are dead."""
     principal.require("key.compromise")
@@ -111,7 +115,7 @@ def contain(
 
 
 @router.post("/{incident_id}/assess", name="incident.assess")
-def assess(incident_id: int, request: Request, vault: VaultDep, principal: PrincipalDep) -> list[dict[str, Any]]:
+def assess(incident_id: IncidentId, request: Request, vault: VaultDep, principal: PrincipalDep) -> list[dict[str, Any]]:
     """Grade the risk from the audit log since the exposure."""
     principal.require("incident.write")
     return [a.to_dict() for a in Responder(vault, _service(request, vault), principal).assess(incident_id)]
@@ -119,7 +123,7 @@ def assess(incident_id: int, request: Request, vault: VaultDep, principal: Princ
 
 @router.post("/{incident_id}/rotate", name="incident.rotate")
 def rotate(
-    incident_id: int, body: StepRequest, request: Request, vault: VaultDep, principal: PrincipalDep
+    incident_id: IncidentId, body: StepRequest, request: Request, vault: VaultDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """New version and re-wrap of every registered item."""
     principal.require("key.rotate")

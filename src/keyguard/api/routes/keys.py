@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from keyguard.api import schemas
 from keyguard.api.convert import b64decode, key_out
 from keyguard.api.deps import PrincipalDep, VaultDep
+from keyguard.config import MAX_VERSION
 from keyguard.crypto.publickeys import to_jwk, to_pem
 from keyguard.vault.lifecycle import VersionState
 
@@ -83,7 +84,7 @@ def rotate_key(
 @router.post("/{name}/versions/{version}/{action}", name="key.version")
 def change_version(
     name: str,
-    version: int,
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
     action: Literal["disable", "enable", "compromise", "destroy"],
     vault: VaultDep,
     principal: PrincipalDep,
@@ -111,7 +112,7 @@ def public_key(
     vault: VaultDep,
     principal: PrincipalDep,
     format: Literal["pem", "jwk"] = "pem",  # noqa: A002 - the query parameter's public name
-    version: int | None = Query(default=None, ge=1),
+    version: int | None = Query(default=None, ge=1, le=MAX_VERSION),
 ) -> dict[str, Any]:
     """The public key of an asymmetric key version (``keyguard key export-public``)."""
     der, number, algorithm = vault.public_key(principal, name, version)
