@@ -23,9 +23,9 @@ from keyguard.monitor.importers import IMPORTERS, ImportOptions
 from keyguard.monitor.ingest import load_detector
 from keyguard.monitor.sinks import Sink, parse_sink
 from keyguard.monitor.store import fingerprint_key
-from keyguard.monitor.tables import AlertDelivery
 from keyguard.monitor.watch import Watcher
 from keyguard.runtime import open_engine
+from keyguard.store.monitor_tables import AlertDelivery
 
 alert_app = typer.Typer(help="Alerts raised by the monitor.", no_args_is_help=True)
 
