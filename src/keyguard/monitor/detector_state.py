@@ -8,6 +8,7 @@ tiers and blocked versions, and the snapshot kept in ``monitor_state`` under
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -24,18 +25,27 @@ DETECTOR_STATE = "detector"
 BLOCKED_STATES = ("compromised", "disabled", "destroyed")
 
 
-def vault_context(engine: Engine) -> tuple[dict[str, str], dict[str, list[int]]]:
-    """Key tiers and blocked versions from keyguard's own vault tables."""
+def _epoch(at: datetime) -> float:
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+
+
+def vault_context(engine: Engine) -> tuple[dict[str, str], dict[str, dict[int, float]]]:
+    """Key tiers, and the blocked versions with the time they were blocked, from the vault's tables.
+
+    ``key_versions.state_changed_at`` is when the version entered its blocked state, so
+    an event is judged by the version's state at the event's own time (uses before the
+    compromise are not tripwire hits).
+    """
     with engine.connect() as conn:
         tiers: dict[str, str] = {str(n): str(t) for n, t in conn.execute(select(Key.name, Key.tier))}
-        blocked: dict[str, list[int]] = {}
+        blocked: dict[str, dict[int, float]] = {}
         rows = conn.execute(
-            select(Key.name, KeyVersion.version)
+            select(Key.name, KeyVersion.version, KeyVersion.state_changed_at)
             .join(KeyVersion, KeyVersion.key_id == Key.id)
             .where(KeyVersion.state.in_(BLOCKED_STATES))
         )
-        for name, version in rows:
-            blocked.setdefault(name, []).append(int(version))
+        for name, version, since in rows:
+            blocked.setdefault(name, {})[int(version)] = _epoch(since)
     return tiers, blocked
 
 

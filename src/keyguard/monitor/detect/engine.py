@@ -79,7 +79,7 @@ class DetectionEngine:
         rules: Iterable[RuleSpec],
         *,
         tiers: Mapping[str, str] | None = None,
-        compromised: Mapping[str, Iterable[int]] | None = None,
+        compromised: Mapping[str, Iterable[int] | Mapping[int, float]] | None = None,
     ) -> None:
         self.rules = [r for r in rules if r.enabled]
         self.tiers: dict[str, str] = dict(tiers or {})
@@ -91,9 +91,13 @@ class DetectionEngine:
         self.set_compromised(compromised or {})
         self.processed = 0
 
-    def set_compromised(self, compromised: Mapping[str, Iterable[int]]) -> None:
-        """Tell the engine which versions are blocked (compromised / disabled / destroyed)."""
-        blocked = {k: set(v) for k, v in compromised.items()}
+    def set_compromised(self, compromised: Mapping[str, Iterable[int] | Mapping[int, float]]) -> None:
+        """Tell the engine which versions are blocked (compromised / disabled / destroyed).
+
+        Per key either the versions (blocked at every time) or ``{version: since}``, the
+        epoch from which the version is blocked: an event is judged by the state at its time.
+        """
+        blocked = BadVersion.blocked_since(compromised)
         for _, detector, _ in self._detectors:
             if isinstance(detector, BadVersion):
                 detector.compromised = blocked
