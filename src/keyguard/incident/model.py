@@ -266,6 +266,12 @@ class Incident:
         return next((t for t in self.tasks if t.id == task_id), None)
 
     @property
+    def exposed_items(self) -> list[str]:
+        """Names of the data items the assessment recorded as exposed (never shrinks)."""
+        raw = self.impact.get("data_items")
+        return [str(i["name"]) for i in raw if isinstance(i, dict) and i.get("name")] if isinstance(raw, list) else []
+
+    @property
     def is_closed(self) -> bool:
         """True once the incident is closed."""
         return self.status is Status.CLOSED
@@ -306,6 +312,7 @@ class Incident:
             "phases": [p.to_dict(now) for p in self.phases],
             "obligations": [o.to_dict(now) for o in self.obligations],
             "impact": self.impact,
+            "exposed_items": self.exposed_items,
             "root_cause": self.root_cause,
             "timeline": [e.to_dict() for e in self.timeline],
         }
