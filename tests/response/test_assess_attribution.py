@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -65,3 +66,23 @@ def test_exposed_items_survive_the_rewrap(leaked, admin, tmp_path: Path) -> None
 
     md = render_report(gather_report_data(incidents, result.incident), "md", "en").decode()
     assert "cards-1 (pay@1)" in md
+
+
+def test_respond_and_show_agree_on_the_exit_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 13 point 5: the same state gives the same exit code from ``respond`` and ``incident show``."""
+    from keyguard.cli.main import main
+
+    monkeypatch.setenv("KEYGUARD_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KEYGUARD_DATABASE_URL", raising=False)
+    assert main(["init", "--root", "keyfile"]) == 0
+    assert main(["key", "create", "pay", "--tier", "high"]) == 0
+    capsys.readouterr()
+    respond_code = main(
+        ["respond", "--key", "pay@1", "--exposed-at", "-2h", "--jurisdiction", "eu,cn", "--yes", "--json"]
+    )
+    doc = json.loads(capsys.readouterr().out)
+    show_code = main(["incident", "show", str(doc["incident"]), "--json"])
+    capsys.readouterr()
+    assert respond_code == show_code == 0
