@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from keyguard.clock import FrozenClock
 from keyguard.cli.main import main
+from keyguard.clock import FrozenClock
 from keyguard.incident import IncidentService, ItemState
 from keyguard.incident.obligations import Facts, default_catalog
 

@@ -203,7 +203,7 @@ def _queries(table: str, versions: list[int] | None) -> tuple[str, str, str]:
     after = (
         f"SELECT source_ip, actor, user_agent, op, result, reason, {own} AS own, COUNT(*) AS n, "
         f"MIN(ts) AS first_ts, MAX(ts) AS last_ts {where} AND ts >= :exp "
-        f"GROUP BY source_ip, actor, user_agent, op, result, reason, {own}"
+        "GROUP BY source_ip, actor, user_agent, op, result, reason" + (f", {own}" if own != "0" else "")
     )
     return per_minute, baseline_sources, after
 

@@ -49,6 +49,12 @@ def vault_context(engine: Engine) -> tuple[dict[str, str], dict[str, dict[int, f
     return tiers, blocked
 
 
+def key_owners(engine: Engine) -> dict[str, str]:
+    """Each vault key's owner (the off-hours rule's business hours are per owner)."""
+    with engine.connect() as conn:
+        return {str(n): str(o or "") for n, o in conn.execute(select(Key.name, Key.owner))}
+
+
 def load_detector(engine: Engine, rule_paths: list[Path] | None = None) -> DetectionEngine:
     """A detection engine with the rules, the vault's tiers and blocked versions, saved state."""
     tiers, blocked = vault_context(engine)
@@ -61,7 +67,7 @@ def load_detector(engine: Engine, rule_paths: list[Path] | None = None) -> Detec
                     f"rule {rule.id} fails its examples: {'; '.join(failures)}",
                     hint="fix the thresholds or the examples",
                 )
-    detector = DetectionEngine(rules, tiers=tiers, compromised=blocked)
+    detector = DetectionEngine(rules, tiers=tiers, compromised=blocked, owners=key_owners(engine))
     state = get_state(engine, DETECTOR_STATE)
     if state is not None:
         detector.restore(state)
