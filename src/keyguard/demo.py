@@ -147,6 +147,20 @@ def _write(path: Path, content: str) -> None:
     path.write_text(content, encoding="utf-8")
 
 
+def _night_after(start: datetime, end: datetime) -> datetime:
+    """The first hour from ``start`` that is night (01–04 UTC) and before ``end``, else ``start``.
+
+    The demo's owners work 07–20 UTC (the off-hours rule's business hours), so the
+    attacker shows up where a security engineer would look for one.
+    """
+    at = start.replace(minute=0, second=0, microsecond=0)
+    while at < end:
+        if 1 <= at.hour <= 4 and at >= start - timedelta(hours=1):
+            return at
+        at += timedelta(hours=1)
+    return start
+
+
 def _traffic(now: datetime, exposed_at: datetime, rng: random.Random) -> list[dict[str, Any]]:
     """30 days of office-hours gateway logs, then the attacker (SPEC §5 event shape)."""
     events: list[dict[str, Any]] = []
@@ -180,7 +194,7 @@ def _traffic(now: datetime, exposed_at: datetime, rng: random.Random) -> list[di
             )
         day += timedelta(days=1)
     # The attacker: a burst of decrypts at night from a new network, with the stolen billing token.
-    burst = (exposed_at + timedelta(hours=1)).replace(minute=12, second=0)
+    burst = _night_after(exposed_at + timedelta(hours=1), now - timedelta(hours=1)).replace(minute=12, second=0)
     for i in range(420):
         at = burst + timedelta(seconds=i * 0.14)
         events.append(
@@ -261,6 +275,7 @@ def run_demo(home: Path, say: Callable[[str], None]) -> DemoResult:
     """Seed, leak, respond; returns where the reports are."""
     from keyguard.config import Settings
     from keyguard.incident.service import IncidentService
+    from keyguard.monitor.alerts import list_alert_groups, list_alerts
     from keyguard.monitor.ingest import import_target
     from keyguard.response import rollout
     from keyguard.response.respond import respond, write_reports
@@ -311,6 +326,12 @@ def run_demo(home: Path, say: Callable[[str], None]) -> DemoResult:
     say(
         f"imported {stats.imported:,} gateway events: 30 days of normal use, "
         f"then an attacker after {format_ts(exposed_at)}"
+    )
+    alerts = list_alerts(engine, status=None, limit=10_000)
+    groups = list_alert_groups(engine, status=None, limit=10_000)
+    say(
+        f"alerts: {len(alerts)} raised, {len(groups)} group(s) by rule, key and source "
+        "(keyguard alert list --group; keyguard alert ack ID… --group)"
     )
 
     # Live use through the vault before the response.

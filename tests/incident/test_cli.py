@@ -142,8 +142,8 @@ def test_report_markdown_and_html(run, tmp_path: Path) -> None:  # type: ignore[
     assert code == 2 and "--out" in err
 
 
-def test_overdue_obligation_alone_makes_show_exit_1(run) -> None:  # type: ignore[no-untyped-def]
-    # One minute after detection no task is late, but China's "immediately" duties are.
+def test_immediately_is_not_overdue_at_detection(run) -> None:  # type: ignore[no-untyped-def]
+    # One minute after detection nothing is late: China's "immediately" duties have a concrete due time.
     code, out, err = run(
         "incident",
         "open",
@@ -161,6 +161,7 @@ def test_overdue_obligation_alone_makes_show_exit_1(run) -> None:  # type: ignor
     )
     assert code == 0, err
     doc = json.loads(out)
-    assert doc["attention"] and all(a.startswith("obligation") for a in doc["attention"])
+    assert doc["attention"] == []
     code, out, _ = run("incident", "show", str(doc["id"]), "--json")
-    assert code == 1 and json.loads(out)["obligations"][0]["status"] == "overdue"
+    first = json.loads(out)["obligations"][0]
+    assert code == 0 and first["status"] == "pending" and first["due_basis"]["en"].startswith("immediately")

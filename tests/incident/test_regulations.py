@@ -78,10 +78,10 @@ def test_combined_fact_pattern_orders_obligations_by_due_time() -> None:
     )
     got = [(o.regulation, format_time(o.due_at) if o.due_at else None) for o in CATALOG.obligations(facts)]
     assert got == [
-        ("cn-dsl-art29", "2026-11-27T09:00:00Z"),
-        ("cn-pipl-art57", "2026-11-27T09:00:00Z"),
         ("cn-incident-measures-cii", "2026-11-27T10:00:00Z"),
+        ("cn-dsl-art29", "2026-11-27T13:00:00Z"),
         ("cn-incident-measures", "2026-11-27T13:00:00Z"),
+        ("cn-pipl-art57", "2026-11-27T13:00:00Z"),
         ("gdpr-art33", "2026-11-30T09:00:00Z"),
         ("us-ca-1798.82", "2026-12-27T09:00:00Z"),
     ]

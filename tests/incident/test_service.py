@@ -49,8 +49,8 @@ def test_open_and_get_round_trip(service: IncidentService) -> None:
     assert got.phases[0].due_at == DETECTED + timedelta(hours=1)
     assert [o.regulation for o in got.obligations] == [
         "cn-dsl-art29",
-        "cn-pipl-art57",
         "cn-incident-measures",
+        "cn-pipl-art57",
         "gdpr-art33",
     ]
     assert [e.kind for e in got.timeline] == ["detected", "opened"]

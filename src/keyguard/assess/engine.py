@@ -11,6 +11,11 @@ million events assess in seconds on SQLite or PostgreSQL:
 * activity in hours of the day the key is normally idle;
 * the data registered under the affected versions.
 
+keyguard's own operations (actors ``keyguard:*`` such as the probes that prove a
+version dead, the local CLI's ``cli:*``, request ids ``keyguard:*``) are not the
+attacker: they are listed apart (``own_operations``, for the timeline) and left out
+of the new actors, refused calls and operations after the exposure.
+
 The grade (high / medium / low) comes from weighted factors, each explained in
 one sentence in English and Simplified Chinese.
 """
@@ -35,6 +40,16 @@ if TYPE_CHECKING:
 
 SENSITIVE_CLASSES = frozenset({"pii", "payment", "credentials", "secrets"})
 _TIER_WEIGHT = {"high": 2, "medium": 1, "low": 0}
+
+#: Actors and request ids of keyguard's own operations in its audit log (SQL LIKE patterns).
+OWN_ACTOR_PATTERNS = ("keyguard:%", "cli:%")
+OWN_REQUEST_PATTERN = "keyguard:%"
+
+
+def is_own(actor: str | None, request_id: str | None = None) -> bool:
+    """True for an operation keyguard itself performed (probe, response step, local CLI)."""
+    prefixes = tuple(p.rstrip("%") for p in OWN_ACTOR_PATTERNS)
+    return (actor or "").startswith(prefixes) or (request_id or "").startswith(OWN_REQUEST_PATTERN.rstrip("%"))
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,7 @@ class Assessment:
     refused: list[dict[str, Any]] = field(default_factory=list)
     off_hours: list[dict[str, Any]] = field(default_factory=list)
     ops_after_exposure: list[dict[str, Any]] = field(default_factory=list)
+    own_operations: list[dict[str, Any]] = field(default_factory=list)
     data: list[dict[str, Any]] = field(default_factory=list)
     hourly: list[dict[str, Any]] = field(default_factory=list)
     baseline_minute_p99: float = 0.0
@@ -104,6 +120,7 @@ class Assessment:
             "refused": self.refused,
             "off_hours": self.off_hours,
             "ops_after_exposure": self.ops_after_exposure,
+            "own_operations": self.own_operations,
             "data": self.data,
             "baseline_minute_p99": self.baseline_minute_p99,
             "grade": self.grade,
@@ -175,9 +192,18 @@ def _queries(table: str, versions: list[int] | None) -> tuple[str, str, str]:
         "WHERE key = :key AND SUBSTR(ts, 1, 16) >= :base_minute AND SUBSTR(ts, 1, 16) < :exp_minute"
     )
     where = f"FROM {table} WHERE key = :key AND ts >= :base{_version_filter(versions)}"
+    # Only keyguard's own log holds keyguard's own operations; imported logs are other systems'.
+    own = (
+        "CASE WHEN "
+        + " OR ".join([f"actor LIKE '{p}'" for p in OWN_ACTOR_PATTERNS] + [f"request_id LIKE '{OWN_REQUEST_PATTERN}'"])
+        + " THEN 1 ELSE 0 END"
+        if table == "audit_events"
+        else "0"
+    )
     after = (
-        "SELECT source_ip, actor, user_agent, op, result, reason, COUNT(*) AS n, MIN(ts) AS first_ts, "
-        f"MAX(ts) AS last_ts {where} AND ts >= :exp GROUP BY source_ip, actor, user_agent, op, result, reason"
+        f"SELECT source_ip, actor, user_agent, op, result, reason, {own} AS own, COUNT(*) AS n, "
+        f"MIN(ts) AS first_ts, MAX(ts) AS last_ts {where} AND ts >= :exp "
+        "GROUP BY source_ip, actor, user_agent, op, result, reason" + (f", {own}" if own != "0" else "")
     )
     return per_minute, baseline_sources, after
 
@@ -207,6 +233,7 @@ def assess(
     minutes: dict[str, list[int]] = {}
     seen: dict[str, set[str]] = {"source_ip": set(), "actor": set(), "user_agent": set()}
     after_rows: list[Any] = []
+    own_rows: list[Any] = []
     for rows in _row_sets(engine, key, versions, params):
         for r in rows.per_minute:
             slot = minutes.setdefault(r.minute, [0, 0])
@@ -217,7 +244,9 @@ def assess(
                 value = getattr(r, column)
                 if value is not None:
                     seen[column].add(value)
-        after_rows.extend(rows.after)
+        for r in rows.after:
+            (own_rows if int(r.own) else after_rows).append(r)
+    result.own_operations = _own_operations(own_rows)
     exp_minute = params["exp"][:16]
     result.events_total = sum(n for n, _ in minutes.values())
     result.events_after_exposure = sum(int(r.n) for r in after_rows)
@@ -250,6 +279,20 @@ def assess(
     _off_hours(result, [(h, n) for h, (n, _) in hours.items()], params["exp"][:13])
     _grade(result, tier, detected_at)
     return result
+
+
+def _own_operations(rows: list[Any]) -> list[dict[str, Any]]:
+    """keyguard's own operations after the exposure, per actor, op and result (for the timeline)."""
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for r in rows:
+        item = found.setdefault(
+            (r.actor, r.op, r.result),
+            {"actor": r.actor, "op": r.op, "result": r.result, "events": 0, "first": r.first_ts, "last": r.last_ts},
+        )
+        item["events"] += int(r.n)
+        item["first"] = min(item["first"], r.first_ts)
+        item["last"] = max(item["last"], r.last_ts)
+    return sorted(found.values(), key=lambda x: (x["first"], x["actor"], x["op"]))
 
 
 def _first_seen(after_rows: list[Any], column: str, baseline: set[str], limit: int = 25) -> list[dict[str, Any]]:

@@ -55,15 +55,39 @@ def _render_list(items: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def _render_groups(groups: list[dict[str, Any]]) -> None:
+    table = Table("latest", "sev", "rule", "key", "source", "alerts", "events", "first seen", "last seen (UTC)")
+    for g in groups:
+        table.add_row(
+            str(g["latest_id"]),
+            g["severity"],
+            g["rule"],
+            _short(g["key"], 22),
+            _short(g["source"], 22),
+            str(g["alerts"]),
+            str(g["count"]),
+            g["first_seen"][:16].replace("T", " "),
+            g["last_seen"][:16].replace("T", " "),
+        )
+    console.print(table if groups else "no alerts")
+
+
 @alert_app.command("list")
 def list_command(
     status: str = typer.Option("open", "--status", help="open, acknowledged, closed or all."),
     rule: str | None = typer.Option(None, "--rule"),
     key: str | None = typer.Option(None, "--key", "-k"),
     limit: int = typer.Option(100, "--limit", min=1, max=MAX_COUNT),
+    group: bool = typer.Option(False, "--group", help="One line per rule, key and source, with counts."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
-    """List alerts, newest first."""
+    """List alerts, newest first (--group: repeated alerts folded by rule, key and source)."""
+    if group:
+        groups = alert_service.list_alert_groups(
+            open_engine(), status=None if status == "all" else status, rule=rule, key=key, limit=limit
+        )
+        emit(groups, as_json, lambda: _render_groups(groups))
+        return
     items = alert_service.list_alerts(
         open_engine(), status=None if status == "all" else status, rule=rule, key=key, limit=limit
     )
@@ -101,13 +125,23 @@ def show_command(
 
 @alert_app.command("ack")
 def ack_command(
-    alert_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
+    alert_ids: list[int] = typer.Argument(..., metavar="ID...", min=1, max=MAX_ID),
     by: str = typer.Option("", "--by", help="Who acknowledges."),
+    group: bool = typer.Option(False, "--group", help="Also every open alert of the same rule, key and source."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
-    """Acknowledge an open alert."""
-    alert = alert_service.acknowledge(open_engine(), alert_id, by=by)
-    emit(alert, as_json, lambda: console.print(f"alert {alert_id} acknowledged"))
+    """Acknowledge open alerts (with --group, their whole groups)."""
+    engine = open_engine()
+    if group:
+        done = sorted({i for a in alert_ids for i in alert_service.acknowledge_group(engine, a, by=by)})
+        emit({"acknowledged": done}, as_json, lambda: console.print(f"{len(done)} alert(s) acknowledged"))
+        return
+    alerts = [alert_service.acknowledge(engine, a, by=by) for a in alert_ids]
+    emit(
+        alerts[0] if len(alerts) == 1 else alerts,
+        as_json,
+        lambda: console.print(f"alert(s) {', '.join(map(str, alert_ids))} acknowledged"),
+    )
 
 
 @alert_app.command("close")

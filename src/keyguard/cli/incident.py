@@ -161,13 +161,20 @@ def timeline(
 def task_done(
     incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID, help="Incident id."),
     task_id: str = typer.Argument(..., help="Task id (see incident show)."),
-    note: str = typer.Option(..., "--note", help="What was done."),
+    note: str = typer.Option("", "--note", help="What was done."),
     by: str = typer.Option("operator", "--by", help="Who did it."),
+    skip: bool = typer.Option(False, "--skip", help="Close the task as not applicable (needs --reason)."),
+    reason: str = typer.Option("", "--reason", help="Why the task does not apply (with --skip)."),
     as_json: bool = JsonOption,
 ) -> None:
-    """Mark a playbook task done, with a note."""
+    """Mark a playbook task done with a note, or --skip it as not applicable with a --reason."""
     svc = context.incident_service()
-    incident = svc.complete_task(incident_id, task_id, note=note, by=by)
+    if not skip and not note:
+        raise UsageError("say what was done", hint="--note TEXT, or --skip --reason TEXT")
+    if skip:
+        incident = svc.skip_task(incident_id, task_id, reason, by=by)
+    else:
+        incident = svc.complete_task(incident_id, task_id, note=note, by=by)
     task = incident.task(task_id)
     doc = task.to_dict(svc.clock.now()) if task else {}
     emit(doc, as_json, lambda: console.print(f"task {task_id} of incident {incident_id} done"))
@@ -219,11 +226,17 @@ def notified(
     incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID, help="Incident id."),
     regulation: str = typer.Option(..., "--regulation", "-r", help="Regulation id, e.g. gdpr-art33."),
     reference: str = typer.Option("", "--reference", help="The authority's case number or a link."),
+    not_applicable: str | None = typer.Option(
+        None, "--not-applicable", help="Close the duty as not applicable, with the reason."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Record that a required notice was submitted."""
+    """Record that a required notice was submitted (or, with --not-applicable, why none is due)."""
     svc = context.incident_service()
-    incident = svc.complete_obligation(incident_id, regulation, reference, by="operator")
+    if not_applicable is not None:
+        incident = svc.waive_obligation(incident_id, regulation, not_applicable, by="operator")
+    else:
+        incident = svc.complete_obligation(incident_id, regulation, reference, by="operator")
     ob = next(o for o in incident.obligations if o.regulation == regulation)
     emit(
         ob.to_dict(svc.clock.now()),

@@ -11,7 +11,12 @@ from keyguard.cli.output import console, local_time
 from keyguard.errors import UsageError
 from keyguard.incident.model import Incident, ItemState
 
-_STYLE = {ItemState.DONE: "green", ItemState.OVERDUE: "bold red", ItemState.PENDING: "yellow"}
+_STYLE = {
+    ItemState.DONE: "green",
+    ItemState.OVERDUE: "bold red",
+    ItemState.PENDING: "yellow",
+    ItemState.NOT_APPLICABLE: "dim",
+}
 
 
 def checked_lang(lang: str) -> str:
@@ -78,7 +83,8 @@ def render_incident(incident: Incident, now: datetime, lang: str = "en") -> None
         for ob in incident.obligations:
             table.add_row(
                 f"[bold]{ob.regulation}[/bold]\n[dim]{ob.audience.get(lang)}[/dim]",
-                short_time(ob.due_at) if ob.due_at else ob.deadline.get(lang),
+                (short_time(ob.due_at) if ob.due_at else ob.deadline.get(lang))
+                + (f"\n[dim]{ob.due_basis.get(lang)}[/dim]" if ob.due_basis else ""),
                 countdown(ob.countdown(now)),
                 styled(ob.state(now)),
             )

@@ -94,5 +94,5 @@ def register(app: typer.Typer) -> None:
                 console.print(f"[yellow]needs a person:[/yellow] {item}")
 
         emit(result.to_dict(), as_json, human)
-        if result.attention:
+        if result.overdue:  # the same rule as ``incident show``: a missed deadline
             raise typer.Exit(1)

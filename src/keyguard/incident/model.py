@@ -55,6 +55,11 @@ class ItemState(StrEnum):
     PENDING = "pending"
     DONE = "done"
     OVERDUE = "overdue"
+    NOT_APPLICABLE = "not-applicable"
+
+
+#: ``reference`` of an obligation closed by a "not applicable, because …" decision (reason in ``note``).
+NOT_APPLICABLE = "not-applicable"
 
 
 @dataclass(frozen=True)
@@ -91,15 +96,28 @@ class Task:
     done_by: str | None = None
     note: str = ""
     evidence: dict[str, Any] = field(default_factory=dict)
+    required: bool = True
 
     @property
     def is_automatic(self) -> bool:
         """True when keyguard itself performs the task."""
         return self.action != "manual"
 
+    @property
+    def skip_reason(self) -> str | None:
+        """Why the task was skipped as not applicable (None when it was not skipped)."""
+        reason = self.evidence.get(NOT_APPLICABLE)
+        return str(reason) if reason is not None and self.done_at is not None else None
+
     def state(self, now: datetime) -> ItemState:
-        """pending, done or overdue at ``now``."""
+        """pending, done, overdue or not-applicable at ``now``."""
+        if self.skip_reason is not None:
+            return ItemState.NOT_APPLICABLE
         return _state(self.done_at, self.due_at, now)
+
+    def is_late(self, now: datetime) -> bool:
+        """True when a required task is overdue (an optional one is never late)."""
+        return self.required and self.state(now) is ItemState.OVERDUE
 
     def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
         """JSON shape of the task."""
@@ -113,6 +131,8 @@ class Task:
             "done_by": self.done_by,
             "note": self.note,
             "evidence": self.evidence,
+            "required": self.required,
+            "not_applicable": self.skip_reason,
         }
         if now is not None:
             doc["status"] = str(self.state(now))
@@ -130,10 +150,15 @@ class Phase:
 
     @property
     def done_at(self) -> datetime | None:
-        """When the last task was done, or None while any task is open."""
-        if not self.tasks or any(t.done_at is None for t in self.tasks):
+        """When the last required task was done (or skipped), or None while one is open.
+
+        Optional tasks never hold a phase open; a phase of optional tasks only is done
+        when all of them are.
+        """
+        needed = [t for t in self.tasks if t.required] or self.tasks
+        if not needed or any(t.done_at is None for t in needed):
             return None
-        return max(t.done_at for t in self.tasks if t.done_at is not None)
+        return max(t.done_at for t in needed if t.done_at is not None)
 
     def state(self, now: datetime) -> ItemState:
         """pending, done or overdue at ``now``."""
@@ -168,9 +193,17 @@ class Obligation:
     done_at: datetime | None = None
     reference: str = ""
     note: str = ""
+    due_basis: LocalText | None = None  # where the due time comes from, when the law says "immediately"
+
+    @property
+    def not_applicable(self) -> str | None:
+        """The reason of a "not applicable, because …" decision that closed the duty, else None."""
+        return self.note if self.done_at is not None and self.reference == NOT_APPLICABLE else None
 
     def state(self, now: datetime) -> ItemState:
-        """pending, done or overdue at ``now``; without a due time it is never overdue."""
+        """pending, done, overdue or not-applicable at ``now``; without a due time it is never overdue."""
+        if self.not_applicable is not None:
+            return ItemState.NOT_APPLICABLE
         return _state(self.done_at, self.due_at, now)
 
     def countdown(self, now: datetime) -> timedelta | None:
@@ -192,6 +225,8 @@ class Obligation:
             "done_at": format_time(self.done_at) if self.done_at else None,
             "reference": self.reference,
             "source": self.source,
+            "due_basis": {"en": self.due_basis.en, "zh": self.due_basis.zh} if self.due_basis else None,
+            "not_applicable": self.not_applicable,
         }
         if now is not None:
             doc["status"] = str(self.state(now))
@@ -266,12 +301,21 @@ class Incident:
         return next((t for t in self.tasks if t.id == task_id), None)
 
     @property
+    def exposed_items(self) -> list[str]:
+        """Names of the data items the assessment recorded as exposed (never shrinks)."""
+        raw = self.impact.get("data_items")
+        return [str(i["name"]) for i in raw if isinstance(i, dict) and i.get("name")] if isinstance(raw, list) else []
+
+    @property
     def is_closed(self) -> bool:
         """True once the incident is closed."""
         return self.status is Status.CLOSED
 
     def attention(self, now: datetime) -> list[str]:
-        """What needs a person now: overdue obligations and tasks (empty when closed)."""
+        """What needs a person now: overdue obligations and required tasks (empty when closed).
+
+        The one rule of "late" that ``incident show``, ``respond`` and the dashboard share.
+        """
         if self.is_closed:
             return []
         items = [
@@ -279,11 +323,7 @@ class Incident:
             for o in self.obligations
             if o.due_at is not None and o.state(now) is ItemState.OVERDUE
         ]
-        items += [
-            f"task {t.id} overdue since {format_time(t.due_at)}"
-            for t in self.tasks
-            if t.state(now) is ItemState.OVERDUE
-        ]
+        items += [f"task {t.id} overdue since {format_time(t.due_at)}" for t in self.tasks if t.is_late(now)]
         return items
 
     def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
@@ -306,6 +346,7 @@ class Incident:
             "phases": [p.to_dict(now) for p in self.phases],
             "obligations": [o.to_dict(now) for o in self.obligations],
             "impact": self.impact,
+            "exposed_items": self.exposed_items,
             "root_cause": self.root_cause,
             "timeline": [e.to_dict() for e in self.timeline],
         }

@@ -103,6 +103,7 @@ class Evaluation:
             due_at=self.due_at,
             deadline=LocalText(s.deadline.en, s.deadline.zh),
             source=s.source.url,
+            due_basis=due_basis(s),
         )
 
 
@@ -125,9 +126,25 @@ def _exemption(spec: RegulationSpec, facts: Facts) -> ExemptionSpec | None:
     return None
 
 
+def due_basis(spec: RegulationSpec) -> LocalText | None:
+    """Where the due time of an "immediately" duty comes from (shown next to it), else None."""
+    means = spec.clock.immediately_means
+    if means is None:
+        return None
+    if means.basis == "default":
+        return LocalText(
+            f"immediately: configured default of {means.within} ({means.note.en})",
+            f"立即：按配置的默认时限 {means.within}（{means.note.zh}）",
+        )
+    return LocalText(
+        f"immediately: {means.within} per {means.note.en}",
+        f"立即：依据{means.note.zh}，时限 {means.within}",
+    )
+
+
 def _run(clock: ClockSpec, start: datetime) -> datetime | None:
-    if clock.immediately:
-        return start
+    if clock.immediately and clock.immediately_means is not None:
+        return parse_duration(clock.immediately_means.within).after(start)
     if clock.within is not None:
         return parse_duration(clock.within).after(start)
     if clock.business_days is not None:

@@ -40,6 +40,15 @@ def text(spec: TextSpec) -> LocalText:
     return LocalText(en=spec.en, zh=spec.zh)
 
 
+def required_tasks(playbook_id: str) -> dict[str, bool]:
+    """Task id → required, for a shipped playbook (every task required when it is unknown)."""
+    try:
+        spec = load_playbook(playbook_id)
+    except NotFoundError:
+        return {}
+    return {t.id: t.required for p in spec.phases for t in p.tasks}
+
+
 def schedule(spec: PlaybookSpec, detected_at: datetime) -> list[Phase]:
     """The phases and tasks of ``spec`` with due times counted from ``detected_at``."""
     return [
@@ -55,6 +64,7 @@ def schedule(spec: PlaybookSpec, detected_at: datetime) -> list[Phase]:
                     owner=task.owner,
                     due_at=parse_duration(task.due).after(detected_at),
                     title=text(task.title),
+                    required=task.required,
                 )
                 for task in phase.tasks
             ],

@@ -27,7 +27,8 @@ from keyguard.incident.model import (
     Task,
     TimelineEntry,
 )
-from keyguard.incident.obligations import RegulationCatalog
+from keyguard.incident.obligations import RegulationCatalog, due_basis
+from keyguard.incident.playbook import required_tasks
 from keyguard.store.incident_tables import (
     IncidentKeyRow,
     IncidentObligationRow,
@@ -219,6 +220,7 @@ def _load(session: Session, rows: Sequence[IncidentRow], catalog: RegulationCata
     ):
         keys[k.incident_id].append(IncidentKey(k.key_name, k.version))
     phases: dict[int, dict[str, Phase]] = defaultdict(dict)
+    required = {r.id: required_tasks(r.playbook) for r in rows}
     task_rows = select(IncidentTaskRow).where(IncidentTaskRow.incident_id.in_(ids)).order_by(IncidentTaskRow.position)
     for t in session.scalars(task_rows):
         phase = phases[t.incident_id].setdefault(
@@ -236,6 +238,7 @@ def _load(session: Session, rows: Sequence[IncidentRow], catalog: RegulationCata
                 done_by=t.done_by,
                 note=t.note,
                 evidence=dict(t.evidence or {}),
+                required=required[t.incident_id].get(t.task_id, True),
             )
         )
     obligations: dict[int, list[Obligation]] = defaultdict(list)
@@ -255,6 +258,7 @@ def _load(session: Session, rows: Sequence[IncidentRow], catalog: RegulationCata
                 done_at=_utc_opt(o.done_at),
                 reference=o.reference,
                 note=o.note,
+                due_basis=due_basis(spec) if spec else None,
             )
         )
     timeline: dict[int, list[TimelineEntry]] = defaultdict(list)

@@ -51,6 +51,7 @@ class TaskSpec(_Strict):
     owner: str = Field(min_length=1)
     due: str
     title: TextSpec
+    required: bool = True  # an optional task never makes its phase late
 
     @field_validator("action")
     @classmethod
@@ -148,7 +149,9 @@ class ClockSpec(_Strict):
     ``determination``, e.g. materiality) or ``after`` another obligation (``after``:
     its regulation id; the clock starts when it is done, else at its due time).
     ``within`` is an ISO 8601 duration, ``business_days`` counts US business days
-    ending at ``at`` (HH:MM) in ``timezone``; ``immediately`` is PT0S; neither means
+    ending at ``at`` (HH:MM) in ``timezone``; ``immediately`` runs for
+    ``immediately_means.within`` (the implementing rule's deadline or a configured
+    default, never PT0S, which would be overdue from the first second); none means
     "without undue delay" (no fixed due time). ``cap`` adds a "no later than" limit.
     """
 
@@ -160,6 +163,7 @@ class ClockSpec(_Strict):
     at: str = Field(default="23:59", pattern=r"^\d\d:\d\d$")
     timezone: str = "UTC"
     immediately: bool = False
+    immediately_means: ImmediateSpec | None = None
     cap: CapSpec | None = None
 
     @field_validator("within")
@@ -186,7 +190,29 @@ class ClockSpec(_Strict):
             raise ValueError("start: after needs after: REGULATION-ID")
         if sum([self.within is not None, self.business_days is not None, self.immediately]) > 1:
             raise ValueError("give at most one of within, business_days, immediately")
+        if self.immediately and self.immediately_means is None:
+            raise ValueError("immediately needs immediately_means: the concrete deadline and where it comes from")
+        if self.immediately_means is not None and not self.immediately:
+            raise ValueError("immediately_means is only for immediately: true")
         return self
+
+
+class ImmediateSpec(_Strict):
+    """What "immediately" means as a due time: the authority's implementing rule, or a configured default.
+
+    ``basis``: ``implementing-rule`` (``citation`` names the rule that sets the deadline)
+    or ``default`` (keyguard's configured default, shown as such; change it here).
+    """
+
+    within: str
+    basis: Literal["implementing-rule", "default"]
+    note: TextSpec
+    url: str | None = Field(default=None, pattern=r"^https?://")
+
+    @field_validator("within")
+    @classmethod
+    def _within(cls, value: str) -> str:
+        return _check_duration(value, exact=True)
 
 
 class CapSpec(_Strict):

@@ -24,6 +24,7 @@ from keyguard.errors import ConflictError, KeyguardError, NotFoundError, UsageEr
 from keyguard.incident import actions
 from keyguard.incident import repository as repo
 from keyguard.incident.model import (
+    NOT_APPLICABLE,
     Incident,
     IncidentKey,
     Obligation,
@@ -225,6 +226,45 @@ class IncidentService:
                     f"task {task_id} done{late}: {note or task.title.en}",
                     dict(evidence or {}),
                 ),
+            )
+        return incident
+
+    def skip_task(self, incident_id: int, task_id: str, reason: str, by: str = "operator") -> Incident:
+        """Close a task as not applicable, with the reason (it then never makes its phase late)."""
+        if not reason.strip():
+            raise UsageError("a skipped task needs a reason", hint="--reason 'why it does not apply'")
+        with self._change(incident_id) as (session, incident, now):
+            task = incident.task(task_id)
+            if task is None:
+                known = ", ".join(t.id for t in incident.tasks)
+                raise NotFoundError(f"incident {incident_id} has no task {task_id!r}", hint=f"tasks: {known}")
+            if task.done_at is not None:
+                raise ConflictError(f"task {task_id} is already done", hint=f"done at {format_time(task.done_at)}")
+            task.done_at, task.done_by, task.note = now, by, reason
+            task.evidence = {NOT_APPLICABLE: reason}
+            repo.add_timeline(
+                session,
+                incident_id,
+                TimelineEntry(now, "task", by, f"task {task_id} not applicable: {reason}", {NOT_APPLICABLE: reason}),
+            )
+        return incident
+
+    def waive_obligation(self, incident_id: int, regulation: str, reason: str, *, by: str = "operator") -> Incident:
+        """Close a duty by a "not applicable, because …" decision (kept on the record with its reason)."""
+        if not reason.strip():
+            raise UsageError("a not-applicable decision needs a reason", hint='--not-applicable "because …"')
+        with self._change(incident_id) as (session, incident, now):
+            ob = next((o for o in incident.obligations if o.regulation == regulation), None)
+            if ob is None:
+                raise NotFoundError(f"incident {incident_id} has no obligation {regulation!r}")
+            if ob.done_at is not None:
+                raise ConflictError(f"obligation {regulation} is already done")
+            ob.done_at, ob.reference, ob.note = now, NOT_APPLICABLE, reason
+            incident.obligations = self._recompute(incident)
+            repo.add_timeline(
+                session,
+                incident_id,
+                TimelineEntry(now, "notified", by, f"{regulation} not applicable: {reason}", {NOT_APPLICABLE: reason}),
             )
         return incident
 

@@ -1,4 +1,11 @@
-"""Alerts: saved (grouped) as detection raises them, queried, open → acknowledged → closed, linked to incidents."""
+"""Alerts: saved (grouped) as detection raises them, queried, open → acknowledged → closed, linked to incidents.
+
+Two levels of grouping: detection folds the firings of one rule, key and
+discriminator within the rule's window into one alert with a count; the lists fold
+repeated alerts of one rule, key and source (the event's actor, else its source IP)
+into one group with the number of alerts, the events, and the first and last time
+(:func:`list_alert_groups`), and a group is acknowledged at once (:func:`acknowledge_group`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, Table, bindparam, inspect, select, text, update
+from sqlalchemy import Engine, Table, bindparam, func, inspect, select, text, update
 from sqlalchemy.engine import Connection
 
 from keyguard.errors import ConflictError, NotFoundError, UsageError
@@ -44,12 +51,19 @@ def alert_dict(row: Any) -> dict[str, Any]:
         "last_seen": data["last_seen"],
         "status": data["status"],
         "incident_id": data["incident_id"],
+        "source": data.get("source"),
         "acknowledged_by": data["acknowledged_by"],
         "acknowledged_at": _iso(data["acknowledged_at"]),
         "closed_at": _iso(data["closed_at"]),
         "created_at": _iso(data["created_at"]),
         "details": data["details"],
     }
+
+
+def source_of(event: dict[str, Any]) -> str | None:
+    """Who or where an alert's event came from: the actor, else the source IP."""
+    value = event.get("actor") or event.get("source_ip")
+    return str(value)[:256] if value else None
 
 
 def save_alerts(engine: Engine, updates: Iterable[AlertUpdate]) -> list[int]:
@@ -101,6 +115,7 @@ def save_alerts_in(conn: Connection, updates: Iterable[AlertUpdate]) -> list[int
                 first_seen=up.first_ts or up.ts,
                 last_seen=up.ts,
                 status="open",
+                source=source_of(up.event),
                 created_at=now,
                 updated_at=now,
             )
@@ -156,6 +171,62 @@ def list_alerts(
         query = query.where(_ALERTS.c.key == key)
     with engine.connect() as conn:
         return [alert_dict(row) for row in conn.execute(query)]
+
+
+def list_alert_groups(
+    engine: Engine,
+    *,
+    status: str | None = "open",
+    rule: str | None = None,
+    key: str | None = None,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Alerts grouped by rule, key and source: how many alerts and events, first and last time, newest first."""
+    if status is not None and status not in STATUSES:
+        raise UsageError(f"unknown alert status {status!r}", hint="open, acknowledged, closed or all")
+    a = _ALERTS.c
+    query = (
+        select(
+            a.rule,
+            a.key,
+            a.source,
+            func.max(a.severity).label("severity"),
+            func.count().label("alerts"),
+            func.sum(a.count).label("events"),
+            func.min(a.first_seen).label("first_seen"),
+            func.max(a.last_seen).label("last_seen"),
+            func.max(a.id).label("latest_id"),
+            func.min(a.status).label("status"),
+        )
+        .group_by(a.rule, a.key, a.source)
+        .order_by(func.max(a.id).desc())
+        .limit(limit)
+    )
+    if status is not None:
+        query = query.where(a.status == status)
+    if rule is not None:
+        query = query.where(a.rule == rule)
+    if key is not None:
+        query = query.where(a.key == key)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+        titles = dict(conn.execute(select(a.id, a.title).where(a.id.in_([r.latest_id for r in rows]))).all())
+    return [
+        {
+            "rule": r.rule,
+            "key": r.key,
+            "source": r.source,
+            "severity": r.severity,
+            "alerts": int(r.alerts),
+            "count": int(r.events or 0),
+            "first_seen": r.first_seen,
+            "last_seen": r.last_seen,
+            "latest_id": int(r.latest_id),
+            "status": r.status,
+            "title": titles.get(r.latest_id, ""),
+        }
+        for r in rows
+    ]
 
 
 def get_alert(engine: Engine, alert_id: int) -> dict[str, Any]:
@@ -214,6 +285,30 @@ def acknowledge(engine: Engine, alert_id: int, *, by: str = "") -> dict[str, Any
             "updated_at": now,
         },
     )
+
+
+def acknowledge_group(engine: Engine, alert_id: int, *, by: str = "") -> list[int]:
+    """Acknowledge every open alert of the group (rule, key, source) of ``alert_id``; their ids."""
+    a = _ALERTS.c
+    now = datetime.now(UTC)
+    with write_tx(engine) as conn:
+        row = conn.execute(select(a.rule, a.key, a.source).where(a.id == alert_id)).first()
+        if row is None:
+            raise NotFoundError(f"no alert {alert_id}", hint="see keyguard alert list")
+        same = [
+            a.rule == row.rule,
+            a.key.is_(None) if row.key is None else a.key == row.key,
+            a.source.is_(None) if row.source is None else a.source == row.source,
+            a.status == "open",
+        ]
+        ids = [int(i) for i in conn.execute(select(a.id).where(*same).order_by(a.id)).scalars()]
+        if ids:
+            conn.execute(
+                update(_ALERTS)
+                .where(a.id.in_(ids))
+                .values(status="acknowledged", acknowledged_by=by[:128] or None, acknowledged_at=now, updated_at=now)
+            )
+    return ids
 
 
 def close(engine: Engine, alert_id: int) -> dict[str, Any]:

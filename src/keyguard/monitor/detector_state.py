@@ -8,6 +8,7 @@ tiers and blocked versions, and the snapshot kept in ``monitor_state`` under
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, select
@@ -24,19 +25,34 @@ DETECTOR_STATE = "detector"
 BLOCKED_STATES = ("compromised", "disabled", "destroyed")
 
 
-def vault_context(engine: Engine) -> tuple[dict[str, str], dict[str, list[int]]]:
-    """Key tiers and blocked versions from keyguard's own vault tables."""
+def _epoch(at: datetime) -> float:
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+
+
+def vault_context(engine: Engine) -> tuple[dict[str, str], dict[str, dict[int, float]]]:
+    """Key tiers, and the blocked versions with the time they were blocked, from the vault's tables.
+
+    ``key_versions.state_changed_at`` is when the version entered its blocked state, so
+    an event is judged by the version's state at the event's own time (uses before the
+    compromise are not tripwire hits).
+    """
     with engine.connect() as conn:
         tiers: dict[str, str] = {str(n): str(t) for n, t in conn.execute(select(Key.name, Key.tier))}
-        blocked: dict[str, list[int]] = {}
+        blocked: dict[str, dict[int, float]] = {}
         rows = conn.execute(
-            select(Key.name, KeyVersion.version)
+            select(Key.name, KeyVersion.version, KeyVersion.state_changed_at)
             .join(KeyVersion, KeyVersion.key_id == Key.id)
             .where(KeyVersion.state.in_(BLOCKED_STATES))
         )
-        for name, version in rows:
-            blocked.setdefault(name, []).append(int(version))
+        for name, version, since in rows:
+            blocked.setdefault(name, {})[int(version)] = _epoch(since)
     return tiers, blocked
+
+
+def key_owners(engine: Engine) -> dict[str, str]:
+    """Each vault key's owner (the off-hours rule's business hours are per owner)."""
+    with engine.connect() as conn:
+        return {str(n): str(o or "") for n, o in conn.execute(select(Key.name, Key.owner))}
 
 
 def load_detector(engine: Engine, rule_paths: list[Path] | None = None) -> DetectionEngine:
@@ -51,7 +67,7 @@ def load_detector(engine: Engine, rule_paths: list[Path] | None = None) -> Detec
                     f"rule {rule.id} fails its examples: {'; '.join(failures)}",
                     hint="fix the thresholds or the examples",
                 )
-    detector = DetectionEngine(rules, tiers=tiers, compromised=blocked)
+    detector = DetectionEngine(rules, tiers=tiers, compromised=blocked, owners=key_owners(engine))
     state = get_state(engine, DETECTOR_STATE)
     if state is not None:
         detector.restore(state)

@@ -25,7 +25,7 @@ from keyguard.monitor import metrics
 from keyguard.monitor.alerts import alert_dict, save_alerts_in
 from keyguard.monitor.delivery import Dispatcher
 from keyguard.monitor.detect.engine import DetectionEngine
-from keyguard.monitor.detector_state import DETECTOR_STATE, load_detector, vault_context
+from keyguard.monitor.detector_state import DETECTOR_STATE, key_owners, load_detector, vault_context
 from keyguard.monitor.follow import AuditFollower, FileCursor, FileFollower
 from keyguard.monitor.pipeline import store_events
 from keyguard.monitor.store import get_state, put_state
@@ -104,6 +104,7 @@ class Watcher:
             tiers, blocked = vault_context(self.engine)
             self.detector.set_tiers(tiers)
             self.detector.set_compromised(blocked)
+            self.detector.set_owners(key_owners(self.engine))
             self._last_context = now
 
     def step(self, *, persist: bool = False) -> StepResult:

@@ -40,7 +40,8 @@ class RespondResult:
     rollout_percent: float = 100.0
     obligations: list[dict[str, Any]] = field(default_factory=list)
     reports: dict[str, str] = field(default_factory=dict)
-    attention: list[str] = field(default_factory=list)
+    attention: list[str] = field(default_factory=list)  # what is still to do (informational)
+    overdue: list[str] = field(default_factory=list)  # missed deadlines: the exit code, as ``incident show``
 
     def to_dict(self) -> dict[str, Any]:
         """JSON view (``{"incident": ID, …}``)."""
@@ -56,6 +57,7 @@ class RespondResult:
             "obligations": self.obligations,
             "reports": self.reports,
             "attention": self.attention,
+            "overdue": self.overdue,
         }
 
 
@@ -192,6 +194,7 @@ def respond(
             lambda: result.reports.update(write_reports(incidents, incident.id, report_dir, report_formats)),
         )
         responder.complete_action(incident.id, "report.write", "reports written", {"reports": result.reports})
+    result.overdue = incidents.get(incident.id).attention(vault.clock.now())
     return result
 
 

@@ -26,6 +26,7 @@ from keyguard.incident.model import Incident, Status
 from keyguard.incident.service import IncidentService
 from keyguard.response.block import block_versions, target_versions
 from keyguard.store.tables import AuditEvent, Client
+from keyguard.store.tables import DataItem as DataItemRow
 from keyguard.vault.clients import ClientService
 from keyguard.vault.lifecycle import VersionState
 from keyguard.vault.principal import Principal
@@ -163,13 +164,19 @@ class Responder:
 
     # ----------------------------------------------------------------- step 2
     def assess(self, incident_id: int, baseline: timedelta = timedelta(days=30)) -> list[Assessment]:
-        """Replay the audit log since the exposure against the baseline; grade and record the risk."""
+        """Replay the audit log since the exposure against the baseline; grade and record the risk.
+
+        What was exposed stays exposed: the items under the leaked versions are kept by name
+        in ``impact["data_items"]`` (with their version at exposure), and a later assessment
+        adds to that set, never shrinks it (after the re-wrap they are under the new version,
+        but they were exposed all the same).
+        """
         incident = self.incidents.get(incident_id)
-        inventory = DataInventory(self.vault)
+        exposed = exposed_items(self.vault, incident, self.affected(incident))
         results: list[Assessment] = []
         for name, versions in self.affected(incident):
             info = self.vault.key_info(name)
-            data = [d for d in inventory.summary(name) if d["version"] in versions]
+            data = summarize_items([i for i in exposed if i["key"] == name])
             results.append(
                 assess(
                     self.vault.engine,
@@ -192,7 +199,9 @@ class Responder:
             "assessments": [a.to_dict() for a in results],
             "anomalies": _anomalies(results),
             "data": [dict(d, key=a.key) for a in results for d in a.data],
-            "records": sum(int(d["records"]) for a in results for d in a.data),
+            "data_items": exposed,
+            "records": sum(int(i["records"]) for i in exposed),
+            "own_operations": [dict(o, key=a.key) for a in results for o in a.own_operations],
         }
         flags = ["high-risk"] if worst.grade == "high" else []
         self.incidents.update_facts(
@@ -212,6 +221,16 @@ class Responder:
                 "events_after_exposure": sum(a.events_after_exposure for a in results),
             },
         )
+        own = impact["own_operations"]
+        if own:
+            self.incidents.record(
+                incident_id,
+                "keyguard",
+                f"{sum(o['events'] for o in own)} of keyguard's own operations since the exposure "
+                "(probes, response steps, local CLI), not counted as the attacker's",
+                {"operations": own},
+                actor=self.principal.actor,
+            )
         self.advance(incident_id, Status.ASSESSED, {"grade": worst.grade})
         return results
 
@@ -265,6 +284,48 @@ class Responder:
         evidence = {"rotated": rotated, "rewrap": rewrapped}
         self.advance(incident_id, Status.ROTATED, evidence)
         return evidence
+
+
+def exposed_items(vault: Vault, incident: Incident, affected: list[tuple[str, list[int]]]) -> list[dict[str, Any]]:
+    """The items exposed by the leak, by name: those the incident already recorded, plus the
+    items now under a leaked version (name, key, class, records, version at exposure)."""
+    known: dict[str, dict[str, Any]] = {}
+    for raw in incident.impact.get("data_items") or []:
+        if isinstance(raw, dict) and raw.get("name"):
+            known[str(raw["name"])] = dict(raw)
+    with vault.engine.connect() as conn:
+        for name, versions in affected:
+            if not versions:
+                continue
+            rows = conn.execute(
+                select(DataItemRow.name, DataItemRow.data_class, DataItemRow.records, DataItemRow.version).where(
+                    DataItemRow.key_name == name,
+                    DataItemRow.version.in_(versions),
+                    DataItemRow.is_deleted.is_(False),
+                )
+            )
+            for item, data_class, records, version in rows:
+                known.setdefault(
+                    str(item),
+                    {
+                        "name": str(item),
+                        "key": name,
+                        "data_class": str(data_class),
+                        "records": int(records),
+                        "version": int(version),
+                    },
+                )
+    return sorted(known.values(), key=lambda i: (str(i["key"]), str(i["name"])))
+
+
+def summarize_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items and records per (version at exposure, class): the assessment's ``data``."""
+    groups: dict[tuple[int, str], list[int]] = {}
+    for i in items:
+        slot = groups.setdefault((int(i["version"]), str(i["data_class"])), [0, 0])
+        slot[0] += 1
+        slot[1] += int(i["records"])
+    return [{"version": v, "class": c, "items": n, "records": r} for (v, c), (n, r) in sorted(groups.items())]
 
 
 def _link_alerts(vault: Vault, incident: Incident) -> int:

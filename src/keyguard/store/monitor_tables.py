@@ -1,6 +1,7 @@
 """Tables of the monitor: imported event segments, alerts, deliveries and persisted watch state.
 
-Declared on the shared :class:`keyguard.store.tables.Base`; created by migrations 0003 and 0005.
+Declared on the shared :class:`keyguard.store.tables.Base`; created by migrations 0003 and 0005
+(0006 adds ``alerts.source``).
 They live in the store room, below the monitor that reads and writes them
 (:mod:`keyguard.monitor.segments`, :mod:`keyguard.monitor.store`), so that
 :mod:`keyguard.store.models` can register them without importing the monitor.
@@ -70,10 +71,17 @@ class EventSegmentKey(Base):
 
 
 class Alert(Base):
-    """A grouped alert: one row per rule, key and discriminator within the group window."""
+    """A grouped alert: one row per rule, key and discriminator within the group window.
+
+    ``source`` (the event's actor, else its source IP; migration 0006) groups repeated
+    alerts of one rule, key and source for the lists (``alert list --group``).
+    """
 
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_group", "rule", "group_key", "status"),)
+    __table_args__ = (
+        Index("ix_alerts_group", "rule", "group_key", "status"),
+        Index("ix_alerts_source_group", "rule", "key", "source"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     rule: Mapped[str] = mapped_column(String(64), index=True)
     severity: Mapped[str] = mapped_column(String(8))
@@ -91,6 +99,7 @@ class Alert(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    source: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class AlertDelivery(Base):

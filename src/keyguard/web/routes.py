@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from keyguard.errors import NotFoundError, PermissionDeniedError
+from keyguard.errors import ConflictError, NotFoundError, PermissionDeniedError
 from keyguard.incident.service import IncidentService
 from keyguard.vault.principal import Principal
 from keyguard.web import auth, views
@@ -236,8 +236,35 @@ def alerts_page(request: Request) -> Response:
         return who
     rows = views.alert_rows(auth.vault_of(request).engine)
     return _render(
-        request, "alerts.html.j2", principal=who, nav="alerts", title="Alerts", refresh=REFRESH_SECONDS, alerts=rows
+        request,
+        "alerts.html.j2",
+        principal=who,
+        nav="alerts",
+        title="Alerts",
+        refresh=REFRESH_SECONDS,
+        alerts=rows,
+        can_ack=who.may("alert.write"),
     )
+
+
+@router.post("/alerts/{alert_id}/ack", name="web.alert.ack")
+def alert_ack(request: Request, alert_id: int) -> Response:
+    """Acknowledge an open alert (a same-origin form post of a viewer allowed to write alerts); audited."""
+    if not auth.same_origin(request):
+        return _refused(request, auth.Refusal(403, "cross-site form post refused", had_credential=True))
+    who = _viewer(request, "alert.write")
+    if isinstance(who, HTMLResponse):
+        return who
+    vault = auth.vault_of(request)
+    try:
+        views.acknowledge_alert(vault.engine, alert_id, who.name)
+    except NotFoundError as exc:
+        return _not_found(request, who, exc.message)
+    except ConflictError:
+        pass  # acknowledged meanwhile: the list shows where it stands
+    vault.record(who, "alert.ack", "ok", None, None, f"alert {alert_id} acknowledged on the dashboard")
+    base = request.scope.get("root_path", "").rstrip("/")
+    return RedirectResponse(f"{base}/alerts", status_code=303, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/audit", name="web.audit", response_class=HTMLResponse)

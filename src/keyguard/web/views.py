@@ -301,6 +301,13 @@ def alert_rows(engine: Engine) -> list[dict[str, Any]] | None:
     ]
 
 
+def acknowledge_alert(engine: Engine, alert_id: int, by: str) -> None:
+    """open → acknowledged, by the dashboard's viewer."""
+    from keyguard.monitor.alerts import acknowledge
+
+    acknowledge(engine, alert_id, by=by)
+
+
 def chain_status(vault: Vault) -> dict[str, Any]:
     """The audit chain badge: verified (with the event count) or broken (at which event)."""
     try:

@@ -54,6 +54,7 @@ class ReportData:
     anomalies: Sequence[Anomaly] = field(default_factory=tuple)
     data_items: Sequence[DataItem] = field(default_factory=tuple)
     organisation: str = ""
+    exposed_items: Sequence[DataItem] = field(default_factory=tuple)
     risk_factors: Sequence[tuple[str, str]] = field(default_factory=tuple)
 
     @property

@@ -172,6 +172,8 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
             for i in data.data_items[:MAX_ITEM_ROWS]
         ],
         "more_items": max(0, len(data.data_items) - MAX_ITEM_ROWS),
+        "exposed_title": t["exposed_items"].format(n=f"{len(data.exposed_items):,}"),
+        "exposed": ", ".join(f"{i.name} ({i.key}@{i.version})" for i in data.exposed_items),
         "usage_summary": usage_summary,
         "anomalies": [
             {

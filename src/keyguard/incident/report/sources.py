@@ -163,6 +163,23 @@ def data_items(engine: Engine, incident: Incident) -> list[DataItem]:
     ]
 
 
+def exposed_items(incident: Incident) -> list[DataItem]:
+    """The items the assessment recorded as exposed, by name (``impact["data_items"]``), as recorded."""
+    found = []
+    for raw in incident.impact.get("data_items") or []:
+        if isinstance(raw, dict) and raw.get("name"):
+            found.append(
+                DataItem(
+                    str(raw["name"]),
+                    str(raw.get("data_class", "other")),
+                    _int(raw.get("records")),
+                    str(raw.get("key", "")),
+                    _int(raw.get("version")),
+                )
+            )
+    return found
+
+
 def risk_factors(incident: Incident) -> list[tuple[str, str]]:
     """The reasons behind the grade stored by the assessment (``impact["factors"]``), en and zh."""
     raw = incident.impact.get("factors")
@@ -210,5 +227,6 @@ def gather_report_data(service: IncidentService, incident_id: int, organisation:
         anomalies=anomalies(incident),
         data_items=data_items(service.engine, incident),
         organisation=organisation,
+        exposed_items=exposed_items(incident),
         risk_factors=risk_factors(incident),
     )

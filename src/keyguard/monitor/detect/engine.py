@@ -20,7 +20,7 @@ from operator import itemgetter
 from typing import Any
 
 from keyguard.monitor.detect.columns import EventColumns, IndexedColumns
-from keyguard.monitor.detect.detectors import DETECTORS, BadVersion, Detector, Signal
+from keyguard.monitor.detect.detectors import DETECTORS, BadVersion, Detector, OffHours, Signal
 from keyguard.monitor.detect.rules import TIERS, RuleSpec
 from keyguard.monitor.event import MonitorEvent
 from keyguard.monitor.timeutil import ts_epoch
@@ -79,7 +79,8 @@ class DetectionEngine:
         rules: Iterable[RuleSpec],
         *,
         tiers: Mapping[str, str] | None = None,
-        compromised: Mapping[str, Iterable[int]] | None = None,
+        compromised: Mapping[str, Iterable[int] | Mapping[int, float]] | None = None,
+        owners: Mapping[str, str] | None = None,
     ) -> None:
         self.rules = [r for r in rules if r.enabled]
         self.tiers: dict[str, str] = dict(tiers or {})
@@ -89,14 +90,25 @@ class DetectionEngine:
             self._detectors.append((rule, DETECTORS[rule.kind](), params))
         self.groups: dict[str, float] = {}  # group_key -> last epoch
         self.set_compromised(compromised or {})
+        self.set_owners(owners or {})
         self.processed = 0
 
-    def set_compromised(self, compromised: Mapping[str, Iterable[int]]) -> None:
-        """Tell the engine which versions are blocked (compromised / disabled / destroyed)."""
-        blocked = {k: set(v) for k, v in compromised.items()}
+    def set_compromised(self, compromised: Mapping[str, Iterable[int] | Mapping[int, float]]) -> None:
+        """Tell the engine which versions are blocked (compromised / disabled / destroyed).
+
+        Per key either the versions (blocked at every time) or ``{version: since}``, the
+        epoch from which the version is blocked: an event is judged by the state at its time.
+        """
+        blocked = BadVersion.blocked_since(compromised)
         for _, detector, _ in self._detectors:
             if isinstance(detector, BadVersion):
                 detector.compromised = blocked
+
+    def set_owners(self, owners: Mapping[str, str]) -> None:
+        """Tell the engine each key's owner (the off-hours rule's business hours are per owner)."""
+        for _, detector, _ in self._detectors:
+            if isinstance(detector, OffHours):
+                detector.owners = dict(owners)
 
     def set_tiers(self, tiers: Mapping[str, str]) -> None:
         """Tell the engine each key's tier (unknown keys use ``default`` thresholds)."""

@@ -82,6 +82,9 @@ class OffHoursParams(_Strict):
     learn_seconds: float = Field(3 * 86400, ge=0)
     min_share: float = Field(0.01, ge=0, le=1)
     hours: tuple[int, int] | None = None
+    # Business hours (UTC, [start, end)) per key owner, "*" for every other owner: use inside
+    # them never alerts; outside them the learned rule (or fixed ``hours``) decides.
+    business_hours: dict[str, tuple[int, int]] = Field(default_factory=dict)
 
     @field_validator("hours")
     @classmethod
@@ -89,6 +92,18 @@ class OffHoursParams(_Strict):
         if value is not None and not all(0 <= h <= 24 for h in value):
             raise ValueError("hours must be within 0..24")
         return value
+
+    @field_validator("business_hours")
+    @classmethod
+    def _business(cls, value: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+        for owner, hours in value.items():
+            if not all(0 <= h <= 24 for h in hours):
+                raise ValueError(f"business hours of {owner!r} must be within 0..24")
+        return value
+
+    def business_of(self, owner: str | None) -> tuple[int, int] | None:
+        """The business hours of ``owner`` (else the ``*`` default, else none)."""
+        return self.business_hours.get(owner or "", self.business_hours.get("*"))
 
 
 class TwoNetworksParams(_Strict):

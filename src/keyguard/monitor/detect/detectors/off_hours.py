@@ -1,4 +1,8 @@
-"""``off_hours``: use in an hour of day the key rarely uses, or outside fixed hours."""
+"""``off_hours``: use in an hour of day the key rarely uses, or outside fixed hours.
+
+Within the business hours of the key's owner (``business_hours`` of the rule, per
+owner or ``*``) a use never alerts: a team working late is not an attack.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,10 @@ class OffHours(TimedPerKey):
 
     def __init__(self) -> None:
         self.keys: dict[str, list[Any]] = {}  # key -> [first_epoch, total, [24 counts]]
+        self.owners: dict[str, str] = {}  # key -> owner (from the vault)
+
+    def _business(self, key: str, params: OffHoursParams) -> tuple[int, int] | None:
+        return params.business_of(self.owners.get(key)) if params.business_hours else None
 
     def observe(self, ev: MonitorEvent, epoch: float, params: OffHoursParams) -> Signal | None:
         if ev.key is None:
@@ -30,7 +38,10 @@ class OffHours(TimedPerKey):
         counts: list[int] = state[2]
         total: int = state[1]
         fire = False
-        if params.hours is not None:
+        business = self._business(ev.key, params)
+        if business is not None and not _outside(business, hour):
+            fire = False
+        elif params.hours is not None:
             fire = _outside(params.hours, hour)
         elif total >= params.learn_events and epoch - state[0] >= params.learn_seconds:
             fire = counts[hour] < params.min_share * total
@@ -50,11 +61,15 @@ class OffHours(TimedPerKey):
         total: int = state[1]
         counts: list[int] = state[2]
         fixed = None if params.hours is None else {h for h in range(24) if _outside(params.hours, h)}
+        business = self._business(key, params)
+        quiet_ok = set() if business is None else {h for h in range(24) if not _outside(business, h)}
         learn_events, learn_seconds, min_share = params.learn_events, params.learn_seconds, params.min_share
         for i in indices:
             at = epoch[i]
             hour = int(at // 3600) % 24
-            if fixed is not None:
+            if hour in quiet_ok:
+                fire = False
+            elif fixed is not None:
                 fire = hour in fixed
             else:
                 fire = total >= learn_events and at - first >= learn_seconds and counts[hour] < min_share * total
