@@ -63,7 +63,7 @@ def _demo_like_data() -> ReportData:
     """A report shaped like the demo's: the sentences the response steps store, in English."""
     incident = Incident(
         id=1,
-        title="泄露的支付密钥",
+        title="Leaked key payments-db@1",
         keys=[IncidentKey("payments-db", 1)],
         exposed_at=EXPOSED,
         detected_at=DETECTED,
@@ -148,6 +148,7 @@ def test_chinese_report_translates_the_stored_sentences() -> None:
     assert "任务 compromise-key 已完成：1 个版本已标记为泄露" in md
     assert "该密钥保护 13,360,000 条敏感数据记录（支付信息、个人身份信息）。" in md
     assert "payments-db：新来源 IP 203.0.113.66（420 次调用，395 次成功）" in md
+    assert md.startswith("# 事件报告 #1: 密钥泄露：payments-db@1")
     assert "| 状态 | 已轮换 |" in md and "| 遏制用时（自发现起） | 3.00 秒 |" in md
 
 

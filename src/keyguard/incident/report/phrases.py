@@ -47,6 +47,9 @@ TIMELINE: tuple[str, ...] = (
     N_("{where} in commit {commit}"),
 )
 
+#: The title an incident gets when nobody gave one.
+TITLES: tuple[str, ...] = (N_("Leaked key {keys}"),)
+
 ANOMALIES: tuple[str, ...] = (
     N_("{key}: new source IP {ip} ({n} calls, {ok} succeeded)"),
     N_("{key}: new client {client} ({n} calls)"),

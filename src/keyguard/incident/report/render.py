@@ -15,7 +15,7 @@ from keyguard.incident.report.chart import usage_chart_png
 from keyguard.incident.report.data import ReportData
 from keyguard.incident.report.fonts import FAMILY, font_face_css
 from keyguard.incident.report.labels import HARDENING, LABELS, STATUS_NAMES, UNITS
-from keyguard.incident.report.phrases import ANOMALIES, FACTORS, TIMELINE, kind_name, translate
+from keyguard.incident.report.phrases import ANOMALIES, FACTORS, TIMELINE, TITLES, kind_name, translate
 from keyguard.incident.templates import environment
 
 FORMATS = ("md", "html", "pdf")
@@ -126,7 +126,7 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
     return {
         "t": t,
         "lang": lang,
-        "title": inc.title,
+        "title": translate(lang, inc.title, TITLES),
         "incident_id": inc.id,
         "organisation": data.organisation,
         "generated": _time(data.now, "-"),
