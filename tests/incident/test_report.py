@@ -99,7 +99,7 @@ def test_markdown_report_has_every_section() -> None:
 
 def test_markdown_report_in_chinese() -> None:
     md = render_report(_report_data(), "md", "zh").decode()
-    assert "## 概要" in md and "## 加固建议" in md and "| 遏制用时（自发现起） | 2m 00s |" in md
+    assert "## 概要" in md and "## 加固建议" in md and "| 遏制用时（自发现起） | 2 分 00 秒 |" in md
     assert "个人身份信息" in md and "风险等级" in md
 
 

@@ -1,121 +1,166 @@
-"""Fixed phrases of notices and reports in English and Simplified Chinese."""
+"""Fixed phrases of notices and reports, translated through gettext message catalogs.
+
+The English text in the code is the message id (``N_("…")`` marks it for
+extraction); translations live in ``incident/locale/<lang>/LC_MESSAGES/keyguard.po``
+next to the template ``incident/locale/keyguard.pot``, so a translator edits only
+those files. The ``.po`` file is compiled with Babel when first used (no build step,
+never a stale ``.mo``). Regenerate the template after changing a phrase:
+``python -m keyguard.incident.locale``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import gettext as _gettext
+import io
+from collections.abc import Iterator, Mapping
 from datetime import datetime
+from functools import cache
+from pathlib import Path
 
 from keyguard.clock import format_time
 
 LANGS = ("en", "zh")
+DOMAIN = "keyguard"
+LOCALE_DIR = Path(__file__).with_name("locale")
 
-DATA_CLASS_NAMES: Mapping[str, Mapping[str, str]] = {
-    "en": {
-        "pii": "personal identification data",
-        "payment": "payment data",
-        "credentials": "account credentials",
-        "secrets": "secrets and keys",
-        "other": "other data",
-    },
-    "zh": {
-        "pii": "个人身份信息",
-        "payment": "支付信息",
-        "credentials": "账户凭证",
-        "secrets": "密钥及机密信息",
-        "other": "其他数据",
-    },
-}
 
-PHRASES: Mapping[str, Mapping[str, str]] = {
-    "en": {
-        "placeholder": "[to be completed: {what}]",
-        "draft": ("DRAFT prepared by keyguard from the incident record. Check every statement before sending."),
-        "notice": "Notice: {title}",
-        "not_applicable": (
+def N_(message: str) -> str:  # noqa: N802 - the gettext convention for "translate later"
+    """Mark ``message`` for extraction into the catalog; translated where it is shown."""
+    return message
+
+
+def NC_(context: str, message: str) -> tuple[str, str]:  # noqa: N802 - gettext convention
+    """Mark ``message`` in ``context`` (the same English word meaning another thing) for extraction."""
+    return (context, message)
+
+
+def catalog_path(lang: str) -> Path:
+    """Where the ``.po`` catalog of ``lang`` lives."""
+    return LOCALE_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+@cache
+def translations(lang: str) -> _gettext.NullTranslations:
+    """The compiled catalog of ``lang`` (English and unknown languages: the ids themselves)."""
+    path = catalog_path(lang)
+    if lang == "en" or not path.is_file():
+        return _gettext.NullTranslations()
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    with path.open("rb") as handle:
+        catalog = read_po(handle, locale=lang, domain=DOMAIN)
+    buffer = io.BytesIO()
+    write_mo(buffer, catalog, use_fuzzy=False)
+    buffer.seek(0)
+    return _gettext.GNUTranslations(buffer)
+
+
+def gettext(lang: str, message: str | tuple[str, str]) -> str:
+    """``message`` (an English message id, or a ``(context, id)`` pair) in ``lang``."""
+    catalog = translations("zh" if lang == "zh" else "en")
+    if isinstance(message, tuple):
+        return catalog.pgettext(*message)
+    return catalog.gettext(message)
+
+
+class Localised(Mapping[str, Mapping[str, str]]):
+    """``table[lang][key]``: a table of message ids, read translated per language."""
+
+    def __init__(self, messages: Mapping[str, str | tuple[str, str]]) -> None:
+        self.messages = messages
+
+    def __getitem__(self, lang: str) -> Mapping[str, str]:
+        if lang not in LANGS:
+            raise KeyError(lang)
+        return {key: gettext(lang, message) for key, message in self.messages.items()}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(LANGS)
+
+    def __len__(self) -> int:
+        return len(LANGS)
+
+
+DATA_CLASS_NAMES = Localised(
+    {
+        "pii": N_("personal identification data"),
+        "payment": N_("payment data"),
+        "credentials": N_("account credentials"),
+        "secrets": N_("secrets and keys"),
+        "other": N_("other data"),
+    }
+)
+
+PHRASES = Localised(
+    {
+        "placeholder": N_("[to be completed: {what}]"),
+        "draft": N_("DRAFT prepared by keyguard from the incident record. Check every statement before sending."),
+        "notice": N_("Notice: {title}"),
+        "not_applicable": N_(
             "On the facts recorded, this regulation does not apply to the incident "
             "(check jurisdictions, data classes and flags)."
         ),
-        "to": "To",
-        "regulation": "Legal basis",
-        "due": "Due",
-        "deadline": "Deadline",
-        "incident": "Incident",
-        "no_due": "no fixed due time",
-        "nature": (
+        "to": N_("To"),
+        "regulation": N_("Legal basis"),
+        "due": N_("Due"),
+        "deadline": N_("Deadline"),
+        "incident": N_("Incident"),
+        "no_due": N_("no fixed due time"),
+        "nature": N_(
             "The key {keys} was exposed at {exposed_at} ({source}); the exposure was detected at "
             "{detected_at}. Anyone holding the key could decrypt the data protected by it{data}."
         ),
-        "nature_data": ": {classes}",
-        "unknown_source": "source not yet established",
-        "records": "{records} records",
-        "consequences_default": (
+        "nature_data": N_(": {classes}"),
+        "unknown_source": N_("source not yet established"),
+        "records": N_("{records} records"),
+        "consequences_default": N_(
             "Data encrypted under the leaked key may have been read or altered by an unauthorised "
             "party (risk grade: {severity})."
         ),
-        "advice": (
+        "advice": N_(
             "Be alert to messages that refer to this incident and ask for passwords or payments; "
             "change the password of your account if credentials were involved; check your payment "
             "statements and report anything unusual to us."
         ),
-        "measure_done": "{at}: {what}",
-        "measure_open": "by {at}: {what}",
-        "none_yet": "none recorded yet",
-        "suspected": "Suspected: the key was exposed at {source}; misuse is {misuse}.",
-        "misuse_yes": "evidenced by the audit log",
-        "misuse_unknown": "being assessed",
-        "cross_border": "Jurisdictions concerned: {j}",
+        "measure_done": N_("{at}: {what}"),
+        "measure_open": N_("by {at}: {what}"),
+        "none_yet": N_("none recorded yet"),
+        "suspected": N_("Suspected: the key was exposed at {source}; misuse is {misuse}."),
+        "misuse_yes": N_("evidenced by the audit log"),
+        "misuse_unknown": N_("being assessed"),
+        "cross_border": N_("Jurisdictions concerned: {j}"),
         "materiality": "{text}",
-        "notice_title": "Notice of Data Breach",
-    },
-    "zh": {
-        "placeholder": "【待补充：{what}】",
-        "draft": "本草稿由 keyguard 根据事件记录生成，发送前请逐项核实。",
-        "notice": "通知：{title}",
-        "not_applicable": ("根据已记录的事实，本法规不适用于该事件（请核对司法辖区、数据类别和标记）。"),
-        "to": "报送对象",
-        "regulation": "法律依据",
-        "due": "截止时间",
-        "deadline": "时限要求",
-        "incident": "事件",
-        "no_due": "无固定截止时间",
-        "nature": (
-            "密钥 {keys} 于 {exposed_at} 暴露（{source}），于 {detected_at} 被发现。"
-            "持有该密钥者可解密受其保护的数据{data}。"
-        ),
-        "nature_data": "：{classes}",
-        "unknown_source": "泄露来源尚待查明",
-        "records": "{records} 条记录",
-        "consequences_default": ("受该密钥保护的数据可能已被未经授权的一方读取或篡改（风险等级：{severity}）。"),
-        "advice": (
-            "请警惕提及本事件并索要密码或付款的信息；如涉及账户凭证，请修改账户密码；"
-            "请核对您的支付记录，发现异常请及时与我们联系。"
-        ),
-        "measure_done": "{at}：{what}",
-        "measure_open": "计划于 {at} 前：{what}",
-        "none_yet": "暂无记录",
-        "suspected": "初步判断：密钥暴露于 {source}；滥用情况{misuse}。",
-        "misuse_yes": "已在审计日志中发现证据",
-        "misuse_unknown": "正在评估",
-        "cross_border": "涉及的司法辖区：{j}",
-        "materiality": "{text}",
-        "notice_title": "数据泄露通知",
-    },
-}
+        "notice_title": N_("Notice of Data Breach"),
+    }
+)
 
-SEVERITY_NAMES: Mapping[str, Mapping[str, str]] = {
-    "en": {"high": "high", "medium": "medium", "low": "low", "unknown": "not yet graded"},
-    "zh": {"high": "高", "medium": "中", "low": "低", "unknown": "尚未评定"},
-}
+SEVERITY_NAMES = Localised(
+    {
+        "high": N_("high"),
+        "medium": N_("medium"),
+        "low": N_("low"),
+        "critical": N_("critical"),
+        "unknown": N_("not yet graded"),
+    }
+)
 
 
 def phrase(lang: str, key: str, **values: object) -> str:
     """The phrase ``key`` in ``lang``, formatted with ``values``."""
-    return PHRASES["zh" if lang == "zh" else "en"][key].format(**values)
+    return gettext(lang, PHRASES.messages[key]).format(**values)
 
 
 def data_class_name(lang: str, data_class: str) -> str:
     """The readable name of a data class."""
-    return DATA_CLASS_NAMES["zh" if lang == "zh" else "en"].get(data_class, data_class)
+    message = DATA_CLASS_NAMES.messages.get(data_class)
+    return gettext(lang, message) if message is not None else data_class
+
+
+def severity_name(lang: str, severity: str) -> str:
+    """The readable name of a risk grade or alert severity."""
+    message = SEVERITY_NAMES.messages.get(severity)
+    return gettext(lang, message) if message is not None else severity
 
 
 def when(at: datetime | None, lang: str) -> str:

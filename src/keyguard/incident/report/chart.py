@@ -7,36 +7,33 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
+from keyguard.incident.i18n import N_, Localised
 from keyguard.incident.report.data import ReportData
+from keyguard.incident.report.fonts import cjk_font_file
 
-_LABELS = {
-    "en": {
-        "title": "Use of {keys} (events per hour, UTC)",
-        "events": "events",
-        "denied": "refused",
-        "exposed": "exposed",
-        "detected": "detected",
-        "contained": "contained",
-        "anomaly": "anomaly",
-        "window": "exposure window",
-    },
-    "zh": {
-        "title": "{keys} 的使用情况（每小时事件数，UTC）",
-        "events": "事件数",
-        "denied": "被拒绝",
-        "exposed": "暴露",
-        "detected": "发现",
-        "contained": "遏制",
-        "anomaly": "异常",
-        "window": "暴露窗口",
-    },
-}
+_LABELS = Localised(
+    {
+        "title": N_("Use of {keys} (events per hour, UTC)"),
+        "events": N_("events"),
+        "denied": N_("refused"),
+        "exposed": N_("exposed"),
+        "detected": N_("detected"),
+        "contained": N_("contained"),
+        "anomaly": N_("anomaly"),
+        "window": N_("exposure window"),
+    }
+)
 
 
 @cache
 def _cjk_font() -> str | None:
     from matplotlib import font_manager
 
+    bundled = cjk_font_file()
+    if bundled.is_file():
+        font_manager.fontManager.addfont(str(bundled))
+        name: str = font_manager.FontProperties(fname=str(bundled)).get_name()
+        return name
     names = {f.name for f in font_manager.fontManager.ttflist}
     for wanted in (
         "Noto Sans CJK SC",
@@ -58,7 +55,7 @@ def usage_chart_png(data: ReportData, lang: str = "en") -> bytes:
     import matplotlib.pyplot as plt
 
     font = _cjk_font() if lang == "zh" else None
-    labels = _LABELS["zh" if lang == "zh" and font else "en"]
+    labels = _LABELS["zh" if lang == "zh" and font else "en"]  # no CJK font: English beats boxes
     inc = data.incident
     contained = data.contained_at
     rc: Any = {"font.family": [font, "DejaVu Sans"] if font else ["DejaVu Sans"], "font.size": 9}

@@ -9,32 +9,35 @@ from typing import Any
 
 from keyguard.clock import format_time
 from keyguard.errors import KeyguardError, UsageError
-from keyguard.incident.i18n import SEVERITY_NAMES, data_class_name
+from keyguard.incident.i18n import LANGS, data_class_name, gettext, severity_name
 from keyguard.incident.model import ItemState
 from keyguard.incident.report.chart import usage_chart_png
 from keyguard.incident.report.data import ReportData
-from keyguard.incident.report.labels import HARDENING, LABELS, STATUS_NAMES
+from keyguard.incident.report.fonts import FAMILY, font_face_css
+from keyguard.incident.report.labels import HARDENING, LABELS, STATUS_NAMES, UNITS
+from keyguard.incident.report.phrases import ANOMALIES, FACTORS, TIMELINE, TITLES, kind_name, translate
 from keyguard.incident.templates import environment
 
 FORMATS = ("md", "html", "pdf")
 MAX_ITEM_ROWS = 50
 
 
-def _span(delta: timedelta | None) -> str:
+def _span(delta: timedelta | None, lang: str = "en") -> str:
     if delta is None:
         return "-"
+    units = UNITS[lang]
     sign = "-" if delta.total_seconds() < 0 else ""
     seconds = abs(int(delta.total_seconds()))
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     if seconds < 60:
-        return f"{sign}{abs(delta.total_seconds()):.2f} s"
+        return sign + units["seconds"].format(s=f"{abs(delta.total_seconds()):.2f}")
     if days:
-        return f"{sign}{days}d {hours}h {minutes:02d}m"
+        return sign + units["dhm"].format(d=days, h=hours, m=minutes)
     if hours:
-        return f"{sign}{hours}h {minutes:02d}m"
-    return f"{sign}{minutes}m {secs:02d}s"
+        return sign + units["hm"].format(h=hours, m=minutes)
+    return sign + units["ms"].format(m=minutes, s=secs)
 
 
 def _time(at: datetime | None, none: str) -> str:
@@ -77,7 +80,7 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
     for task in inc.tasks:
         if task.done_at is not None:
             late = task.done_at - task.due_at
-            result = t["met"] if late <= timedelta(0) else f"{t['missed']} (+{_span(late)})"
+            result = t["met"] if late <= timedelta(0) else f"{t['missed']} (+{_span(late, lang)})"
         else:
             result = t["overdue"] if task.state(data.now) is ItemState.OVERDUE else t["open"]
         tasks.append(
@@ -123,23 +126,23 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
     return {
         "t": t,
         "lang": lang,
-        "title": inc.title,
+        "title": translate(lang, inc.title, TITLES),
         "incident_id": inc.id,
         "organisation": data.organisation,
         "generated": _time(data.now, "-"),
         "summary": [
             (t["keys"], ", ".join(str(k) for k in inc.keys)),
             (t["status"], status),
-            (t["severity"], SEVERITY_NAMES[lang][str(inc.severity)]),
-            (t["source"], inc.source or "-"),
+            (t["severity"], severity_name(lang, str(inc.severity))),
+            (t["source"], translate(lang, inc.source, TIMELINE) if inc.source else "-"),
             (t["exposed"], _time(inc.exposed_at, "-")),
             (t["detected"], _time(inc.detected_at, "-")),
             (t["contained"], _time(contained, t["not_yet"])),
             (
                 t["time_to_contain"],
-                _span(contained - inc.detected_at) if contained else t["not_yet"],
+                _span(contained - inc.detected_at, lang) if contained else t["not_yet"],
             ),
-            (t["exposure"], _span((contained or data.now) - inc.exposed_at)),
+            (t["exposure"], _span((contained or data.now) - inc.exposed_at, lang)),
             (
                 t["at_risk"],
                 t["items_records"].format(items=f"{total_items:,}", records=f"{total_records:,}"),
@@ -150,9 +153,9 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
         "events": [
             {
                 "at": _short(e.at),
-                "offset": _span(e.at - inc.detected_at),
+                "offset": _span(e.at - inc.detected_at, lang),
                 "actor": e.actor,
-                "what": e.message,
+                "what": translate(lang, e.message, TIMELINE),
             }
             for e in inc.timeline
         ],
@@ -178,9 +181,9 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
         "anomalies": [
             {
                 "at": _short(a.at),
-                "kind": a.kind,
-                "severity": a.severity,
-                "description": a.description,
+                "kind": kind_name(lang, a.kind),
+                "severity": severity_name(lang, a.severity),
+                "description": translate(lang, a.description, ANOMALIES + TIMELINE),
             }
             for a in data.anomalies
         ],
@@ -197,18 +200,28 @@ def build_context(data: ReportData, lang: str) -> dict[str, Any]:
             for ob in inc.obligations
         ],
         "root_cause": inc.root_cause,
-        "risk_factors": [zh if lang == "zh" else en for en, zh in data.risk_factors],
+        "risk_factors": [_factor(lang, en, zh) for en, zh in data.risk_factors],
         "open_actions": open_tasks + open_obligations,
-        "hardening": [zh if lang == "zh" else en for en, zh in HARDENING],
+        "hardening": [gettext(lang, h) for h in HARDENING],
         "chart": None,
+        "font_face": font_face_css() if lang == "zh" else "",
+        "cjk_family": FAMILY,
     }
+
+
+def _factor(lang: str, en: str, zh: str) -> str:
+    """A reason behind the grade in ``lang``: from the catalog when its shape is known, else as stored."""
+    if lang != "zh":
+        return en
+    translated = translate(lang, en, FACTORS)
+    return translated if translated != en else zh
 
 
 def render_report(data: ReportData, fmt: str, lang: str = "en") -> bytes:
     """The report as bytes in ``fmt`` (md, html or pdf) and ``lang`` (en or zh)."""
     if fmt not in FORMATS:
         raise UsageError(f"unknown report format {fmt!r}", hint="md, html or pdf")
-    if lang not in LABELS:
+    if lang not in LANGS:
         raise UsageError(f"unknown language {lang!r}", hint="en or zh")
     context = build_context(data, lang)
     env = environment()
@@ -222,7 +235,7 @@ def render_report(data: ReportData, fmt: str, lang: str = "en") -> bytes:
 
 
 def html_to_pdf(html: str) -> bytes:
-    """Render HTML to PDF with WeasyPrint (fonts from fontconfig; CJK needs fonts-noto-cjk)."""
+    """Render HTML to PDF with WeasyPrint (CJK text in the bundled font the HTML declares)."""
     try:
         from weasyprint import HTML
     except (ImportError, OSError) as exc:
