@@ -16,6 +16,7 @@ from keyguard.api.deps import parse_networks
 from keyguard.api.fastpath import CryptoFastPath
 from keyguard.api.metrics import RequestMiddleware
 from keyguard.api.routes import audit, clients, crypto, incidents, keys, meta
+from keyguard.audit.push import CheckpointPusher, load_config
 from keyguard.config import Settings
 from keyguard.vault.clients import ClientService
 from keyguard.vault.service import Vault
@@ -73,13 +74,19 @@ def create_app(
     token_cache = TokenCache(service, ttl=token_ttl)
     vault.state_hooks.append(token_cache.clear)
 
+    pusher = _checkpoint_pusher(settings, vault) if watch else None
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if watch:
             vault.start_watcher()
+        if pusher is not None:
+            pusher.start()
         try:
             yield
         finally:
+            if pusher is not None:
+                pusher.stop()
             if owned:
                 vault.close()
 
@@ -101,6 +108,14 @@ def create_app(
 
     include_dashboard(app)
     return app
+
+
+def _checkpoint_pusher(settings: Settings | None, vault: Vault) -> CheckpointPusher | None:
+    """The periodic push of signed audit checkpoints, when keyguard.toml declares sinks."""
+    config = load_config((settings or Settings.from_env()).config_file)
+    if config is None or not config.sinks:
+        return None
+    return CheckpointPusher(vault.engine, vault.checkpoint_key, config, vault.clock.now)
 
 
 def app_from_env() -> FastAPI:

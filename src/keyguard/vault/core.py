@@ -26,6 +26,7 @@ from keyguard.audit.log import AuditLog, EventDraft, write_error
 from keyguard.clock import Clock, SystemClock
 from keyguard.crypto import algorithms as alg
 from keyguard.errors import (
+    AuditWriteError,
     ConflictError,
     IntegrityError,
     KeyguardError,
@@ -41,7 +42,6 @@ from keyguard.vault.lifecycle import VersionState
 from keyguard.vault.model import KeyInfo, VersionInfo, aware, check_name, sealed_aad
 from keyguard.vault.principal import Principal
 from keyguard.vault.roots import RootOfTrust
-
 
 # The ``ctx`` of the innermost :meth:`VaultCore.audited` block, for :meth:`VaultCore.state_tx`.
 _audit_ctx: ContextVar[dict[str, Any] | None] = ContextVar("keyguard_audit_ctx", default=None)
@@ -304,7 +304,10 @@ class VaultCore:
         ctx = self.audit_ctx()
         principal, op, key = ctx["_audit"]
         with write_tx(self.engine) as conn:
-            self.audit.lock_head(conn)
+            try:
+                self.audit.lock_head(conn)
+            except Exception as exc:
+                raise write_error(exc) from None
             yield conn
             try:
                 _record, counter = self.audit.append_in(
@@ -336,6 +339,13 @@ class VaultCore:
             raise
         except RefusedError as exc:
             self.record(principal, op, "denied", key, ctx["version"], str(exc))
+            raise
+        except IntegrityError as exc:
+            try:
+                self.record(principal, op, "error", key, ctx["version"], str(exc))
+            except AuditWriteError:
+                # A forged head refuses this event too; the integrity failure is what must be seen (exit 5).
+                pass
             raise
         except KeyguardError as exc:
             self.record(principal, op, "error", key, ctx["version"], str(exc))
