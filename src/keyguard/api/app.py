@@ -6,11 +6,11 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import keyguard
-from keyguard.api import errors
+from keyguard.api import errors, rejects
 from keyguard.api.auth import TokenCache
 from keyguard.api.deps import parse_networks
 from keyguard.api.fastpath import CryptoFastPath
@@ -91,6 +91,7 @@ def create_app(
                 vault.close()
 
     app = KeyguardAPI(
+        dependencies=[Depends(rejects.check_body_text)],
         title="keyguard",
         version=keyguard.__version__,
         description=DESCRIPTION,
@@ -101,6 +102,7 @@ def create_app(
     app.state.token_cache = token_cache
     app.state.trusted_proxies = parse_networks(trusted_proxies)
     errors.install(app)
+    rejects.install(app)
     app.install_front()
     for module in (keys, crypto, clients, audit, incidents, meta):
         app.include_router(module.router)
