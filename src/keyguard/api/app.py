@@ -6,16 +6,17 @@ import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import keyguard
-from keyguard.api import errors
+from keyguard.api import errors, rejects
 from keyguard.api.auth import TokenCache
 from keyguard.api.deps import parse_networks
 from keyguard.api.fastpath import CryptoFastPath
 from keyguard.api.metrics import RequestMiddleware
 from keyguard.api.routes import audit, clients, crypto, incidents, keys, meta
+from keyguard.audit.push import CheckpointPusher, load_config
 from keyguard.config import Settings
 from keyguard.vault.clients import ClientService
 from keyguard.vault.service import Vault
@@ -73,17 +74,24 @@ def create_app(
     token_cache = TokenCache(service, ttl=token_ttl)
     vault.state_hooks.append(token_cache.clear)
 
+    pusher = _checkpoint_pusher(settings, vault) if watch else None
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if watch:
             vault.start_watcher()
+        if pusher is not None:
+            pusher.start()
         try:
             yield
         finally:
+            if pusher is not None:
+                pusher.stop()
             if owned:
                 vault.close()
 
     app = KeyguardAPI(
+        dependencies=[Depends(rejects.check_body_text)],
         title="keyguard",
         version=keyguard.__version__,
         description=DESCRIPTION,
@@ -94,6 +102,7 @@ def create_app(
     app.state.token_cache = token_cache
     app.state.trusted_proxies = parse_networks(trusted_proxies)
     errors.install(app)
+    rejects.install(app)
     app.install_front()
     for module in (keys, crypto, clients, audit, incidents, meta):
         app.include_router(module.router)
@@ -101,6 +110,14 @@ def create_app(
 
     include_dashboard(app)
     return app
+
+
+def _checkpoint_pusher(settings: Settings | None, vault: Vault) -> CheckpointPusher | None:
+    """The periodic push of signed audit checkpoints, when keyguard.toml declares sinks."""
+    config = load_config((settings or Settings.from_env()).config_file)
+    if config is None or not config.sinks:
+        return None
+    return CheckpointPusher(vault.engine, vault.checkpoint_key, config, vault.clock.now)
 
 
 def app_from_env() -> FastAPI:

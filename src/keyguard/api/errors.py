@@ -76,7 +76,8 @@ def _keyguard_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(slug, exc.message, exc.hint), status_code=status, headers=headers)
 
 
-def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+def validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    """422 naming where and what, never the value (audited by :mod:`keyguard.api.rejects`)."""
     assert isinstance(exc, RequestValidationError)
     details = [
         {
@@ -116,6 +117,6 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(KeyguardError, _keyguard_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

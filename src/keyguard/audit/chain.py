@@ -57,9 +57,36 @@ def event_hash(event: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(event)).hexdigest()
 
 
-def checkpoint(key: bytes, last_id: int, last_hash: str) -> str:
-    """HMAC of the head under a vault-internal key: rewriting the whole chain is detected too."""
-    return hmac.new(key, f"{last_id}:{last_hash}".encode(), hashlib.sha256).hexdigest()
+def checkpoint(key: bytes, last_id: int, last_hash: str, counter: int = 0) -> str:
+    """HMAC of the head under a vault-internal key: rewriting the whole chain is detected too.
+
+    ``counter`` grows by one with every signed head, so an older head (a database
+    restored from a backup) never carries a newer head's checkpoint. Counter 0 is
+    the first format, written before heads were counted (``last_id:last_hash``).
+    """
+    if counter == 0:
+        message = f"{last_id}:{last_hash}"
+    else:
+        message = f"kg-audit-head:v2:{counter}:{last_id}:{last_id}:{last_hash}"  # counter, events, id, hash
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def head_problem(key: bytes | None, last_id: int, last_hash: str, counter: int, mark: str | None) -> str | None:
+    """Why the head ``(last_id, last_hash, counter)`` is not the one the vault signed, or None.
+
+    A blank checkpoint passes only on an empty log (nothing was ever signed); on a
+    log that has events it is a forgery: whoever rewrote the chain could not sign it.
+    Without ``key`` nothing can be checked (None).
+    """
+    if key is None:
+        return None
+    if not mark:
+        if last_id == 0 and last_hash == GENESIS:
+            return None
+        return "the head's checkpoint is missing: the chain was rewritten or the checkpoint blanked"
+    if not hmac.compare_digest(checkpoint(key, last_id, last_hash, counter), mark):
+        return "the head's checkpoint does not match: the chain was rewritten"
+    return None
 
 
 @dataclass(frozen=True)

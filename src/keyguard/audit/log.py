@@ -6,6 +6,16 @@ so fsync cost is shared and no event is ever skipped. The chain is extended
 under the database's write lock (SQLite ``BEGIN IMMEDIATE``, PostgreSQL
 ``SELECT … FOR UPDATE`` of the head row), so several processes and API nodes
 keep one valid chain. If the write fails, every waiting operation fails closed.
+
+Before extending the chain the writer checks the head it extends against the
+vault's signed checkpoint (one HMAC of the head row it reads anyway, no replay):
+a forged or blanked head is never re-signed by a legitimate write, and a head
+whose counter went back (a database restored to an older state) is refused.
+
+Operations that change state write their event in their own transaction
+(:meth:`AuditLog.lock_head` then :meth:`AuditLog.append_in`), so the change and
+its event commit together or not at all; pure crypto operations, whose only
+state is their event, keep the group-commit path.
 """
 
 from __future__ import annotations
@@ -26,8 +36,8 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, TextClause, bindparam, select, text
 
-from keyguard.audit.chain import checkpoint, event_hash
-from keyguard.errors import AuditWriteError
+from keyguard.audit.chain import checkpoint, event_hash, head_problem, verify_events
+from keyguard.errors import AuditWriteError, ChainIntegrityError
 from keyguard.store.db import write_tx
 from keyguard.store.tables import AuditEvent, AuditHead
 
@@ -94,10 +104,11 @@ _INSERT_EVENTS = (
     '"result", "reason", "request_id", "prev_hash", "hash") VALUES (:id, :ts, :actor, :source_ip, '
     ":user_agent, :op, :key, :version, :result, :reason, :request_id, :prev_hash, :hash)"
 )
-_SELECT_HEAD = "SELECT last_id, last_hash FROM audit_head WHERE id = 1"
-_UPDATE_HEAD = "UPDATE audit_head SET last_id = :last_id, last_hash = :last_hash WHERE id = 1"
+_SELECT_HEAD = 'SELECT last_id, last_hash, "checkpoint", counter FROM audit_head WHERE id = 1'
+_UPDATE_HEAD = "UPDATE audit_head SET last_id = :last_id, last_hash = :last_hash, counter = :counter WHERE id = 1"
 _UPDATE_HEAD_CHECKPOINT = (
-    'UPDATE audit_head SET last_id = :last_id, last_hash = :last_hash, "checkpoint" = :checkpoint WHERE id = 1'
+    'UPDATE audit_head SET last_id = :last_id, last_hash = :last_hash, "checkpoint" = :checkpoint, '
+    "counter = :counter WHERE id = 1"
 )
 _NOTIFY = "SELECT pg_notify('keyguard_audit', :id)"
 _PLACEHOLDER = re.compile(r":([a-z_]+)")
@@ -145,11 +156,12 @@ class _Pending:
     waiter: asyncio.Future[dict[str, Any]] | None = None
 
 
-def _write_error(cause: BaseException) -> AuditWriteError:
-    return AuditWriteError(
-        "the audit event could not be written, so the operation was refused",
-        hint=type(cause).__name__,
-    )
+def write_error(cause: BaseException) -> AuditWriteError:
+    """The refusal an operation gets when its event could not be written (fail closed)."""
+    hint = type(cause).__name__
+    if isinstance(cause, ChainIntegrityError):  # the reason names an event id and a state, never a secret
+        hint = f"{hint}: {cause.message}; run keyguard audit verify"
+    return AuditWriteError("the audit event could not be written, so the operation was refused", hint=hint)
 
 
 def _row(draft: EventDraft, now: datetime) -> dict[str, Any]:
@@ -179,7 +191,7 @@ def _settle(batch: list[_Pending]) -> None:
         if pending.error is None:
             waiter.set_result(pending.record)
         else:
-            waiter.set_exception(_write_error(pending.error))
+            waiter.set_exception(write_error(pending.error))
 
 
 class AuditLog:
@@ -202,6 +214,7 @@ class AuditLog:
         self._update_sql = _for_driver(_UPDATE_HEAD if checkpoint_key is None else _UPDATE_HEAD_CHECKPOINT, dialect)
         self._notify_sql = _for_driver(_NOTIFY, dialect)
         self._touched: dict[tuple[str, int], float] = {}
+        self._seen = 0  # the highest head counter this process saw committed: heads never go back
         self._writer_running = False
         # SQLite: the writers of several processes (serve --workers N, the CLI) queue on
         # an flock beside the database, which hands over at once, rather than on
@@ -239,7 +252,7 @@ class AuditLog:
                     continue
                 self._lead()
         if pending.error is not None:
-            raise _write_error(pending.error)
+            raise write_error(pending.error)
         return pending.record
 
     def _lead(self) -> None:
@@ -321,31 +334,84 @@ class AuditLog:
         due = self._due_touches(rows)
         try:
             with self._process_lock(), self._transaction(with_orm=bool(due)) as (cursor, conn):
-                cursor.execute(self._head_sql)
-                head = cursor.fetchone()
-                if head is None:
-                    raise LookupError("the audit head row is missing")
-                last_id, last_hash = head
-                for record in rows:
-                    last_id += 1
-                    record["id"] = last_id
-                    record["prev_hash"] = last_hash
-                    record["hash"] = last_hash = event_hash(record)
-                cursor.executemany(self._insert_sql, rows)
-                values: dict[str, Any] = {"last_id": last_id, "last_hash": last_hash}
-                if self._checkpoint_key is not None:
-                    values["checkpoint"] = checkpoint(self._checkpoint_key, last_id, last_hash)
-                cursor.execute(self._update_sql, values)
-                if self._is_pg:
-                    cursor.execute(self._notify_sql, {"id": str(last_id)})
+                counter = self._extend(cursor, rows)
                 if conn is not None:
                     self._touch(conn, due)
         except Exception as exc:  # noqa: BLE001 - fail closed for every waiter
             self._finish(batch, exc)
             return
+        self.committed(counter)
         for pending, record in zip(batch, rows, strict=True):
             pending.record = record
         self._finish(batch, None)
+
+    def _read_head(self, cursor: Any) -> tuple[int, str, int]:
+        """Read (and on PostgreSQL lock) the head; refuse a head the vault did not sign or an older one."""
+        cursor.execute(self._head_sql)
+        head = cursor.fetchone()
+        if head is None:
+            raise LookupError("the audit head row is missing")
+        last_id, last_hash, mark, counter = int(head[0]), str(head[1]), head[2], int(head[3] or 0)
+        problem = head_problem(self._checkpoint_key, last_id, last_hash, counter, mark)
+        if problem is not None:
+            raise ChainIntegrityError(last_id, problem)
+        if counter < self._seen:
+            raise ChainIntegrityError(
+                last_id,
+                f"the head went back from counter {self._seen} to {counter}: the database was restored",
+            )
+        return last_id, last_hash, counter
+
+    def _extend(self, cursor: Any, rows: list[dict[str, Any]]) -> int:
+        """Chain ``rows`` onto the head in the cursor's transaction; returns the new head's counter."""
+        last_id, last_hash, counter = self._read_head(cursor)
+        for record in rows:
+            last_id += 1
+            record["id"] = last_id
+            record["prev_hash"] = last_hash
+            record["hash"] = last_hash = event_hash(record)
+        cursor.executemany(self._insert_sql, rows)
+        counter += 1
+        values: dict[str, Any] = {"last_id": last_id, "last_hash": last_hash, "counter": counter}
+        if self._checkpoint_key is not None:
+            values["checkpoint"] = checkpoint(self._checkpoint_key, last_id, last_hash, counter)
+        cursor.execute(self._update_sql, values)
+        if self._is_pg:
+            cursor.execute(self._notify_sql, {"id": str(last_id)})
+        return counter
+
+    def committed(self, counter: int) -> None:
+        """Note a head counter that was committed (heads this process saw never go back)."""
+        if counter > self._seen:
+            self._seen = counter
+
+    def lock_head(self, conn: Connection) -> None:
+        """Take the chain's write lock in ``conn``'s transaction, before its state statements.
+
+        PostgreSQL locks the head row (taken first, so a concurrent batch that
+        records last-used times cannot deadlock with this transaction); on SQLite
+        the write transaction (``BEGIN IMMEDIATE``) already holds the database's
+        lock. A forged or older head refuses the operation here.
+        """
+        cursor = conn.connection.cursor()
+        try:
+            self._read_head(cursor)
+        finally:
+            cursor.close()
+
+    def append_in(self, conn: Connection, draft: EventDraft) -> tuple[dict[str, Any], int]:
+        """Append ``draft`` inside ``conn``'s write transaction: it commits with the state change or not at all.
+
+        Returns the record and the head counter; pass the counter to
+        :meth:`committed` once the transaction has committed.
+        """
+        record = _row(draft, datetime.now(UTC))
+        cursor = conn.connection.cursor()
+        try:
+            counter = self._extend(cursor, [record])
+        finally:
+            cursor.close()
+        return record, counter
 
     @contextmanager
     def _transaction(self, *, with_orm: bool) -> Iterator[tuple[Any, Connection | None]]:
@@ -390,7 +456,7 @@ class AuditLog:
                 if error is None:
                     pending.future.set_result(pending.record)
                 else:
-                    pending.future.set_exception(_write_error(error))
+                    pending.future.set_exception(write_error(error))
             if pending.waiter is not None:
                 loops.setdefault(pending.waiter.get_loop(), []).append(pending)
         for loop, settled in loops.items():
@@ -435,25 +501,25 @@ def iter_events(engine: Engine, since_id: int = 0, batch: int = 5000) -> Iterato
 
 
 def verify_log(engine: Engine, checkpoint_key: bytes | None = None) -> dict[str, Any]:
-    """Walk the whole chain; raise :class:`ChainIntegrityError` at the first bad event."""
-    import hmac as _hmac
+    """Walk the whole chain; raise :class:`ChainIntegrityError` at the first bad event.
 
-    from keyguard.audit.chain import verify_events
-    from keyguard.errors import ChainIntegrityError
-
+    With ``checkpoint_key`` the head must carry the vault's checkpoint: a blank
+    or missing one on a log that has events is a failure, never a skipped check.
+    """
     with engine.connect() as conn:
-        last_id, last_hash, mark = conn.execute(
-            select(AuditHead.last_id, AuditHead.last_hash, AuditHead.checkpoint).where(AuditHead.id == 1)
+        last_id, last_hash, mark, counter = conn.execute(
+            select(AuditHead.last_id, AuditHead.last_hash, AuditHead.checkpoint, AuditHead.counter).where(
+                AuditHead.id == 1
+            )
         ).one()
     result = verify_events(iter_events(engine), int(last_id), str(last_hash))
-    checked = False
-    if checkpoint_key is not None and mark:
-        if not _hmac.compare_digest(checkpoint(checkpoint_key, int(last_id), str(last_hash)), str(mark)):
-            raise ChainIntegrityError(int(last_id), "the head's checkpoint does not match: the chain was rewritten")
-        checked = True
+    problem = head_problem(checkpoint_key, int(last_id), str(last_hash), int(counter or 0), mark)
+    if problem is not None:
+        raise ChainIntegrityError(int(last_id), problem)
     return {
         "events": result.events,
         "last_id": result.last_id,
         "last_hash": result.last_hash,
-        "checkpoint": checked,
+        "counter": int(counter or 0),
+        "checkpoint": checkpoint_key is not None and bool(mark),
     }

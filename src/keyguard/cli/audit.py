@@ -12,11 +12,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from keyguard.audit.checkpoint import load_checkpoints, signed_checkpoint, verify_against, write_checkpoint_file
 from keyguard.audit.log import iter_events, verify_log
+from keyguard.audit.push import load_config, push
 from keyguard.cli import context
 from keyguard.cli.output import MAX_COUNT, JsonOption, console, emit, local_time, print_json
 from keyguard.clock import parse_time
-from keyguard.errors import UsageError
+from keyguard.errors import KeyguardError, UsageError
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -81,17 +83,78 @@ def tail(
 
 
 @audit_app.command("verify")
-def verify(as_json: bool = JsonOption) -> None:
-    """Walk the hash chain; exit 5 naming the first bad event."""
+def verify(
+    against: list[Path] = typer.Option(  # noqa: B008
+        [],
+        "--against",
+        help="Exported checkpoints (audit checkpoint --out, or a file sink's JSON lines): detects truncation "
+        "and rollback. Repeatable.",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Walk the hash chain and check the signed head; exit 5 naming the first bad event."""
     vault = context.vault()
-    context.principal(vault).require("audit.read")
-    result = verify_log(vault.engine, vault.checkpoint_key)
+    principal = context.principal(vault)
+    with vault.audited(principal, "audit.verify", None) as ctx:
+        principal.require("audit.read")
+        docs = [doc for path in against for doc in load_checkpoints(path)]
+        result = verify_log(vault.engine, vault.checkpoint_key)
+        if docs:
+            result.update(verify_against(vault.engine, vault.checkpoint_key, docs))
+        ctx["reason"] = f"{result['events']} events" + (f", against {len(docs)} checkpoints" if docs else "")
     emit(
         result,
         as_json,
         lambda: console.print(
             f"audit chain intact: {result['events']} events, head {result['last_hash'][:16]}…"
             + (" (checkpoint verified)" if result["checkpoint"] else "")
+            + (
+                f"; holds the exported checkpoint at event {result['against_last_id']}"
+                f" (counter {result['against_counter']})"
+                if docs
+                else ""
+            )
+        ),
+    )
+
+
+@audit_app.command("checkpoint")
+def checkpoint_cmd(
+    out: Path | None = typer.Option(None, "--out", help="Write the signed checkpoint here (0600, atomically)."),
+    push_now: bool = typer.Option(
+        False, "--push", help="Push it to the sinks of [audit.checkpoints] in keyguard.toml."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Export a signed checkpoint of the head, for audit verify --against (keep it off this host)."""
+    from keyguard.config import Settings
+
+    vault = context.vault()
+    principal = context.principal(vault)
+    with vault.audited(principal, "audit.checkpoint", None) as ctx:
+        principal.require("audit.read")
+        doc = signed_checkpoint(vault.engine, vault.checkpoint_key, vault.clock.now())
+        failures: list[str] = []
+        if out is not None:
+            write_checkpoint_file(out, doc)
+        if push_now:
+            config = load_config(Settings.from_env().config_file)
+            if config is None or not config.sinks:
+                raise UsageError(
+                    "no checkpoint sinks configured", hint="add [audit.checkpoints] sinks to keyguard.toml"
+                )
+            failures = push(doc, config.sinks)
+        ctx["reason"] = f"checkpoint at event {doc['last_id']} counter {doc['counter']}"
+    if failures:
+        raise KeyguardError("checkpoint push failed: " + "; ".join(failures), hint="the other sinks received it")
+    if out is None and not push_now:
+        print_json(doc)
+        return
+    emit(
+        doc,
+        as_json,
+        lambda: console.print(
+            f"checkpoint at event {doc['last_id']} (counter {doc['counter']})" + (f" written to {out}" if out else "")
         ),
     )
 

@@ -163,13 +163,19 @@ class AuditEvent(Base):
 
 
 class AuditHead(Base):
-    """The chain's head (single row): last id and hash, so truncation is detected."""
+    """The chain's head (single row): last id and hash, so truncation is detected.
+
+    ``checkpoint`` is the vault's HMAC of the head and ``counter`` (bumped with
+    every signature) orders heads, so an older head restored from a backup is
+    told apart from the newer one by an exported checkpoint.
+    """
 
     __tablename__ = "audit_head"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_id: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[str] = mapped_column(String(64))
     checkpoint: Mapped[str] = mapped_column(String(64), default="")
+    counter: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class DataItem(Base):

@@ -18,7 +18,6 @@ from sqlalchemy.orm import Session
 
 from keyguard.clock import as_utc
 from keyguard.errors import ConflictError, NotFoundError, PermissionDeniedError, UsageError
-from keyguard.store.db import write_tx
 from keyguard.store.tables import Client, Grant, Token
 from keyguard.vault.model import check_name, hash_token
 from keyguard.vault.principal import ROLES, Principal
@@ -77,7 +76,7 @@ class ClientService:
         with self.vault.audited(principal, "client.create", None) as ctx:
             principal.require("client.create")
             now = self.vault.clock.now()
-            with write_tx(self.engine) as conn:
+            with self.vault.state_tx() as conn:
                 if conn.execute(select(Client.id).where(Client.name == name)).first():
                     raise ConflictError(f"client {name!r} already exists")
                 client_id = conn.execute(
@@ -98,7 +97,7 @@ class ClientService:
                         insert(Grant),
                         [{"client_id": client_id, "key_pattern": k, "op": o} for k, o in grants],
                     )
-            ctx["reason"] = f"client {name} role {role} grants " + ",".join(f"{k}:{o}" for k, o in grants)
+                ctx["reason"] = f"client {name} role {role} grants " + ",".join(f"{k}:{o}" for k, o in grants)
         return self.get(name)
 
     def get(self, name: str) -> ClientView:
@@ -131,14 +130,14 @@ class ClientService:
         with self.vault.audited(principal, op, None) as ctx:
             principal.require(op)
             self.get(name)
-            with write_tx(self.engine) as conn:
+            with self.vault.state_tx() as conn:
                 conn.execute(
                     update(Client)
                     .where(Client.name == name)
                     .values(status=status, status_changed_at=self.vault.clock.now())
                 )
                 self.vault.bump_state(conn)
-            ctx["reason"] = f"client {name}: {reason or status}"
+                ctx["reason"] = f"client {name}: {reason or status}"
         return self.get(name)
 
     def issue_token(self, principal: Principal, name: str, ttl: timedelta = DEFAULT_TTL) -> tuple[str, datetime]:
@@ -153,7 +152,7 @@ class ClientService:
             token = TOKEN_PREFIX + secrets.token_urlsafe(32)
             now = self.vault.clock.now()
             expires = now + ttl
-            with write_tx(self.engine) as conn:
+            with self.vault.state_tx() as conn:
                 client_id = conn.execute(select(Client.id).where(Client.name == name)).scalar_one()
                 conn.execute(
                     insert(Token).values(
@@ -163,7 +162,7 @@ class ClientService:
                         expires_at=expires,
                     )
                 )
-            ctx["reason"] = f"token for {name} until {expires.isoformat()}"
+                ctx["reason"] = f"token for {name} until {expires.isoformat()}"
         return token, expires
 
     def revoke_tokens(self, principal: Principal, name: str) -> int:
@@ -171,7 +170,7 @@ class ClientService:
         with self.vault.audited(principal, "client.revoke", None) as ctx:
             principal.require("client.revoke")
             self.get(name)
-            with write_tx(self.engine) as conn:
+            with self.vault.state_tx() as conn:
                 client_id = conn.execute(select(Client.id).where(Client.name == name)).scalar_one()
                 count = conn.execute(
                     update(Token)
@@ -179,7 +178,7 @@ class ClientService:
                     .values(revoked_at=self.vault.clock.now())
                 ).rowcount
                 self.vault.bump_state(conn)  # every node drops its token cache
-            ctx["reason"] = f"revoked {count} tokens of {name}"
+                ctx["reason"] = f"revoked {count} tokens of {name}"
         return int(count)
 
     def enroll_mfa(self, principal: Principal, name: str) -> tuple[str, str]:
@@ -191,9 +190,9 @@ class ClientService:
             self.get(name)
             secret = pyotp.random_base32()
             gen, sealed = self.vault.barrier.seal(secret.encode(), f"client-totp:{name}".encode())
-            with write_tx(self.engine) as conn:
+            with self.vault.state_tx() as conn:
                 conn.execute(update(Client).where(Client.name == name).values(totp_sealed=sealed))
-            ctx["reason"] = f"TOTP enrolled for {name} (barrier generation {gen})"
+                ctx["reason"] = f"TOTP enrolled for {name} (barrier generation {gen})"
         return secret, pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name="keyguard")
 
     def _check_otp(self, name: str, sealed: bytes | None, otp: str) -> bool:
@@ -263,10 +262,10 @@ class ClientService:
         """Remove every grant of a client (least privilege after an incident)."""
         with self.vault.audited(principal, "client.config", None) as ctx:
             principal.require("client.config")
-            with write_tx(self.engine) as conn:
+            with self.vault.state_tx() as conn:
                 client_id = conn.execute(select(Client.id).where(Client.name == name)).scalar_one_or_none()
                 if client_id is None:
                     raise NotFoundError(f"client {name!r} not found")
                 conn.execute(delete(Grant).where(Grant.client_id == client_id))
                 self.vault.bump_state(conn)
-            ctx["reason"] = f"grants of {name} removed"
+                ctx["reason"] = f"grants of {name} removed"

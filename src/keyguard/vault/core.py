@@ -16,15 +16,17 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Self
 
 from sqlalchemy import Connection, Engine, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from keyguard.audit.log import AuditLog, EventDraft
+from keyguard.audit.log import AuditLog, EventDraft, write_error
 from keyguard.clock import Clock, SystemClock
 from keyguard.crypto import algorithms as alg
 from keyguard.errors import (
+    AuditWriteError,
     ConflictError,
     IntegrityError,
     KeyguardError,
@@ -40,6 +42,9 @@ from keyguard.vault.lifecycle import VersionState
 from keyguard.vault.model import KeyInfo, VersionInfo, aware, check_name, sealed_aad
 from keyguard.vault.principal import Principal
 from keyguard.vault.roots import RootOfTrust
+
+# The ``ctx`` of the innermost :meth:`VaultCore.audited` block, for :meth:`VaultCore.state_tx`.
+_audit_ctx: ContextVar[dict[str, Any] | None] = ContextVar("keyguard_audit_ctx", default=None)
 
 
 class VaultCore:
@@ -244,6 +249,28 @@ class VaultCore:
                 self.barrier.add(gen, chain_open(self.barrier.key(gen - 1), row.sealed_by_prev))
 
     # ------------------------------------------------------------------ audit helpers
+    def _draft(
+        self,
+        principal: Principal,
+        op: str,
+        result: str,
+        key: str | None,
+        version: int | None,
+        reason: str | None,
+    ) -> EventDraft:
+        return EventDraft(
+            actor=principal.actor,
+            op=op,
+            result=result,
+            key=key,
+            version=version,
+            reason=reason,
+            source_ip=principal.source_ip,
+            user_agent=principal.user_agent,
+            request_id=principal.request_id,
+            ts=self.clock.now(),
+        )
+
     def record(
         self,
         principal: Principal,
@@ -254,27 +281,54 @@ class VaultCore:
         reason: str | None = None,
     ) -> dict[str, Any]:
         """Append one audit event for ``principal`` (fail closed)."""
-        return self.audit.append(
-            EventDraft(
-                actor=principal.actor,
-                op=op,
-                result=result,
-                key=key,
-                version=version,
-                reason=reason,
-                source_ip=principal.source_ip,
-                user_agent=principal.user_agent,
-                request_id=principal.request_id,
-                ts=self.clock.now(),
-            )
-        )
+        return self.audit.append(self._draft(principal, op, result, key, version, reason))
+
+    @staticmethod
+    def audit_ctx() -> dict[str, Any]:
+        """The ``ctx`` of the innermost :meth:`audited` operation."""
+        ctx = _audit_ctx.get()
+        if ctx is None:
+            raise RuntimeError("only valid inside an audited() operation")
+        return ctx
+
+    @contextmanager
+    def state_tx(self) -> Iterator[Connection]:
+        """The write transaction of the enclosing :meth:`audited` operation; its ``ok`` event commits with it.
+
+        The chain's lock is taken first, then the block's state statements run,
+        then the event is appended in the same transaction from the operation's
+        ``ctx`` as it is when the block ends (set ``ctx['reason']`` and
+        ``ctx['version']`` inside it). If the block or the audit write fails,
+        nothing is committed and :meth:`audited` records the failure instead.
+        """
+        ctx = self.audit_ctx()
+        principal, op, key = ctx["_audit"]
+        with write_tx(self.engine) as conn:
+            try:
+                self.audit.lock_head(conn)
+            except Exception as exc:
+                raise write_error(exc) from None
+            yield conn
+            try:
+                _record, counter = self.audit.append_in(
+                    conn, self._draft(principal, op, "ok", key, ctx["version"], ctx["reason"])
+                )
+            except Exception as exc:
+                raise write_error(exc) from None
+        self.audit.committed(counter)
+        ctx["_recorded"] = True
 
     @contextmanager
     def audited(
         self, principal: Principal, op: str, key: str | None, version: int | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Run an operation; record it allowed or refused. ``ctx['version']`` may be set inside."""
-        ctx: dict[str, Any] = {"version": version, "reason": None}
+        """Run an operation; record it allowed or refused. ``ctx['version']`` may be set inside.
+
+        State changes go through :meth:`state_tx`, which commits the change and
+        its ``ok`` event together; otherwise the event is appended on the way out.
+        """
+        ctx: dict[str, Any] = {"version": version, "reason": None, "_audit": (principal, op, key)}
+        token = _audit_ctx.set(ctx)
         try:
             yield ctx
         except KeyStateError as exc:
@@ -286,10 +340,20 @@ class VaultCore:
         except RefusedError as exc:
             self.record(principal, op, "denied", key, ctx["version"], str(exc))
             raise
+        except IntegrityError as exc:
+            try:
+                self.record(principal, op, "error", key, ctx["version"], str(exc))
+            except AuditWriteError:
+                # A forged head refuses this event too; the integrity failure is what must be seen (exit 5).
+                pass
+            raise
         except KeyguardError as exc:
             self.record(principal, op, "error", key, ctx["version"], str(exc))
             raise
-        self.record(principal, op, "ok", key, ctx["version"], ctx["reason"])
+        finally:
+            _audit_ctx.reset(token)
+        if not ctx.get("_recorded"):
+            self.record(principal, op, "ok", key, ctx["version"], ctx["reason"])
 
     def require_mfa(self, principal: Principal, op: str) -> None:
         """Refuse a destructive operation without a second factor where MFA is required."""

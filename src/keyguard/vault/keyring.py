@@ -9,7 +9,6 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from keyguard.crypto import algorithms as alg
 from keyguard.errors import ConflictError, NotFoundError, UsageError
-from keyguard.store.db import write_tx
 from keyguard.store.tables import Key, KeyVersion
 from keyguard.vault.core import VaultCore
 from keyguard.vault.lifecycle import VersionState, check_transition
@@ -67,7 +66,7 @@ class KeyringMixin(VaultCore):
         origin: str,
     ) -> None:
         now = self.clock.now()
-        with write_tx(self.engine) as conn:
+        with self.state_tx() as conn:
             if conn.execute(select(Key.id).where(Key.name == name)).first() is not None:
                 raise ConflictError(f"key {name!r} already exists", hint="use key rotate to add a version")
             key_id = conn.execute(
@@ -129,15 +128,17 @@ class KeyringMixin(VaultCore):
             new_alg = algorithm or info.versions[info.latest].algorithm
             alg.check_purpose(new_alg, info.purpose)
             material = alg.generate(new_alg)
-            ctx["version"] = self._add_version(info, new_alg, material, "generated")
             ctx["reason"] = f"algorithm {new_alg}"
+            ctx["version"] = self._add_version(info, new_alg, material, "generated")
         return self.key_info(name)
 
     def _add_version(self, info: KeyInfo, algorithm: str, material: bytes, origin: str) -> int:
+        """Add the next version in the audited operation's transaction (its event names the version)."""
         now = self.clock.now()
-        with write_tx(self.engine) as conn:
+        with self.state_tx() as conn:
             latest = conn.execute(select(func.max(KeyVersion.version)).where(KeyVersion.key_id == info.id)).scalar_one()
             version = int(latest) + 1
+            self.audit_ctx()["version"] = version
             conn.execute(
                 update(KeyVersion)
                 .where(KeyVersion.key_id == info.id, KeyVersion.state == VersionState.ACTIVE.value)
@@ -169,7 +170,7 @@ class KeyringMixin(VaultCore):
             if version not in info.versions:
                 raise NotFoundError(f"key {name!r} has no version {version}", hint=f"versions 1..{info.latest}")
             now = self.clock.now()
-            with write_tx(self.engine) as conn:
+            with self.state_tx() as conn:
                 row = conn.execute(
                     select(KeyVersion.state).where(KeyVersion.key_id == info.id, KeyVersion.version == version)
                 ).scalar_one()
@@ -199,7 +200,7 @@ class KeyringMixin(VaultCore):
                     .values(**values)
                 )
                 self.bump_state(conn)
-            ctx["reason"] = reason or f"{row} -> {final}"
+                ctx["reason"] = reason or f"{row} -> {final}"
         self._invalidate()
         return self.key_info(name)
 
@@ -210,10 +211,10 @@ class KeyringMixin(VaultCore):
             principal.require("key.config", name)
             if not 1 <= minimum <= info.latest:
                 raise UsageError(f"min_decryption_version must be within 1..{info.latest}")
-            with write_tx(self.engine) as conn:
+            with self.state_tx() as conn:
                 conn.execute(update(Key).where(Key.id == info.id).values(min_decryption_version=minimum))
                 self.bump_state(conn)
-            ctx["reason"] = f"min_decryption_version={minimum}"
+                ctx["reason"] = f"min_decryption_version={minimum}"
         self._invalidate()
         return self.key_info(name)
 

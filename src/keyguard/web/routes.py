@@ -152,14 +152,24 @@ def _safe_next(path: str | None) -> str:
     return path
 
 
-def _viewer(request: Request, *ops: str) -> Principal | HTMLResponse:
-    """The signed-in viewer when their role allows every one of ``ops``, else the refusal page."""
+def _viewer(request: Request, *ops: str, audit: bool = True) -> Principal | HTMLResponse:
+    """The signed-in viewer when their role allows every one of ``ops``, else the refusal page.
+
+    The view itself is audited (``web.view``, ok or denied, naming the page): the
+    dashboard shows incidents, keys and alerts, which are as sensitive as the API's reads.
+    """
     who = auth.authenticate(request)
     if isinstance(who, auth.Refusal):
         return _refused(request, who)
+    vault = auth.vault_of(request)
+    page = f"dashboard {request.url.path[:200]}"
     missing = [op for op in ops if not who.may(op)]
     if missing:
-        return _refused(request, auth.Refusal(403, f"{who.name} may not {missing[0]}", had_credential=True))
+        reason = f"{who.name} may not {missing[0]}"
+        vault.record(who, "web.view", "denied", None, None, f"{page}: {reason}")
+        return _refused(request, auth.Refusal(403, reason, had_credential=True))
+    if audit:
+        vault.record(who, "web.view", "ok", None, None, page)
     return who
 
 
@@ -270,7 +280,7 @@ def alert_ack(request: Request, alert_id: int) -> Response:
 @router.get("/audit", name="web.audit", response_class=HTMLResponse)
 def audit_page(request: Request) -> Response:
     """The last 100 audit events and the chain's verification; the read is itself audited."""
-    who = _viewer(request)  # audit.read is checked (and audited) below
+    who = _viewer(request, audit=False)  # audit.read is checked (and audited) below
     if isinstance(who, HTMLResponse):
         return who
     vault = auth.vault_of(request)

@@ -68,39 +68,45 @@ def _refs(values: list[str]) -> list[tuple[str, int | None]]:
 @router.post("", status_code=status.HTTP_201_CREATED, name="incident.open")
 def open_incident(body: IncidentCreate, request: Request, vault: VaultDep, principal: PrincipalDep) -> dict[str, Any]:
     """Open an incident (``keyguard incident open``)."""
-    principal.require("incident.write")
     refs = _refs(body.keys)
-    for name, _version in refs:
-        vault.key_info(name)
-    incidents = _service(request, vault)
-    incident = incidents.open(
-        refs,
-        parse_time(body.exposed_at),
-        parse_time(body.detected_at) if body.detected_at else None,
-        body.source,
-        body.jurisdictions,
-        body.data_classes,
-        body.flags,
-        title=body.title,
-        actor=principal.actor,
-    )
-    vault.record(principal, "incident.open", "ok", refs[0][0], refs[0][1], f"incident {incident.id}")
+    with vault.audited(principal, "incident.open", refs[0][0], refs[0][1]) as ctx:
+        principal.require("incident.write")
+        for name, _version in refs:
+            vault.key_info(name)
+        incidents = _service(request, vault)
+        incident = incidents.open(
+            refs,
+            parse_time(body.exposed_at),
+            parse_time(body.detected_at) if body.detected_at else None,
+            body.source,
+            body.jurisdictions,
+            body.data_classes,
+            body.flags,
+            title=body.title,
+            actor=principal.actor,
+        )
+        ctx["reason"] = f"incident {incident.id}"
     return incident.to_dict(vault.clock.now())
 
 
 @router.get("", name="incident.list")
 def list_incidents(request: Request, vault: VaultDep, principal: PrincipalDep) -> list[dict[str, Any]]:
     """Incidents, newest first."""
-    principal.require("incident.read")
-    now = vault.clock.now()
-    return [i.to_dict(now) for i in _service(request, vault).list()]
+    with vault.audited(principal, "incident.list", None) as ctx:
+        principal.require("incident.read")
+        now = vault.clock.now()
+        found = [i.to_dict(now) for i in _service(request, vault).list()]
+        ctx["reason"] = f"{len(found)} incidents"
+    return found
 
 
 @router.get("/{incident_id}", name="incident.read")
 def get_incident(incident_id: IncidentId, request: Request, vault: VaultDep, principal: PrincipalDep) -> dict[str, Any]:
     """One incident: phases, tasks, obligations with countdowns, timeline (SPEC §5)."""
-    principal.require("incident.read")
-    return _service(request, vault).get(incident_id).to_dict(vault.clock.now())
+    with vault.audited(principal, "incident.read", None) as ctx:
+        ctx["reason"] = f"incident {incident_id}"
+        principal.require("incident.read")
+        return _service(request, vault).get(incident_id).to_dict(vault.clock.now())
 
 
 @router.post("/{incident_id}/contain", name="incident.contain")
@@ -108,17 +114,21 @@ def contain(
     incident_id: IncidentId, body: StepRequest, request: Request, vault: VaultDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Block the leaked versions on every node and record the proof that they are dead."""
-    principal.require("key.compromise")
-    return Responder(vault, _service(request, vault), principal).contain(
-        incident_id, body.reversible, body.suspend_clients
-    )
+    with vault.audited(principal, "incident.contain", None) as ctx:
+        ctx["reason"] = f"incident {incident_id}"
+        principal.require("key.compromise")
+        return Responder(vault, _service(request, vault), principal).contain(
+            incident_id, body.reversible, body.suspend_clients
+        )
 
 
 @router.post("/{incident_id}/assess", name="incident.assess")
 def assess(incident_id: IncidentId, request: Request, vault: VaultDep, principal: PrincipalDep) -> list[dict[str, Any]]:
     """Grade the risk from the audit log since the exposure."""
-    principal.require("incident.write")
-    return [a.to_dict() for a in Responder(vault, _service(request, vault), principal).assess(incident_id)]
+    with vault.audited(principal, "incident.assess", None) as ctx:
+        ctx["reason"] = f"incident {incident_id}"
+        principal.require("incident.write")
+        return [a.to_dict() for a in Responder(vault, _service(request, vault), principal).assess(incident_id)]
 
 
 @router.post("/{incident_id}/rotate", name="incident.rotate")
@@ -126,23 +136,28 @@ def rotate(
     incident_id: IncidentId, body: StepRequest, request: Request, vault: VaultDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """New version and re-wrap of every registered item."""
-    principal.require("key.rotate")
-    return Responder(vault, _service(request, vault), principal).rotate(incident_id, body.algorithm)
+    with vault.audited(principal, "incident.rotate", None) as ctx:
+        ctx["reason"] = f"incident {incident_id}"
+        principal.require("key.rotate")
+        return Responder(vault, _service(request, vault), principal).rotate(incident_id, body.algorithm)
 
 
 @router.post("/respond", name="incident.respond")
 def respond_all(body: RespondRequest, request: Request, vault: VaultDep, principal: PrincipalDep) -> dict[str, Any]:
     """The whole playbook (``keyguard respond``); ``attention`` lists what needs a person."""
-    principal.require("key.compromise")
-    principal.require("key.rotate")
-    result = respond(
-        vault,
-        _service(request, vault),
-        principal,
-        _refs(body.keys),
-        parse_time(body.exposed_at),
-        jurisdictions=body.jurisdictions,
-        algorithm=body.algorithm,
-        suspend_clients=body.suspend_clients,
-    )
+    refs = _refs(body.keys)
+    with vault.audited(principal, "incident.respond", refs[0][0], refs[0][1]) as ctx:
+        principal.require("key.compromise")
+        principal.require("key.rotate")
+        result = respond(
+            vault,
+            _service(request, vault),
+            principal,
+            refs,
+            parse_time(body.exposed_at),
+            jurisdictions=body.jurisdictions,
+            algorithm=body.algorithm,
+            suspend_clients=body.suspend_clients,
+        )
+        ctx["reason"] = "respond to " + ", ".join(body.keys)[:200]
     return result.to_dict()

@@ -1,0 +1,79 @@
+"""Requests refused before they reach an endpoint are audited like the rest.
+
+A body that does not validate (422), and a JSON body whose text is not valid
+Unicode (a lone surrogate escape such as ``"\\ud800"``: Python accepts it, but
+it can be neither stored nor hashed into the audit chain, so it used to answer
+500 unaudited), is answered 422 and recorded as a ``request`` event, denied,
+with the caller's address, user agent and request id.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from keyguard.api import errors
+from keyguard.api.deps import client_ip, request_id
+from keyguard.vault.principal import Principal
+from keyguard.vault.service import Vault
+
+_LONE_SURROGATE = "text must be valid Unicode: the body holds a lone surrogate"
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+async def check_body_text(request: Request) -> None:
+    """Refuse (422, audited) a JSON body with a lone surrogate before any endpoint sees it."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return
+    body = await request.body()  # cached by Starlette: the endpoint's own parse reads the same bytes
+    if b"\\u" not in body and b"\\U" not in body:  # a surrogate can only arrive as an escape
+        return
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return  # not JSON: the endpoint's validation answers (and is audited below)
+    if _has_lone_surrogate(parsed):
+        raise RequestValidationError([{"loc": ("body",), "msg": _LONE_SURROGATE, "type": "unicode"}])
+
+
+def _record(request: Request, reason: str) -> None:
+    vault: Vault = request.app.state.vault
+    caller = Principal(
+        name="anonymous",
+        role="none",
+        source_ip=client_ip(request),
+        user_agent=request.headers.get("user-agent"),
+        request_id=request_id(request) or None,
+    )
+    path = request.url.path[:200]
+    vault.record(caller, "request", "denied", None, None, f"{request.method} {path}: {reason}"[:1000])
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    response = errors.validation_error(request, exc)
+    reason = json.loads(bytes(response.body))["reason"]
+    await run_in_threadpool(_record, request, f"422 {reason}")
+    return response
+
+
+def install(app: FastAPI) -> None:
+    """Audit every request refused before its endpoint (after :func:`keyguard.api.errors.install`)."""
+    app.add_exception_handler(RequestValidationError, _validation_error)
