@@ -11,6 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from keyguard.cli import context
 from keyguard.cli.output import console, emit, err_console
 from keyguard.config import Settings
 from keyguard.errors import UsageError
@@ -61,6 +62,7 @@ def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """List alerts, newest first."""
+    context.authorize("alert.read")
     items = alert_service.list_alerts(
         open_engine(), status=None if status == "all" else status, rule=rule, key=key, limit=limit
     )
@@ -92,6 +94,7 @@ def show_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Show one alert with its details and deliveries."""
+    context.authorize("alert.read")
     alert = alert_service.get_alert(open_engine(), alert_id)
     emit(alert, as_json, lambda: _render_one(alert))
 
@@ -103,6 +106,7 @@ def ack_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Acknowledge an open alert."""
+    context.authorize("alert.write")
     alert = alert_service.acknowledge(open_engine(), alert_id, by=by)
     emit(alert, as_json, lambda: console.print(f"alert {alert_id} acknowledged"))
 
@@ -113,6 +117,7 @@ def close_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Close an alert."""
+    context.authorize("alert.write")
     alert = alert_service.close(open_engine(), alert_id)
     emit(alert, as_json, lambda: console.print(f"alert {alert_id} closed"))
 
@@ -150,6 +155,7 @@ def watch_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> int:
     """Run detection on new events and deliver alerts (exit 1 when --once raised alerts)."""
+    context.authorize("alert.write")
     if fmt not in IMPORTERS:
         raise UsageError(f"unknown format {fmt!r}", hint="use " + ", ".join(sorted(IMPORTERS)))
     settings = Settings.from_env()
