@@ -9,7 +9,10 @@ translate them in exactly one place::
     ├── RefusedError                   exit 3  / 403
     │   ├── KeyStateError              version disabled / compromised / destroyed
     │   ├── PermissionDeniedError      the principal lacks a grant or role
-    │   └── MfaRequiredError           a second factor is needed
+    │   │   ├── SecondFactorError      exit 3  / 401  wrong or already used TOTP code
+    │   │   └── SecondFactorLockedError exit 3 / 429  too many wrong codes: locked for a while
+    │   ├── MfaRequiredError           a second factor is needed
+    │   └── KeyRejectedError           exit 2  / 422  key material refused on import (weak, compromised)
     ├── NotFoundError                  exit 4  / 404
     ├── IntegrityError                 exit 5  / 409
     │   ├── InvalidTag                 ciphertext or context does not authenticate (no detail)
@@ -82,8 +85,31 @@ class PermissionDeniedError(RefusedError):
     """The principal may not perform the operation."""
 
 
+class SecondFactorError(PermissionDeniedError):
+    """The TOTP code is wrong, or was accepted once already (HTTP 401)."""
+
+    http_status = 401
+
+
+class SecondFactorLockedError(PermissionDeniedError):
+    """Too many wrong second factors: every code is refused for ``retry_after`` seconds (HTTP 429)."""
+
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
 class MfaRequiredError(RefusedError):
     """A second factor (TOTP) is required."""
+
+
+class KeyRejectedError(RefusedError):
+    """Key material refused on import: weak, or a version that was compromised (exit 2, HTTP 422)."""
+
+    exit_code = 2
+    http_status = 422
 
 
 class NotFoundError(KeyguardError):

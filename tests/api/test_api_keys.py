@@ -67,7 +67,7 @@ def test_public_keys_and_jwks(as_admin: TestClient) -> None:
 
 
 def test_import_key(as_admin: TestClient) -> None:
-    secret = bytes(range(32))
+    secret = bytes.fromhex("9f1c27e4b05a6d83c2f1e0479ab3d65c18e7f2a94b06c3d5e8a17f90b2c4d6e1")
     r = as_admin.post(
         "/v1/keys/legacy/import",
         json={"material_b64": base64.b64encode(secret).decode(), "purpose": "encrypt"},

@@ -12,12 +12,12 @@ from keyguard.vault.rootrotate import rotate_root
 from keyguard.vault.roots import KeyFileRoot, PassphraseRoot, create_root, open_root
 from keyguard.vault.service import Vault
 
-FAST = {"KEYGUARD_KDF_MEMORY_KIB": "1024"}
+FAST = {"KEYGUARD_KDF_MEMORY_KIB": "19456"}
 
 
 @pytest.fixture
 def fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KEYGUARD_KDF_MEMORY_KIB", "1024")
+    monkeypatch.setenv("KEYGUARD_KDF_MEMORY_KIB", "19456")
 
 
 def test_passphrase_root(db_url: str, admin, fast_kdf) -> None:

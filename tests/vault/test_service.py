@@ -19,6 +19,9 @@ from keyguard.errors import (
 from keyguard.vault.clients import ClientService
 from keyguard.vault.principal import Principal, parse_grants
 
+# A fixed random key: imports refuse all-zero, constant and counting secrets (issue 12).
+_RANDOM_32 = bytes.fromhex("9f1c27e4b05a6d83c2f1e0479ab3d65c18e7f2a94b06c3d5e8a17f90b2c4d6e1")
+
 
 def test_encrypt_decrypt_with_context(vault, admin) -> None:
     vault.create_key(admin, "pay", "encrypt", tier="high")
@@ -160,10 +163,10 @@ def _pem(key: object) -> bytes:
             "sign",
             "ed25519",
         ),
-        (lambda: bytes(range(32)).hex().encode(), "encrypt", "aes256-gcm"),
-        (lambda: base64.b64encode(bytes(range(32))), "encrypt", "aes256-gcm"),
-        (lambda: bytes(range(100, 132)), "encrypt", "aes256-gcm"),
-        (lambda: base64.b64encode(b"x" * 20), "mac", "hmac-sha256"),
+        (lambda: _RANDOM_32.hex().encode(), "encrypt", "aes256-gcm"),
+        (lambda: base64.b64encode(_RANDOM_32), "encrypt", "aes256-gcm"),
+        (lambda: _RANDOM_32, "encrypt", "aes256-gcm"),
+        (lambda: base64.b64encode(_RANDOM_32[:20]), "mac", "hmac-sha256"),
     ],
 )
 def test_import_formats(vault, admin, make, purpose: str, expected: str) -> None:
@@ -183,9 +186,9 @@ def test_import_jwk_and_fingerprint_matches_public(vault, admin) -> None:
     from keyguard.crypto.algorithms import public_fingerprint
 
     assert info.versions[1].fingerprint == public_fingerprint(spki)
-    oct_jwk = json.dumps({"kty": "oct", "k": base64.urlsafe_b64encode(bytes(32)).rstrip(b"=").decode()})
+    oct_jwk = json.dumps({"kty": "oct", "k": base64.urlsafe_b64encode(_RANDOM_32).rstrip(b"=").decode()})
     secret = vault.import_key(admin, "oct", oct_jwk.encode(), "encrypt")
-    assert secret.versions[1].fingerprint == vault.secret_fingerprint(bytes(32))
+    assert secret.versions[1].fingerprint == vault.secret_fingerprint(_RANDOM_32)
 
 
 @pytest.mark.parametrize(
@@ -339,7 +342,7 @@ def test_import_binary_keys_ending_in_whitespace_bytes(vault, admin) -> None:
     """Raw DER and raw secrets are taken as given, even when their bytes look like whitespace."""
     from keyguard.vault.keyimport import parse_key
 
-    raw = bytes(range(200, 231)) + b"\n"
+    raw = _RANDOM_32[:31] + b"\n"
     assert parse_key(raw, "encrypt").material == raw
     for _ in range(2000):
         der = ed25519.Ed25519PrivateKey.generate().private_bytes(

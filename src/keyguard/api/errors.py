@@ -22,9 +22,12 @@ from keyguard.errors import (
     DataFileError,
     IntegrityError,
     KeyguardError,
+    KeyRejectedError,
     NotFoundError,
     PermissionDeniedError,
     RefusedError,
+    SecondFactorError,
+    SecondFactorLockedError,
     UsageError,
 )
 
@@ -42,6 +45,9 @@ class AuthenticationError(PermissionDeniedError):
 # ``http_status`` by a test.
 STATUS_TABLE: tuple[tuple[type[KeyguardError], int, str], ...] = (
     (AuthenticationError, 401, "unauthenticated"),
+    (SecondFactorError, 401, "unauthenticated"),
+    (SecondFactorLockedError, 429, "too_many_attempts"),
+    (KeyRejectedError, 422, "invalid"),
     (RefusedError, 403, "refused"),
     (NotFoundError, 404, "not_found"),
     (UsageError, 422, "invalid"),
@@ -73,6 +79,8 @@ def _keyguard_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KeyguardError)
     status, slug = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, SecondFactorLockedError):
+        headers = {"Retry-After": str(exc.retry_after)}
     return JSONResponse(error_body(slug, exc.message, exc.hint), status_code=status, headers=headers)
 
 

@@ -218,7 +218,7 @@ class ClientStatusIn(_In):
 class TokenIn(_In):
     """``POST /v1/clients/{name}/token``."""
 
-    ttl_seconds: int = Field(default=3600, ge=1, le=30 * 86400)
+    ttl_seconds: int | None = Field(default=None, ge=1, description="default 1 h; at most [auth] max_token_ttl")
 
 
 class TokenOut(BaseModel):

@@ -13,6 +13,7 @@ from rich.table import Table
 from sqlalchemy import Engine, func, select
 from sqlalchemy import Table as SqlTable
 
+from keyguard.cli import context
 from keyguard.cli.output import MAX_COUNT, MAX_ID, console, emit, err_console, local_time
 from keyguard.config import Settings
 from keyguard.errors import UsageError
@@ -82,6 +83,7 @@ def list_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """List alerts, newest first (--group: repeated alerts folded by rule, key and source)."""
+    context.authorize("alert.read")
     if group:
         groups = alert_service.list_alert_groups(
             open_engine(), status=None if status == "all" else status, rule=rule, key=key, limit=limit
@@ -119,6 +121,7 @@ def show_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Show one alert with its details and deliveries."""
+    context.authorize("alert.read")
     alert = alert_service.get_alert(open_engine(), alert_id)
     emit(alert, as_json, lambda: _render_one(alert))
 
@@ -131,6 +134,7 @@ def ack_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Acknowledge open alerts (with --group, their whole groups)."""
+    context.authorize("alert.write")
     engine = open_engine()
     if group:
         done = sorted({i for a in alert_ids for i in alert_service.acknowledge_group(engine, a, by=by)})
@@ -150,6 +154,7 @@ def close_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> None:
     """Close an alert."""
+    context.authorize("alert.write")
     alert = alert_service.close(open_engine(), alert_id)
     emit(alert, as_json, lambda: console.print(f"alert {alert_id} closed"))
 
@@ -187,6 +192,7 @@ def watch_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout."),
 ) -> int:
     """Run detection on new events and deliver alerts (exit 1 when --once raised alerts)."""
+    context.authorize("alert.write")
     if fmt not in IMPORTERS:
         raise UsageError(f"unknown format {fmt!r}", hint="use " + ", ".join(sorted(IMPORTERS)))
     settings = Settings.from_env()

@@ -78,12 +78,16 @@ def resume(
 @client_app.command("token")
 def token(
     name: str = typer.Argument(...),
-    ttl: int = typer.Option(3600, "--ttl", min=1, max=MAX_COUNT, help="Lifetime in seconds (max 30 days)."),
+    ttl: int | None = typer.Option(
+        None, "--ttl", min=1, max=MAX_COUNT, help="Lifetime in seconds (default 1 h; at most [auth] max_token_ttl)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Issue a short-lived bearer token for the API (shown once)."""
     vault = context.vault()
-    value, expires = ClientService(vault).issue_token(context.principal(vault), name, timedelta(seconds=ttl))
+    value, expires = ClientService(vault).issue_token(
+        context.principal(vault), name, timedelta(seconds=ttl) if ttl is not None else None
+    )
     emit(
         {"token": value, "expires_at": expires},
         as_json,

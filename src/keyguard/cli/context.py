@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,19 +32,47 @@ def incident_service(settings: Settings | None = None, clock: Clock | None = Non
     return IncidentService(open_engine(settings), clock or SystemClock())
 
 
-def principal(v: Vault) -> Principal:
-    """The caller: a client when ``KEYGUARD_TOKEN`` is set, else the local administrator."""
-    token = os.environ.get("KEYGUARD_TOKEN")
-    if token:
-        from keyguard.vault.clients import ClientService
+_accepted_codes: set[tuple[str, str]] = set()
 
-        return ClientService(v).authenticate(
-            token,
-            source_ip="127.0.0.1",
-            user_agent="keyguard-cli",
-            otp=os.environ.get("KEYGUARD_OTP") or None,
-        )
-    return local_admin()
+
+def principal(v: Vault) -> Principal:
+    """The caller: a client when ``KEYGUARD_TOKEN`` is set, else the local administrator.
+
+    ``KEYGUARD_OTP`` is a one-time code: it is presented to the vault once per
+    process; a command that asks for the caller again re-checks the token only.
+    """
+    token = os.environ.get("KEYGUARD_TOKEN")
+    if not token:
+        return local_admin()
+    from keyguard.vault.clients import ClientService
+    from keyguard.vault.model import hash_token
+
+    clients = ClientService(v)
+    otp = os.environ.get("KEYGUARD_OTP") or None
+    if otp is None:
+        return clients.authenticate(token, source_ip="127.0.0.1", user_agent="keyguard-cli")
+    presented = (hash_token(token), hash_token(otp))
+    if presented in _accepted_codes:
+        again = clients.authenticate(token, source_ip="127.0.0.1", user_agent="keyguard-cli")
+        return replace(again, mfa=True)
+    caller = clients.authenticate(token, source_ip="127.0.0.1", user_agent="keyguard-cli", otp=otp)
+    _accepted_codes.add(presented)
+    return caller
+
+
+def authorize(op: str) -> Principal:
+    """The caller, allowed ``op`` the way the API allows it (``KEYGUARD_TOKEN``); refusals are audited.
+
+    Without a token the caller is the local administrator, who may do everything.
+    """
+    if not os.environ.get("KEYGUARD_TOKEN"):
+        return local_admin()
+    v = vault()
+    caller = principal(v)
+    if not caller.may(op):
+        v.record(caller, op, "denied", None, None, f"{caller.name} may not {op}")
+        caller.require(op)
+    return caller
 
 
 def read_input(path: Path | None) -> bytes:

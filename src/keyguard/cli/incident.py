@@ -71,6 +71,7 @@ def open_incident(
     as_json: bool = JsonOption,
 ) -> None:
     """Open an incident: the four SLA phases, the playbook tasks and the regulators' deadlines."""
+    context.authorize("incident.write")
     svc = context.incident_service()
     now = svc.clock.now()
     incident = svc.open(
@@ -93,6 +94,7 @@ def list_incidents(
     as_json: bool = JsonOption,
 ) -> None:
     """List incidents, newest first."""
+    context.authorize("incident.read")
     svc = context.incident_service()
     try:
         wanted = Status(status) if status else None
@@ -126,6 +128,7 @@ def show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show phases, tasks and obligations with countdowns; exit 1 when a deadline is missed."""
+    context.authorize("incident.read")
     svc = context.incident_service()
     incident = svc.get(incident_id)
     now = svc.clock.now()
@@ -139,6 +142,7 @@ def timeline(
     as_json: bool = JsonOption,
 ) -> None:
     """What was done when, against the SLA."""
+    context.authorize("incident.read")
     svc = context.incident_service()
     incident = svc.get(incident_id)
 
@@ -168,6 +172,7 @@ def task_done(
     as_json: bool = JsonOption,
 ) -> None:
     """Mark a playbook task done with a note, or --skip it as not applicable with a --reason."""
+    context.authorize("incident.write")
     svc = context.incident_service()
     if not skip and not note:
         raise UsageError("say what was done", hint="--note TEXT, or --skip --reason TEXT")
@@ -197,6 +202,7 @@ def update(
     as_json: bool = JsonOption,
 ) -> None:
     """Record what is now known; the obligations and their due times follow."""
+    context.authorize("incident.write")
     svc = context.incident_service()
     found: dict[str, datetime] = {}
     for item in determination:
@@ -232,6 +238,7 @@ def notified(
     as_json: bool = JsonOption,
 ) -> None:
     """Record that a required notice was submitted (or, with --not-applicable, why none is due)."""
+    context.authorize("incident.write")
     svc = context.incident_service()
     if not_applicable is not None:
         incident = svc.waive_obligation(incident_id, regulation, not_applicable, by="operator")
@@ -254,6 +261,7 @@ def close(
     as_json: bool = JsonOption,
 ) -> None:
     """Close the incident (status must be recovered unless --force)."""
+    context.authorize("incident.write")
     svc = context.incident_service()
     incident = svc.close(incident_id, root_cause, note, actor="operator", force=force)
     emit(
@@ -274,6 +282,7 @@ def notify(
     as_json: bool = JsonOption,
 ) -> None:
     """Draft the notice a regulation requires, filled from the incident (Markdown)."""
+    context.authorize("incident.read")
     from keyguard.incident.notify import draft_notice
 
     svc = context.incident_service()
@@ -314,6 +323,7 @@ def report(
     as_json: bool = JsonOption,
 ) -> None:
     """Write the incident report: summary, timeline vs SLA, impact, usage chart, actions."""
+    context.authorize("incident.read")
     from keyguard.incident.report import render_report
     from keyguard.incident.report.sources import gather_report_data
 
@@ -351,6 +361,7 @@ def contain(
     as_json: bool = JsonOption,
 ) -> None:
     """Block the leaked versions everywhere, suspend their users, prove the key is dead."""
+    context.authorize("key.compromise")
     confirm(f"Contain incident {incident_id}: block its key versions now?", yes)
     _vault, responder = _responder()
     evidence = responder.contain(incident_id, reversible, suspend_clients)
@@ -373,6 +384,7 @@ def assess(
     as_json: bool = JsonOption,
 ) -> None:
     """Replay the audit log since the exposure; grade the risk with its reasons."""
+    context.authorize("incident.write")
     _vault, responder = _responder()
     results = responder.assess(incident_id, timedelta(days=baseline_days))
 
@@ -395,6 +407,7 @@ def rotate(
     as_json: bool = JsonOption,
 ) -> None:
     """New key version, then re-wrap every registered item (resumable)."""
+    context.authorize("key.rotate")
     _vault, responder = _responder()
     with progress_bar(not as_json and err_console.is_terminal) as bar:
         task = bar.add_task("re-wrap", total=None)
@@ -417,6 +430,7 @@ def rollout_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Each consumer: switched, straggler or quiet; percentage done."""
+    context.authorize("incident.write")
     vault, responder = _responder()
     incident = responder.incidents.get(incident_id)
     keys: list[dict[str, Any]] = []

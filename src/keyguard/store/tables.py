@@ -119,6 +119,20 @@ class Client(Base):
     status_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class ClientOtp(Base):
+    """TOTP state of a client: the last accepted time step (each code once) and the lockout."""
+
+    __tablename__ = "client_otp"
+    client_id: Mapped[int] = mapped_column(
+        ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    last_step: Mapped[int] = mapped_column(BigInteger)
+    failures: Mapped[int] = mapped_column(Integer)
+    window_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lockouts: Mapped[int] = mapped_column(Integer)
+
+
 class Grant(Base):
     """``KEY:OP`` permissions of a client; ``key_pattern`` may be a glob."""
 

@@ -1,15 +1,24 @@
 """Clients (consumers of keys), their grants and bearer tokens.
 
 Tokens are 256-bit random strings (``kgt_…``); only their SHA-256 is stored,
-looked up by that hash and compared in constant time. They expire and can be
+looked up by that hash and compared in constant time. They expire (at most
+``[auth] max_token_ttl`` of ``keyguard.toml`` after issue, 1 h by default) and can be
 revoked; suspending a client refuses all its tokens at once.
+
+Where the deployment requires MFA, the administrative operations (creating a
+client, changing its grants or second factor, issuing a token, resuming a client)
+need a principal with a second factor, like the destructive key operations. A TOTP
+code is accepted once and repeated wrong codes lock the second factor for a while
+(:mod:`keyguard.vault.totp`); every refusal is audited.
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,15 +26,61 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from keyguard.clock import as_utc
-from keyguard.errors import ConflictError, NotFoundError, PermissionDeniedError, UsageError
+from keyguard.config import Settings
+from keyguard.errors import (
+    ConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    SecondFactorError,
+    SecondFactorLockedError,
+    UsageError,
+)
 from keyguard.store.tables import Client, Grant, Token
+from keyguard.vault import totp
 from keyguard.vault.model import check_name, hash_token
 from keyguard.vault.principal import ROLES, Principal
 from keyguard.vault.service import Vault
 
 TOKEN_PREFIX = "kgt_"  # noqa: S105 - a prefix, not a secret
 DEFAULT_TTL = timedelta(hours=1)
-MAX_TTL = timedelta(days=30)
+DEFAULT_MAX_TTL = timedelta(hours=1)
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str | int) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"1h"``, ``"2d"`` or a number of seconds."""
+    found = _DURATION.match(str(text).strip())
+    if found is None or int(found.group(1)) == 0:
+        raise UsageError(f"invalid duration {text!r}", hint="a positive number with s, m, h or d, like 1h")
+    return timedelta(seconds=int(found.group(1)) * _UNITS[found.group(2)])
+
+
+def human_ttl(ttl: timedelta) -> str:
+    """``3600 s`` → ``1h`` (the largest unit that divides it)."""
+    seconds = int(ttl.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def configured_max_ttl(settings: Settings | None = None) -> timedelta:
+    """``[auth] max_token_ttl`` of ``$KEYGUARD_HOME/keyguard.toml``, else 1 h."""
+    path = (settings or Settings.from_env()).config_file
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return DEFAULT_MAX_TTL
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        raise UsageError(f"cannot read {path}", hint="fix the TOML syntax") from None
+    value = document.get("auth", {}).get("max_token_ttl") if isinstance(document.get("auth"), dict) else None
+    if value is None:
+        return DEFAULT_MAX_TTL
+    try:
+        return parse_ttl(value)
+    except UsageError:
+        raise UsageError(f"invalid [auth] max_token_ttl in {path}", hint="a duration like 15m or 1h") from None
 
 
 @dataclass(frozen=True)
@@ -56,9 +111,10 @@ class ClientView:
 class ClientService:
     """Create, suspend and authenticate clients."""
 
-    def __init__(self, vault: Vault) -> None:
+    def __init__(self, vault: Vault, max_ttl: timedelta | None = None) -> None:
         self.vault = vault
         self.engine = vault.engine
+        self.max_ttl = max_ttl if max_ttl is not None else configured_max_ttl()
 
     def create(
         self,
@@ -75,6 +131,7 @@ class ClientService:
             raise UsageError(f"unknown role {role!r}", hint="one of " + ", ".join(ROLES))
         with self.vault.audited(principal, "client.create", None) as ctx:
             principal.require("client.create")
+            self.vault.require_mfa(principal, "client.create")
             now = self.vault.clock.now()
             with self.vault.state_tx() as conn:
                 if conn.execute(select(Client.id).where(Client.name == name)).first():
@@ -129,6 +186,8 @@ class ClientService:
         op = "client.suspend" if status == "suspended" else "client.resume"
         with self.vault.audited(principal, op, None) as ctx:
             principal.require(op)
+            if status == "active":  # giving access back is administrative; taking it away is not
+                self.vault.require_mfa(principal, op)
             self.get(name)
             with self.vault.state_tx() as conn:
                 conn.execute(
@@ -140,12 +199,23 @@ class ClientService:
                 ctx["reason"] = f"client {name}: {reason or status}"
         return self.get(name)
 
-    def issue_token(self, principal: Principal, name: str, ttl: timedelta = DEFAULT_TTL) -> tuple[str, datetime]:
-        """A new bearer token for ``name``; returns ``(token, expires_at)``. Shown once."""
-        if not timedelta(seconds=1) <= ttl <= MAX_TTL:
-            raise UsageError("token lifetime must be between 1 second and 30 days")
+    def issue_token(self, principal: Principal, name: str, ttl: timedelta | None = None) -> tuple[str, datetime]:
+        """A new bearer token for ``name``; returns ``(token, expires_at)``. Shown once.
+
+        ``ttl`` defaults to 1 h (or the configured maximum when shorter); a longer
+        one than ``[auth] max_token_ttl`` is refused, naming the maximum.
+        """
+        ttl = ttl if ttl is not None else min(DEFAULT_TTL, self.max_ttl)
         with self.vault.audited(principal, "client.token", None) as ctx:
             principal.require("client.token")
+            self.vault.require_mfa(principal, "client.token")
+            if ttl < timedelta(seconds=1):
+                raise UsageError("token lifetime must be at least 1 second")
+            if ttl > self.max_ttl:
+                raise UsageError(
+                    f"token lifetime {human_ttl(ttl)} exceeds the maximum of {human_ttl(self.max_ttl)}",
+                    hint="ask for a shorter --ttl, or raise [auth] max_token_ttl in keyguard.toml",
+                )
             view = self.get(name)
             if view.status != "active":
                 raise PermissionDeniedError(f"client {name!r} is {view.status}", hint="resume it first")
@@ -187,21 +257,38 @@ class ClientService:
 
         with self.vault.audited(principal, "client.mfa", None) as ctx:
             principal.require("client.config")
+            self.vault.require_mfa(principal, "client.mfa")
             self.get(name)
             secret = pyotp.random_base32()
             gen, sealed = self.vault.barrier.seal(secret.encode(), f"client-totp:{name}".encode())
             with self.vault.state_tx() as conn:
-                conn.execute(update(Client).where(Client.name == name).values(totp_sealed=sealed))
+                client_id = conn.execute(
+                    update(Client).where(Client.name == name).values(totp_sealed=sealed).returning(Client.id)
+                ).scalar_one()
+                totp.ensure_state(conn, client_id)
                 ctx["reason"] = f"TOTP enrolled for {name} (barrier generation {gen})"
         return secret, pyotp.TOTP(secret).provisioning_uri(name=name, issuer_name="keyguard")
 
-    def _check_otp(self, name: str, sealed: bytes | None, otp: str) -> bool:
-        import pyotp
-
+    def _check_otp(self, caller: Principal, sealed: bytes | None, otp: str) -> None:
+        """Accept ``otp`` once for ``caller`` or raise (audited; no code or secret in the record)."""
+        assert caller.client_id is not None
+        now = self.vault.clock.now()
         if sealed is None:
-            return False
-        secret = self.vault.barrier.unseal_any(sealed, f"client-totp:{name}".encode())
-        return bool(pyotp.TOTP(secret.decode()).verify(otp, for_time=self.vault.clock.now(), valid_window=1))
+            verdict = totp.OtpVerdict(False, "no second factor enrolled")
+        else:
+            secret = self.vault.barrier.unseal_any(sealed, f"client-totp:{caller.name}".encode())
+            verdict = totp.check_code(self.engine, caller.client_id, secret.decode(), otp, now)
+        if verdict.accepted:
+            return
+        self.vault.record(caller, "auth.otp", "denied", None, None, verdict.reason)
+        if verdict.locked_until is not None:
+            wait = max(1, int((verdict.locked_until - now).total_seconds() + 0.999))
+            raise SecondFactorLockedError(
+                f"too many wrong second factors: try again in {wait} s",
+                retry_after=wait,
+                hint="the second factor is locked after repeated wrong codes",
+            )
+        raise SecondFactorError("invalid second factor", hint="use a fresh TOTP code; each code works once")
 
     def authenticate(
         self,
@@ -242,12 +329,7 @@ class ClientService:
             if row.status != "active":
                 raise PermissionDeniedError(f"client {row.name!r} is {row.status}", hint="an operator suspended it")
             grants = conn.execute(select(Grant.key_pattern, Grant.op).where(Grant.client_id == row.id)).all()
-        mfa = False
-        if otp:
-            mfa = self._check_otp(row.name, row.totp_sealed, otp)
-            if not mfa:
-                raise PermissionDeniedError("invalid second factor", hint="check the TOTP code and the clock")
-        return Principal(
+        caller = Principal(
             name=row.name,
             role=row.role,
             grants=tuple((g.key_pattern, g.op) for g in grants),
@@ -255,13 +337,17 @@ class ClientService:
             user_agent=user_agent,
             request_id=request_id,
             client_id=row.id,
-            mfa=mfa,
         )
+        if not otp:
+            return caller
+        self._check_otp(caller, row.totp_sealed, otp)
+        return replace(caller, mfa=True)
 
     def delete_grants(self, principal: Principal, name: str) -> None:
         """Remove every grant of a client (least privilege after an incident)."""
         with self.vault.audited(principal, "client.config", None) as ctx:
             principal.require("client.config")
+            self.vault.require_mfa(principal, "client.config")
             with self.vault.state_tx() as conn:
                 client_id = conn.execute(select(Client.id).where(Client.name == name)).scalar_one_or_none()
                 if client_id is None:

@@ -356,9 +356,16 @@ class VaultCore:
             self.record(principal, op, "ok", key, ctx["version"], ctx["reason"])
 
     def require_mfa(self, principal: Principal, op: str) -> None:
-        """Refuse a destructive operation without a second factor where MFA is required."""
+        """Refuse a destructive or administrative operation without a second factor where MFA is required.
+
+        Callers: the destructive key operations (``DESTRUCTIVE_OPS``) and the
+        administrative ones (``keyguard.vault.principal.ADMIN_OPS``: clients, grants,
+        tokens, connectors, policy). Run it inside ``audited`` so the refusal is recorded.
+        """
         if self.mfa_required and not principal.mfa:
-            raise MfaRequiredError(f"{op} needs a second factor", hint="pass a TOTP code (--otp / X-Keyguard-OTP)")
+            raise MfaRequiredError(
+                f"{op} needs a second factor", hint="pass a TOTP code (KEYGUARD_OTP / X-Keyguard-OTP)"
+            )
 
     def close(self) -> None:
         """Stop background work and release connections."""

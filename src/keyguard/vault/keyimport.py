@@ -3,6 +3,13 @@
 Most keys that leak predate the vault. The parser recognises the algorithm from
 the key itself (RSA size, EC curve, Ed25519) and normalises private keys to
 PKCS#8 DER; secret keys need a purpose to pick the algorithm.
+
+Weak material is refused with the reason (:class:`KeyRejectedError`, exit 2 /
+HTTP 422): RSA under 2048 bits or with a public exponent other than an odd one
+of at least 65537 (e = 3 makes low-exponent attacks practical), curves below
+P-256, and secret keys that are visibly not random (every byte the same, few
+distinct bytes, or a counting or repeating pattern). These floors are fixed
+here, below any policy: ``keyguard policy check`` may ask for more, never less.
 """
 
 from __future__ import annotations
@@ -17,10 +24,13 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from keyguard.errors import UsageError
+from keyguard.errors import KeyRejectedError, UsageError
 
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _B64 = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
+MIN_RSA_BITS = 2048
+MIN_RSA_EXPONENT = 65537
+MIN_EC_BITS = 256
 
 
 @dataclass(frozen=True)
@@ -41,11 +51,24 @@ def _b64(text: str) -> bytes:
 
 def _from_private(key: object) -> ParsedKey:
     if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise KeyRejectedError(
+                f"weak key: RSA-{key.key_size} is below the minimum of {MIN_RSA_BITS} bits",
+                hint="generate a new key (keyguard key create --algorithm rsa-3072 or ec-p256)",
+            )
         if key.key_size not in (2048, 3072, 4096):
             raise UsageError(f"RSA-{key.key_size} is not supported", hint="use 2048, 3072 or 4096 bits")
+        exponent = key.public_key().public_numbers().e
+        if exponent < MIN_RSA_EXPONENT or exponent % 2 == 0:
+            raise KeyRejectedError(
+                f"weak key: RSA public exponent {exponent} (it must be odd and at least {MIN_RSA_EXPONENT})",
+                hint="generate a new key; e = 65537 is the standard",
+            )
         algorithm = f"rsa-{key.key_size}"
     elif isinstance(key, ec.EllipticCurvePrivateKey):
         curves = {"secp256r1": "ec-p256", "secp384r1": "ec-p384"}
+        if key.curve.key_size < MIN_EC_BITS:
+            raise KeyRejectedError(f"weak key: curve {key.curve.name} is below P-256", hint="use a P-256 or P-384 key")
         if key.curve.name not in curves:
             raise UsageError(f"curve {key.curve.name} is not supported", hint="use P-256 or P-384")
         algorithm = curves[key.curve.name]
@@ -89,7 +112,26 @@ def _secret(raw: bytes, purpose: str, algorithm: str | None = None) -> ParsedKey
         )
     if algorithm == "hmac-sha256" and len(raw) < 16:
         raise UsageError("an HMAC key must have at least 128 bits")
+    weakness = secret_weakness(raw)
+    if weakness is not None:
+        raise KeyRejectedError(f"weak key: {weakness}", hint="a secret key must be random; generate a new one")
     return ParsedKey(algorithm, raw, "secret")
+
+
+def secret_weakness(raw: bytes) -> str | None:
+    """Why ``raw`` is visibly not a random key, or None. Never quotes the bytes.
+
+    For 16 or more random bytes each test fails with a probability far below 2^-40.
+    """
+    distinct = len(set(raw))
+    if distinct <= 1:
+        return "every byte is the same (an all-zero or constant key)"
+    if distinct < min(len(raw), 256) // 2:
+        return f"only {distinct} distinct byte values in {len(raw)} bytes (low entropy)"
+    steps = {(b - a) % 256 for a, b in zip(raw, raw[1:], strict=False)}
+    if len(steps) < max(2, (len(raw) - 1) // 4):
+        return "the bytes follow a counting or repeating pattern (low entropy)"
+    return None
 
 
 def parse_key(data: bytes, purpose: str, algorithm: str | None = None) -> ParsedKey:

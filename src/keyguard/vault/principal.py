@@ -17,6 +17,19 @@ KEY_OPS = (
     "rewrap",
     "export-public",
 )
+# Administrative operations: where the deployment requires MFA (``KEYGUARD_MFA=required``)
+# they need a second factor, like the destructive key operations (``Vault.require_mfa``).
+ADMIN_OPS = frozenset(
+    {
+        "client.create",
+        "client.config",  # grants
+        "client.mfa",
+        "client.token",
+        "client.resume",
+        "connector.config",
+        "policy.config",
+    }
+)
 # Role → operations it may perform on any key (grants add per-key operations).
 _ROLE_OPS: dict[str, frozenset[str]] = {
     "admin": frozenset({"*"}),

@@ -6,12 +6,20 @@
 * ``pkcs11``: an AES-256 key that never leaves an HSM (SoftHSM2 in tests).
 
 A wrong passphrase, key file or token fails with :class:`RootKeyError` (exit 5).
+
+Argon2id parameters below OWASP's minimum (m ≥ 19 MiB, t ≥ 2, p ≥ 1) are refused
+when a passphrase root is created (exit 2). A root written earlier with weaker
+ones still opens, with a warning to rotate it: its parameters cannot have been
+lowered by someone with only database access (a key-encryption key derived
+with other parameters would not unwrap the barrier key), and refusing would lock
+the owner out of their own vault.
 """
 
 from __future__ import annotations
 
 import base64
 import getpass
+import logging
 import os
 import stat
 from collections.abc import Mapping
@@ -25,6 +33,23 @@ from keyguard.errors import RootKeyError, UsageError
 
 _AAD = b"keyguard-root-v1"
 ROOT_KINDS = ("passphrase", "keyfile", "pkcs11")
+# OWASP Password Storage Cheat Sheet, Argon2id minimum: 19 MiB of memory, 2 passes, 1 lane.
+ARGON2_MIN_MEMORY_KIB = 19 * 1024
+ARGON2_MIN_ITERATIONS = 2
+ARGON2_MIN_LANES = 1
+log = logging.getLogger("keyguard.vault")
+
+
+def kdf_weaknesses(memory_kib: int, iterations: int, lanes: int) -> list[str]:
+    """Why these Argon2id parameters are below the minimum (empty when they are not)."""
+    found: list[str] = []
+    if memory_kib < ARGON2_MIN_MEMORY_KIB:
+        found.append(f"memory {memory_kib} KiB < {ARGON2_MIN_MEMORY_KIB} KiB")
+    if iterations < ARGON2_MIN_ITERATIONS:
+        found.append(f"iterations {iterations} < {ARGON2_MIN_ITERATIONS}")
+    if lanes < ARGON2_MIN_LANES:
+        found.append(f"lanes {lanes} < {ARGON2_MIN_LANES}")
+    return found
 
 
 class RootOfTrust(Protocol):
@@ -77,9 +102,20 @@ class PassphraseRoot:
 
     @classmethod
     def create(cls, passphrase: str) -> PassphraseRoot:
-        """A new root with a fresh salt; cost from ``KEYGUARD_KDF_MEMORY_KIB`` or 64 MiB."""
-        memory = int(os.environ.get("KEYGUARD_KDF_MEMORY_KIB", "65536"))
-        return cls(passphrase, os.urandom(16), max(memory, 8 * 4), 3, 4)
+        """A new root with a fresh salt; cost from ``KEYGUARD_KDF_MEMORY_KIB`` or 64 MiB (at least 19 MiB)."""
+        text = os.environ.get("KEYGUARD_KDF_MEMORY_KIB", "65536")
+        if not text.strip().isdigit():
+            raise UsageError(
+                "KEYGUARD_KDF_MEMORY_KIB must be a number of KiB", hint=f"at least {ARGON2_MIN_MEMORY_KIB}"
+            )
+        memory, iterations, lanes = int(text), 3, 4
+        weak = kdf_weaknesses(memory, iterations, lanes)
+        if weak:
+            raise UsageError(
+                "weak Argon2id parameters for the passphrase root: " + ", ".join(weak),
+                hint=f"set KEYGUARD_KDF_MEMORY_KIB to {ARGON2_MIN_MEMORY_KIB} or more (OWASP minimum)",
+            )
+        return cls(passphrase, os.urandom(16), memory, iterations, lanes)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -161,13 +197,15 @@ def open_root(kind: str, params: Mapping[str, Any], env: Mapping[str, str] | Non
             passphrase = getpass.getpass("keyguard passphrase: ") if os.isatty(0) else ""
         if not passphrase:
             raise RootKeyError("no passphrase", hint="set KEYGUARD_PASSPHRASE or run on a terminal")
-        return PassphraseRoot(
-            passphrase,
-            base64.b64decode(params["salt"]),
-            int(params["memory_kib"]),
-            int(params["iterations"]),
-            int(params["lanes"]),
-        )
+        memory, iterations, lanes = int(params["memory_kib"]), int(params["iterations"]), int(params["lanes"])
+        weak = kdf_weaknesses(memory, iterations, lanes)
+        if weak:
+            log.warning(
+                "the passphrase root uses weak Argon2id parameters (%s): rotate it with "
+                "keyguard init --rotate-root --root passphrase",
+                ", ".join(weak),
+            )
+        return PassphraseRoot(passphrase, base64.b64decode(params["salt"]), memory, iterations, lanes)
     if kind == "keyfile":
         return KeyFileRoot(Path(env.get("KEYGUARD_KEYFILE") or params["path"]))
     if kind == "pkcs11":

@@ -83,7 +83,7 @@ def issue_token(
     client: str, clients: ClientsDep, principal: PrincipalDep, body: schemas.TokenIn | None = None
 ) -> schemas.TokenOut:
     """A new bearer token for the client, shown once (``keyguard client token``)."""
-    ttl = timedelta(seconds=body.ttl_seconds if body else 3600)
+    ttl = timedelta(seconds=body.ttl_seconds) if body and body.ttl_seconds else None
     token, expires_at = clients.issue_token(principal, client, ttl)
     return schemas.TokenOut(token=token, expires_at=expires_at)
 
