@@ -12,10 +12,6 @@ the vault.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +19,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from tests.conftest import PG_ADMIN_URL
+from tests.killpoint import Copies, child_env, commits, rerun, run
 
 from keyguard.audit.log import verify_log
 from keyguard.data.inventory import DataInventory
@@ -34,12 +32,9 @@ from keyguard.vault.clients import ClientService
 from keyguard.vault.principal import local_admin
 from keyguard.vault.roots import KeyFileRoot, open_root
 from keyguard.vault.service import Vault
-from tests.conftest import PG_ADMIN_URL
 
 pytestmark = pytest.mark.slow
 
-HARNESS = Path(__file__).parents[1] / "killpoint.py"
-SRC = Path(__file__).parents[2] / "src"
 KDF_KIB = "1024"
 NEW_PASSPHRASE = "a new and longer passphrase"
 
@@ -113,83 +108,36 @@ def _check(url: str, seeded: Seeded, old_key: Path, new_env: dict[str, str]) -> 
         engine.dispose()
 
 
-class _Copies:
-    """Fresh copies of the seeded database, one per kill point."""
-
-    def __init__(self, seed_url: str, tmp_path: Path) -> None:
-        self.seed_url = seed_url
-        self.tmp_path = tmp_path
-        self.made: list[str] = []
-
-    def clone(self, name: str) -> str:
-        if self.seed_url.startswith("sqlite"):
-            source = Path(self.seed_url.removeprefix("sqlite:///"))
-            target = self.tmp_path / f"{name}.db"
-            shutil.copyfile(source, target)
-            return f"sqlite:///{target}"
-        import psycopg
-
-        seed_db = self.seed_url.rsplit("/", 1)[1]
-        db = f"{seed_db}_{name}".replace("-", "_")
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{db}" TEMPLATE "{seed_db}"')
-        self.made.append(db)
-        return self.seed_url.rsplit("/", 1)[0] + "/" + db
-
-    def drop(self) -> None:
-        if not self.made:
-            return
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            for db in self.made:
-                conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-
-
 @pytest.fixture
-def copies(db_url: str, tmp_path: Path) -> Iterator[_Copies]:
-    made = _Copies(db_url, tmp_path)
+def copies(db_url: str, tmp_path: Path) -> Iterator[Copies]:
+    made = Copies(db_url, tmp_path, PG_ADMIN_URL)
     yield made
     made.drop()
 
 
 def _env(url: str, home: Path, old_key: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYGUARD_")}
-    env.update(
-        PYTHONPATH=os.pathsep.join([str(SRC), str(HARNESS.parents[1])]),
-        KEYGUARD_HOME=str(home),
-        KEYGUARD_DATABASE_URL=url,
+    # three re-seal batches of two key versions each
+    return child_env(
+        url,
+        home,
         KEYGUARD_KEYFILE=str(old_key),
         KEYGUARD_KDF_MEMORY_KIB=KDF_KIB,
-        # three re-seal batches of two key versions each
         KILLPOINT_SET="keyguard.vault.rootrotate:_BATCH=2",
         **extra,
     )
-    return env
-
-
-def _run(mode: str, n: int, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, str(HARNESS), mode, str(n), "--", *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-
-
-def _commits(done: subprocess.CompletedProcess[str]) -> int:
-    assert done.returncode == 0, done.stderr
-    line = next(x for x in done.stderr.splitlines() if x.startswith("killpoint-commits:"))
-    return int(line.split(":")[1])
 
 
 ROTATE = ["init", "--rotate-root", "--root", "passphrase", "--yes", "--json"]
 
 
-def test_rotate_root_killed_at_every_step_finishes_on_rerun(copies: _Copies, tmp_path: Path) -> None:
+def test_rotate_root_killed_at_every_step_finishes_on_rerun(copies: Copies, tmp_path: Path) -> None:
     """kill -9 inside and right after every committing transaction; the same command finishes."""
     old_key = tmp_path / "old.key"
     seeded = _seed(copies.seed_url, old_key)
     extra = {"KEYGUARD_NEW_PASSPHRASE": NEW_PASSPHRASE}
     new_env = {"KEYGUARD_PASSPHRASE": NEW_PASSPHRASE}
     url = copies.clone("count")
-    total = _commits(_run("count", 0, ROTATE, _env(url, tmp_path / "home-count", old_key, **extra)))
+    total = commits(run("count", 0, ROTATE, _env(url, tmp_path / "home-count", old_key, **extra)))
     _check(url, seeded, old_key, new_env)
     assert total >= 5, "the journal, several re-seal batches and the final switch"
     failures: list[str] = []
@@ -198,15 +146,13 @@ def test_rotate_root_killed_at_every_step_finishes_on_rerun(copies: _Copies, tmp
             point = f"{mode}-{n}"
             url = copies.clone(point)
             env = _env(url, tmp_path / f"home-{point}", old_key, **extra)
-            killed = _run(mode, n, ROTATE, env)
+            killed = run(mode, n, ROTATE, env)
             assert killed.returncode == -9, f"{point}: not killed ({killed.returncode}: {killed.stderr})"
-            rerun = subprocess.run(
-                [sys.executable, "-m", "keyguard", *ROTATE], env=env, capture_output=True, text=True, timeout=120
-            )
-            if rerun.returncode != 0:
-                failures.append(f"{point}: rerun exit {rerun.returncode}: {rerun.stderr.strip()}")
+            again = rerun(ROTATE, env)
+            if again.returncode != 0:
+                failures.append(f"{point}: rerun exit {again.returncode}: {again.stderr.strip()}")
                 continue
-            report: dict[str, Any] = json.loads(rerun.stdout)
+            report: dict[str, Any] = json.loads(again.stdout)
             try:
                 assert report["generation"] == 2
                 _check(url, seeded, old_key, new_env)
@@ -217,7 +163,7 @@ def test_rotate_root_killed_at_every_step_finishes_on_rerun(copies: _Copies, tmp
     assert not failures, "\n".join(failures)
 
 
-def test_rotate_root_to_a_named_keyfile_killed_early(copies: _Copies, tmp_path: Path) -> None:
+def test_rotate_root_to_a_named_keyfile_killed_early(copies: Copies, tmp_path: Path) -> None:
     """The new key file exists before the journal is written: a rerun with the same file finishes."""
     old_key = tmp_path / "old.key"
     seeded = _seed(copies.seed_url, old_key)
@@ -227,11 +173,9 @@ def test_rotate_root_to_a_named_keyfile_killed_early(copies: _Copies, tmp_path: 
         new_key = tmp_path / f"new-{point}.key"
         url = copies.clone(f"kf-{point}")
         env = _env(url, tmp_path / f"home-kf-{point}", old_key, KEYGUARD_NEW_KEYFILE=str(new_key))
-        killed = _run(mode, n, args, env)
+        killed = run(mode, n, args, env)
         assert killed.returncode == -9, killed.stderr
         assert new_key.exists()
-        rerun = subprocess.run(
-            [sys.executable, "-m", "keyguard", *args], env=env, capture_output=True, text=True, timeout=120
-        )
-        assert rerun.returncode == 0, f"{point}: {rerun.stderr}"
+        again = rerun(args, env)
+        assert again.returncode == 0, f"{point}: {again.stderr}"
         _check(url, seeded, old_key, {"KEYGUARD_KEYFILE": str(new_key)})
