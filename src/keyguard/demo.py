@@ -259,12 +259,12 @@ def _seed_inventory(vault: Vault, admin: Principal) -> int:
 
 def run_demo(home: Path, say: Callable[[str], None]) -> DemoResult:
     """Seed, leak, respond; returns where the reports are."""
-    from keyguard.response.tripwire import install_tripwire
     from keyguard.config import Settings
     from keyguard.incident.service import IncidentService
     from keyguard.monitor.ingest import import_target
     from keyguard.response import rollout
     from keyguard.response.respond import respond, write_reports
+    from keyguard.response.tripwire import install_tripwire
     from keyguard.runtime import open_engine
     from keyguard.vault.roots import KeyFileRoot
 

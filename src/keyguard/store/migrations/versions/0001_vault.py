@@ -153,9 +153,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("key_id", "version"),
     )
     with op.batch_alter_table("key_versions", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_key_versions_fingerprint"), ["fingerprint"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_key_versions_fingerprint"), ["fingerprint"], unique=False)
         batch_op.create_index(batch_op.f("ix_key_versions_key_id"), ["key_id"], unique=False)
 
     op.create_table(
