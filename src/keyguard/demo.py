@@ -375,7 +375,8 @@ def run_demo(home: Path, say: Callable[[str], None]) -> DemoResult:
     assert active is not None
     for s in statuses:
         for path in s.references:
-            if rollout.update_references(Path(path), LEAKED_KEY, active.version, vault.clock.now()):
+            allowed = rollout.RolloutPolicy(roots=(home / "apps",))
+            if rollout.update_references(Path(path), LEAKED_KEY, active.version, vault.clock.now(), policy=allowed):
                 vault.record(admin, "rollout.update", "ok", LEAKED_KEY, active.version, f"{s.client}: {path}")
                 say(f"  updated {path} to {LEAKED_KEY}@{active.version} (backup kept)")
     incidents.update_facts(

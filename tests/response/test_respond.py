@@ -91,14 +91,15 @@ def test_rollout_statuses_and_reference_update(org, admin, tmp_path: Path) -> No
     statuses = {s.client: s.status for s in rollout.consumers(vault, "pay")}
     assert statuses == {"billing": "switched", "checkout": "straggler"}
     assert rollout.percent_done(rollout.consumers(vault, "pay")) == 50.0
-    diff = rollout.update_references(env_file, "pay", 2, vault.clock.now())
+    allowed = rollout.RolloutPolicy(roots=(tmp_path,))
+    diff = rollout.update_references(env_file, "pay", 2, vault.clock.now(), policy=allowed)
     assert "-PAY=kg://pay/1" in diff and "+PAY=kg://pay/2" in diff
     assert env_file.read_text() == "PAY=kg://pay/2\nOTHER=payroll@1\n"
     assert env_file.stat().st_mode & 0o777 == 0o640
     assert list(tmp_path.glob(".env.kg-bak-*"))[0].read_text() == "PAY=kg://pay/1\nOTHER=payroll@1\n"
-    assert rollout.update_references(yaml_file, "pay", 2, vault.clock.now(), dry_run=True)
+    assert rollout.update_references(yaml_file, "pay", 2, vault.clock.now(), dry_run=True, policy=allowed)
     assert yaml_file.read_text() == "key: pay@1\n"
-    assert rollout.update_references(env_file, "pay", 2, vault.clock.now()) == ""
+    assert rollout.update_references(env_file, "pay", 2, vault.clock.now(), policy=allowed) == ""
 
 
 def test_contain_suspends_users_and_tripwire(org, admin) -> None:

@@ -93,12 +93,12 @@ def test_rotate_root_resumes_after_crash(db_url: str, tmp_path: Path, admin) -> 
     ct, _ = vault.encrypt(admin, "k", b"x")
     import keyguard.vault.rootrotate as rr
 
-    original = rr._reseal_all
+    original = rr._reseal_key_versions
 
     def crash(*_a, **_k):  # the process dies after step 1
         raise KeyboardInterrupt
 
-    rr._reseal_all = crash
+    rr._reseal_key_versions = crash
     new_path = tmp_path / "new.key"
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -108,7 +108,7 @@ def test_rotate_root_resumes_after_crash(db_url: str, tmp_path: Path, admin) -> 
                 {"KEYGUARD_KEYFILE": str(tmp_path / "old.key")},
             )
     finally:
-        rr._reseal_all = original
+        rr._reseal_key_versions = original
     assert len(live_generations(engine)) == 2
     mid = Vault.open(engine, KeyFileRoot(new_path))  # readers with the new root work mid-rotation
     assert mid.decrypt(admin, ct)[0] == b"x"

@@ -12,6 +12,7 @@ from keyguard.clock import Clock, SystemClock
 from keyguard.config import Settings
 from keyguard.errors import UsageError
 from keyguard.runtime import open_engine, open_vault
+from keyguard.store.files import write_atomic
 from keyguard.vault.principal import Principal, local_admin
 from keyguard.vault.service import Vault
 
@@ -86,15 +87,9 @@ def read_input(path: Path | None) -> bytes:
 
 
 def write_output(data: bytes, path: Path | None, mode: int = 0o600) -> None:
-    """Bytes to ``--out FILE`` (created 0600, written atomically) or stdout."""
+    """Bytes to ``--out FILE`` (a private temporary file renamed over it; no symlinks) or stdout."""
     if path is None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, data, mode=mode)

@@ -32,6 +32,7 @@ from keyguard.cli.output import (
     progress_bar,
 )
 from keyguard.clock import parse_time
+from keyguard.config import Settings
 from keyguard.errors import UsageError
 from keyguard.incident.model import Status
 from keyguard.response import rollout
@@ -433,6 +434,7 @@ def rollout_cmd(
     context.authorize("incident.write")
     vault, responder = _responder()
     incident = responder.incidents.get(incident_id)
+    policy = rollout.RolloutPolicy.load(Settings.from_env().config_file)
     keys: list[dict[str, Any]] = []
     diffs: list[str] = []
     for ref in incident.keys:
@@ -441,7 +443,9 @@ def rollout_cmd(
         if update and active is not None:
             for s in statuses:
                 for path in s.references:
-                    diff = rollout.update_references(Path(path), ref.name, active.version, vault.clock.now(), dry_run)
+                    diff = rollout.update_references(
+                        Path(path), ref.name, active.version, vault.clock.now(), dry_run, policy=policy
+                    )
                     if diff:
                         diffs.append(diff)
                         if not dry_run:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from keyguard.cli.output import JsonOption, YesOption, confirm, console, emit
@@ -26,16 +28,19 @@ def register(app: typer.Typer) -> None:
         settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         engine = open_engine(settings, create=True)
         if rotate_root:
+            from keyguard.vault.rootrotate import make_new_root
             from keyguard.vault.rootrotate import rotate_root as do_rotate
 
             confirm(f"Re-seal every key under a new {root} root?", yes)
-            report = do_rotate(engine, lambda: create_root(root, settings.home, rotating=True))
+            env = dict(os.environ)
+            report = do_rotate(engine, make_new_root(root, settings.home, env), env, kind=root)
             emit(
                 report,
                 as_json,
                 lambda: console.print(
                     f"root rotated to {root} (generation {report['generation']}); "
                     f"{report['resealed']} sealed items moved"
+                    + (" (the interrupted rotation was finished)" if report["resumed"] else "")
                 ),
             )
             return

@@ -9,8 +9,15 @@ A consumer (client) that holds a grant on the key, or used it, is
 Consumers may declare the files where they read the key reference
 (``client create --reference FILE``): ``.env``, YAML, JSON, TOML or CI variable
 files. ``update_references`` rewrites ``NAME@N``, ``kg://NAME/N`` and
-``NAME:vN`` to the new version, keeps a backup, writes atomically (temp file,
-fsync, rename, same mode), checks the file still parses, and returns the diff.
+``NAME:vN`` to the new version, keeps a backup, writes atomically (a private
+temporary file beside it, fsync, rename), keeps the file's mode and owner,
+checks the file still parses, and returns the diff.
+
+Only files under the configured roots are touched (``$KEYGUARD_HOME/keyguard.toml``,
+``[rollout] roots = ["/etc/app", …]``; none by default): a reference must be an
+absolute path without ``..``, and symbolic links are refused unless
+``[rollout] allow_symlinks = true`` (then the file a link points at must be under
+a root too, and it is written with the link kept).
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ import yaml
 from sqlalchemy import func, select
 
 from keyguard.audit.log import format_ts
-from keyguard.errors import UsageError
+from keyguard.errors import RefusedError, UsageError
+from keyguard.store.files import write_atomic
 from keyguard.store.tables import AuditEvent, Client, Grant
 from keyguard.vault.service import Vault
 
@@ -152,35 +160,92 @@ def rewrite(text: str, key: str, new_version: int) -> str:
     return text
 
 
-def update_references(path: Path, key: str, new_version: int, now: datetime, dry_run: bool = False) -> str:
-    """Rewrite references in ``path`` atomically with a backup; returns the unified diff ('' if none)."""
+@dataclass(frozen=True)
+class RolloutPolicy:
+    """Where ``rollout --update`` may write: ``[rollout]`` of keyguard.toml."""
+
+    roots: tuple[Path, ...] = ()
+    allow_symlinks: bool = False
+    config_file: Path | None = None
+
+    @classmethod
+    def load(cls, config_file: Path) -> RolloutPolicy:
+        """The ``[rollout]`` table of ``config_file`` (no roots when the file or the table is absent)."""
+        try:
+            data = tomllib.loads(config_file.read_text(encoding="utf-8")) if config_file.exists() else {}
+        except (OSError, tomllib.TOMLDecodeError):
+            raise UsageError(f"cannot read {config_file}", hint="check the TOML syntax") from None
+        table = data.get("rollout", {})
+        roots = table.get("roots", []) if isinstance(table, dict) else []
+        allow = table.get("allow_symlinks", False) if isinstance(table, dict) else False
+        if not isinstance(roots, list) or not all(isinstance(r, str) and os.path.isabs(r) for r in roots):
+            raise UsageError(f"[rollout] roots in {config_file} must be a list of absolute paths")
+        if not isinstance(allow, bool):
+            raise UsageError(f"[rollout] allow_symlinks in {config_file} must be true or false")
+        return cls(tuple(Path(os.path.normpath(r)) for r in roots), allow, config_file)
+
+    def check(self, path: Path) -> Path:
+        """The file to write for reference ``path``, or a one-line refusal (exit 2 or 3)."""
+        where = self.config_file or "keyguard.toml"
+        if not path.is_absolute() or ".." in path.parts:
+            raise UsageError(
+                f"rollout target {path} is not an absolute path without '..'",
+                hint="declare references as absolute paths (client create --reference /etc/app/.env)",
+            )
+        root = next((r for r in self.roots if path.is_relative_to(r)), None)
+        if root is None:
+            hint = f'add its directory to [rollout] roots in {where}, e.g. roots = ["{path.parent}"]'
+            raise RefusedError(f"rollout target {path} is outside the configured roots", hint=hint)
+        real_root = root.resolve()
+        try:
+            real_parent = path.parent.resolve(strict=True)
+        except OSError:
+            raise UsageError(f"cannot read {path}: no such directory") from None
+        linked = real_parent != real_root / path.parent.relative_to(root) or path.is_symlink()
+        if linked and not self.allow_symlinks:
+            raise RefusedError(
+                f"rollout target {path} goes through a symbolic link",
+                hint=f"name the real file, or set [rollout] allow_symlinks = true in {where}",
+            )
+        target = path.resolve() if path.is_symlink() else real_parent / path.name
+        if not any(target.is_relative_to(r.resolve()) for r in self.roots):
+            raise RefusedError(f"rollout target {path} leads to {target}, outside the configured roots")
+        return target
+
+
+def update_references(
+    path: Path,
+    key: str,
+    new_version: int,
+    now: datetime,
+    dry_run: bool = False,
+    *,
+    policy: RolloutPolicy | None = None,
+) -> str:
+    """Rewrite references in ``path`` atomically with a backup; returns the unified diff ('' if none).
+
+    ``path`` must be allowed by ``policy`` (no roots, nothing allowed, by default).
+    """
+    target = (policy or RolloutPolicy()).check(path)
     try:
-        original = path.read_text(encoding="utf-8")
+        original = target.read_text(encoding="utf-8")
+        info = target.stat()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     updated = rewrite(original, key, new_version)
     if updated == original:
         return ""
-    _check_parses(path, updated)
+    _check_parses(target, updated)
     diff = "".join(
         difflib.unified_diff(original.splitlines(True), updated.splitlines(True), f"a/{path.name}", f"b/{path.name}")
     )
     if dry_run:
         return diff
-    mode = path.stat().st_mode & 0o7777
+    mode = info.st_mode & 0o7777
+    owner = (info.st_uid, info.st_gid)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    backup = path.with_name(f"{path.name}.kg-bak-{stamp}")
-    for target, content in ((backup, original), (path, updated)):
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    backup = target.with_name(f"{target.name}.kg-bak-{stamp}")
+    # Both are new files renamed into place; a link planted at either name is refused.
+    write_atomic(backup, original.encode("utf-8"), mode=mode, owner=owner)
+    write_atomic(target, updated.encode("utf-8"), mode=mode, owner=owner)
     return diff

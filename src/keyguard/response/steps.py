@@ -244,29 +244,7 @@ class Responder:
         rotated: list[dict[str, Any]] = []
         rewrapped: list[dict[str, Any]] = []
         for name, versions in self.affected(incident):
-            info = self.vault.key_info(name)
-            active = info.active
-            if active is None or active.version in versions:
-                info = self.vault.rotate(self.principal, name, algorithm)
-                active = info.active
-                assert active is not None
-                rotated.append(
-                    {
-                        "key": name,
-                        "version": active.version,
-                        "algorithm": active.algorithm,
-                        "new": True,
-                    }
-                )
-            else:
-                rotated.append(
-                    {
-                        "key": name,
-                        "version": active.version,
-                        "algorithm": active.algorithm,
-                        "new": False,
-                    }
-                )
+            rotated.append(self._rotate_once(incident, name, versions, algorithm))
             report = inventory.rewrap(self.principal, name, progress=progress)
             rewrapped.append(report.to_dict())
         self.complete_action(
@@ -284,6 +262,56 @@ class Responder:
         evidence = {"rotated": rotated, "rewrap": rewrapped}
         self.advance(incident_id, Status.ROTATED, evidence)
         return evidence
+
+    def _rotate_once(self, incident: Incident, name: str, versions: list[int], algorithm: str | None) -> dict[str, Any]:
+        """The new version of ``name`` for this incident: made once, reused by every rerun.
+
+        The intended version number is written on the incident's timeline before
+        the version is made; a rerun after a crash finds it there and reuses the
+        version instead of making one more (a key named without a version covers
+        every usable one, the new one included).
+        """
+        planned = _planned_version(incident, name)
+        info = self.vault.key_info(name)
+        leaked = [v for v in versions if v != planned]
+        if planned is not None and planned in info.versions:
+            made = info.versions[planned]
+            return {"key": name, "version": made.version, "algorithm": made.algorithm, "new": False}
+        active = info.active
+        if active is not None and active.version not in leaked:
+            return {"key": name, "version": active.version, "algorithm": active.algorithm, "new": False}
+        intended = info.latest + 1
+        self.incidents.record(
+            incident.id,
+            ROTATION_PLANNED,
+            f"{name}: rotating to version {intended}",
+            {"key": name, "version": intended, "replaces": leaked},
+            actor=self.principal.actor,
+        )
+        info = self.vault.rotate(self.principal, name, algorithm)
+        active = info.active
+        assert active is not None
+        if active.version != intended:  # someone else rotated in between: record what this run made
+            self.incidents.record(
+                incident.id,
+                ROTATION_PLANNED,
+                f"{name}: rotated to version {active.version}",
+                {"key": name, "version": active.version, "replaces": leaked},
+                actor=self.principal.actor,
+            )
+        return {"key": name, "version": active.version, "algorithm": active.algorithm, "new": True}
+
+
+ROTATION_PLANNED = "rotation-planned"
+
+
+def _planned_version(incident: Incident, name: str) -> int | None:
+    """The version this incident's rotation of ``name`` makes (the last one written), if any."""
+    planned: int | None = None
+    for entry in incident.timeline:
+        if entry.kind == ROTATION_PLANNED and entry.data.get("key") == name:
+            planned = int(entry.data["version"])
+    return planned
 
 
 def exposed_items(vault: Vault, incident: Incident, affected: list[tuple[str, list[int]]]) -> list[dict[str, Any]]:
