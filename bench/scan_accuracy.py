@@ -178,6 +178,8 @@ def findings_of(tool: str, out: Path, root: Path) -> set[tuple[str, int]]:
     """``(relative path, line)`` of every finding a tool wrote to ``out``."""
     text = out.read_text() if out.exists() else ""
     document = json.loads(text) if text.strip() else []
+    if tool != "keyguard" and not isinstance(document, dict):
+        document = {"findings": [], "results": {}}
     pairs: list[tuple[str, int]] = []
     if tool == "keyguard":
         pairs = [(r["file"], r["line"]) for r in document]
@@ -283,6 +285,7 @@ def main() -> None:
     args = parser.parse_args()
     chosen = set(args.corpus or ["first", "second", "contexts"])
     bindir = ensure_competitors()
+    WORK.mkdir(parents=True, exist_ok=True)
     corpus = OUTSIDE / "corpus"
     labels, positives = build_corpus(corpus)
     history = OUTSIDE / "history"

@@ -13,6 +13,7 @@ from keyguard.scan.config import ScanConfig
 from keyguard.scan.decode import DECODERS, decoded_lines
 from keyguard.scan.entropy import shannon
 from keyguard.scan.filters import rejected_by
+from keyguard.scan.names import secret_name
 from keyguard.scan.managed import ManagedMatcher
 from keyguard.scan.model import Finding, Origin
 from keyguard.scan.prefilter import KeywordMatcher, Pattern, hyperscan_available, make_matcher
@@ -178,16 +179,24 @@ class Scanner:
         chunk = data[lo:hi]
         ascii_only = chunk.isascii()
         text = chunk.decode("utf-8", "surrogateescape")
-        for match in rule.regex.finditer(text):
+        search = rule.regex.search
+        pos = 0
+        while (match := search(text, pos)) is not None:
+            pos = match.end() if match.end() > pos else pos + 1
             secret = match.group(rule.secret_group)
             if not secret:
                 continue
+            retry = match.start(rule.secret_group) if rule.generic else -1
             s_off = match.start(rule.secret_group)
             if not ascii_only:
                 s_off = len(text[:s_off].encode("utf-8", "surrogateescape"))
             start = lo + s_off
             end = start + len(secret.encode("utf-8", "surrogateescape"))
-            if not self._accept(rule, secret, match.group(0)):
+            if not self._accept(rule, secret, match.group(0)) or (
+                rule.generic and "name" in rule.regex.groupindex and not secret_name(match.group("name") or "")
+            ):
+                if retry > match.start():  # a rejected value may hold the real assignment
+                    pos = retry
                 continue
             line_start = data.rfind(b"\n", 0, start) + 1
             line_end = data.find(b"\n", end)

@@ -83,7 +83,8 @@ def parse_rule(table: dict[str, Any], family: str) -> Rule:
         if not table.get(key):
             raise DataFileError(f"{where}: missing {key}")
     regex = _compile(str(table["regex"]), where)
-    group = int(table.get("secret_group", 1 if regex.groups else 0))
+    default_group = regex.groupindex.get("secret", 1 if regex.groups else 0)
+    group = int(table.get("secret_group", default_group))
     if group > regex.groups:
         raise DataFileError(f"{where}: secret_group {group} > number of groups")
     severity = str(table.get("severity", "high"))
