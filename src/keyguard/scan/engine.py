@@ -13,9 +13,9 @@ from keyguard.scan.config import ScanConfig
 from keyguard.scan.decode import DECODERS, decoded_lines
 from keyguard.scan.entropy import shannon
 from keyguard.scan.filters import rejected_by
-from keyguard.scan.names import secret_name
 from keyguard.scan.managed import ManagedMatcher
 from keyguard.scan.model import Finding, Origin
+from keyguard.scan.names import secret_name
 from keyguard.scan.prefilter import KeywordMatcher, Pattern, hyperscan_available, make_matcher
 from keyguard.scan.rule import Rule
 from keyguard.scan.validators import VALIDATORS

@@ -44,7 +44,7 @@ _TAILS = frozenset(
         "button", "dialog", "form", "view", "template", "route", "handler", "callback", "scope", "scopes",
         "method", "style", "icon", "index", "position", "offset", "timestamp", "date", "time", "at",
         "age", "limit", "interval", "retries", "attempts", "status", "state", "flag", "check", "verify",
-        "validation", "schema", "model", "serializer", "factory", "builder", "cache", "count", "list",
+        "validation", "schema", "model", "serializer", "factory", "builder", "cache", "list",
         "map", "set", "request", "response", "server", "source", "target", "user", "username", "login",
         "email", "mail",
     }
