@@ -58,6 +58,7 @@ _PLACEHOLDER_WORDS = (
     "_fake",
     "-fake",
     "fake-",
+    "x-oauth-basic",
 )
 _PLACEHOLDER_VALUES = frozenset(
     {
