@@ -59,6 +59,10 @@ _PLACEHOLDER_WORDS = (
     "-fake",
     "fake-",
     "x-oauth-basic",
+    "demo_key",
+    "do_not_use",
+    "donotuse",
+    "not_a_key",
 )
 _PLACEHOLDER_VALUES = frozenset(
     {
@@ -121,13 +125,21 @@ def is_templated(value: str) -> bool:
 
 
 def is_placeholder(value: str) -> bool:
-    """Documented example values, masks and obvious dummies (also percent-encoded)."""
+    """Documented example values, masks and obvious dummies (also percent-encoded,
+    accented, bracketed or numbered: ``p%C3%A4ssword``, ``[password]``, ``password2``)."""
     if "%" in value:
         from urllib.parse import unquote
 
         value = unquote(value)
+    if not value.isascii():
+        import unicodedata
+
+        value = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
     low = value.lower()
-    if low in _PLACEHOLDER_VALUES:
+    bare = low.strip("[](){}<>:;,.'\"`").rstrip("0123456789")
+    if low in _PLACEHOLDER_VALUES or bare in _PLACEHOLDER_VALUES:
+        return True
+    if ":" in bare and all(part in _PLACEHOLDER_VALUES for part in bare.split(":")):
         return True
     if len(value) >= 64:  # long random values contain short patterns by chance
         return bool(_LONG_RUN.search(value)) or any(w in low for w in _LONG_WORDS)

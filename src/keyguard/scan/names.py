@@ -104,8 +104,8 @@ def secret_name(name: str) -> bool:
         return False
     last = max(i for i, w in enumerate(parts) if w in _SECRET_WORDS)
     if parts[last] in ("key", "keys"):
-        if last == 0:
+        if last == 0 or parts[last - 1] in _LOOKUP_KEYS:
             return False
-        if parts[last - 1] in _LOOKUP_KEYS:
-            return False
+        if parts[last] == "keys" and parts[last - 1] not in _KEY_PREFIXES:
+            return False  # restore-keys, pgp-keys: lists of names, seldom a secret
     return True
