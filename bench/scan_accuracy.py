@@ -6,11 +6,16 @@ Planted secrets are every rule's true-positive templates expanded with fresh ran
 inside secret-free real code (lines of CPython's standard library); hard negatives are the
 rules' false-positive examples plus placeholders, templating, hashes, UUIDs and public keys.
 
-    .venv/bin/python bench/scan_accuracy.py
+    .venv/bin/python bench/scan_accuracy.py [--corpus first|second|contexts ...] [--tool T ...]
+
+The second corpus (bench/corpus2/, issue 14) has its own generator and labels; there a
+credential reported more than once (on distinct lines of one plant) counts the extra
+findings against precision, for every tool alike.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import re
@@ -29,6 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scan_common import KEYGUARD, PYENV, WORK, ensure_competitors, measure  # noqa: E402
 from scan_contexts import CONTEXTS, NEGATIVES  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "corpus2"))
+import build as corpus2  # noqa: E402
 
 # outside any git work tree, so that no tool applies this repository's .gitignore
 OUTSIDE = Path(tempfile.gettempdir()) / "keyguard-scan-accuracy"
@@ -170,6 +178,8 @@ def findings_of(tool: str, out: Path, root: Path) -> set[tuple[str, int]]:
     """``(relative path, line)`` of every finding a tool wrote to ``out``."""
     text = out.read_text() if out.exists() else ""
     document = json.loads(text) if text.strip() else []
+    if tool != "keyguard" and not isinstance(document, dict):
+        document = {"findings": [], "results": {}}
     pairs: list[tuple[str, int]] = []
     if tool == "keyguard":
         pairs = [(r["file"], r["line"]) for r in document]
@@ -210,6 +220,41 @@ def score(found: set[tuple[str, int]], labels: list[Label]) -> dict[str, list[in
     return stats
 
 
+def score_once(found: set[tuple[str, int]], labels: list[Label]) -> dict[str, list[int]]:
+    """Like :func:`score`, but a plant found on several distinct lines counts one finding
+    on the plant and the others as findings elsewhere (one credential, one report)."""
+    stats: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    by_path: dict[str, list[Label]] = defaultdict(list)
+    for label in labels:
+        by_path[label.path].append(label)
+        stats[label.family][1] += 1
+    hits: dict[Label, int] = defaultdict(int)
+    for path, line in found:
+        family = path.split("/", 1)[0]
+        match = next((lb for lb in by_path.get(path, []) if lb.start <= line <= lb.end), None)
+        if match is None:
+            stats[family][3] += 1
+        else:
+            hits[match] += 1
+    for label, count in hits.items():
+        stats[label.family][0] += 1
+        stats[label.family][2] += 1
+        stats[label.family][3] += count - 1
+    return stats
+
+
+def build_second(root: Path) -> tuple[list[Label], dict[str, list[str]]]:
+    """The second corpus (bench/corpus2) written under ``root``, as Labels."""
+    plants = corpus2.write(root)
+    (root / "labels.json").unlink()  # not a file to scan
+    labels = [Label(p.path, p.first, p.last, p.family, p.shape) for p in plants]
+    positives: dict[str, list[str]] = defaultdict(list)
+    for label in labels:
+        if label.path not in positives[label.family]:
+            positives[label.family].append(label.path)
+    return labels, positives
+
+
 def _ratio(a: int, b: int) -> float:
     return a / b if b else 1.0
 
@@ -234,7 +279,13 @@ def report(title: str, results: dict[str, dict[str, list[int]]], families: list[
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", action="append", choices=["first", "second", "contexts"], default=[])
+    parser.add_argument("--tool", action="append", default=[], help="only these tools (default: all)")
+    args = parser.parse_args()
+    chosen = set(args.corpus or ["first", "second", "contexts"])
     bindir = ensure_competitors()
+    WORK.mkdir(parents=True, exist_ok=True)
     corpus = OUTSIDE / "corpus"
     labels, positives = build_corpus(corpus)
     history = OUTSIDE / "history"
@@ -285,19 +336,36 @@ def main() -> None:
     contexts = OUTSIDE / "contexts"
     context_labels = build_contexts(contexts)
     context_families = sorted({label.family for label in context_labels} | {"negatives"})
-    runs = (
-        ("files (catalog-derived plants)", file_cmds, corpus, labels, families),
-        ("git history (committed, then deleted)", git_cmds, history, labels, families),
-        ("independent realistic contexts (files)", file_cmds, contexts, context_labels, context_families),
+    second = OUTSIDE / "second"
+    second_labels, second_positives = build_second(second)
+    second_history = OUTSIDE / "second-history"
+    build_history(second, second_positives, second_history)
+    second_families = sorted({label.family for label in second_labels})
+    print(
+        f"second corpus (bench/corpus2): {len(second_labels)} credentials in "
+        f"{sum(map(len, second_positives.values()))} files, {len(second_families)} families"
     )
-    for title, cmds, root, run_labels, run_families in runs:
+    runs = (
+        ("first", "files (catalog-derived plants)", file_cmds, corpus, labels, families, score),
+        ("first", "git history (committed, then deleted)", git_cmds, history, labels, families, score),
+        ("contexts", "independent realistic contexts (files)", file_cmds, contexts, context_labels,
+         context_families, score),
+        ("second", "second corpus (files)", file_cmds, second, second_labels, second_families, score_once),
+        ("second", "second corpus (git history)", git_cmds, second_history, second_labels, second_families,
+         score_once),
+    )
+    for which, title, cmds, root, run_labels, run_families, scorer in runs:
+        if which not in chosen:
+            continue
         results = {}
         for tool, cmd in cmds.items():
+            if args.tool and tool not in args.tool:
+                continue
             if out.exists():
                 out.unlink()
             stdout = out if tool == "detect-secrets" else None
             measure(cmd, cwd=root, stdout_path=stdout)
-            results[tool] = score(findings_of(tool, out, root), run_labels)
+            results[tool] = scorer(findings_of(tool, out, root), run_labels)
         report(title, results, run_families)
     print("\ndetect-secrets has no history mode (its history figure is in scan_throughput.py).")
 

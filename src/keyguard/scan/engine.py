@@ -15,6 +15,7 @@ from keyguard.scan.entropy import shannon
 from keyguard.scan.filters import rejected_by
 from keyguard.scan.managed import ManagedMatcher
 from keyguard.scan.model import Finding, Origin
+from keyguard.scan.names import secret_name
 from keyguard.scan.prefilter import KeywordMatcher, Pattern, hyperscan_available, make_matcher
 from keyguard.scan.rule import Rule
 from keyguard.scan.validators import VALIDATORS
@@ -23,6 +24,8 @@ ALLOW_MARKER = b"keyguard:allow"
 MAX_BACK = 2048  # bytes looked at before a keyword on one (possibly huge) line
 MAX_FORWARD = 2048  # bytes looked at after it
 MULTILINE_FORWARD = 65536  # multi-line rules (PEM blocks) look this far
+MULTILINE_BACK = 512  # and start up to this far before the line of their keyword
+ABSORB_WINDOW = 4096
 CHUNK = 8 * 1024 * 1024
 OVERLAP = 128 * 1024
 
@@ -91,7 +94,7 @@ class Scanner:
         candidates = self._candidates(data, depth=0)
         findings = [
             self._finding(data, c, origin, base_line)
-            for c in self._resolve(candidates)
+            for c in self._absorb(self._resolve(candidates))
             if not self._path_allowed(self.rules[c.rule_index], origin.path)
         ]
         if self.managed is not None:
@@ -144,10 +147,12 @@ class Scanner:
                 stop = nl if nl >= 0 else min(size, end + MAX_FORWARD)
                 bounds = line_cache[end] = (start, stop)
             for rule_index in self._keyword_rules[kid]:
-                stop = bounds[1]
+                start, stop = bounds
                 if self.rules[rule_index].multiline:
+                    # a multi-line match may end on a later line than the one it starts on
+                    start = data.rfind(b"\n", 0, max(0, start - MULTILINE_BACK)) + 1
                     stop = min(size, end + MULTILINE_FORWARD)
-                per_rule.setdefault(rule_index, []).append([bounds[0], stop])
+                per_rule.setdefault(rule_index, []).append([start, stop])
         for spans in per_rule.values():
             spans.sort()
             merged: list[list[int]] = [spans[0]]
@@ -178,16 +183,24 @@ class Scanner:
         chunk = data[lo:hi]
         ascii_only = chunk.isascii()
         text = chunk.decode("utf-8", "surrogateescape")
-        for match in rule.regex.finditer(text):
+        search = rule.regex.search
+        pos = 0
+        while (match := search(text, pos)) is not None:
+            pos = match.end() if match.end() > pos else pos + 1
             secret = match.group(rule.secret_group)
             if not secret:
                 continue
+            retry = match.start(rule.secret_group) if rule.generic else -1
             s_off = match.start(rule.secret_group)
             if not ascii_only:
                 s_off = len(text[:s_off].encode("utf-8", "surrogateescape"))
             start = lo + s_off
             end = start + len(secret.encode("utf-8", "surrogateescape"))
-            if not self._accept(rule, secret, match.group(0)):
+            if not self._accept(rule, secret, match.group(0)) or (
+                rule.generic and "name" in rule.regex.groupindex and not secret_name(match.group("name") or "")
+            ):
+                if retry > match.start():  # a rejected value may hold the real assignment
+                    pos = retry
                 continue
             line_start = data.rfind(b"\n", 0, start) + 1
             line_end = data.find(b"\n", end)
@@ -244,6 +257,23 @@ class Scanner:
             kept.append(cand)
         kept.sort(key=lambda c: c.start)
         return kept
+
+    def _absorb(self, kept: list[_Candidate]) -> list[_Candidate]:
+        """One credential, one finding: drop the parts a rule's ``absorbs`` names when they
+        lie within ABSORB_WINDOW bytes of its match (a service-account file's private key)."""
+        owners = [c for c in kept if self.rules[c.rule_index].absorbs]
+        if not owners:
+            return kept
+        out = []
+        for cand in kept:
+            rule_id = self.rules[cand.rule_index].id
+            if any(
+                rule_id in self.rules[o.rule_index].absorbs and abs(o.start - cand.start) <= ABSORB_WINDOW
+                for o in owners
+            ):
+                continue
+            out.append(cand)
+        return out
 
     def _finding(self, data: bytes, cand: _Candidate, origin: Origin, base_line: int) -> Finding:
         rule = self.rules[cand.rule_index]

@@ -58,6 +58,11 @@ _PLACEHOLDER_WORDS = (
     "_fake",
     "-fake",
     "fake-",
+    "x-oauth-basic",
+    "demo_key",
+    "do_not_use",
+    "donotuse",
+    "not_a_key",
 )
 _PLACEHOLDER_VALUES = frozenset(
     {
@@ -88,6 +93,7 @@ _PLACEHOLDER_VALUES = frozenset(
         "passwd",
         "secret_key",
         "api_key",
+        "x-oauth-basic",
     }
 )
 _LONG_WORDS = ("example", "placeholder", "redacted", "changeme", "your_", "insert_", "<", ">")
@@ -119,9 +125,21 @@ def is_templated(value: str) -> bool:
 
 
 def is_placeholder(value: str) -> bool:
-    """Documented example values, masks and obvious dummies."""
+    """Documented example values, masks and obvious dummies (also percent-encoded,
+    accented, bracketed or numbered: ``p%C3%A4ssword``, ``[password]``, ``password2``)."""
+    if "%" in value:
+        from urllib.parse import unquote
+
+        value = unquote(value)
+    if not value.isascii():
+        import unicodedata
+
+        value = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
     low = value.lower()
-    if low in _PLACEHOLDER_VALUES:
+    bare = low.strip("[](){}<>:;,.'\"`").rstrip("0123456789")
+    if low in _PLACEHOLDER_VALUES or bare in _PLACEHOLDER_VALUES:
+        return True
+    if ":" in bare and all(part in _PLACEHOLDER_VALUES for part in bare.split(":")):
         return True
     if len(value) >= 64:  # long random values contain short patterns by chance
         return bool(_LONG_RUN.search(value)) or any(w in low for w in _LONG_WORDS)
@@ -182,13 +200,45 @@ _DOCUMENTED_SHA256 = frozenset(
         "e21b597ba6b9cafa59d9ebc4d65c0385f5eb3fa56abab2607fa76589ad849a33",
         "c6ea27c534f993d31f0aef882e3d200e7b87470c379ae79c8f9b19d3bd363dc9",
         "bf145d9380bbe05bdc1a72525796b224f8a8c93ae0e9e102eafbc255ac1af9e8",
+        # the jwt.io sample token, RFC 7617's Aladdin:open sesame (base64 and password),
+        # GitHub's x-oauth-basic password placeholder
+        "7f75367e7881255134e1375e723d1dea8ad5f6a4fdb79d938df1f1754a830606",
+        "cf4d418ed3de92d71f767db5391d5a2dacd40e1ce49e75d1137e2ecf4982d844",
+        "41ef4bb0b23661e66301aac36066912dac037827b4ae63a7b1165a5aa93ed4eb",
+        "737c8fcb2bfcfe139d6bbe2d9aa3a020b76d133bd88734159f70b55702dfb23e",
     }
 )
 
 
+# digests of words nobody uses as a secret ("password", "secret", "1" …): a digest of one
+# in a config file is a test fixture, not a key
+_TRIVIAL_WORDS = ("password", "secret", "test", "admin", "hello", "changeme", "123456", "12345678", "root", "")
+_TRIVIAL_DIGESTS = frozenset(
+    getattr(hashlib, algo)(word.encode()).hexdigest()
+    for algo in ("md5", "sha1", "sha256")
+    for word in (*_TRIVIAL_WORDS, *"0123456789")
+)
+
+
 def is_documented_example(value: str) -> bool:
-    """A value published as an example in a provider's documentation."""
+    """A value published as an example in a provider's documentation or an RFC, or a
+    digest of a trivial word."""
+    if value.lower() in _TRIVIAL_DIGESTS:
+        return True
     return hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest() in _DOCUMENTED_SHA256
+
+
+_CHECKSUMMED = re.compile(r"^(?:gh[pousr]|npm)_[A-Za-z0-9]{36}$")
+
+
+def fails_checksum(value: str) -> bool:
+    """A token in a checksummed provider format (GitHub, npm) whose checksum is wrong: a
+    made-up value, which no rule (generic ones included) reports."""
+    if not _CHECKSUMMED.match(value):
+        return False
+    from keyguard.scan.validators import crc32_token_ok
+
+    return not crc32_token_ok(value)
 
 
 def is_encoded_placeholder(value: str) -> bool:
@@ -213,6 +263,7 @@ FILTERS: dict[str, Callable[[str], bool]] = {
     "identifier": is_path_or_identifier,
     "encoded_placeholder": is_encoded_placeholder,
     "documented": is_documented_example,
+    "checksum": fails_checksum,
 }
 
 

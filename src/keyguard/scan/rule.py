@@ -53,6 +53,7 @@ class Rule:
     generic: bool = False
     prefilter: str | None = None
     allowlist: Allowlist = field(default_factory=Allowlist)
+    absorbs: frozenset[str] = frozenset()  # rule ids whose findings nearby are the same credential
     true_positives: tuple[str, ...] = ()
     false_positives: tuple[str, ...] = ()
 
@@ -83,7 +84,8 @@ def parse_rule(table: dict[str, Any], family: str) -> Rule:
         if not table.get(key):
             raise DataFileError(f"{where}: missing {key}")
     regex = _compile(str(table["regex"]), where)
-    group = int(table.get("secret_group", 1 if regex.groups else 0))
+    default_group = regex.groupindex.get("secret", 1 if regex.groups else 0)
+    group = int(table.get("secret_group", default_group))
     if group > regex.groups:
         raise DataFileError(f"{where}: secret_group {group} > number of groups")
     severity = str(table.get("severity", "high"))
@@ -115,6 +117,7 @@ def parse_rule(table: dict[str, Any], family: str) -> Rule:
         generic=generic,
         prefilter=str(table["prefilter"]) if table.get("prefilter") else None,
         allowlist=parse_allowlist(table.get("allowlist", {}), where),
+        absorbs=frozenset(str(r) for r in table.get("absorbs", [])),
         true_positives=tuple(str(x) for x in examples.get("true_positives", [])),
         false_positives=tuple(str(x) for x in examples.get("false_positives", [])),
     )

@@ -93,8 +93,14 @@ def k8s_value_ok(token: str) -> bool:
 
 
 def not_all_alpha(token: str) -> bool:
-    """Random tokens mix digits in; all-letter values are usually identifiers."""
-    return not token.isalpha()
+    """Random tokens mix digits in; all-letter values are usually identifiers, unless the
+    case flips as often as in random text (``IGcZBJZcOJcm…``, not ``camelCaseName``)."""
+    if not token.isalpha():
+        return True
+    if len(token) < 20:
+        return False
+    flips = sum(a.isupper() != b.isupper() for a, b in zip(token, token[1:], strict=False))
+    return flips * 3 >= len(token)
 
 
 def mixed_case(token: str) -> bool:
