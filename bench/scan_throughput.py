@@ -57,12 +57,9 @@ def commands(bindir: Path, repo: Path, patch: Path, out: Path) -> dict[tuple[str
     bl = [str(bindir / "betterleaks"), "--no-banner", "-l", "error", "-o", str(out)]
     ds = [str(bindir / "detect-secrets"), "scan", "--all-files"]  # run from the target's folder
     kg = [str(KEYGUARD), "scan", "-f", "json", "-o", str(out)]
-    kgm = [str(KEYGUARD.parent / "python"), "-m", "keyguard.scan", "scan", "-f", "json", "-o", str(out)]
     return {
         ("keyguard", "working tree"): [*kg, str(repo)],
         ("keyguard", "history"): [*kg, "--git", str(repo)],
-        ("keyguard -m", "working tree"): [*kgm, str(repo)],
-        ("keyguard -m", "history"): [*kgm, "--git", str(repo)],
         ("betterleaks", "working tree"): [bl[0], "fs", *bl[1:], str(repo)],
         ("betterleaks", "history"): [bl[0], "git", *bl[1:], str(repo)],
         ("kingfisher", "working tree"): [*kf, "--git-history", "none", str(repo)],
@@ -170,8 +167,6 @@ def main() -> None:
         )
     print(f"wall s = median of {args.repeat} runs (detect-secrets: 1); peak MB = the largest.")
     print("detect-secrets has no history mode: it scans the `git log -p --all` text itself.")
-    print("keyguard -m = `python -m keyguard.scan scan`: the same scanner without the start-up")
-    print("of the whole keyguard CLI (which imports every command module).")
 
 
 if __name__ == "__main__":
