@@ -6,7 +6,7 @@ from typing import Any
 
 from keyguard.connectors.aws_session import DENIED, UNIMPLEMENTED, AwsSession, error_code
 from keyguard.connectors.base import CheckReport, PermissionCheck
-from keyguard.errors import KeyguardError
+from keyguard.errors import KeyguardError, RefusedError
 
 #: Read calls probed directly: (permission, service, method, kwargs).
 READS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
@@ -29,6 +29,8 @@ def check_aws(session: AwsSession) -> CheckReport:
     """Reachability (``sts:GetCallerIdentity``), read probes, and a policy simulation of the writes."""
     try:
         me = session.call("sts:GetCallerIdentity", session.client("sts").get_caller_identity)
+    except RefusedError as exc:
+        return CheckReport(session.name, "aws", True, "", problem=exc.message)
     except KeyguardError as exc:
         return CheckReport(session.name, "aws", False, "", problem=exc.message)
     arn = str(me.get("Arn", ""))

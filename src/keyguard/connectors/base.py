@@ -20,6 +20,7 @@ from keyguard.clock import Clock, SystemClock
 from keyguard.connectors.errors import MissingPermissionError, UnreachableError, UnsupportedStepError
 from keyguard.connectors.refs import Ref
 from keyguard.connectors.secret import Secret
+from keyguard.errors import RefusedError
 
 
 class Step(StrEnum):
@@ -139,12 +140,18 @@ class CheckReport:
         return tuple(p.name for p in self.permissions if p.is_allowed is False)
 
     def raise_for_problem(self) -> None:
-        """UnreachableError or MissingPermissionError (naming the first missing permission)."""
+        """UnreachableError, RefusedError (own credentials refused) or MissingPermissionError (the first one)."""
         if not self.is_reachable:
-            raise UnreachableError(self.connector, self.type, self.problem or "no answer")
+            unreachable = UnreachableError(self.connector, self.type, "no answer")
+            if self.problem:
+                unreachable.message = self.problem
+            raise unreachable
+        if self.problem:
+            raise RefusedError(self.problem, hint="check the connector's credentials (the *_env variables)")
         if self.missing:
-            raise MissingPermissionError(self.connector, self.missing[0], hint="also missing: " + ", ".join(
-                self.missing[1:]) if len(self.missing) > 1 else None)
+            rest = self.missing[1:]
+            raise MissingPermissionError(self.connector, self.missing[0],
+                                         hint="also missing: " + ", ".join(rest) if rest else None)
 
 
 class Adapter(ABC):  # noqa: B024 - every step has a default: the manual instruction

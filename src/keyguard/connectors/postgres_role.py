@@ -100,6 +100,8 @@ def check_postgres(pg: PostgresAdmin) -> CheckReport:
                 "SELECT current_user, rolsuper, rolcreaterole, pg_has_role(current_user, 'pg_signal_backend', "
                 "'MEMBER'), pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') FROM pg_roles "
                 "WHERE rolname = current_user").fetchone()
+    except RefusedError as exc:
+        return CheckReport(pg.name, "postgresql", True, "", problem=exc.message)
     except KeyguardError as exc:
         return CheckReport(pg.name, "postgresql", False, "", problem=exc.message)
     assert row is not None

@@ -128,6 +128,8 @@ def check_redis(rd: RedisAdmin) -> CheckReport:
     """Reachable (``ACL WHOAMI``), and each command of the playbook allowed (``ACL DRYRUN``)."""
     try:
         me = _text(rd.run("ACL WHOAMI", "ACL", "WHOAMI"))
+    except RefusedError as exc:
+        return CheckReport(rd.name, "redis", True, "", problem=exc.message)
     except KeyguardError as exc:
         return CheckReport(rd.name, "redis", False, "", problem=exc.message)
     checks: list[PermissionCheck] = []

@@ -153,6 +153,8 @@ def check_vault(vault: VaultClient) -> CheckReport:
         caps = vault.request("POST", "sys/capabilities-self", {"paths": list(paths)})
     except MissingPermissionError as exc:
         return CheckReport(vault.name, "vault", True, "", (PermissionCheck(exc.permission, False),))
+    except RefusedError as exc:
+        return CheckReport(vault.name, "vault", True, "", problem=exc.message)
     except KeyguardError as exc:
         return CheckReport(vault.name, "vault", False, "", problem=exc.message)
     checks = []
