@@ -27,7 +27,12 @@ from keyguard.connectors.base import (
 )
 from keyguard.connectors.checkpoint import Checkpoint
 from keyguard.connectors.deliver import replace_in_files
-from keyguard.connectors.errors import StepStateError, UnknownReferenceError, UnsupportedStepError
+from keyguard.connectors.errors import (
+    MissingPermissionError,
+    StepStateError,
+    UnknownReferenceError,
+    UnsupportedStepError,
+)
 from keyguard.connectors.refs import Ref
 from keyguard.connectors.secret import Secret
 
@@ -71,7 +76,20 @@ class IamAccessKey(Adapter):
         return list(page.get("AccessKeyMetadata", []))
 
     def owner(self, key_id: str) -> str | None:
-        """The IAM user holding ``key_id`` in this account, or None."""
+        """The IAM user holding ``key_id`` in this account, or None.
+
+        ``GetAccessKeyLastUsed`` names the owner in one call; listing every user's keys is
+        the fallback for identities that may list but not read last use.
+        """
+        try:
+            reply = self.session.call("iam:GetAccessKeyLastUsed", self._iam.get_access_key_last_used,
+                                      AccessKeyId=key_id)
+            if reply.get("UserName"):
+                return str(reply["UserName"])
+        except UnknownReferenceError:
+            return None
+        except MissingPermissionError:
+            pass
         for user in self._users():
             if any(k["AccessKeyId"] == key_id for k in self._keys(user)):
                 return user

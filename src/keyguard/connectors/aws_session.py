@@ -57,6 +57,7 @@ class AwsSession:
             raise ConnectorConfigError(
                 f"connector {self.name!r}: give both access_key_id_env and secret_access_key_env")
         self._clients: dict[str, Any] = {}
+        self._boto = boto3.session.Session()  # one session: service models are loaded once
 
     @property
     def secrets(self) -> tuple[Secret | None, ...]:
@@ -76,7 +77,7 @@ class AwsSession:
                 kwargs = {"aws_access_key_id": self._key_id.reveal(), "aws_secret_access_key": self._secret.reveal()}
                 if self._token is not None:
                     kwargs["aws_session_token"] = self._token.reveal()
-            self._clients[service] = boto3.session.Session().client(
+            self._clients[service] = self._boto.client(
                 service, endpoint_url=self.endpoint_url, region_name=self.region, config=self._botocore_config(),
                 **kwargs,
             )
@@ -84,7 +85,7 @@ class AwsSession:
 
     def client_as(self, service: str, access_key_id: str, secret: Secret) -> Any:
         """A client signed with another pair (the leaked one, to prove it dead); no retries."""
-        return boto3.session.Session().client(
+        return self._boto.client(
             service, endpoint_url=self.endpoint_url, region_name=self.region,
             aws_access_key_id=access_key_id, aws_secret_access_key=secret.reveal(),
             config=botocore.config.Config(
