@@ -26,13 +26,13 @@ from keyguard.connectors.registry import Connector, open_connector, resolve
 from keyguard.connectors.secret import Secret
 
 __all__ = [
-    "KINDS",
     "Adapter",
     "CheckReport",
     "Connector",
     "ConnectorConfig",
     "Identified",
     "Inventoried",
+    "KINDS",
     "Outcome",
     "PermissionCheck",
     "Proof",
