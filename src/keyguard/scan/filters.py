@@ -236,7 +236,7 @@ def fails_checksum(value: str) -> bool:
     made-up value, which no rule (generic ones included) reports."""
     if not _CHECKSUMMED.match(value):
         return False
-    from keyguard.scan.validators import crc32_token_ok
+    from keyguard.scan.checksums import crc32_token_ok
 
     return not crc32_token_ok(value)
 
