@@ -30,6 +30,7 @@ from keyguard.incident.model import (
     Obligation,
     Severity,
     Status,
+    Task,
     TimelineEntry,
     check_transition,
 )
@@ -207,12 +208,7 @@ class IncidentService:
     ) -> Incident:
         """Mark a playbook task done by ``by`` with a note and evidence."""
         with self._change(incident_id) as (session, incident, now):
-            task = incident.task(task_id)
-            if task is None:
-                known = ", ".join(t.id for t in incident.tasks)
-                raise NotFoundError(f"incident {incident_id} has no task {task_id!r}", hint=f"tasks: {known}")
-            if task.done_at is not None:
-                raise ConflictError(f"task {task_id} is already done", hint=f"done at {format_time(task.done_at)}")
+            task = _open_task(incident, incident_id, task_id)
             task.done_at, task.done_by, task.note = now, by, note
             task.evidence = dict(evidence or {})
             late = " (late)" if now > task.due_at else ""
@@ -234,12 +230,7 @@ class IncidentService:
         if not reason.strip():
             raise UsageError("a skipped task needs a reason", hint="--reason 'why it does not apply'")
         with self._change(incident_id) as (session, incident, now):
-            task = incident.task(task_id)
-            if task is None:
-                known = ", ".join(t.id for t in incident.tasks)
-                raise NotFoundError(f"incident {incident_id} has no task {task_id!r}", hint=f"tasks: {known}")
-            if task.done_at is not None:
-                raise ConflictError(f"task {task_id} is already done", hint=f"done at {format_time(task.done_at)}")
+            task = _open_task(incident, incident_id, task_id)
             task.done_at, task.done_by, task.note = now, by, reason
             task.evidence = {NOT_APPLICABLE: reason}
             repo.add_timeline(
@@ -494,3 +485,14 @@ class _Change:
             repo.touch(self._session, self._incident.id, self._now)
         result: bool | None = self._cm.__exit__(exc_type, exc, tb)
         return result
+
+
+def _open_task(incident: Incident, incident_id: int, task_id: str) -> Task:
+    """The task ``task_id`` of ``incident``, still to be done; NotFound / Conflict otherwise."""
+    task = incident.task(task_id)
+    if task is None:
+        known = ", ".join(t.id for t in incident.tasks)
+        raise NotFoundError(f"incident {incident_id} has no task {task_id!r}", hint=f"tasks: {known}")
+    if task.done_at is not None:
+        raise ConflictError(f"task {task_id} is already done", hint=f"done at {format_time(task.done_at)}")
+    return task
