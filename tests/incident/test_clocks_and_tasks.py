@@ -81,6 +81,8 @@ def test_cli_skip_and_not_applicable(
 ) -> None:
     monkeypatch.setenv("KEYGUARD_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("KEYGUARD_DATABASE_URL", raising=False)
+    assert main(["init"]) == 0  # only init creates the database
+    capsys.readouterr()
     args = ["incident", "open", "--key", "pay@1", "--exposed-at", "-3h", "--detected-at", "-1m"]
     assert main([*args, "-j", "cn", "--data-class", "pii", "--json"]) == 0
     incident = json.loads(capsys.readouterr().out)["id"]
