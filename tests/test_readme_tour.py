@@ -30,7 +30,7 @@ FRAGMENTS: dict[str, tuple[str, ...]] = {
     "keyguard client create": ("billing",),
     "keyguard client token": ('"token"', '"expires_at"'),
     "keyguard data register cards": ("registered cards",),
-    "keyguard scan": ("keyguard-managed-key", "incident 1 opened for payments-db v1"),
+    "keyguard scan": ("→ payments-db v1", "incident 1 opened for payments-db v1"),
     "keyguard respond": ("incident 1: contained",),
     "keyguard incident show 1": ("incident 1",),
     "keyguard incident rollout 1": ("billing",),

@@ -95,6 +95,10 @@ def test_cli_import_and_export(
     monkeypatch.setenv("KEYGUARD_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("KEYGUARD_DATABASE_URL", db_url)
     path = _events_file(tmp_path / "e.jsonl", 30, bad_every=10)
+    assert main(["audit", "import", "--format", "jsonl", str(path), "--json"]) == 4  # no database yet
+    assert "keyguard init" in capsys.readouterr().err
+    assert main(["init"]) == 0  # only init creates the database
+    capsys.readouterr()
     assert main(["audit", "import", "--format", "jsonl", str(path), "--json"]) == 1
     out, err = capsys.readouterr()
     assert json.loads(out) == {"read": 30, "imported": 27, "duplicates": 0, "rejected": 3}
