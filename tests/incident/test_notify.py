@@ -65,3 +65,13 @@ def test_draft_fills_facts_and_marks_gaps() -> None:
 def test_draft_warns_when_the_regulation_does_not_apply() -> None:
     text = draft_notice(_incident(), CATALOG.get("hipaa-breach"), "en", now=DETECTED)
     assert "does not apply" in text
+
+
+def test_zh_draft_translates_a_traced_source() -> None:
+    incident = _incident()
+    incident.source = "committed to version control: billing/.env:1 in commit feb48561a1b5 by dev <dev@example.com>"
+    zh = draft_notice(incident, CATALOG.get("cn-dsl-art29"), "zh", now=DETECTED)
+    assert "提交到版本库" in zh and "committed to version control" not in zh
+    assert "billing/.env:1" in zh and "feb48561a1b5" in zh
+    en = draft_notice(incident, CATALOG.get("gdpr-art33"), "en", now=DETECTED)
+    assert "committed to version control: billing/.env:1" in en

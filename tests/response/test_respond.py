@@ -73,6 +73,11 @@ def test_respond_resumes_instead_of_duplicating(org, admin) -> None:
     second = respond(vault, incidents, admin, [("pay", 1)], exposed)
     assert first.incident == second.incident
     assert vault.key_info("pay").latest == 2  # no second rotation
+    assert not any(o["regulation"] == "gdpr-art33" for o in second.obligations)
+    third = respond(vault, incidents, admin, [("pay", 1)], exposed, jurisdictions=["eu"])
+    assert third.incident == first.incident  # a jurisdiction named on a resumed run is recorded
+    assert incidents.get(first.incident).jurisdictions == ["eu"]
+    assert any(o["regulation"] == "gdpr-art33" for o in third.obligations)
 
 
 def test_rollout_statuses_and_reference_update(org, admin, tmp_path: Path) -> None:

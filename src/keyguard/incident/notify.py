@@ -9,6 +9,7 @@ from datetime import datetime
 from keyguard.clock import format_time
 from keyguard.incident.i18n import SEVERITY_NAMES, data_class_name, phrase, when
 from keyguard.incident.model import Incident
+from keyguard.incident.report.phrases import TIMELINE, translate
 from keyguard.incident.schema import RegulationSpec
 from keyguard.incident.templates import environment
 
@@ -37,6 +38,13 @@ def _classes(ctx: NoticeContext) -> str:
     return ("、" if ctx.lang == "zh" else ", ").join(names)
 
 
+def _source(ctx: NoticeContext) -> str:
+    """Where the leak came from, in the notice's language (the incident stores it in English)."""
+    if not ctx.incident.source:
+        return phrase(ctx.lang, "unknown_source")
+    return translate(ctx.lang, ctx.incident.source, TIMELINE)
+
+
 def _nature(ctx: NoticeContext) -> str:
     inc = ctx.incident
     classes = _classes(ctx)
@@ -46,7 +54,7 @@ def _nature(ctx: NoticeContext) -> str:
         keys=_keys(ctx),
         exposed_at=format_time(inc.exposed_at),
         detected_at=format_time(inc.detected_at),
-        source=inc.source or phrase(ctx.lang, "unknown_source"),
+        source=_source(ctx),
         data=phrase(ctx.lang, "nature_data", classes=classes) if classes else "",
     )
 
@@ -86,8 +94,7 @@ def _measures(ctx: NoticeContext, done: bool) -> str:
 
 def _suspected(ctx: NoticeContext) -> str:
     misuse = "misuse_yes" if ctx.incident.impact.get("anomalies") else "misuse_unknown"
-    source = ctx.incident.source or phrase(ctx.lang, "unknown_source")
-    return phrase(ctx.lang, "suspected", source=source, misuse=phrase(ctx.lang, misuse))
+    return phrase(ctx.lang, "suspected", source=_source(ctx), misuse=phrase(ctx.lang, misuse))
 
 
 def _text_or_placeholder(ctx: NoticeContext, value: object, what_en: str, what_zh: str) -> str:

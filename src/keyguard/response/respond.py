@@ -109,6 +109,11 @@ def respond(
         say(f"opened incident {incident.id}")
     else:
         say(f"resuming incident {incident.id} ({incident.status})")
+        # facts given on this run count on a resumed incident too (the regulators' clocks follow)
+        if set(jurisdictions) - set(incident.jurisdictions) or set(flags) - set(incident.flags):
+            incident = incidents.update_facts(
+                incident.id, add_jurisdictions=jurisdictions, add_flags=flags, actor=principal.actor
+            )
     result = RespondResult(incident=incident.id)
 
     def step(name: str, fn: Callable[[], Any]) -> Any:

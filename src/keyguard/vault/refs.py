@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from keyguard.config import MAX_VERSION
 from keyguard.errors import UsageError
 
 
@@ -10,6 +11,9 @@ def parse_ref(text: str) -> tuple[str, int | None]:
     name, sep, version = text.strip().partition("@")
     if not sep:
         return name, None
-    if not version.isdigit() or int(version) < 1:
-        raise UsageError(f"invalid key reference {text!r}", hint="use NAME or NAME@VERSION, e.g. pay@1")
+    # ASCII digits only (str.isdigit also accepts other scripts' digits), and a version that fits the store
+    if not (version.isascii() and version.isdigit()) or len(version) > 10 or not 1 <= int(version) <= MAX_VERSION:
+        raise UsageError(
+            f"invalid key reference {text[:80]!r}", hint=f"use NAME or NAME@VERSION with 1 ≤ VERSION ≤ {MAX_VERSION}"
+        )
     return name, int(version)
