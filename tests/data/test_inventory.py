@@ -139,3 +139,34 @@ def test_kill_9_during_rewrap_loses_nothing(vault, admin, db_url: str, tmp_path:
     assert done.returncode == 0, done.stderr
     assert _all_decrypt(vault, admin, n) == {2}
     assert kills >= 1
+
+
+def _rewrap_events(vault) -> list[str]:  # type: ignore[no-untyped-def]
+    from keyguard.audit.log import iter_events
+
+    return [e["result"] for e in iter_events(vault.engine) if e["op"] == "data.rewrap"]
+
+
+def test_a_failed_audit_append_commits_no_rewrap_and_no_registration(
+    vault, admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data change and its audit event are one transaction: neither lands without the other."""
+    vault.create_key(admin, "k", "encrypt")
+    _seed(vault, 30)
+    vault.rotate(admin, "k")
+    inv = DataInventory(vault)
+    ciphertext = vault.encrypt(admin, "k", b"x")[0]
+
+    def refuse(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(vault.audit, "append_in", refuse)
+    with pytest.raises(Exception):  # noqa: B017 - the audit write error, whatever its class
+        inv.rewrap(admin, "k", batch_size=10)
+    with pytest.raises(Exception):  # noqa: B017
+        inv.register(admin, "new-item", "pii", 1, ciphertext)
+    monkeypatch.undo()
+    assert _moved(vault, 2) == 0 and "ok" not in _rewrap_events(vault)
+    assert not [i for i in inv.items(admin) if i["name"] == "new-item"]
+    report = inv.rewrap(admin, "k", batch_size=10)
+    assert report.rewrapped == 30 and _rewrap_events(vault).count("ok") == 3

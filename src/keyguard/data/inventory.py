@@ -18,7 +18,6 @@ from sqlalchemy import Text, cast, func, insert, select
 from keyguard.clock import as_utc
 from keyguard.crypto import envelope
 from keyguard.errors import ConflictError, KeyStateError, NotFoundError, UsageError
-from keyguard.store.db import write_tx
 from keyguard.store.tables import DataItem
 from keyguard.vault.lifecycle import VersionState
 from keyguard.vault.principal import Principal
@@ -77,7 +76,8 @@ class DataInventory:
             loaded = self.vault.loaded_version(parsed.key, parsed.version, allow_blocked=True)
             loaded.decrypt(parsed.payload, envelope.associated_data(parsed.key, parsed.version, context))
             now = self.vault.clock.now()
-            with write_tx(self.engine) as conn:
+            ctx["reason"] = f"item {name} class {data_class} records {records}"
+            with self.vault.state_tx() as conn:  # the row and its audit event commit together
                 if conn.execute(select(DataItem.id).where(DataItem.name == name)).first():
                     raise ConflictError(f"data item {name!r} already exists")
                 conn.execute(
@@ -93,7 +93,6 @@ class DataInventory:
                         updated_at=now,
                     )
                 )
-            ctx["reason"] = f"item {name} class {data_class} records {records}"
         return {
             "name": name,
             "key": parsed.key,
@@ -236,17 +235,13 @@ class DataInventory:
                     )
                 )
             if params:
-                # Audit first (fail closed), then commit the batch atomically.
-                self.vault.record(
-                    principal,
-                    "data.rewrap",
-                    "ok",
-                    key,
-                    active.version,
-                    f"{len(params)} items (ids {params[0][3]}..{params[-1][3]}) to version {active.version}",
-                )
-                with write_tx(self.engine) as conn:
-                    conn.exec_driver_sql(update_sql, params)
+                # The batch and its audit event commit in one transaction: a crash leaves both or neither.
+                with self.vault.audited(principal, "data.rewrap", key, active.version) as ctx:
+                    ctx["reason"] = (
+                        f"{len(params)} items (ids {params[0][3]}..{params[-1][3]}) to version {active.version}"
+                    )
+                    with self.vault.state_tx() as conn:
+                        conn.exec_driver_sql(update_sql, params)
                 done += len(params)
             if progress is not None:
                 progress(done, total)
