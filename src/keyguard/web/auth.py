@@ -11,6 +11,9 @@ The token is never rendered, logged or echoed.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +24,8 @@ from keyguard.vault.principal import Principal
 from keyguard.vault.service import Vault
 
 COOKIE = "keyguard_session"
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "x-csrf-token"
 ROLES = frozenset({"admin", "operator", "auditor"})
 MAX_TOKEN_LENGTH = 512
 _INVALID = "invalid or expired token"
@@ -132,3 +137,27 @@ def same_origin(request: Request) -> bool:
         return site == "same-origin"
     host = request.headers.get("host", "")
     return origin.split("://", 1)[-1].rstrip("/") == host
+
+
+def session_hash(token: str) -> str:
+    """The dashboard session's stored name: SHA-256 of its token (the token itself is never stored)."""
+    return hashlib.sha256(b"keyguard-web-session\x00" + token.encode("utf-8", "replace")).hexdigest()
+
+
+def csrf_token(token: str) -> str:
+    """The session's synchroniser token: an HMAC keyed by the session token, so bound to the session.
+
+    A cross-site page can neither read the HttpOnly cookie nor this value (it is
+    only rendered into same-origin pages), and every node derives the same value.
+    """
+    mac = hmac.new(token.encode("utf-8", "replace"), b"keyguard dashboard csrf v1", hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def csrf_ok(request: Request, submitted: str | None) -> bool:
+    """True when ``submitted`` (form field or ``X-CSRF-Token``) is this session's CSRF token (constant time)."""
+    token = presented_token(request)
+    value = submitted if submitted is not None else request.headers.get(CSRF_HEADER)
+    if not token or not value:
+        return False
+    return hmac.compare_digest(csrf_token(token).encode(), value.strip().encode("utf-8", "replace"))
