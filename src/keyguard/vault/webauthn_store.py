@@ -24,6 +24,7 @@ Every refusal is audited (``auth.webauthn`` / ``denied``), enrolment too
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import secrets
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
+from keyguard.clock import as_utc
 from keyguard.errors import SecondFactorError, UsageError
 from keyguard.store.db import write_tx
 from keyguard.store.webauthn_tables import WebAuthnChallenge, WebAuthnCredential
@@ -156,17 +158,25 @@ class WebAuthnService:
     def _consume(self, principal: Principal, session_hash: str, purpose: str, challenge: bytes) -> None:
         """Delete the challenge (it is used now, whatever follows); refuse unless it was ours and live."""
         now = self.vault.clock.now()
+        # Any presentation uses the challenge up, even a refused one (from another session, for another purpose).
         with write_tx(self.engine) as conn:
             taken = conn.execute(
-                delete(WebAuthnChallenge).where(
-                    WebAuthnChallenge.challenge_hash == challenge_hash(challenge),
-                    WebAuthnChallenge.client_id == _client_id(principal),
-                    WebAuthnChallenge.session_hash == session_hash,
-                    WebAuthnChallenge.purpose == purpose,
-                    WebAuthnChallenge.expires_at > now,
+                delete(WebAuthnChallenge)
+                .where(WebAuthnChallenge.challenge_hash == challenge_hash(challenge))
+                .returning(
+                    WebAuthnChallenge.client_id,
+                    WebAuthnChallenge.session_hash,
+                    WebAuthnChallenge.purpose,
+                    WebAuthnChallenge.expires_at,
                 )
-            ).rowcount
-        if taken != 1:
+            ).first()
+        if (
+            taken is None
+            or taken.client_id != _client_id(principal)
+            or not hmac.compare_digest(taken.session_hash, session_hash)
+            or taken.purpose != purpose
+            or as_utc(taken.expires_at) <= now
+        ):
             raise SecondFactorError(
                 "unknown, used or expired WebAuthn challenge", hint="start the ceremony again; each challenge works once"
             )

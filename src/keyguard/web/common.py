@@ -83,8 +83,7 @@ def render(
     """Render ``template`` with the page frame's context (and the session's CSRF token when signed in)."""
     vault = auth.vault_of(request)
     now = vault.clock.now()
-    token = auth.presented_token(request) if principal is not None else None
-    context.setdefault("csrf", auth.csrf_token(token) if token else "")
+    context.setdefault("csrf", auth.csrf_for(request) if principal is not None else "")
     html = (
         environment()
         .get_template(template)
@@ -191,11 +190,5 @@ def second_factor_page(
         factors=available,
         error=error,
         next_path=safe_next(str(request.query_params.get("next") or here)),
-        csrf=csrf_of(request),
+        csrf=auth.csrf_for(request),
     )
-
-
-def csrf_of(request: Request) -> str:
-    """This session's CSRF token ('' without a session)."""
-    token = auth.presented_token(request)
-    return auth.csrf_token(token) if token else ""

@@ -1,8 +1,10 @@
 """Second factors on the dashboard: WebAuthn (security keys, passkeys) and TOTP.
 
 * Sign-in: a person (client) with a WebAuthn authenticator or a TOTP secret enrolled
-  must pass one of them once per dashboard session before any page shows; the
-  session (SHA-256 of its token) is then recorded in ``web_sessions``.
+  must pass one of them once per sign-in before any page shows; the session
+  (SHA-256 of the token and the sign-in's random ``keyguard_sid``) is then recorded
+  in ``web_sessions``. A new sign-in with the same token starts unverified, and a bare
+  bearer header (no sign-in) never counts as verified.
 * Destructive actions (contain a key version): a fresh factor with the request
   itself, a WebAuthn assertion whose challenge was issued for exactly that action
   in this session, or a TOTP code (each code works once), whatever the sign-in did.
@@ -57,9 +59,9 @@ def service(request: Request) -> WebAuthnService:
 
 
 def session_of(request: Request) -> str:
-    """This request's session name (SHA-256 of the presented token; '' without one)."""
+    """This request's session name (SHA-256 of the presented token and the sign-in id; '' without a token)."""
     token = auth.presented_token(request)
-    return auth.session_hash(token) if token else ""
+    return auth.session_hash(token, auth.session_id(request)) if token else ""
 
 
 def enrolled(engine: Engine, client_id: int) -> tuple[str, ...]:
@@ -93,7 +95,9 @@ def sign_in_pending(request: Request, who: Principal) -> tuple[str, ...]:
         return ()
     engine = auth.vault_of(request).engine
     available = enrolled(engine, who.client_id)
-    if not available or session_verified(engine, session_of(request), who.client_id):
+    if not available or (
+        auth.session_id(request) and session_verified(engine, session_of(request), who.client_id)
+    ):
         return ()
     return available
 
@@ -101,8 +105,8 @@ def sign_in_pending(request: Request, who: Principal) -> tuple[str, ...]:
 def mark_verified(request: Request, who: Principal, factor: str) -> None:
     """Record that this session passed the sign-in second factor (idempotent)."""
     session_hash = session_of(request)
-    if not session_hash or who.client_id is None:
-        return
+    if not session_hash or not auth.session_id(request) or who.client_id is None:
+        return  # a bare bearer token (no sign-in) never counts as a passed second factor
     vault = auth.vault_of(request)
     with write_tx(vault.engine) as conn:
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite

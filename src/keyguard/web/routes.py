@@ -11,7 +11,7 @@ Pages: ``/`` overview · ``/incidents/{id}`` · ``/incidents/{id}/report.html?la
 
 from __future__ import annotations
 
-from typing import Any
+import secrets
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -177,14 +177,11 @@ async def login_submit(request: Request) -> Response:
         return await run_in_threadpool(_refused, request, who)
     await run_in_threadpool(auth.vault_of(request).record, who, "web.login", "ok", None, None, "dashboard sign-in")
     response = RedirectResponse(next_path, status_code=303, headers={"Cache-Control": "no-store"})
-    response.set_cookie(
-        auth.COOKIE,
-        token,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=auth.is_secure(request),
-    )
+    secure = auth.is_secure(request)
+    response.set_cookie(auth.COOKIE, token, path="/", httponly=True, samesite="strict", secure=secure)
+    # A fresh sign-in id: this sign-in's second factor and CSRF token belong to it alone.
+    sid = secrets.token_urlsafe(32)
+    response.set_cookie(auth.SID_COOKIE, sid, path="/", httponly=True, samesite="strict", secure=secure)
     return response
 
 
@@ -195,6 +192,7 @@ def logout(request: Request) -> Response:
     base = request.scope.get("root_path", "").rstrip("/")
     response = RedirectResponse(f"{base}/login", status_code=303, headers={"Cache-Control": "no-store"})
     response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict", secure=auth.is_secure(request))
+    response.delete_cookie(auth.SID_COOKIE, path="/", httponly=True, samesite="strict", secure=auth.is_secure(request))
     return response
 
 
