@@ -55,7 +55,9 @@ class SoftAuthenticator:
         rp_hash = hashlib.sha256((rp_id or self.rp_id).encode()).digest()
         return rp_hash + bytes([flags]) + struct.pack(">I", self.counter) + attested
 
-    def register(self, options: dict[str, Any], *, origin: str | None = None, rp_id: str | None = None) -> dict[str, Any]:
+    def register(
+        self, options: dict[str, Any], *, origin: str | None = None, rp_id: str | None = None
+    ) -> dict[str, Any]:
         """The registration response (``navigator.credentials.create`` as JSON) for creation ``options``."""
         self.counter += 1
         attested = bytes(16) + struct.pack(">H", len(self.credential_id)) + self.credential_id + self._cose_key()

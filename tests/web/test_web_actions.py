@@ -52,8 +52,9 @@ def _enrol(client: TestClient, csrf: str) -> SoftAuthenticator:
     options = _json_post(client, "/webauthn/register/options", csrf, {})
     assert options.status_code == 200, options.text
     key = SoftAuthenticator(origin=BASE)
-    done = _json_post(client, "/webauthn/register", csrf, {"credential": key.register(options.json()["publicKey"]),
-                                                           "name": "yubikey"})
+    done = _json_post(
+        client, "/webauthn/register", csrf, {"credential": key.register(options.json()["publicKey"]), "name": "yubikey"}
+    )
     assert done.status_code == 200 and done.json()["ok"], done.text
     return key
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from keyguard.clock import as_utc
 from keyguard.errors import SecondFactorError, UsageError
@@ -129,8 +129,13 @@ class WebAuthnService:
                 .order_by(WebAuthnCredential.id)
             ).all()
         return [
-            {"id": r.id, "name": r.name, "created_at": r.created_at, "last_used_at": r.last_used_at,
-             "sign_count": r.sign_count}
+            {
+                "id": r.id,
+                "name": r.name,
+                "created_at": r.created_at,
+                "last_used_at": r.last_used_at,
+                "sign_count": r.sign_count,
+            }
             for r in rows
         ]
 
@@ -145,7 +150,7 @@ class WebAuthnService:
         with write_tx(self.engine) as conn:
             conn.execute(delete(WebAuthnChallenge).where(WebAuthnChallenge.expires_at < now))
             conn.execute(
-                WebAuthnChallenge.__table__.insert().values(
+                insert(WebAuthnChallenge).values(
                     challenge_hash=challenge_hash(challenge),
                     client_id=client_id,
                     session_hash=session_hash,
@@ -178,7 +183,8 @@ class WebAuthnService:
             or as_utc(taken.expires_at) <= now
         ):
             raise SecondFactorError(
-                "unknown, used or expired WebAuthn challenge", hint="start the ceremony again; each challenge works once"
+                "unknown, used or expired WebAuthn challenge",
+                hint="start the ceremony again; each challenge works once",
             )
 
     # ------------------------------------------------------------------ enrolment
@@ -252,7 +258,7 @@ class WebAuthnService:
                     raise SecondFactorError("this authenticator is enrolled already")
                 row_id = int(
                     conn.execute(
-                        WebAuthnCredential.__table__.insert()
+                        insert(WebAuthnCredential)
                         .values(
                             client_id=_client_id(principal),
                             credential_id=verified.credential_id,
@@ -334,9 +340,7 @@ class WebAuthnService:
             raise SecondFactorError(f"WebAuthn assertion refused: {_why(exc)}") from None
         new_count = int(verified.new_sign_count)
         # Moves only forwards (or stays 0 for authenticators without a counter), even against a parallel use.
-        counter_ok = (
-            WebAuthnCredential.sign_count < new_count if new_count > 0 else WebAuthnCredential.sign_count == 0
-        )
+        counter_ok = WebAuthnCredential.sign_count < new_count if new_count > 0 else WebAuthnCredential.sign_count == 0
         with write_tx(self.engine) as conn:
             moved = conn.execute(
                 update(WebAuthnCredential)

@@ -77,7 +77,12 @@ async def _json(request: Request) -> dict[str, Any] | None:
 
 def _too_large(request: Request) -> HTMLResponse:
     return render(
-        request, "error.html.j2", principal=None, status_code=413, title="Too large", heading="Too large",
+        request,
+        "error.html.j2",
+        principal=None,
+        status_code=413,
+        title="Too large",
+        heading="Too large",
         message="The form is too large.",
     )
 
@@ -99,7 +104,9 @@ def _acting(request: Request, fields: dict[str, str], *ops: str) -> Principal | 
     if isinstance(who, HTMLResponse):
         return who
     if not auth.csrf_ok(request, fields.get(auth.CSRF_FIELD)):
-        auth.vault_of(request).record(who, "web.action", "denied", None, None, f"{request.url.path[:200]}: {_CSRF_REFUSED}")
+        auth.vault_of(request).record(
+            who, "web.action", "denied", None, None, f"{request.url.path[:200]}: {_CSRF_REFUSED}"
+        )
         return refused(request, auth.Refusal(403, _CSRF_REFUSED, had_credential=True))
     return who
 
@@ -111,7 +118,12 @@ def _failed(request: Request, who: Principal, exc: KeyguardError) -> HTMLRespons
     status = 409 if isinstance(exc, ConflictError) else 400 if isinstance(exc, UsageError) else 403
     heading = {409: "Nothing changed", 400: "Not done"}.get(status, "Refused")
     return render(
-        request, "error.html.j2", principal=who, status_code=status, title=heading, heading=heading,
+        request,
+        "error.html.j2",
+        principal=who,
+        status_code=status,
+        title=heading,
+        heading=heading,
         message=exc.message,
     )
 
@@ -221,7 +233,9 @@ def _task(request: Request, incident_id: int, task_id: str, outcome: str, fields
         else:
             return not_found(request, who, f"no task action {outcome[:32]!r}")
     except KeyguardError as exc:
-        vault.record(who, "incident.task", "denied", None, None, f"incident {incident_id} task {task_id}: {exc.message}")
+        vault.record(
+            who, "incident.task", "denied", None, None, f"incident {incident_id} task {task_id}: {exc.message}"
+        )
         return _failed(request, who, exc)
     vault.record(who, "incident.task", "ok", None, None, what)
     return _redirect(request, f"/incidents/{incident_id}#phases-title")
@@ -271,8 +285,14 @@ def security_page(request: Request) -> Response:
     ]
     enrolled = factors.enrolled(engine, who.client_id) if who.client_id is not None else ()
     return render(
-        request, "security.html.j2", principal=who, nav="security", title="Second factors", keys=rows,
-        has_totp=factors.TOTP in enrolled, can_enrol=who.client_id is not None,
+        request,
+        "security.html.j2",
+        principal=who,
+        nav="security",
+        title="Second factors",
+        keys=rows,
+        has_totp=factors.TOTP in enrolled,
+        can_enrol=who.client_id is not None,
     )
 
 

@@ -153,8 +153,9 @@ def viewer(request: Request, *ops: str, audit: bool = True) -> Principal | HTMLR
     """The signed-in viewer when their role allows every one of ``ops``, else the refusal page.
 
     A person with a second factor enrolled gets the sign-in second-factor page
-    (401) until this session has passed it. The view itself is audited (``web.view``, ok or denied, naming the page): the
-    dashboard shows incidents, keys and alerts, which are as sensitive as the API's reads.
+    (401) until this session has passed it. The view itself is audited
+    (``web.view``, ok or denied, naming the page): the dashboard shows incidents,
+    keys and alerts, which are as sensitive as the API's reads.
     """
     who = auth.authenticate(request)
     if isinstance(who, auth.Refusal):
@@ -172,7 +173,6 @@ def viewer(request: Request, *ops: str, audit: bool = True) -> Principal | HTMLR
     if audit:
         vault.record(who, "web.view", "ok", None, None, page)
     return who
-
 
 
 def second_factor_page(

@@ -95,9 +95,7 @@ def sign_in_pending(request: Request, who: Principal) -> tuple[str, ...]:
         return ()
     engine = auth.vault_of(request).engine
     available = enrolled(engine, who.client_id)
-    if not available or (
-        auth.session_id(request) and session_verified(engine, session_of(request), who.client_id)
-    ):
+    if not available or (auth.session_id(request) and session_verified(engine, session_of(request), who.client_id)):
         return ()
     return available
 

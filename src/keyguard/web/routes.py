@@ -1,4 +1,4 @@
-"""The dashboard: server-rendered, read-only pages over the vault, incidents, alerts and audit log.
+"""The dashboard's pages: server-rendered views of the vault, incidents, alerts and audit log; sign-in.
 
 Mount it on the API app with :func:`include` (or ``app.include_router(router)``;
 the router serves its own stylesheet and script under ``/static/``). It reads
@@ -7,6 +7,8 @@ the router serves its own stylesheet and script under ``/static/``). It reads
 
 Pages: ``/`` overview · ``/incidents/{id}`` · ``/incidents/{id}/report.html?lang=en|zh`` ·
 ``/keys`` · ``/alerts`` · ``/audit`` · ``/login`` (GET form, POST token) · ``/logout`` (POST).
+The actions (POST, CSRF token, second factor) are in :mod:`keyguard.web.actions`, whose
+router this one includes.
 """
 
 from __future__ import annotations
@@ -98,7 +100,12 @@ def keys_page(request: Request) -> Response:
         return who
     rows = views.key_rows(auth.vault_of(request), who)
     return _render(
-        request, "keys.html.j2", principal=who, nav="keys", title="Keys", keys=rows,
+        request,
+        "keys.html.j2",
+        principal=who,
+        nav="keys",
+        title="Keys",
+        keys=rows,
         can_contain=who.may("key.compromise"),
     )
 
