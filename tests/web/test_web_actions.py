@@ -125,6 +125,17 @@ def test_enrol_sign_in_with_key_and_contain_a_version(local: TestClient, scene: 
     assert any("second factor (webauthn)" in (e["reason"] or "") for e in _events(scene, "web.login"))
 
 
+def test_a_bare_bearer_header_never_passes_the_second_factor(local: TestClient, scene: Scene) -> None:
+    token = scene.tokens["operator"]
+    csrf = _sign_in(local, token)
+    key = _enrol(local, csrf)
+    assert local.get("/keys").status_code == 200  # this sign-in enrolled the key: it proved it
+    local.cookies.clear()
+    header = {"Authorization": f"Bearer {token}", **SAME}
+    assert local.get("/keys", headers=header).status_code == 401  # no sign-in: the second factor is pending
+    assert key.counter == 1
+
+
 def test_contain_with_a_totp_code_once(local: TestClient, scene: Scene, admin: Principal) -> None:
     secret, _ = ClientService(scene.vault).enroll_mfa(admin, "web-admin")
     token = scene.tokens["admin"]

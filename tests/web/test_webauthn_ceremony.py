@@ -137,3 +137,15 @@ def test_refusals_are_audited_without_secrets(vault: Vault, person: Principal, s
     assert events and events[-1]["result"] == "denied" and events[-1]["actor"] == "alice"
     text = json.dumps(events)
     assert options["challenge"] not in text and answer["response"]["signature"] not in text
+
+
+def test_migration_0012_matches_the_webauthn_tables(vault: Vault) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from keyguard.store.models import Base
+
+    with vault.engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    names = ("webauthn_credentials", "webauthn_challenges", "web_sessions")
+    assert [d for d in diffs if any(n in repr(d) for n in names)] == []

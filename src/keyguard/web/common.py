@@ -117,6 +117,7 @@ def refused(request: Request, refusal: auth.Refusal) -> HTMLResponse:
         response.headers["WWW-Authenticate"] = 'Bearer realm="keyguard"'
         if request.cookies.get(auth.COOKIE):
             response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
+            response.delete_cookie(auth.SID_COOKIE, path="/", httponly=True, samesite="strict")
         return response
     return render(
         request,
