@@ -156,3 +156,57 @@ def test_enrol_sign_in_and_contain_with_a_virtual_authenticator(
     assert any(e["op"] == "web.login" and "second factor (webauthn)" in (e["reason"] or "") for e in events)
     for name in ("security", "second-factor", "contained"):
         assert (tmp_path / f"{name}.png").stat().st_size > 5_000
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_tasks_alerts_and_report_download_in_the_browser(
+    chromium: tuple[str, ModuleType], localhost_server: tuple[str, Scene], tmp_path: Path
+) -> None:
+    """Mark a task done and another not applicable, acknowledge an alert group, download the PDF report."""
+    from keyguard.incident.service import IncidentService
+    from keyguard.monitor.alerts import list_alerts
+
+    executable, sync_api = chromium
+    base, scene = localhost_server
+    incidents = IncidentService(scene.vault.engine, scene.vault.clock)
+    first, second = [t.id for t in incidents.get(scene.incident_id).tasks if t.done_at is None][:2]
+
+    with sync_api.sync_playwright() as pw:
+        args = [*CHROMIUM_ARGS, "--host-resolver-rules=MAP localhost 127.0.0.1"]
+        browser = pw.chromium.launch(executable_path=executable, args=args, timeout=30_000)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+            context.set_default_timeout(STEP_TIMEOUT_MS)
+            page = context.new_page()
+            _sign_in(page, sync_api, base, scene.tokens["operator"])
+            page.goto(f"{base}/incidents/{scene.incident_id}")
+            row = page.locator(f'form[aria-label="Task {first}"]')
+            row.get_by_placeholder("note / reason").fill("owner told by phone")
+            with page.expect_navigation():
+                row.get_by_role("button", name="Done").click()
+            row = page.locator(f'form[aria-label="Task {second}"]')
+            row.get_by_placeholder("note / reason").fill("no customer data")
+            with page.expect_navigation():
+                row.get_by_role("button", name="Not applicable").click()
+            sync_api.expect(page.locator(f'form[aria-label="Task {second}"]')).to_have_count(0)
+            with page.expect_download() as info:
+                page.locator('a[data-download="pdf"]').click()
+            saved = tmp_path / info.value.suggested_filename
+            info.value.save_as(saved)
+            assert saved.name == f"incident-{scene.incident_id}-report-en.pdf"
+            assert saved.read_bytes().startswith(b"%PDF")
+
+            page.goto(base + "/alerts")
+            with page.expect_navigation():
+                page.get_by_role("button", name="Acknowledge group").click()
+            sync_api.expect(page.get_by_text("No open alerts.")).to_be_visible()
+            context.close()
+        finally:
+            browser.close()
+
+    tasks = {t.id: t for t in incidents.get(scene.incident_id).tasks}
+    assert tasks[first].note == "owner told by phone" and tasks[first].done_by == "web-operator"
+    assert tasks[second].note == "no customer data" and tasks[second].done_by == "web-operator"
+    assert list_alerts(scene.vault.engine, status="open") == []
+    events = [e for e in iter_events(scene.vault.engine) if e["actor"] == "web-operator" and e["result"] == "ok"]
+    assert {"incident.task", "incident.report", "alert.ack"} <= {e["op"] for e in events}
