@@ -196,4 +196,10 @@ def test_tasks_alert_groups_and_report_downloads(web: TestClient, scene: Scene) 
             f'attachment; filename="incident-{scene.incident_id}-report-en.{fmt}"'
         )
     assert web.get(f"/incidents/{scene.incident_id}/report.exe/download", headers=headers).status_code == 404
+    many = "&".join(f"f{i}=x" for i in range(40))
+    crowded = web.post(
+        f"{base}/{second}/done", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}, content=many
+    )
+    assert crowded.status_code == 413
+    assert web.post(f"{base}/{second}/done", headers=headers, content=b"x" * 40_000).status_code == 413
     assert len([e for e in _events(scene, "incident.report") if e["actor"] == "web-operator"]) == 3

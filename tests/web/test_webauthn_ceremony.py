@@ -122,9 +122,11 @@ def test_unknown_credential_and_garbage_are_refused(vault: Vault, person: Princi
     stranger = SoftAuthenticator(origin=ORIGIN)
     with pytest.raises(SecondFactorError, match="not enrolled"):
         service.verify(person, SESSION, PURPOSE, stranger.assert_(_options(service, person)))
-    for garbage in ("not json", "[]", json.dumps({"response": {}})):
+    for garbage in ("not json", "[]", json.dumps({"response": {}}), ["a list"], 7, "x" * 20_000):
         with pytest.raises(SecondFactorError):
-            service.verify(person, SESSION, PURPOSE, garbage)
+            service.verify(person, SESSION, PURPOSE, garbage)  # type: ignore[arg-type]
+    with pytest.raises(SecondFactorError):
+        service.register(person, SESSION, ["a list"])  # type: ignore[arg-type]
 
 
 def test_refusals_are_audited_without_secrets(vault: Vault, person: Principal, service: WebAuthnService) -> None:

@@ -64,8 +64,8 @@ def challenge_hash(challenge: bytes) -> str:
 def _parse(credential: str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(credential, dict):
         return credential
-    if len(credential) > MAX_RESPONSE_BYTES:
-        raise SecondFactorError("the authenticator's answer is too large")
+    if not isinstance(credential, str) or len(credential) > MAX_RESPONSE_BYTES:
+        raise SecondFactorError("the authenticator's answer is not a credential (or too large)")
     try:
         parsed = json.loads(credential)
     except ValueError:

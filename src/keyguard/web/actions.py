@@ -60,7 +60,10 @@ async def _form(request: Request) -> dict[str, str] | None:
     body = await _body(request)
     if body is None:
         return None
-    parsed = parse_qs(body.decode("utf-8", "replace"), max_num_fields=12)
+    try:
+        parsed = parse_qs(body.decode("utf-8", "replace"), max_num_fields=12)
+    except ValueError:  # more fields than any dashboard form has
+        return None
     return {name: values[0] for name, values in parsed.items()}
 
 
@@ -83,7 +86,7 @@ def _too_large(request: Request) -> HTMLResponse:
         status_code=413,
         title="Too large",
         heading="Too large",
-        message="The form is too large.",
+        message="The form is too large or has too many fields.",
     )
 
 
