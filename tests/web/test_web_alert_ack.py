@@ -1,10 +1,11 @@
-"""Issue 13 point 13: acknowledge an alert from the dashboard (same-origin form post, alert.write)."""
+"""Issue 13 point 13: acknowledge an alert from the dashboard (same-origin form post, CSRF token, alert.write)."""
 
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
 from keyguard.monitor.alerts import list_alerts
+from keyguard.web import auth
 from tests.web.scene import Scene
 
 
@@ -26,9 +27,13 @@ def test_operator_acknowledges_an_alert_from_the_alerts_page(web: TestClient, sc
     )
     assert cross.status_code == 403
     assert list_alerts(scene.vault.engine, status="open")
+    operator = {**_bearer(scene.tokens["operator"]), "Sec-Fetch-Site": "same-origin"}
+    assert web.post(f"/alerts/{alert['id']}/ack", headers=operator).status_code == 403  # no CSRF token
+    wrong = web.post(f"/alerts/{alert['id']}/ack", headers=operator, data={"csrf": "x" * 43})
+    assert wrong.status_code == 403
+    assert list_alerts(scene.vault.engine, status="open")
     done = web.post(
-        f"/alerts/{alert['id']}/ack",
-        headers={**_bearer(scene.tokens["operator"]), "Sec-Fetch-Site": "same-origin"},
+        f"/alerts/{alert['id']}/ack", headers=operator, data={"csrf": auth.csrf_token(scene.tokens["operator"])}
     )
     assert done.status_code == 303 and done.headers["location"].endswith("/alerts")
     assert list_alerts(scene.vault.engine, status="open") == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 from keyguard.store import incident_tables as _incident_tables  # noqa: F401
 from keyguard.store import monitor_tables as _monitor_tables  # noqa: F401
 from keyguard.store import tables as _vault_tables  # noqa: F401
+from keyguard.store import webauthn_tables as _webauthn_tables  # noqa: F401
 from keyguard.store.tables import Base
 
 __all__ = ["Base"]

@@ -1,4 +1,4 @@
-"""The read-only dashboard of ``keyguard serve`` (SPEC §6): ``include(app)`` adds it to the API app."""
+"""The dashboard of ``keyguard serve`` (SPEC §6): ``include(app)`` adds it to the API app."""
 
 from __future__ import annotations
 

@@ -11,6 +11,9 @@ The token is never rendered, logged or echoed.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +24,10 @@ from keyguard.vault.principal import Principal
 from keyguard.vault.service import Vault
 
 COOKIE = "keyguard_session"
+SID_COOKIE = "keyguard_sid"  # one sign-in: the second factor and the CSRF token are bound to it
+SID_MAX_LENGTH = 64
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "x-csrf-token"
 ROLES = frozenset({"admin", "operator", "auditor"})
 MAX_TOKEN_LENGTH = 512
 _INVALID = "invalid or expired token"
@@ -132,3 +139,43 @@ def same_origin(request: Request) -> bool:
         return site == "same-origin"
     host = request.headers.get("host", "")
     return origin.split("://", 1)[-1].rstrip("/") == host
+
+
+def session_id(request: Request) -> str:
+    """This sign-in's random id (the ``keyguard_sid`` cookie set by ``POST /login``), or ''."""
+    sid = request.cookies.get(SID_COOKIE, "").strip()
+    if len(sid) > SID_MAX_LENGTH or not sid.replace("-", "").replace("_", "").isalnum():
+        return ""
+    return sid
+
+
+def session_hash(token: str, sid: str = "") -> str:
+    """A dashboard session's stored name: SHA-256 of its token and sign-in id (neither is stored)."""
+    material = b"keyguard-web-session\x00" + token.encode("utf-8", "replace") + b"\x00" + sid.encode()
+    return hashlib.sha256(material).hexdigest()
+
+
+def csrf_token(token: str, sid: str = "") -> str:
+    """The session's synchroniser token: an HMAC keyed by the session token over the sign-in id.
+
+    It is bound to this sign-in (a new sign-in gets a new one), a cross-site page can
+    neither read the HttpOnly cookies nor this value (it is only rendered into
+    same-origin pages), and every node derives the same value.
+    """
+    mac = hmac.new(token.encode("utf-8", "replace"), b"keyguard dashboard csrf v1\x00" + sid.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def csrf_for(request: Request) -> str:
+    """This request's session CSRF token ('' without a session)."""
+    token = presented_token(request)
+    return csrf_token(token, session_id(request)) if token else ""
+
+
+def csrf_ok(request: Request, submitted: str | None) -> bool:
+    """True when ``submitted`` (form field, else ``X-CSRF-Token``) is this session's CSRF token (constant time)."""
+    expected = csrf_for(request)
+    value = submitted if submitted is not None else request.headers.get(CSRF_HEADER)
+    if not expected or not value:
+        return False
+    return hmac.compare_digest(expected.encode(), value.strip().encode("utf-8", "replace"))

@@ -1,4 +1,4 @@
-"""The dashboard: server-rendered, read-only pages over the vault, incidents, alerts and audit log.
+"""The dashboard's pages: server-rendered views of the vault, incidents, alerts and audit log; sign-in.
 
 Mount it on the API app with :func:`include` (or ``app.include_router(router)``;
 the router serves its own stylesheet and script under ``/static/``). It reads
@@ -7,170 +7,33 @@ the router serves its own stylesheet and script under ``/static/``). It reads
 
 Pages: ``/`` overview · ``/incidents/{id}`` · ``/incidents/{id}/report.html?lang=en|zh`` ·
 ``/keys`` · ``/alerts`` · ``/audit`` · ``/login`` (GET form, POST token) · ``/logout`` (POST).
+The actions (POST, CSRF token, second factor) are in :mod:`keyguard.web.actions`, whose
+router this one includes.
 """
 
 from __future__ import annotations
 
-from functools import cache
-from pathlib import Path
-from typing import Any
+import secrets
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from keyguard.errors import ConflictError, NotFoundError, PermissionDeniedError
-from keyguard.incident.service import IncidentService
-from keyguard.vault.principal import Principal
-from keyguard.web import auth, views
+from keyguard.errors import NotFoundError, PermissionDeniedError
+from keyguard.web import actions, auth, factors, views
+from keyguard.web.common import MAX_FORM_BYTES, REFRESH_SECONDS, REPORT_CSP, STATIC_DIR, STATIC_FILES, environment
+from keyguard.web.common import headers as _headers
+from keyguard.web.common import incidents as _incidents
+from keyguard.web.common import not_found as _not_found
+from keyguard.web.common import refused as _refused
+from keyguard.web.common import render as _render
+from keyguard.web.common import safe_next as _safe_next
+from keyguard.web.common import viewer as _viewer
 
-__all__ = ["include", "router"]
-
-TEMPLATE_DIR = Path(__file__).parent / "templates"
-STATIC_DIR = Path(__file__).parent / "static"
-STATIC_FILES = {"dashboard.css": "text/css; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"}
-REFRESH_SECONDS = 30
-MAX_FORM_BYTES = 4096
-
-_PAGE_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-)
-# The incident report is a standalone document: inline styles, an embedded PNG chart, no script.
-_REPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; frame-ancestors 'none'"
+__all__ = ["environment", "include", "router"]
 
 router = APIRouter(include_in_schema=False)
-
-
-@cache
-def environment() -> Environment:
-    """The dashboard's template environment (autoescaped HTML)."""
-    return Environment(
-        loader=FileSystemLoader(TEMPLATE_DIR),
-        autoescape=select_autoescape(["html.j2", "html"], default_for_string=True),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
-def _headers(csp: str = _PAGE_CSP) -> dict[str, str]:
-    return {
-        "Cache-Control": "no-store",
-        "Content-Security-Policy": csp,
-        "X-Content-Type-Options": "nosniff",
-        "X-Frame-Options": "DENY",
-        "Referrer-Policy": "same-origin",
-    }
-
-
-def _incidents(request: Request) -> IncidentService:
-    """One incident service per app, on the vault's engine and clock (shared with ``/v1/incidents``)."""
-    service: IncidentService | None = getattr(request.app.state, "incidents", None)
-    if service is None:
-        vault = auth.vault_of(request)
-        service = request.app.state.incidents = IncidentService(vault.engine, vault.clock)
-    return service
-
-
-def _render(
-    request: Request,
-    template: str,
-    *,
-    principal: Principal | None,
-    status_code: int = 200,
-    nav: str = "",
-    title: str = "",
-    refresh: int = 0,
-    **context: Any,
-) -> HTMLResponse:
-    vault = auth.vault_of(request)
-    now = vault.clock.now()
-    html = (
-        environment()
-        .get_template(template)
-        .render(
-            base=request.scope.get("root_path", "").rstrip("/"),
-            principal=principal,
-            nav=nav,
-            title=title,
-            refresh=refresh,
-            now=views.short_time(now),
-            now_iso=views.iso(now),
-            **context,
-        )
-    )
-    return HTMLResponse(html, status_code=status_code, headers=_headers())
-
-
-def _refused(request: Request, refusal: auth.Refusal) -> HTMLResponse:
-    """401: the sign-in form (and forget a bad cookie); 403: a plain refusal page."""
-    if refusal.status == 401:
-        error = refusal.reason if refusal.had_credential else ""
-        response = _render(
-            request,
-            "login.html.j2",
-            principal=None,
-            status_code=401,
-            title="Sign in",
-            error=error,
-            next_path=_safe_next(request.url.path + (f"?{request.url.query}" if request.url.query else "")),
-        )
-        response.headers["WWW-Authenticate"] = 'Bearer realm="keyguard"'
-        if request.cookies.get(auth.COOKIE):
-            response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict")
-        return response
-    return _render(
-        request,
-        "error.html.j2",
-        principal=None,
-        status_code=403,
-        title="Access refused",
-        heading="Access refused",
-        message=refusal.reason,
-    )
-
-
-def _not_found(request: Request, principal: Principal, message: str) -> HTMLResponse:
-    return _render(
-        request,
-        "error.html.j2",
-        principal=principal,
-        status_code=404,
-        title="Not found",
-        heading="Not found",
-        message=message,
-    )
-
-
-def _safe_next(path: str | None) -> str:
-    """A local path to return to after signing in (never another site)."""
-    if not path or not path.startswith("/") or path.startswith(("//", "/log")) or "\\" in path:
-        return "/"
-    return path
-
-
-def _viewer(request: Request, *ops: str, audit: bool = True) -> Principal | HTMLResponse:
-    """The signed-in viewer when their role allows every one of ``ops``, else the refusal page.
-
-    The view itself is audited (``web.view``, ok or denied, naming the page): the
-    dashboard shows incidents, keys and alerts, which are as sensitive as the API's reads.
-    """
-    who = auth.authenticate(request)
-    if isinstance(who, auth.Refusal):
-        return _refused(request, who)
-    vault = auth.vault_of(request)
-    page = f"dashboard {request.url.path[:200]}"
-    missing = [op for op in ops if not who.may(op)]
-    if missing:
-        reason = f"{who.name} may not {missing[0]}"
-        vault.record(who, "web.view", "denied", None, None, f"{page}: {reason}")
-        return _refused(request, auth.Refusal(403, reason, had_credential=True))
-    if audit:
-        vault.record(who, "web.view", "ok", None, None, page)
-    return who
 
 
 # ------------------------------------------------------------------------------------- pages
@@ -205,6 +68,7 @@ def incident_page(request: Request, incident_id: int) -> Response:
         nav="overview",
         title=f"Incident {incident_id}",
         refresh=REFRESH_SECONDS,
+        can_write=who.may("incident.write"),
         **data,
     )
 
@@ -223,7 +87,7 @@ def report_page(request: Request, incident_id: int, lang: str = Query(default="e
     except NotFoundError:
         return _not_found(request, who, f"There is no incident {incident_id}.")
     body = render_report(data, "html", lang)
-    headers = _headers(_REPORT_CSP)
+    headers = _headers(REPORT_CSP)
     headers["Content-Disposition"] = f'inline; filename="incident-{incident_id}-report-{lang}.html"'
     return HTMLResponse(body, headers=headers)
 
@@ -235,7 +99,15 @@ def keys_page(request: Request) -> Response:
     if isinstance(who, HTMLResponse):
         return who
     rows = views.key_rows(auth.vault_of(request), who)
-    return _render(request, "keys.html.j2", principal=who, nav="keys", title="Keys", keys=rows)
+    return _render(
+        request,
+        "keys.html.j2",
+        principal=who,
+        nav="keys",
+        title="Keys",
+        keys=rows,
+        can_contain=who.may("key.compromise"),
+    )
 
 
 @router.get("/alerts", name="web.alerts", response_class=HTMLResponse)
@@ -255,26 +127,6 @@ def alerts_page(request: Request) -> Response:
         alerts=rows,
         can_ack=who.may("alert.write"),
     )
-
-
-@router.post("/alerts/{alert_id}/ack", name="web.alert.ack")
-def alert_ack(request: Request, alert_id: int) -> Response:
-    """Acknowledge an open alert (a same-origin form post of a viewer allowed to write alerts); audited."""
-    if not auth.same_origin(request):
-        return _refused(request, auth.Refusal(403, "cross-site form post refused", had_credential=True))
-    who = _viewer(request, "alert.write")
-    if isinstance(who, HTMLResponse):
-        return who
-    vault = auth.vault_of(request)
-    try:
-        views.acknowledge_alert(vault.engine, alert_id, who.name)
-    except NotFoundError as exc:
-        return _not_found(request, who, exc.message)
-    except ConflictError:
-        pass  # acknowledged meanwhile: the list shows where it stands
-    vault.record(who, "alert.ack", "ok", None, None, f"alert {alert_id} acknowledged on the dashboard")
-    base = request.scope.get("root_path", "").rstrip("/")
-    return RedirectResponse(f"{base}/alerts", status_code=303, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/audit", name="web.audit", response_class=HTMLResponse)
@@ -332,23 +184,22 @@ async def login_submit(request: Request) -> Response:
         return await run_in_threadpool(_refused, request, who)
     await run_in_threadpool(auth.vault_of(request).record, who, "web.login", "ok", None, None, "dashboard sign-in")
     response = RedirectResponse(next_path, status_code=303, headers={"Cache-Control": "no-store"})
-    response.set_cookie(
-        auth.COOKIE,
-        token,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=auth.is_secure(request),
-    )
+    secure = auth.is_secure(request)
+    response.set_cookie(auth.COOKIE, token, path="/", httponly=True, samesite="strict", secure=secure)
+    # A fresh sign-in id: this sign-in's second factor and CSRF token belong to it alone.
+    sid = secrets.token_urlsafe(32)
+    response.set_cookie(auth.SID_COOKIE, sid, path="/", httponly=True, samesite="strict", secure=secure)
     return response
 
 
 @router.post("/logout", name="web.logout")
 def logout(request: Request) -> Response:
     """Forget the session cookie (the token itself stays valid until it expires)."""
+    factors.forget_session(request)
     base = request.scope.get("root_path", "").rstrip("/")
     response = RedirectResponse(f"{base}/login", status_code=303, headers={"Cache-Control": "no-store"})
     response.delete_cookie(auth.COOKIE, path="/", httponly=True, samesite="strict", secure=auth.is_secure(request))
+    response.delete_cookie(auth.SID_COOKIE, path="/", httponly=True, samesite="strict", secure=auth.is_secure(request))
     return response
 
 
@@ -367,6 +218,9 @@ def static_file(name: str) -> Response:
         media_type=media_type,
         headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
     )
+
+
+router.include_router(actions.router)
 
 
 def include(app: FastAPI) -> None:

@@ -95,6 +95,7 @@ def _phase_view(phase: Phase, now: datetime, lang: str = "en") -> dict[str, Any]
                 "due": short_time(t.due_at),
                 "done": short_time(t.done_at),
                 "done_by": t.done_by or "",
+                "open": t.done_at is None,
                 "note": t.note,
                 "state": str(t.state(now)),
                 "countdown": countdown(t.due_at, now, t.done_at),
@@ -299,13 +300,6 @@ def alert_rows(engine: Engine) -> list[dict[str, Any]] | None:
         }
         for a in alerts
     ]
-
-
-def acknowledge_alert(engine: Engine, alert_id: int, by: str) -> None:
-    """open → acknowledged, by the dashboard's viewer."""
-    from keyguard.monitor.alerts import acknowledge
-
-    acknowledge(engine, alert_id, by=by)
 
 
 def chain_status(vault: Vault) -> dict[str, Any]:
