@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,8 +45,8 @@ RETRY_AFTER = timedelta(minutes=10)
 
 
 def node_name() -> str:
-    """This process, as written in a claim."""
-    return f"{socket.gethostname()}:{os.getpid()}"[:128]
+    """This scheduler, as written in a claim (host, process, and a random tag per instance)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"[-128:]
 
 
 @dataclass
@@ -126,8 +127,8 @@ class ScheduledRotations:
             elif not self._still_at_slot(run):
                 self._set(run.id, status="skipped", finished_at=now, error="rotated meanwhile")
             return
-        # claimed: ours from a pass that died, or another node's that never finished
-        if as_utc(run.claimed_at) > now - self.claim_grace and run.node != self.node:
+        # claimed: by a node (maybe this one) that died or stopped before finishing; its claim may still be live
+        if as_utc(run.claimed_at) > now - self.claim_grace:
             return
         if self._still_at_slot(run):
             if self._take_over(run, now, "claimed"):
