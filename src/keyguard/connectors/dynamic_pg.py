@@ -7,6 +7,9 @@ should keyguard be down when it ends.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +30,13 @@ class PgDynamic:
     def __init__(self, pg: PostgresAdmin, template: str) -> None:
         self.pg = pg
         self.template = template
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _session(self, what: str) -> Iterator[psycopg.Connection[Any]]:
+        """The admin connection, kept between credentials (issue rate), one caller at a time."""
+        with self._lock, self.pg.kept(what) as conn:
+            yield conn
 
     def _require_template(self, conn: psycopg.Connection[Any]) -> None:
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.template,)).fetchone() is None:
@@ -36,7 +46,7 @@ class PgDynamic:
     def create(self, username: str, password: Secret, valid_until: datetime) -> None:
         """``CREATE ROLE … LOGIN … VALID UNTIL … IN ROLE template`` (inherits the template's grants)."""
         verifier = scram.make_verifier(password.reveal())
-        with self.pg.connect("CREATE ROLE") as conn:
+        with self._session("CREATE ROLE") as conn:
             self._require_template(conn)
             conn.execute(sql.SQL(
                 "CREATE ROLE {} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
@@ -46,7 +56,7 @@ class PgDynamic:
 
     def extend(self, username: str, valid_until: datetime) -> None:
         """Move ``VALID UNTIL`` to the renewed expiry."""
-        with self.pg.connect("ALTER ROLE") as conn:
+        with self._session("ALTER ROLE") as conn:
             if self.exists_in(conn, username):
                 conn.execute(sql.SQL("ALTER ROLE {} VALID UNTIL {}").format(
                     sql.Identifier(username), sql.Literal(valid_until.isoformat())))
@@ -58,7 +68,7 @@ class PgDynamic:
 
     def exists(self, username: str) -> bool:
         """True when the role exists (tests, bench, the reaper's proof)."""
-        with self.pg.connect("read pg_roles") as conn:
+        with self._session("read pg_roles") as conn:
             return self.exists_in(conn, username)
 
     def drop(self, username: str) -> int:
@@ -66,7 +76,7 @@ class PgDynamic:
 
         Returns the number of sessions terminated; a role already gone is fine (idempotent).
         """
-        with self.pg.connect("DROP ROLE") as conn:
+        with self._session("DROP ROLE") as conn:
             if not self.exists_in(conn, username):
                 return 0
             ident = sql.Identifier(username)
@@ -80,5 +90,5 @@ class PgDynamic:
             return sum(1 for (ok,) in rows if ok)
 
     def close(self) -> None:
-        """Nothing held open between calls."""
+        """Close the kept admin connection."""
         self.pg.close()
