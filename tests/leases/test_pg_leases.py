@@ -156,3 +156,22 @@ def test_lease_window_of_a_username(pg_target, leases, clock) -> None:
     assert window is not None
     assert window["issued_at"] < window["revoked_at"] < window["expires_at"]
     assert manager.window("kg_nobody") is None
+
+
+def test_the_assessment_window_of_a_leaked_dynamic_credential(pg_target, leases, vault, clock) -> None:
+    from keyguard.assess.credentials import credential_window
+
+    manager = leases(pg_target.connector())
+    issued_at = clock.now()
+    issued = manager.issue("pg/role/readonly", timedelta(minutes=5), "t")
+    clock.advance(timedelta(minutes=2))
+    manager.revoke(issued.lease_id, "t")
+    clock.advance(timedelta(hours=1))
+    # exposed long before the issue: the window starts at the issue and ends at the revocation
+    window = credential_window(vault.engine, issued.username, issued_at - timedelta(days=1), clock.now())
+    assert window is not None and window["usable"]
+    assert window["from"] == window["issued_at"] and window["until"] == window["revoked_at"]
+    # exposed after the revocation: nothing could be done with it
+    late = credential_window(vault.engine, issued.username, clock.now() - timedelta(minutes=1), clock.now())
+    assert late is not None and late["usable"] is False
+    assert credential_window(vault.engine, "kg_nobody", issued_at, clock.now()) is None

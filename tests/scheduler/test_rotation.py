@@ -117,3 +117,28 @@ def test_a_claim_left_by_a_dead_node_is_finished_once(vault, admin, rotated_befo
     assert _all_decrypt(vault, admin, ITEMS) == {2}
     with vault.engine.connect() as conn:
         assert conn.execute(select(ScheduledRotation.status)).scalars().all() == ["done"]
+
+
+def test_an_interrupted_rewrap_goes_on_at_the_next_pass(vault, admin, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from keyguard.data.inventory import DataInventory
+
+    vault.create_key(admin, "k", "encrypt")
+    _seed(vault, ITEMS)
+    make_due(vault, "k")
+    real = DataInventory.rewrap
+
+    def stops(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyguardError("database went away")
+
+    monkeypatch.setattr(DataInventory, "rewrap", stops)
+    scheduler = ScheduledRotations(vault)
+    assert scheduler.run().rotated == [("k", 2)]
+    with vault.engine.connect() as conn:
+        run = conn.execute(select(ScheduledRotation)).one()
+    assert (run.status, run.error) == ("rewrapping", "rewrap: database went away")
+    monkeypatch.setattr(DataInventory, "rewrap", real)
+    report = scheduler.run()
+    assert report.rotated == [] and report.rewrapped == {"k": ITEMS}
+    assert vault.key_info("k").latest == 2 and _all_decrypt(vault, admin, ITEMS) == {2}
+    with vault.engine.connect() as conn:
+        assert conn.execute(select(ScheduledRotation.status)).scalars().all() == ["done"]

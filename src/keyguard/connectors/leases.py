@@ -95,6 +95,13 @@ def lease_dict(row: Any) -> dict[str, Any]:
             "detail": row.detail}
 
 
+def lease_window(engine: Engine, username: str) -> dict[str, Any] | None:
+    """The lease of the dynamic credential ``username`` (issued_at, expires_at, revoked_at), or None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(Lease).where(Lease.username == username)).first()
+    return None if row is None else lease_dict(row)
+
+
 def parse_path(path: str) -> tuple[str, str]:
     """``pg/role/readonly`` → (``pg``, ``readonly``); UsageError for anything else."""
     parts = path.strip().strip("/").split("/")
@@ -273,9 +280,7 @@ class LeaseManager:
 
     def window(self, username: str) -> dict[str, Any] | None:
         """When the credential ``username`` could be used: issued_at, expires_at, revoked_at (or None)."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(Lease).where(Lease.username == username)).first()
-        return None if row is None else lease_dict(row)
+        return lease_window(self.engine, username)
 
     # ------------------------------------------------------------------ renew
     def renew(self, lease_id: str, ttl: timedelta | None, actor: str) -> dict[str, Any]:
