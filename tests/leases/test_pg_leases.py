@@ -175,3 +175,21 @@ def test_the_assessment_window_of_a_leaked_dynamic_credential(pg_target, leases,
     late = credential_window(vault.engine, issued.username, clock.now() - timedelta(minutes=1), clock.now())
     assert late is not None and late["usable"] is False
     assert credential_window(vault.engine, "kg_nobody", issued_at, clock.now()) is None
+
+
+def test_a_user_that_cannot_be_dropped_is_retried_with_backoff(pg_target, leases, vault, clock) -> None:
+    manager = leases(pg_target.connector())
+    issued = manager.issue("pg/role/readonly", timedelta(seconds=10), "t")
+    manager.connectors = {}  # the connector was removed from keyguard.toml: the user cannot be reached
+    manager._backends.clear()
+    clock.advance(timedelta(seconds=11))
+    assert manager.reap().failed == [issued.lease_id]
+    assert manager.reap().failed == [issued.lease_id]  # backing off: not tried again at once
+    lease = manager.get(issued.lease_id)
+    assert lease["state"] == "active" and "unknown connector" in lease["detail"]
+    errors = [e for e in audit_events(vault) if e["result"] == "error"]
+    assert [e["op"] for e in errors] == ["lease.expire"]  # recorded once, not once per try
+    manager.connectors = {"pg": pg_target.connector()}
+    clock.advance(timedelta(seconds=2))
+    assert manager.reap().expired == [issued.lease_id]
+    assert not pg_role_exists(issued.username)

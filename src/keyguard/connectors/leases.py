@@ -309,9 +309,8 @@ class LeaseManager:
     # ------------------------------------------------------------------ end
     def _end(self, row: Any, state: str, op: str, actor: str, why: str) -> bool:
         """Drop the user, then record the end (once: a lease another caller ended is skipped)."""
-        backend = self._backend_of(row)
         try:
-            sessions = backend.drop(row.username)
+            sessions = self._backend_of(row).drop(row.username)
         except KeyguardError as exc:
             with write_tx(self.engine) as conn:
                 conn.execute(update(Lease).where(Lease.id == row.id).values(
@@ -379,11 +378,19 @@ class LeaseManager:
 
     def _reap_one(self, row: Any, state: str, op: str, actor: str, why: str, into: list[str],
                   report: ReapReport) -> None:
+        if row.attempts and as_utc(row.updated_at) > self.clock.now() - _backoff(row.attempts):
+            report.failed.append(row.id)  # the system refused lately: try again a little later
+            return
         try:
             if self._end_quietly(row, state, op, actor, why):
                 into.append(row.id)
         except KeyguardError:
             report.failed.append(row.id)
+
+
+def _backoff(attempts: int) -> timedelta:
+    """1 s, 2 s, 4 s … at most 5 minutes between tries at a user that could not be dropped."""
+    return timedelta(seconds=min(2 ** min(attempts - 1, 9), 300))
 
 
 class _AlreadyEnded(Exception):
