@@ -119,3 +119,37 @@ def test_creds_issue_killed_at_every_commit_leaks_no_user(db_url: str, tmp_path:
         manager.close()
         vault.close()
         vault.engine.dispose()
+
+
+@pytest.mark.slow
+def test_lease_revoke_prefix_killed_at_every_commit_then_rerun_leaves_no_user(db_url: str, tmp_path: Path,
+                                                                             pg_target: PgTarget) -> None:
+    from keyguard.connectors.config import load_connectors
+    from keyguard.store.db import create_db_engine
+    from keyguard.vault.roots import KeyFileRoot
+    from keyguard.vault.service import Vault
+    from tests.killpoint import rerun
+
+    home = tmp_path / "h"
+    env = child_env(db_url, home, KEYGUARD_KEYFILE=str(tmp_path / "root.key"))
+    assert rerun(["init"], env).returncode == 0
+    (home / "keyguard.toml").write_text(TOML.format(dsn=pg_target.dsn, template=pg_target.template))
+    vault = Vault.open(create_db_engine(db_url), KeyFileRoot(tmp_path / "root.key"))
+    manager = LeaseManager(vault.engine, vault.audit, load_connectors(home / "keyguard.toml"))
+    args = ["lease", "revoke", "--prefix", "pg/role/readonly", "--json"]
+    try:
+        for _ in range(2):
+            manager.issue("pg/role/readonly", timedelta(minutes=10), "t")
+        total = commits(run("count", 0, args, env))
+        assert total >= 2
+        for n in range(1, total + 1):
+            issued = [manager.issue("pg/role/readonly", timedelta(minutes=10), "t") for _ in range(2)]
+            assert run("after", n, args, env).returncode == -9
+            again = rerun(args, env)
+            assert again.returncode == 0, again.stderr
+            assert _members(pg_target.template) == set(), f"after {n}: a user survived"
+            assert all(manager.get(i.lease_id)["state"] == "revoked" for i in issued)
+    finally:
+        manager.close()
+        vault.close()
+        vault.engine.dispose()
