@@ -193,3 +193,18 @@ def test_a_user_that_cannot_be_dropped_is_retried_with_backoff(pg_target, leases
     clock.advance(timedelta(seconds=2))
     assert manager.reap().expired == [issued.lease_id]
     assert not pg_role_exists(issued.username)
+
+
+def test_an_issue_whose_audit_event_cannot_be_written_drops_the_user(pg_target, leases, vault, monkeypatch) -> None:
+    from keyguard.errors import AuditWriteError
+
+    manager = leases(pg_target.connector())
+
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(vault.audit, "append_in", refuse)
+    with pytest.raises(AuditWriteError):
+        manager.issue("pg/role/readonly", timedelta(minutes=5), "t")
+    [lease] = manager.list_leases(all_states=True)
+    assert lease["state"] == "failed" and not pg_role_exists(lease["username"])

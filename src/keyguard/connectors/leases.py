@@ -240,12 +240,18 @@ class LeaseManager:
             self._record_failure(actor, "lease.issue", spec.path, f"{lease_id}: internal error")
             raise
         reason = f"{lease_id}: user {username} until {format_time(expires)} (ttl {format_span(ttl)})"
-        with self._audited_tx(actor, "lease.issue", spec.path, reason) as (conn, _ctx):
-            done = conn.execute(update(Lease).where(Lease.id == lease_id, Lease.state == "pending")
-                                .values(state="active", updated_at=self.clock.now())).rowcount
-            if not done:
-                raise ConflictError(f"lease {lease_id} was cleaned up before it was confirmed",
-                                    hint="issue a new credential")
+        try:
+            with self._audited_tx(actor, "lease.issue", spec.path, reason) as (conn, _ctx):
+                done = conn.execute(update(Lease).where(Lease.id == lease_id, Lease.state == "pending")
+                                    .values(state="active", updated_at=self.clock.now())).rowcount
+                if not done:
+                    raise ConflictError(f"lease {lease_id} was cleaned up before it was confirmed",
+                                        hint="issue a new credential")
+        except Exception:
+            # not confirmed (audit refused, database gone): nobody gets the password, so the user goes now
+            # (or, if even that fails, with the reaper's cleanup of the pending lease)
+            self._abandon(backend, lease_id, username, "issue not confirmed")
+            raise
         return Issued(lease_id, username, password, expires)
 
     def _abandon(self, backend: Backend, lease_id: str, username: str, why: str) -> None:
@@ -255,9 +261,12 @@ class LeaseManager:
             state = "failed"
         except Exception:  # noqa: BLE001 - the reaper retries a pending lease
             state = "pending"
-        with write_tx(self.engine) as conn:
-            conn.execute(update(Lease).where(Lease.id == lease_id)
-                         .values(state=state, detail=why[:500], updated_at=self.clock.now()))
+        try:
+            with write_tx(self.engine) as conn:
+                conn.execute(update(Lease).where(Lease.id == lease_id, Lease.state.in_(LIVE))
+                             .values(state=state, detail=why[:500], updated_at=self.clock.now()))
+        except Exception:  # noqa: BLE001, S110 - the database is gone: the pending row is the reaper's
+            pass
 
     # ------------------------------------------------------------------ read
     def get(self, lease_id: str) -> dict[str, Any]:
