@@ -191,7 +191,7 @@ class LeaseManager:
     def _audited_tx(self, actor: str, op: str, path: str, reason: str) -> Iterator[tuple[Connection, dict[str, str]]]:
         """A write transaction whose audit event commits with it (``ctx['reason']`` may be changed inside)."""
         ctx = {"reason": reason}
-        key = audit_key(Ref(*path.split("/", 2))) if path.count("/") >= 2 else path[:64]
+        key = _audit_key(path)
         with write_tx(self.engine) as conn:
             try:
                 self.audit.lock_head(conn)
@@ -207,8 +207,8 @@ class LeaseManager:
         self.audit.committed(counter)
 
     def _record_failure(self, actor: str, op: str, path: str, reason: str) -> None:
-        key = audit_key(Ref(*path.split("/", 2))) if path.count("/") >= 2 else path[:64]
-        self.audit.append(EventDraft(actor=actor, op=op, result="error", key=key, reason=reason, ts=self.clock.now()))
+        self.audit.append(EventDraft(actor=actor, op=op, result="error", key=_audit_key(path), reason=reason,
+                                     ts=self.clock.now()))
 
     # ------------------------------------------------------------------ issue
     def issue(self, path: str, ttl: timedelta | None, actor: str) -> Issued:
@@ -395,6 +395,12 @@ class LeaseManager:
                 into.append(row.id)
         except KeyguardError:
             report.failed.append(row.id)
+
+
+def _audit_key(path: str) -> str:
+    """``CONNECTOR/role/ROLE`` as it fits ``audit_events.key``."""
+    connector, _, role = path.split("/", 2)
+    return audit_key(Ref(connector, "role", role))
 
 
 def _backoff(attempts: int) -> timedelta:
