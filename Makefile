@@ -41,7 +41,7 @@ test: $(DEVSTAMP) apt lint
 	$(BIN)/pytest -n 2 -q --durations=15
 
 BENCHES := vault_inprocess vault_http data_rewrap incident_contain_nodes incident_respond incident_assess \
-	scan_throughput scan_accuracy monitor_import monitor_latency
+	scan_throughput scan_accuracy monitor_import monitor_latency lease_expiry
 
 # Every figure of the README, each printed by its own script (several minutes; not part of make test).
 bench: $(DEVSTAMP)

@@ -95,3 +95,27 @@ def format_time(at: datetime) -> str:
     at = at.astimezone(UTC)
     text = at.isoformat(timespec="microseconds" if at.microsecond else "seconds")
     return text.replace("+00:00", "Z")
+
+
+_SPAN = re.compile(r"^([0-9]{1,9})\s*([smhd])$")
+_SPAN_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_span(text: str, what: str = "duration") -> timedelta:
+    """A positive duration written ``30s``, ``15m``, ``12h`` or ``90d`` (SPEC §8); UsageError otherwise."""
+    match = _SPAN.match(text.strip().lower())
+    if not match or int(match.group(1)) == 0:
+        raise UsageError(f"invalid {what} {text!r}", hint="a positive number with s, m, h or d, like 15m")
+    seconds = int(match.group(1)) * _SPAN_UNITS[match.group(2)]
+    if seconds > MAX_OFFSET.total_seconds():
+        raise UsageError(f"{what} {text!r} is out of range", hint="at most 100 years")
+    return timedelta(seconds=seconds)
+
+
+def format_span(span: timedelta) -> str:
+    """The shortest exact ``parse_span`` form of ``span`` (``900s`` → ``15m``)."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

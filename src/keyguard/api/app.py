@@ -57,13 +57,15 @@ def create_app(
     trusted_proxies: Sequence[str] = (),
     token_ttl: float = 0.5,
     watch: bool = True,
+    schedule: bool = False,
 ) -> FastAPI:
     """Build the API over ``vault`` (opened from ``settings`` when not given).
 
     ``trusted_proxies`` lists the addresses or CIDR ranges whose
     ``X-Forwarded-For`` is believed. With ``watch``, the vault's state watcher
     runs while the app is up, so changes made by other processes or nodes drop
-    this node's caches (containment on every node).
+    this node's caches (containment on every node). With ``schedule``, the
+    scheduler expires leases and rotates due keys (on one node of the cluster).
     """
     owned = vault is None
     if vault is None:
@@ -75,6 +77,11 @@ def create_app(
     vault.state_hooks.append(token_cache.clear)
 
     pusher = _checkpoint_pusher(settings, vault) if watch else None
+    scheduler = None
+    if schedule:
+        from keyguard.scheduler.service import build_scheduler
+
+        scheduler = build_scheduler(settings or Settings.from_env(), vault)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -82,9 +89,13 @@ def create_app(
             vault.start_watcher()
         if pusher is not None:
             pusher.start()
+        if scheduler is not None:
+            scheduler.start()
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             if pusher is not None:
                 pusher.stop()
             if owned:
@@ -98,6 +109,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.vault = vault
+    app.state.scheduler = scheduler
     app.state.clients = service
     app.state.token_cache = token_cache
     app.state.trusted_proxies = parse_networks(trusted_proxies)
@@ -123,4 +135,5 @@ def _checkpoint_pusher(settings: Settings | None, vault: Vault) -> CheckpointPus
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (one per worker process)."""
     proxies = os.environ.get("KEYGUARD_TRUSTED_PROXIES", "")
-    return create_app(Settings.from_env(), trusted_proxies=[p for p in proxies.split(",") if p.strip()])
+    return create_app(Settings.from_env(), trusted_proxies=[p for p in proxies.split(",") if p.strip()],
+                      schedule=os.environ.get("KEYGUARD_SCHEDULER", "on") != "off")

@@ -39,6 +39,8 @@ COMMAND_MODULES = (
     "keyguard.cli.drill",
     "keyguard.cli.serve",
     "keyguard.cli.demo",
+    "keyguard.cli.creds",
+    "keyguard.cli.lease",
 )
 
 
@@ -86,6 +88,8 @@ _COMMAND_OWNERS: dict[str, tuple[str, ...]] = {
     "drill": ("keyguard.cli.drill",),
     "serve": ("keyguard.cli.serve",),
     "demo": ("keyguard.cli.demo",),
+    "creds": ("keyguard.cli.creds",),
+    "lease": ("keyguard.cli.lease",),
 }
 
 

@@ -31,6 +31,9 @@ def serve(
     ),
     access_log: bool = typer.Option(False, "--access-log/--no-access-log", help="Log every request."),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
+    scheduler: bool = typer.Option(
+        True, "--scheduler/--no-scheduler", help="Expire leases and rotate due keys (one node of a cluster)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Run the HTTP API, /metrics, /healthz and /.well-known/jwks.json."""
@@ -50,6 +53,7 @@ def serve(
         "workers": workers,
         "database": database,
         "openapi": f"{url}/openapi.json",
+        "scheduler": scheduler,
     }
     emit(
         document,
@@ -70,7 +74,7 @@ def serve(
         "proxy_headers": False,
     }
     if workers == 1:
-        app = create_app(settings, vault, trusted_proxies=trusted_proxy)
+        app = create_app(settings, vault, trusted_proxies=trusted_proxy, schedule=scheduler)
         try:
             uvicorn.run(app, **common)  # type: ignore[arg-type]
         finally:
@@ -79,6 +83,7 @@ def serve(
     vault.close()
     vault.engine.dispose()
     os.environ["KEYGUARD_TRUSTED_PROXIES"] = ",".join(trusted_proxy)
+    os.environ["KEYGUARD_SCHEDULER"] = "on" if scheduler else "off"
     target = f"{app_from_env.__module__}:app_from_env"
     uvicorn.run(target, factory=True, workers=workers, **common)  # type: ignore[arg-type]
 

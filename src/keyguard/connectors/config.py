@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from keyguard.clock import parse_span
 from keyguard.connectors.errors import ConnectorConfigError
 from keyguard.connectors.refs import EXTERNAL, KINDS, NAME_RE
 from keyguard.connectors.secret import Secret
+from keyguard.errors import UsageError
 
 #: Plain settings per type, and the credential fields (given as ``FIELD_env`` or sealed).
 SETTINGS: dict[str, frozenset[str]] = {
@@ -37,6 +39,11 @@ REQUIRED: dict[str, frozenset[str]] = {
     "vault": frozenset({"url"}),
     "postgresql": frozenset({"dsn"}),
     "redis": frozenset({"url"}),
+}
+#: ``[connectors.NAME.roles.ROLE]`` settings: templates of dynamic credentials (``creds issue``).
+ROLE_SETTINGS: dict[str, frozenset[str]] = {
+    "postgresql": frozenset({"template", "default_ttl", "max_ttl"}),
+    "redis": frozenset({"template", "rules", "default_ttl", "max_ttl"}),
 }
 DEFAULTS: dict[str, dict[str, str]] = {
     "aws": {"region": "us-east-1"},
@@ -60,6 +67,7 @@ class ConnectorConfig:
     type: str
     settings: dict[str, str] = field(default_factory=dict)
     secret_env: dict[str, str] = field(default_factory=dict)
+    roles: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """A plain setting, or its default."""
@@ -100,8 +108,12 @@ def parse_connector(name: str, table: Mapping[str, Any]) -> ConnectorConfig:
         raise ConnectorConfigError(f"{where}: type must be one of {', '.join(sorted(KINDS))}")
     settings: dict[str, str] = {}
     secret_env: dict[str, str] = {}
+    roles: dict[str, dict[str, str]] = {}
     for key, value in table.items():
         if key == "type":
+            continue
+        if key == "roles" and kind in ROLE_SETTINGS:
+            roles = _parse_roles(where, str(kind), value)
             continue
         if key.endswith("_env") and key.removesuffix("_env") in CREDENTIALS[kind]:
             if not isinstance(value, str) or not value:
@@ -128,7 +140,32 @@ def parse_connector(name: str, table: Mapping[str, Any]) -> ConnectorConfig:
                 f"{where}: {key} holds a password",
                 hint="drop it from the URL and use password_env = \"VAR\" (or --secret-stdin password)",
             )
-    return ConnectorConfig(name, str(kind), settings, secret_env)
+    return ConnectorConfig(name, str(kind), settings, secret_env, roles)
+
+
+def _parse_roles(where: str, kind: str, value: Any) -> dict[str, dict[str, str]]:
+    """``roles.ROLE`` tables: ``template`` (a role or ACL user to copy) or Redis ``rules``, and TTLs."""
+    if not isinstance(value, dict):
+        raise ConnectorConfigError(f"{where}: roles must be a table of [roles.NAME] tables")
+    out: dict[str, dict[str, str]] = {}
+    for role, spec in value.items():
+        if not isinstance(spec, dict) or not NAME_RE.match(str(role)):
+            raise ConnectorConfigError(f"{where}: role {role!r} must be a table with a name like readonly")
+        unknown = sorted(set(spec) - ROLE_SETTINGS[kind])
+        if unknown:
+            raise ConnectorConfigError(f"{where}: role {role!r}: unknown setting {unknown[0]!r}",
+                                       hint="allowed: " + ", ".join(sorted(ROLE_SETTINGS[kind])))
+        if not any(isinstance(spec.get(k), str) and spec.get(k) for k in ("template", "rules")):
+            raise ConnectorConfigError(f"{where}: role {role!r} needs a template"
+                                       + (" or rules" if kind == "redis" else ""))
+        for ttl in ("default_ttl", "max_ttl"):
+            if ttl in spec:
+                try:
+                    parse_span(str(spec[ttl]), ttl)
+                except UsageError as exc:
+                    raise ConnectorConfigError(f"{where}: role {role!r}: {exc.message}", hint=exc.hint) from None
+        out[str(role)] = {k: str(v) for k, v in spec.items()}
+    return out
 
 
 def _has_password(url: str) -> bool:

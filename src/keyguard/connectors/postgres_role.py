@@ -47,6 +47,7 @@ class PostgresAdmin:
         self.log_file = config.get("log_file")
         self.timeout = config.timeout()
         self._password = config.credential("password", environ=environ, source=source)
+        self._kept: psycopg.Connection[Any] | None = None
         info = psycopg.conninfo.conninfo_to_dict(self.dsn)
         self.host, self.port, self.dbname = str(info.get("host", "localhost")), info.get("port"), info.get("dbname")
 
@@ -65,13 +66,29 @@ class PostgresAdmin:
     @contextmanager
     def connect(self, what: str = "connect") -> Iterator[psycopg.Connection[Any]]:
         """An autocommit connection; every psycopg error becomes one keyguard error."""
+        try:
+            with self._open() as conn:
+                yield conn
+        except psycopg.Error as exc:
+            raise self._fail(exc, what) from None
+
+    def _open(self) -> psycopg.Connection[Any]:
         kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(self.timeout))}
         if self._password is not None:
             kwargs["password"] = self._password.reveal()
+        return psycopg.connect(self.dsn, **kwargs)
+
+    @contextmanager
+    def kept(self, what: str = "connect") -> Iterator[psycopg.Connection[Any]]:
+        """Like :meth:`connect`, on one connection kept open between calls (reopened after an error)."""
         try:
-            with psycopg.connect(self.dsn, **kwargs) as conn:
-                yield conn
+            if self._kept is None or self._kept.closed:
+                self._kept = self._open()
+            yield self._kept
         except psycopg.Error as exc:
+            if self._kept is not None:
+                self._kept.close()
+                self._kept = None
             raise self._fail(exc, what) from None
 
     def login_refused(self, role: str, password: Secret) -> tuple[bool, str]:
@@ -89,7 +106,10 @@ class PostgresAdmin:
             raise self._fail(exc, "login probe") from None
 
     def close(self) -> None:
-        """Nothing held open between calls."""
+        """Close the kept connection, if any (:meth:`connect` holds nothing between calls)."""
+        if self._kept is not None:
+            self._kept.close()
+            self._kept = None
 
 
 def check_postgres(pg: PostgresAdmin) -> CheckReport:

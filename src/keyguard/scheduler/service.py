@@ -1,0 +1,92 @@
+"""The scheduler thread of ``keyguard serve``: expire leases and rotate due keys, on the leader only.
+
+Every ``tick`` the thread checks it leads (:class:`~keyguard.scheduler.leader.Leadership`);
+the leader reaps expired leases at once (state is in the database, so a restart or
+another node picks up where a dead one stopped) and runs the rotation pass every
+``rotation_every`` seconds. A follower does nothing but try again, so when the leader
+dies the next node takes over within one tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from keyguard.config import Settings
+from keyguard.connectors.config import ConnectorConfig, load_connectors
+from keyguard.connectors.leases import LeaseManager
+from keyguard.scheduler.leader import Leadership
+from keyguard.scheduler.rotation import ScheduledRotations
+from keyguard.vault.service import Vault
+
+log = logging.getLogger("keyguard.scheduler")
+
+
+class Scheduler:
+    """Lease expiry and scheduled rotation in one background thread."""
+
+    def __init__(self, vault: Vault, leases: LeaseManager | None, *, tick: float = 0.25,
+                 rotation_every: float = 60.0, rotate: bool = True, leadership: Leadership | None = None) -> None:
+        self.vault = vault
+        self.leases = leases
+        self.rotations = ScheduledRotations(vault) if rotate else None
+        self.tick = tick
+        self.rotation_every = rotation_every
+        self.leadership = leadership or Leadership(vault.engine)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_rotation = float("-inf")
+        self.passes = 0
+
+    def run_once(self) -> dict[str, Any]:
+        """One tick: nothing unless this node leads; then reap leases and, when it is time, rotate."""
+        if not self.leadership.held():
+            return {"leader": False}
+        done: dict[str, Any] = {"leader": True}
+        if self.leases is not None:
+            reaped = self.leases.reap()
+            done["leases"] = {"expired": reaped.expired, "cleaned": reaped.cleaned, "failed": reaped.failed}
+        if self.rotations is not None and time.monotonic() - self._last_rotation >= self.rotation_every:
+            self._last_rotation = time.monotonic()
+            report = self.rotations.run()
+            done["rotations"] = {"rotated": report.rotated, "failed": report.failed}
+        self.passes += 1
+        return done
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - one bad pass must not end scheduling
+                log.exception("scheduler pass failed")
+            self._stop.wait(self.tick)
+
+    def start(self) -> None:
+        """Run in a daemon thread until :meth:`stop`."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="keyguard-scheduler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread, give up leadership, close the lease backends."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.leadership.release()
+        if self.leases is not None:
+            self.leases.close()
+
+
+def lease_manager(vault: Vault, connectors: Mapping[str, ConnectorConfig]) -> LeaseManager:
+    """Leases over ``connectors``, audited in the vault's log, on the vault's clock."""
+    return LeaseManager(vault.engine, vault.audit, connectors, clock=vault.clock)
+
+
+def build_scheduler(settings: Settings, vault: Vault, **options: Any) -> Scheduler:
+    """The scheduler of ``serve``: connectors from ``keyguard.toml``, the vault's database."""
+    return Scheduler(vault, lease_manager(vault, load_connectors(settings.config_file)), **options)
