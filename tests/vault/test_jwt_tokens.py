@@ -253,3 +253,14 @@ def test_es256_signing_keys(node: JwtService, admin) -> None:  # type: ignore[no
     assert (jwk["kty"], jwk["crv"], jwk["alg"], jwk["kid"]) == ("EC", "P-256", "ES256", issued.kid)
     with pytest.raises(UsageError, match="jwt_algorithm"):
         JwtConfig(algorithm="HS256")
+
+
+def test_migration_creates_the_signing_key_table_as_declared(vault) -> None:  # type: ignore[no-untyped-def]
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from keyguard.store.models import Base
+
+    with vault.engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert [d for d in diffs if "jwt_signing_keys" in repr(d)] == []

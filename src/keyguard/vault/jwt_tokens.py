@@ -90,11 +90,13 @@ class JwtService:
         self.keyring = keyring if keyring is not None else JwtKeyring(self.vault, self.config)
 
     # ------------------------------------------------------------------ issuing
-    def _mint(self, subject: str, until: datetime) -> IssuedJwt:
+    def _mint(self, subject: str, ttl: timedelta, not_after: datetime | None = None) -> IssuedJwt:
         kid, algorithm, private = self.keyring.signer()
         now = self.vault.clock.now()
         iat = int(now.timestamp())
-        exp = min(int(until.timestamp()), iat + int(self.config.ttl.total_seconds()))
+        exp = iat + int(min(ttl, self.config.ttl).total_seconds())
+        if not_after is not None:
+            exp = min(exp, int(not_after.timestamp()))
         if exp <= iat:
             raise _rejected("the credential expires within a second")
         jti = secrets.token_urlsafe(16)
@@ -134,7 +136,7 @@ class JwtService:
                 select(Token.expires_at).where(Token.token_hash == hash_token(credential))
             ).scalar_one()
         with self.vault.audited(caller, "auth.token", None) as ctx:
-            issued = self._mint(caller.name, as_utc(until))
+            issued = self._mint(caller.name, self.config.ttl, as_utc(until))
             ctx["reason"] = f"jwt {issued.jti} kid {issued.kid} until {issued.expires_at.isoformat()}"
         return issued
 
@@ -152,7 +154,7 @@ class JwtService:
             view = self.clients.get(name)
             if view.status != "active":
                 raise PermissionDeniedError(f"client {name!r} is {view.status}", hint="resume it first")
-            issued = self._mint(name, self.vault.clock.now() + ttl)
+            issued = self._mint(name, ttl)
             ctx["reason"] = f"jwt {issued.jti} for {name} kid {issued.kid} until {issued.expires_at.isoformat()}"
         return issued
 
