@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from keyguard.clock import as_utc
 from keyguard.errors import PermissionDeniedError, UsageError
@@ -37,6 +37,22 @@ from keyguard.vault.principal import Principal
 
 MAX_JWT_LENGTH = 4096
 _REQUIRED = ("iss", "sub", "aud", "iat", "exp", "jti")
+# Built once: the per-request lookup is one statement, without re-building the expression.
+_CLIENT_WITH_GRANTS = (
+    select(
+        Client.id,
+        Client.name,
+        Client.role,
+        Client.status,
+        Client.status_changed_at,
+        Client.totp_sealed,
+        Grant.key_pattern,
+        Grant.op,
+    )
+    .outerjoin(Grant, Grant.client_id == Client.id)
+    .where(Client.name == bindparam("name"))
+    .order_by(Grant.id)
+)
 
 
 class TokenRejected(PermissionDeniedError):  # noqa: N818 - reads as what happened to the token
@@ -225,22 +241,18 @@ class JwtService:
         """
         claims = self._claims(token)
         with self.vault.engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    Client.id, Client.name, Client.role, Client.status, Client.status_changed_at, Client.totp_sealed
-                ).where(Client.name == claims["sub"])
-            ).first()
-            if row is None:
-                raise _rejected("unknown client")
-            if row.status != "active":
-                raise PermissionDeniedError(f"client {row.name!r} is {row.status}", hint="an operator suspended it")
-            if int(claims["iat"]) < int(as_utc(row.status_changed_at).timestamp()):
-                raise _rejected("issued before the client was last suspended or resumed")
-            grants = conn.execute(select(Grant.key_pattern, Grant.op).where(Grant.client_id == row.id)).all()
+            rows = conn.execute(_CLIENT_WITH_GRANTS, {"name": claims["sub"]}).all()
+        if not rows:
+            raise _rejected("unknown client")
+        row = rows[0]
+        if row.status != "active":
+            raise PermissionDeniedError(f"client {row.name!r} is {row.status}", hint="an operator suspended it")
+        if int(claims["iat"]) < int(as_utc(row.status_changed_at).timestamp()):
+            raise _rejected("issued before the client was last suspended or resumed")
         caller = Principal(
             name=row.name,
             role=row.role,
-            grants=tuple((g.key_pattern, g.op) for g in grants),
+            grants=tuple((g.key_pattern, g.op) for g in rows if g.key_pattern is not None),
             source_ip=source_ip,
             user_agent=user_agent,
             request_id=request_id,
