@@ -164,6 +164,8 @@ def test_jwks_publishes_the_signing_key_and_an_outside_verifier_accepts_the_toke
     key = pyjwt.PyJWKSet.from_dict({"keys": published})[kid]
     claims = pyjwt.decode(token, key, algorithms=["EdDSA"], audience="keyguard", issuer="keyguard")
     assert claims["sub"] == "checkout"
+    spec = api.get("/openapi.json").json()["paths"]["/v1/auth/token"]["post"]
+    assert set(spec["requestBody"]["content"]) == {"application/x-www-form-urlencoded", "application/json"}
 
 
 def test_suspension_refuses_jwts_at_once(as_admin: TestClient, checkout: str) -> None:

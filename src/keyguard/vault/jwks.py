@@ -90,14 +90,18 @@ class JwtKeyring:
         self._signer: tuple[str, PrivateKey] | None = None
         self._loaded = False
         self._last_reload = -_RELOAD_INTERVAL
+        self._generation = 0
         self._lock = threading.Lock()
         vault.state_hooks.append(self.clear)
 
     def clear(self) -> None:
         """Forget the cached keys (a rotation here or on another node announces a state change)."""
-        self._loaded = False
+        with self._lock:
+            self._loaded = False
+            self._generation += 1
 
     def _reload(self) -> None:
+        seen = self._generation
         now = self.vault.clock.now()
         horizon = now - self.config.retention
         with self.vault.engine.connect() as conn:
@@ -130,7 +134,8 @@ class JwtKeyring:
             self._newest = newest
             if self._signer is not None and (newest is None or self._signer[0] != newest.kid):
                 self._signer = None
-            self._loaded = True
+            # a state change announced while we read: what we read may predate it, read again next time
+            self._loaded = seen == self._generation
             self._last_reload = time.monotonic()
 
     def _ensure_loaded(self) -> None:
