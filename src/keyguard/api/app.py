@@ -15,10 +15,12 @@ from keyguard.api.auth import TokenCache
 from keyguard.api.deps import parse_networks
 from keyguard.api.fastpath import CryptoFastPath
 from keyguard.api.metrics import RequestMiddleware
-from keyguard.api.routes import audit, clients, crypto, incidents, keys, meta
+from keyguard.api.routes import audit, auth_token, clients, crypto, incidents, keys, meta
 from keyguard.audit.push import CheckpointPusher, load_config
 from keyguard.config import Settings
 from keyguard.vault.clients import ClientService
+from keyguard.vault.jwt_config import JwtConfig, load_jwt_config
+from keyguard.vault.jwt_tokens import JwtService
 from keyguard.vault.service import Vault
 
 DESCRIPTION = (
@@ -58,6 +60,7 @@ def create_app(
     token_ttl: float = 0.5,
     watch: bool = True,
     schedule: bool = False,
+    jwt_config: JwtConfig | None = None,
 ) -> FastAPI:
     """Build the API over ``vault`` (opened from ``settings`` when not given).
 
@@ -66,6 +69,7 @@ def create_app(
     runs while the app is up, so changes made by other processes or nodes drop
     this node's caches (containment on every node). With ``schedule``, the
     scheduler expires leases and rotates due keys (on one node of the cluster).
+    ``jwt_config`` defaults to ``[auth] jwt_*`` of keyguard.toml.
     """
     owned = vault is None
     if vault is None:
@@ -73,7 +77,8 @@ def create_app(
 
         vault = open_vault(settings)
     service = ClientService(vault)
-    token_cache = TokenCache(service, ttl=token_ttl)
+    jwts = JwtService(service, jwt_config if jwt_config is not None else load_jwt_config(settings))
+    token_cache = TokenCache(service, ttl=token_ttl, jwts=jwts)
     vault.state_hooks.append(token_cache.clear)
 
     pusher = _checkpoint_pusher(settings, vault) if watch else None
@@ -112,11 +117,12 @@ def create_app(
     app.state.scheduler = scheduler
     app.state.clients = service
     app.state.token_cache = token_cache
+    app.state.jwts = jwts
     app.state.trusted_proxies = parse_networks(trusted_proxies)
     errors.install(app)
     rejects.install(app)
     app.install_front()
-    for module in (keys, crypto, clients, audit, incidents, meta):
+    for module in (keys, crypto, clients, audit, incidents, meta, auth_token):
         app.include_router(module.router)
     from keyguard.web.routes import include as include_dashboard
 

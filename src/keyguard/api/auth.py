@@ -1,13 +1,17 @@
-"""Bearer-token authentication with an in-process cache.
+"""Bearer-token authentication with an in-process cache: opaque ``kgt_`` tokens and JWTs alike.
 
-Looking a token up costs a database round trip; the cache keeps the resolved
-:class:`Principal` (without per-request fields) for at most ``ttl`` seconds
-(0.5 s by default, which also bounds how long an expiring token outlives its
-expiry). It is emptied whenever the vault reports a state
-change (``Vault.state_hooks``: a suspension, a key state change, here or on any
-other node through the vault's watcher), so a suspended client is refused on
-every node as soon as the change is seen, and within ``ttl`` in any case.
-Tokens are kept only as SHA-256 digests, never in clear.
+Looking a token up costs a database round trip (and, for a JWT, a signature
+check); the cache keeps the resolved :class:`Principal` (without per-request
+fields) for at most ``ttl`` seconds (0.5 s by default, which also bounds how
+long an expiring opaque token outlives its expiry; a JWT is never cached past
+its ``exp``). It is emptied whenever the vault reports a state
+change (``Vault.state_hooks``: a suspension, a key state change, a signing-key
+rotation, here or on any other node through the vault's watcher), so a
+suspended client is refused on every node as soon as the change is seen, and
+within ``ttl`` in any case. Tokens are kept only as SHA-256 digests, never in clear.
+
+:meth:`TokenCache.verify_bearer` is the one entry point for any caller (the
+routes' dependency, the encrypt/decrypt fast lane, the dashboard).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 
 from keyguard.errors import PermissionDeniedError
 from keyguard.vault.clients import ClientService
+from keyguard.vault.jwt_tokens import JwtService, TokenRejected, looks_like_jwt
 from keyguard.vault.principal import Principal
 from keyguard.vault.service import hash_token
 
@@ -26,8 +31,15 @@ INVALID_TOKEN = "invalid or expired token"  # noqa: S105 - a message, not a secr
 class TokenCache:
     """token digest → (principal, monotonic deadline)."""
 
-    def __init__(self, clients: ClientService, ttl: float = 0.5, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        clients: ClientService,
+        ttl: float = 0.5,
+        max_entries: int = 10_000,
+        jwts: JwtService | None = None,
+    ) -> None:
         self._clients = clients
+        self._jwts = jwts
         self._ttl = ttl
         self._max = max_entries
         self._entries: dict[str, tuple[Principal, float]] = {}
@@ -49,14 +61,21 @@ class TokenCache:
             return None
         return entry[0].on_request(source_ip, user_agent, request_id)
 
+    def _lookup(self, token: str) -> tuple[Principal, float]:
+        """The principal of ``token`` and until when (monotonic) it may be cached."""
+        if self._jwts is not None and looks_like_jwt(token):
+            principal, expires = self._jwts.verify(token)
+            remaining = (expires - self._jwts.vault.clock.now()).total_seconds()
+            return principal, time.monotonic() + max(0.0, min(self._ttl, remaining))
+        # Expired opaque tokens were refused by the lookup; the short TTL bounds the rest.
+        return self._clients.authenticate(token), time.monotonic() + self._ttl
+
     def authenticate(
         self, token: str, source_ip: str | None, user_agent: str | None, request_id: str | None
     ) -> Principal:
         """Look ``token`` up (database) and cache it, or raise :class:`PermissionDeniedError`."""
         generation = self._generation
-        base = self._clients.authenticate(token)
-        # Expired tokens were refused by the lookup; the short TTL bounds the rest.
-        deadline = time.monotonic() + self._ttl
+        base, deadline = self._lookup(token)
         with self._lock:
             # A state change while we looked the token up: do not cache what may be stale.
             if generation == self._generation:
@@ -65,7 +84,29 @@ class TokenCache:
                 self._entries[hash_token(token)] = (base, deadline)
         return base.on_request(source_ip, user_agent, request_id)
 
+    def authenticate_otp(
+        self, token: str, source_ip: str | None, user_agent: str | None, request_id: str | None, otp: str
+    ) -> Principal:
+        """The principal with a second factor: the token and the code are checked every time, never cached."""
+        if self._jwts is not None and looks_like_jwt(token):
+            return self._jwts.verify(token, otp, source_ip, user_agent, request_id)[0]
+        return self._clients.authenticate(token, source_ip, user_agent, request_id, otp)
+
+    def verify_bearer(
+        self,
+        token: str,
+        source_ip: str | None = None,
+        user_agent: str | None = None,
+        request_id: str | None = None,
+        otp: str | None = None,
+    ) -> Principal:
+        """The principal of an opaque token or a JWT (cached unless ``otp``); refusals raise, unaudited."""
+        if otp:
+            return self.authenticate_otp(token, source_ip, user_agent, request_id, otp)
+        cached = self.authenticate_cached(token, source_ip, user_agent, request_id)
+        return cached if cached is not None else self.authenticate(token, source_ip, user_agent, request_id)
+
 
 def is_invalid_token(exc: PermissionDeniedError) -> bool:
     """True when the token itself is bad (401), not its client suspended (403)."""
-    return exc.message == INVALID_TOKEN
+    return isinstance(exc, TokenRejected) or exc.message == INVALID_TOKEN

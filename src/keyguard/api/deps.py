@@ -91,8 +91,7 @@ async def get_principal(request: Request) -> Principal:
             return cached
     try:
         if otp:  # a second factor is checked every time, never cached
-            clients: ClientService = request.app.state.clients
-            return await run_in_threadpool(clients.authenticate, bearer, source_ip, user_agent, rid, otp)
+            return await run_in_threadpool(cache.authenticate_otp, bearer, source_ip, user_agent, rid, otp)
         return await run_in_threadpool(cache.authenticate, bearer, source_ip, user_agent, rid)
     except PermissionDeniedError as exc:
         await _audit_refusal(request, source_ip, user_agent, rid, exc.message)

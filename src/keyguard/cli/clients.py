@@ -9,6 +9,7 @@ from rich.table import Table
 
 from keyguard.cli import context
 from keyguard.cli.output import MAX_COUNT, JsonOption, absolute, console, emit
+from keyguard.config import Settings
 from keyguard.vault.clients import ClientService, ClientView
 from keyguard.vault.principal import parse_grants
 
@@ -79,15 +80,31 @@ def resume(
 def token(
     name: str = typer.Argument(...),
     ttl: int | None = typer.Option(
-        None, "--ttl", min=1, max=MAX_COUNT, help="Lifetime in seconds (default 1 h; at most [auth] max_token_ttl)."
+        None,
+        "--ttl",
+        min=1,
+        max=MAX_COUNT,
+        help="Lifetime in seconds (default 1 h, at most [auth] max_token_ttl; --jwt: 15 min, [auth] jwt_ttl).",
+    ),
+    jwt: bool = typer.Option(
+        False, "--jwt", help="A signed JWT access token (at most [auth] jwt_ttl, 15 min) instead of an opaque one."
     ),
     as_json: bool = JsonOption,
 ) -> None:
     """Issue a short-lived bearer token for the API (shown once)."""
     vault = context.vault()
-    value, expires = ClientService(vault).issue_token(
-        context.principal(vault), name, timedelta(seconds=ttl) if ttl is not None else None
-    )
+    lifetime = timedelta(seconds=ttl) if ttl is not None else None
+    if jwt:
+        from keyguard.vault.jwt_config import load_jwt_config
+        from keyguard.vault.jwt_tokens import JwtService
+
+        clients = ClientService(vault)
+        issued = JwtService(clients, load_jwt_config(Settings.from_env())).issue(
+            context.principal(vault), name, lifetime
+        )
+        value, expires = issued.token, issued.expires_at
+    else:
+        value, expires = ClientService(vault).issue_token(context.principal(vault), name, lifetime)
     emit(
         {"token": value, "expires_at": expires},
         as_json,

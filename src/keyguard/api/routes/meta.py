@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select, text
 from starlette.concurrency import run_in_threadpool
@@ -59,7 +59,9 @@ def jwks(vault: Vault) -> dict[str, Any]:
 
 
 @router.get("/.well-known/jwks.json", name="jwks")
-def jwks_endpoint(vault: VaultDep, response: Response) -> dict[str, Any]:
-    """JWKS of the signing keys (public material only, so no token is needed)."""
+def jwks_endpoint(vault: VaultDep, request: Request, response: Response) -> dict[str, Any]:
+    """JWKS of the access-token signing keys and the sign keys (public material only, so no token is needed)."""
     response.headers["Cache-Control"] = "max-age=60"
-    return jwks(vault)
+    document = jwks(vault)
+    document["keys"] = [*request.app.state.jwts.keyring.public_jwks(), *document["keys"]]
+    return document
