@@ -9,6 +9,7 @@ from __future__ import annotations
 # Import table modules for their side effect of registering on Base.metadata.
 from keyguard.store import incident_tables as _incident_tables  # noqa: F401
 from keyguard.store import monitor_tables as _monitor_tables  # noqa: F401
+from keyguard.store import secret_tables as _secret_tables  # noqa: F401
 from keyguard.store import tables as _vault_tables  # noqa: F401
 from keyguard.store.tables import Base
 
