@@ -120,7 +120,9 @@ def fetch_remote(server: str, token: str, mappings: list[tuple[str, str, int | N
         except urllib.error.HTTPError as exc:
             raise _remote_error(exc.code, exc.read(), name) from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise KeyguardError(f"cannot reach {base}: {type(exc).__name__}", hint="is keyguard serve running?") from None
+            raise KeyguardError(
+                f"cannot reach {base}: {type(exc).__name__}", hint="is keyguard serve running?"
+            ) from None
         try:
             raw = base64.b64decode(document["value_b64"], validate=True)
         except (KeyError, TypeError, ValueError):
