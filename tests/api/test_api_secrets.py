@@ -6,7 +6,6 @@ import base64
 from typing import Any
 
 from fastapi.testclient import TestClient
-
 from tests.api.conftest import TokenFactory, auth
 
 

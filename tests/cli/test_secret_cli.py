@@ -254,3 +254,26 @@ def test_a_service_reads_its_database_password_from_a_secret(kg, scram_postgres)
     assert wrong.returncode == 1 and b"password authentication failed" in wrong.stderr
     readers = json.loads(kg("secret", "readers", "billing-db", "--json").stdout)
     assert readers[0]["versions"] == [1, 2]
+
+
+# ---------------------------------------------------------------- rollout delivers to a secret
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_incident_rollout_updates_a_secret_target(kg) -> None:  # type: ignore[no-untyped-def]
+    kg("key", "create", "pay")
+    kg("client", "create", "billing", "--grant", "pay:encrypt", "--reference", "secret:billing-config")
+    shown = json.loads(kg("client", "list", "--json").stdout)
+    assert shown[0]["references"] == ["secret:billing-config"]
+    kg("secret", "put", "billing-config", "--raw", stdin=b"PAY_KEY=pay@1\nLOG=info\n")
+    kg("incident", "open", "--key", "pay@1", "--exposed-at", "-1h")
+    kg("key", "rotate", "pay")
+    preview = kg("incident", "rollout", "1", "--update", "--dry-run", "--json", code=None)
+    assert preview.returncode in (0, 1), preview.stderr
+    assert kg("secret", "get", "billing-config").stdout == b"PAY_KEY=pay@1\nLOG=info\n"
+    done = kg("incident", "rollout", "1", "--update", "--json", code=None)
+    assert done.returncode in (0, 1), done.stderr  # 1: the consumer has not used the new version yet
+    assert json.loads(done.stdout)["diffs"] == ["secret:billing-config: version 1 -> 2 (pay -> version 2)\n"]
+    probe = "import os; print(os.environ['CONFIG'])"
+    started = kg("run", "--secret", "CONFIG=billing-config", "--", PY, "-c", probe)
+    assert started.stdout == b"PAY_KEY=pay@2\nLOG=info\n\n"
+    tail = kg("audit", "tail", "--json", "-n", "30").stdout.decode()
+    assert "rollout.update" in tail and "secret:billing-config" in tail
