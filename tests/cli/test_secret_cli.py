@@ -76,6 +76,9 @@ def test_secret_commands(kg) -> None:  # type: ignore[no-untyped-def]
     kg("secret", "get", "billing-db", "--version", "1", code=3)
     readers = json.loads(kg("secret", "readers", "billing-db", "--since", "-1h", "--json").stdout)
     assert readers and readers[0]["reads"] >= 4
+    assessed = json.loads(kg("secret", "assess", "billing-db", "--exposed-at", "-1h", "--json", code=1).stdout)
+    assert assessed["readers"][0]["actor"] == readers[0]["actor"] and assessed["assessment"]["grade"]
+    kg("secret", "assess", "nope", "--exposed-at", "-1h", code=4)
     tail = kg("audit", "tail", "--json", "-n", "50").stdout.decode()
     assert "secret.destroy" in tail and "pw-one" not in tail and "pw-two" not in tail
 

@@ -19,7 +19,7 @@ from keyguard.cli import context
 from keyguard.cli.output import MAX_VERSION, JsonOption, YesOption, confirm, console, emit, local_time
 from keyguard.clock import parse_time
 from keyguard.vault.principal import Principal
-from keyguard.vault.secrets import SecretInfo, SecretStore, may, readers_since, require
+from keyguard.vault.secrets import SecretInfo, SecretStore, audit_key, may, readers_since, require
 
 secret_app = typer.Typer(help="Versioned secrets: values delivered to services at start-up.", no_args_is_help=True)
 
@@ -188,6 +188,39 @@ def readers(
         console.print(table)
 
     emit([r.to_dict() for r in found], as_json, human)
+
+
+@secret_app.command("assess")
+def assess_secret(
+    name: str = typer.Argument(...),
+    exposed_at: str = typer.Option(..., "--exposed-at", help="When it leaked: RFC 3339 or -2h style."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Assess a leaked secret: who read it since the exposure, and the use against the baseline."""
+    from keyguard.assess.engine import assess
+
+    vault = context.vault()
+    context.principal(vault).require("audit.read")
+    store = SecretStore(vault)
+    store.info(name)  # NotFoundError for an unknown secret
+    since = parse_time(exposed_at)
+    found = readers_since(vault.engine, name, since)
+    result = assess(vault.engine, audit_key(name), since, now=vault.clock.now(), tier="high")
+    doc = {"secret": name, "exposed_at": since, "readers": [r.to_dict() for r in found], "assessment": result.to_dict()}
+
+    def human() -> None:
+        console.print(f"[bold]{name}[/bold]: risk {result.grade}, {len(found)} readers since {local_time(since)}")
+        for factor in result.factors:
+            console.print(f"  - {factor.en}")
+        table = Table("actor", "reads", "versions", "source", "last")
+        for r in found:
+            table.add_row(r.actor, str(r.reads), ",".join(map(str, r.versions)), ",".join(r.source_ips) or "-",
+                          local_time(r.last))
+        console.print(table)
+
+    emit(doc, as_json, human)
+    if found:
+        raise typer.Exit(1)  # someone holds the leaked value: rotate it and restart its readers
 
 
 def register(app: typer.Typer) -> None:
