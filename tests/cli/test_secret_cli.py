@@ -120,12 +120,19 @@ def test_run_puts_values_in_the_environment_only(kg, tmp_path: Path) -> None:  #
     assert seen["db"] == "second-value" and seen["old"] == "s3cr3t-value"
     assert "value" not in seen["argv"] and seen["pass"] is None
     assert not any(b"second-value" in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
-    reads = json.loads(kg("secret", "readers", "billing-db", "--json").stdout)
-    assert reads[0]["reads"] == 2 and reads[0]["versions"] == [1, 2]
+    kg("client", "create", "billing", "--grant", "secret:billing-db:read")
+    token = json.loads(kg("client", "token", "billing", "--json").stdout)["token"]
+    shows = "import os; print(os.environ['DB'], os.environ.get('KEYGUARD_TOKEN'))"
+    as_client = kg("run", "-s", "DB=billing-db", "--", PY, "-c", shows, extra={"KEYGUARD_TOKEN": token})
+    assert as_client.stdout.decode().split() == ["second-value", "None"]
+    kg("run", "-s", "DB=other", "--", PY, "-c", "pass", extra={"KEYGUARD_TOKEN": token}, code=3)
     kg("run", "--secret", "X=nope", "--", PY, "-c", "pass", code=4)
     kg("run", "--secret", "bad-env=billing-db", "--", PY, "-c", "pass", code=2)
     kg("run", "--secret", "X=billing-db", "--", "no-such-program-kg", code=2)
     kg("run", "--secret", "X=billing-db", "-s", "X=billing-db", "--", PY, "-c", "pass", code=2)
+    reads = {r["actor"]: r for r in json.loads(kg("secret", "readers", "billing-db", "--json").stdout)}
+    assert reads["billing"]["reads"] == 1 and reads["billing"]["source_ips"] == ["127.0.0.1"]
+    assert [r["versions"] for a, r in reads.items() if a != "billing"] == [[1, 2]]
 
 
 def test_run_forwards_signals(kg, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,8 @@ Locally the vault is ``$KEYGUARD_HOME`` / ``KEYGUARD_DATABASE_URL`` (the caller
 is ``KEYGUARD_TOKEN``'s client, else the local administrator); with ``--server
 URL --token-env VAR`` the values come from a running ``keyguard serve`` with the
 bearer token in the variable VAR. The variables that open the vault or hold a
-token (the passphrase, the PKCS#11 PIN, the one-time code, VAR) are not passed on.
+token (the passphrase, the PKCS#11 PIN, the one-time code, ``KEYGUARD_TOKEN``, VAR) are not
+passed on: CMD gets the values it was given, not the means to read more.
 """
 
 from __future__ import annotations
@@ -40,7 +41,13 @@ from keyguard.vault.secrets import parse_secret_ref
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Never handed to the child: they open the vault or stand for a caller.
-_WITHHELD = ("KEYGUARD_PASSPHRASE", "KEYGUARD_NEW_PASSPHRASE", "KEYGUARD_PKCS11_PIN", "KEYGUARD_OTP")
+_WITHHELD = (
+    "KEYGUARD_PASSPHRASE",
+    "KEYGUARD_NEW_PASSPHRASE",
+    "KEYGUARD_PKCS11_PIN",
+    "KEYGUARD_OTP",
+    "KEYGUARD_TOKEN",
+)
 _TIMEOUT = 10.0
 
 
@@ -140,13 +147,13 @@ def child_environment(values: dict[str, str], token_env: str | None) -> dict[str
 
 def run(
     secret: list[str] = typer.Option(
-        ..., "--secret", "-s", help="ENV=NAME[@VERSION]: put secret NAME into variable ENV (repeatable)."
+        ..., "--secret", "-s", help="ENV=NAME or ENV=NAME@VERSION: put secret NAME into variable ENV (repeatable)."
     ),
     server: str | None = typer.Option(None, "--server", help="Read from a running keyguard serve at URL."),
     token_env: str | None = typer.Option(
         None, "--token-env", help="With --server: the variable that holds the bearer token."
     ),
-    command: list[str] = typer.Argument(..., metavar="-- CMD [ARGS]...", help="The program to start."),
+    command: list[str] = typer.Argument(..., metavar="CMD [ARGS]...", help="The program to start (after --)."),
 ) -> None:
     """Start CMD with secrets in its environment only (never argv, never disk); exit with CMD's code."""
     mappings = [parse_mapping(item) for item in secret]
