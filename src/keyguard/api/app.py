@@ -15,7 +15,7 @@ from keyguard.api.auth import TokenCache
 from keyguard.api.deps import parse_networks
 from keyguard.api.fastpath import CryptoFastPath
 from keyguard.api.metrics import RequestMiddleware
-from keyguard.api.routes import audit, auth_token, clients, crypto, incidents, keys, meta
+from keyguard.api.routes import audit, auth_token, clients, crypto, incidents, keys, meta, secrets
 from keyguard.audit.push import CheckpointPusher, load_config
 from keyguard.config import Settings
 from keyguard.vault.clients import ClientService
@@ -122,7 +122,7 @@ def create_app(
     errors.install(app)
     rejects.install(app)
     app.install_front()
-    for module in (keys, crypto, clients, audit, incidents, meta, auth_token):
+    for module in (keys, crypto, clients, secrets, audit, incidents, meta, auth_token):
         app.include_router(module.router)
     from keyguard.web.routes import include as include_dashboard
 

@@ -29,15 +29,16 @@ def create(
     role: str = typer.Option("service", "--role", help="admin, operator, auditor or service."),
     grant: list[str] = typer.Option([], "--grant", help="KEY:OP[,OP…] (repeatable; KEY may be a glob)."),
     reference: list[str] = typer.Option(
-        [], "--reference", help="A config file where this client reads key references (repeatable)."
+        [], "--reference", help="A config file, or secret:NAME, where this client reads key references (repeatable)."
     ),
     description: str = typer.Option("", "--description"),
     as_json: bool = JsonOption,
 ) -> None:
     """Register a consumer with least-privilege grants."""
     vault = context.vault()
+    references = [r if r.startswith("secret:") else absolute(r) for r in reference]
     view = ClientService(vault).create(
-        context.principal(vault), name, role, parse_grants(grant), [absolute(r) for r in reference], description
+        context.principal(vault), name, role, parse_grants(grant), references, description
     )
     emit(view.to_dict(), as_json, lambda: _render([view]))
 

@@ -443,8 +443,15 @@ def rollout_cmd(
         if update and active is not None:
             for s in statuses:
                 for path in s.references:
-                    diff = rollout.update_references(
-                        Path(path), ref.name, active.version, vault.clock.now(), dry_run, policy=policy
+                    diff = rollout.update_target(
+                        vault,
+                        responder.principal,
+                        path,
+                        ref.name,
+                        active.version,
+                        vault.clock.now(),
+                        dry_run,
+                        policy=policy,
                     )
                     if diff:
                         diffs.append(diff)

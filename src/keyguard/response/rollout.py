@@ -18,6 +18,13 @@ Only files under the configured roots are touched (``$KEYGUARD_HOME/keyguard.tom
 absolute path without ``..``, and symbolic links are refused unless
 ``[rollout] allow_symlinks = true`` (then the file a link points at must be under
 a root too, and it is written with the link kept).
+
+A consumer that reads its configuration from a keyguard secret at start-up
+declares ``secret:NAME`` instead of a file (``client create --reference
+secret:billing-config``): ``update_target`` then writes a new version of that
+secret with the references rewritten, so the consumer picks the new key version
+up on its next restart (``keyguard run``) without a file rewrite. Its "diff"
+names the versions only, never the secret's text.
 """
 
 from __future__ import annotations
@@ -40,7 +47,11 @@ from keyguard.audit.log import format_ts
 from keyguard.errors import RefusedError, UsageError
 from keyguard.store.files import write_atomic
 from keyguard.store.tables import AuditEvent, Client, Grant
+from keyguard.vault.principal import Principal
+from keyguard.vault.secrets import SecretStore, check_secret_name
 from keyguard.vault.service import Vault
+
+SECRET_REFERENCE = "secret:"  # noqa: S105 - a prefix, not a secret
 
 
 @dataclass(frozen=True)
@@ -249,3 +260,48 @@ def update_references(
     write_atomic(backup, original.encode("utf-8"), mode=mode, owner=owner)
     write_atomic(target, updated.encode("utf-8"), mode=mode, owner=owner)
     return diff
+
+
+def is_secret_reference(reference: str) -> bool:
+    """True for a ``secret:NAME`` consumer reference (a keyguard secret, not a file)."""
+    return reference.startswith(SECRET_REFERENCE)
+
+
+def update_secret_reference(
+    vault: Vault, principal: Principal, reference: str, key: str, new_version: int, dry_run: bool = False
+) -> str:
+    """Write a new version of secret ``NAME`` (``secret:NAME``) with ``key``'s references rewritten.
+
+    Returns a one-line summary ('' when the secret holds no older reference);
+    the value itself is never shown. Reading and writing are audited like any
+    secret access, as ``principal``.
+    """
+    name = reference[len(SECRET_REFERENCE) :]
+    check_secret_name(name)
+    store = SecretStore(vault)
+    current = store.get(principal, name, purpose=f"rollout of {key}")
+    original = current.text()
+    updated = rewrite(original, key, new_version)
+    if updated == original:
+        return ""
+    if dry_run:
+        return f"{reference}: version {current.version} would be replaced ({key} -> version {new_version})\n"
+    version = store.put(principal, name, updated.encode("utf-8"), origin="rollout")
+    return f"{reference}: version {current.version} -> {version} ({key} -> version {new_version})\n"
+
+
+def update_target(
+    vault: Vault,
+    principal: Principal,
+    reference: str,
+    key: str,
+    new_version: int,
+    now: datetime,
+    dry_run: bool = False,
+    *,
+    policy: RolloutPolicy | None = None,
+) -> str:
+    """Update one declared consumer reference: a ``secret:NAME`` or a file (see :func:`update_references`)."""
+    if is_secret_reference(reference):
+        return update_secret_reference(vault, principal, reference, key, new_version, dry_run)
+    return update_references(Path(reference), key, new_version, now, dry_run, policy=policy)

@@ -11,6 +11,7 @@ from keyguard.store import incident_tables as _incident_tables  # noqa: F401
 from keyguard.store import jwt_tables as _jwt_tables  # noqa: F401
 from keyguard.store import lease_tables as _lease_tables  # noqa: F401
 from keyguard.store import monitor_tables as _monitor_tables  # noqa: F401
+from keyguard.store import secret_tables as _secret_tables  # noqa: F401
 from keyguard.store import tables as _vault_tables  # noqa: F401
 from keyguard.store import webauthn_tables as _webauthn_tables  # noqa: F401
 from keyguard.store.tables import Base

@@ -136,12 +136,28 @@ def local_admin() -> Principal:
     return Principal(name=f"cli:{user}@{socket.gethostname()}", role="admin", mfa=True)
 
 
+# Grant ops on a secret (``secret:NAME:OP[,OP…]``, kept as the pattern ``secret:NAME``).
+SECRET_GRANT_OPS = ("read", "write", "destroy")
+
+
 def parse_grants(text: list[str]) -> list[tuple[str, str]]:
-    """Parse ``KEY:OP[,OP…]`` grant strings."""
+    """Parse ``KEY:OP[,OP…]`` and ``secret:NAME:OP[,OP…]`` grant strings."""
     from keyguard.errors import UsageError
 
     grants: list[tuple[str, str]] = []
     for item in text:
+        if item.startswith("secret:"):
+            name, sep, ops = item[len("secret:") :].partition(":")
+            if not sep or not name or not ops:
+                raise UsageError(f"invalid grant {item!r}", hint="use secret:NAME:OP[,OP...] like secret:db:read")
+            for op in ops.split(","):
+                op = op.strip()
+                if op != "*" and op not in SECRET_GRANT_OPS:
+                    raise UsageError(
+                        f"unknown secret operation {op!r} in grant", hint="one of " + ", ".join(SECRET_GRANT_OPS)
+                    )
+                grants.append(("secret:" + name, op))
+            continue
         pattern, sep, ops = item.partition(":")
         if not sep or not pattern or not ops:
             raise UsageError(f"invalid grant {item!r}", hint="use KEY:OP[,OP...] like pay:encrypt,decrypt")
