@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import keyguard
-from keyguard.api import errors, rejects
+from keyguard.api import errors, metrics_access, rejects
 from keyguard.api.auth import TokenCache
 from keyguard.api.deps import parse_networks
 from keyguard.api.fastpath import CryptoFastPath
@@ -57,13 +57,16 @@ def create_app(
     trusted_proxies: Sequence[str] = (),
     token_ttl: float = 0.5,
     watch: bool = True,
+    metrics_token: str | None = None,
 ) -> FastAPI:
     """Build the API over ``vault`` (opened from ``settings`` when not given).
 
     ``trusted_proxies`` lists the addresses or CIDR ranges whose
     ``X-Forwarded-For`` is believed. With ``watch``, the vault's state watcher
     runs while the app is up, so changes made by other processes or nodes drop
-    this node's caches (containment on every node).
+    this node's caches (containment on every node). ``metrics_token`` is
+    accepted on ``/metrics`` besides those of ``[metrics]`` and
+    ``KEYGUARD_METRICS_TOKEN`` (:mod:`keyguard.api.metrics_access`).
     """
     owned = vault is None
     if vault is None:
@@ -101,6 +104,8 @@ def create_app(
     app.state.clients = service
     app.state.token_cache = token_cache
     app.state.trusted_proxies = parse_networks(trusted_proxies)
+    config_file = (settings or Settings.from_env()).config_file
+    app.state.metrics_access = metrics_access.load_access(config_file, metrics_token)
     errors.install(app)
     rejects.install(app)
     app.install_front()
