@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import keyguard
-from keyguard.api import errors, metrics_access, rejects
+from keyguard.api import errors, metrics_access, openapi, rejects
 from keyguard.api.auth import TokenCache
 from keyguard.api.deps import parse_networks
 from keyguard.api.fastpath import CryptoFastPath
@@ -114,6 +114,7 @@ def create_app(
     from keyguard.web.routes import include as include_dashboard
 
     include_dashboard(app)
+    openapi.install(app)
     return app
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from keyguard.api import errors
@@ -74,6 +75,16 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """A body that is not JSON at all (FastAPI's 400) is a bad body like any other: 422, audited."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        invalid = RequestValidationError([{"loc": ("body",), "msg": "not a valid JSON document", "type": "json"}])
+        return await _validation_error(request, invalid)
+    return errors.http_error(request, exc)
+
+
 def install(app: FastAPI) -> None:
     """Audit every request refused before its endpoint (after :func:`keyguard.api.errors.install`)."""
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

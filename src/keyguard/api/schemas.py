@@ -263,6 +263,24 @@ class AuditVerifyOut(BaseModel):
     checkpoint_checked: bool
 
 
+# ---------------------------------------------------------------- errors
+class ErrorDetail(BaseModel):
+    """Where a validation error is and what it is (never the value sent)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """Every refusal: ``error`` is a slug, ``reason`` names the state or the field."""
+
+    error: str
+    reason: str
+    hint: str | None = None
+    detail: list[ErrorDetail] | None = None
+
+
 class HealthOut(BaseModel):
     """``/healthz``."""
 
