@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
+from tests.api.conftest import TokenFactory, auth
 
 from keyguard.api import create_app
 from keyguard.api.metrics_access import load_access, parse_listen, start_listener
 from keyguard.errors import UsageError
 from keyguard.vault.principal import Principal
 from keyguard.vault.service import Vault
-from tests.api.conftest import TokenFactory, auth
 
 
 def _label_sets(prefix: str = "keyguard_") -> set[tuple[str, tuple[tuple[str, str], ...]]]:

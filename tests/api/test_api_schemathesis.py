@@ -82,9 +82,8 @@ def _run(operation: Any, mode: Any, headers: dict[str, str]) -> str | None:
 
 @pytest.mark.parametrize("mode", ["positive", "negative"])
 def test_api_conforms_to_its_openapi(live: dict[str, Any], mode: str) -> None:
-    from schemathesis.generation import GenerationMode
-
     from schemathesis.config import SchemathesisConfig
+    from schemathesis.generation import GenerationMode
 
     schema = schemathesis.openapi.from_asgi("/openapi.json", live["app"], config=SchemathesisConfig.from_str(CONFIG))
     headers = {"Authorization": f"Bearer {live['token']}"}

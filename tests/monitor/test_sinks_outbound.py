@@ -30,7 +30,9 @@ from .test_sinks import ALERT, _alert_row
 
 
 # ---------------------------------------------------------------- certificates
-def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, signer: Any, *, ca: bool) -> x509.Certificate:
+def _cert(
+    subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name, signer: Any, *, ca: bool
+) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder()
@@ -74,7 +76,9 @@ def _server_context(pki: dict[str, Path]) -> ssl.SSLContext:
 
 
 @contextmanager
-def smtp_server(*, starttls: ssl.SSLContext | None = None, implicit: ssl.SSLContext | None = None) -> Iterator[tuple[int, list[bytes]]]:
+def smtp_server(
+    *, starttls: ssl.SSLContext | None = None, implicit: ssl.SSLContext | None = None
+) -> Iterator[tuple[int, list[bytes]]]:
     """An aiosmtpd server on 127.0.0.1 offering STARTTLS, implicit TLS, or neither."""
     from aiosmtpd.controller import Controller
 
@@ -119,7 +123,10 @@ def test_smtp_requires_starttls(caplog: pytest.LogCaptureFixture) -> None:
             parse_sink(f"smtp://127.0.0.1:{port}?to=secops@example.org").send(ALERT)
         assert received == []
         with caplog.at_level(logging.WARNING):
-            for url in (f"smtp+insecure://127.0.0.1:{port}?to=a@example.org", f"smtp://127.0.0.1:{port}?to=a@example.org&tls=none"):
+            for url in (
+                f"smtp+insecure://127.0.0.1:{port}?to=a@example.org",
+                f"smtp://127.0.0.1:{port}?to=a@example.org&tls=none",
+            ):
                 parse_sink(url).send(ALERT)
     assert len(received) == 2
     assert sum("without TLS" in r.getMessage() for r in caplog.records) == 2

@@ -31,7 +31,7 @@ from fastapi import Request
 from keyguard.api.deps import get_principal
 from keyguard.errors import UsageError
 
-ENV_TOKEN = "KEYGUARD_METRICS_TOKEN"
+ENV_TOKEN = "KEYGUARD_METRICS_TOKEN"  # noqa: S105 - the variable's name, not a token
 
 
 def digest(token: str) -> bytes:
@@ -67,7 +67,9 @@ def _section(config_file: Path) -> dict[str, Any]:
     return section
 
 
-def load_access(config_file: Path | None, token: str | None = None, environ: dict[str, str] | None = None) -> MetricsAccess:
+def load_access(
+    config_file: Path | None, token: str | None = None, environ: dict[str, str] | None = None
+) -> MetricsAccess:
     """The metrics tokens from ``token``, ``KEYGUARD_METRICS_TOKEN`` and ``[metrics]`` of keyguard.toml."""
     env = os.environ if environ is None else environ
     digests: list[bytes] = []
@@ -123,5 +125,7 @@ def start_listener(address: str) -> Any:
     try:
         server, _thread = start_http_server(port, addr=host)
     except OSError as exc:
-        raise UsageError(f"cannot listen on {address}: {exc.strerror}", hint="choose another --metrics-listen") from None
+        raise UsageError(
+            f"cannot listen on {address}: {exc.strerror}", hint="choose another --metrics-listen"
+        ) from None
     return server
