@@ -186,3 +186,34 @@ def test_sink_references_tell_sinks_on_one_host_apart() -> None:
     b = parse_sink("slack+https://hooks.example/services/T/B/two-secret-value")
     assert a.name != b.name and a.name.startswith("slack+https://hooks.example/…#fp=")
     assert parse_sink("slack+https://hooks.example/services/T/B/one-secret-value").name == a.name
+
+
+def test_migration_0014_scrubs_webhook_paths_recorded_before(engine: Engine) -> None:
+    import importlib.util
+
+    from keyguard.store.db import MIGRATIONS_DIR
+
+    spec = importlib.util.spec_from_file_location("m0014", MIGRATIONS_DIR / "versions" / "0014_sink_references.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    alert = _alert_row(engine)
+    old_webhook = f"https://hooks.example/services/T0001/B0001/{SLACK_SECRET}"
+    old_names = [old_webhook, "splunk+https://hec.example:8088/services/collector/event", "syslog+udp://l:514"]
+    with engine.begin() as conn:
+        for name in old_names:
+            conn.execute(
+                AlertDelivery.__table__.insert().values(
+                    alert_id=alert["id"], sink=name, outcome="dead", attempts=4, error=f"{name}: HTTP 500",
+                    at=dt.datetime.now(dt.UTC),
+                )
+            )  # fmt: skip
+        assert module.scrub(conn) == 2
+        assert module.scrub(conn) == 0
+    with Session(engine) as session:
+        rows = {r.sink: r.error for r in session.execute(select(AlertDelivery)).scalars()}
+    assert not [s for s in rows if SLACK_SECRET in s or SLACK_SECRET in (rows[s] or "")]
+    # the sink of the same URL now has the very name the row was rewritten to (dead letters still match)
+    assert parse_sink(old_webhook).name in rows
+    assert parse_sink("splunk+https://tok@hec.example:8088").name in rows
+    assert "syslog+udp://l:514" in rows
