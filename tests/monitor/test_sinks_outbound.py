@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import logging
 import ssl
 from collections.abc import Iterator
@@ -217,3 +218,35 @@ def test_migration_0014_scrubs_webhook_paths_recorded_before(engine: Engine) -> 
     assert parse_sink(old_webhook).name in rows
     assert parse_sink("splunk+https://tok@hec.example:8088").name in rows
     assert "syslog+udp://l:514" in rows
+
+
+@pytest.mark.slow
+def test_cli_watch_and_alert_show_never_print_the_slack_url(
+    db_url: str,
+    engine: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from keyguard.cli.main import main
+
+    from .test_watch import append_audit
+
+    monkeypatch.setenv("KEYGUARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KEYGUARD_DATABASE_URL", db_url)
+    caplog.set_level(logging.DEBUG)
+    append_audit(engine, 1, 10)
+    with http_receiver(statuses=[500] * 10) as rx:
+        url = f"slack+{rx.url}/services/T0001/B0001/{SLACK_SECRET}"
+        assert main(["watch", "--once", "--sink", url]) == 1
+        assert main(["alert", "redeliver", "--sink", url, "--json"]) == 1
+    before = capsys.readouterr()
+    assert main(["alert", "list", "--json"]) == 0
+    (alert,) = json.loads(capsys.readouterr().out)
+    assert main(["alert", "show", str(alert["id"])]) == 0
+    assert main(["alert", "show", str(alert["id"]), "--json"]) == 0
+    printed = capsys.readouterr()
+    assert "dead" in printed.out
+    assert SLACK_SECRET not in before.out + before.err + printed.out + printed.err
+    assert not [r for r in caplog.records if SLACK_SECRET in r.getMessage()]
