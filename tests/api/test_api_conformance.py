@@ -95,3 +95,17 @@ def test_a_body_that_is_not_json_is_422_and_audited(as_admin: TestClient, events
     r = as_admin.post("/v1/keys", content=b"\xff\xfe{", headers={"Content-Type": "application/json"})
     assert r.status_code == 422 and r.json()["error"] == "invalid"
     assert any("422" in (e["reason"] or "") for e in events(op="request", result="denied"))
+
+
+def test_an_absurd_token_lifetime_is_422_not_500(as_admin: TestClient) -> None:
+    # found by schemathesis: a lifetime beyond timedelta's range overflowed into a 500
+    r = as_admin.post("/v1/clients/root/token", json={"ttl_seconds": 10**17})
+    assert r.status_code == 422 and r.json()["reason"].startswith("ttl_seconds: ")
+
+
+def test_body_fields_are_not_coerced(as_admin: TestClient, vault: Vault, admin: Principal) -> None:
+    # found by schemathesis: ``true`` was taken for a lifetime of one second, "2" for a version
+    vault.create_key(admin, "pay", "encrypt")
+    assert as_admin.post("/v1/clients/root/token", json={"ttl_seconds": True}).status_code == 422
+    assert as_admin.post("/v1/keys/pay/config", json={"min_decryption_version": "1"}).status_code == 422
+    assert as_admin.post("/v1/keys/pay/config", json={"min_decryption_version": 1}).status_code == 200

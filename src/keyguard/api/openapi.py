@@ -8,7 +8,8 @@ and the statuses follow from what an operation is:
   key state, second factor), 422 (a bad body or parameter, SPEC §6; unknown body
   fields included), 429 (too many wrong second-factor codes, with ``Retry-After``),
   503 (the audit log cannot be written: no record, no result);
-* with a path parameter: 404 (unknown key, client, incident);
+* with a path parameter, or a body that names keys or clients: 404 (unknown key,
+  client, incident);
 * every ``/v1`` POST, and the audit verification: 409 (exists already, a
   tampered ciphertext or invalid signature, a broken chain; exit code 5);
 * with a request body: 413 (the body is over the configured cap);
@@ -53,7 +54,7 @@ def statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
     if not path.startswith("/v1"):
         return set()
     found = {401, 403, 422, 429, 503}
-    if "{" in path:
+    if "{" in path or "requestBody" in operation:
         found.add(404)
     if method == "post" or path == "/v1/audit/verify":
         found.add(409)

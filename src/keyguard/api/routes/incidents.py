@@ -24,7 +24,7 @@ IncidentId = Annotated[int, Path(ge=1, le=MAX_ID)]
 class IncidentCreate(BaseModel):
     """``POST /v1/incidents``: the leaked keys (``NAME`` or ``NAME@VERSION``) and when they leaked."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     keys: list[str] = Field(min_length=1)
     exposed_at: str
@@ -39,7 +39,7 @@ class IncidentCreate(BaseModel):
 class RespondRequest(BaseModel):
     """``POST /v1/incidents/respond``: the whole playbook for the keys."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     keys: list[str] = Field(min_length=1)
     exposed_at: str
@@ -51,7 +51,7 @@ class RespondRequest(BaseModel):
 class StepRequest(BaseModel):
     """Options of the step endpoints."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     reversible: bool = False
     suspend_clients: bool = False
