@@ -20,7 +20,7 @@ from hypothesis.errors import Unsatisfiable  # noqa: E402
 
 pytestmark = pytest.mark.conformance
 
-MAX_EXAMPLES = 40
+MAX_EXAMPLES = 25
 # Schema-valid requests may still be refused by rules JSON Schema cannot state (a
 # ciphertext of another key, weak key material, a time out of range, an algorithm
 # of another purpose): those answer 422 like any bad input (SPEC §6).

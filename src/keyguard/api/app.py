@@ -94,7 +94,7 @@ def create_app(
                 vault.close()
 
     app = KeyguardAPI(
-        dependencies=[Depends(rejects.check_body_text)],
+        dependencies=[Depends(rejects.check_body_text), Depends(rejects.check_query)],
         title="keyguard",
         version=keyguard.__version__,
         description=DESCRIPTION,

@@ -63,8 +63,12 @@ def statuses(path: str, method: str, operation: dict[str, Any]) -> set[int]:
     return found
 
 
+BEARER = {"type": "http", "scheme": "bearer", "description": "`keyguard client token NAME` (or the metrics token)"}
+
+
 def _declare(spec: dict[str, Any]) -> dict[str, Any]:
-    components = spec.setdefault("components", {}).setdefault("schemas", {})
+    spec.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = BEARER
+    components = spec["components"].setdefault("schemas", {})
     for model in (schemas.ErrorOut, schemas.ErrorDetail):
         components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components[model.__name__].pop("$defs", None)
@@ -72,6 +76,8 @@ def _declare(spec: dict[str, Any]) -> dict[str, Any]:
         components.pop(name, None)
     for path, operations in spec.get("paths", {}).items():
         for method, operation in operations.items():
+            if path.startswith("/v1") or path == "/metrics":
+                operation["security"] = [{"bearer": []}]
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)  # FastAPI's own shape; keyguard answers ErrorOut
             for status in sorted(statuses(path, method, operation)):
