@@ -36,9 +36,11 @@ def test_serve_answers_and_refuses_a_missing_vault(tmp_path: Path) -> None:
     assert missing.stderr.startswith("keyguard: error: the vault is not initialised")
 
     assert _keyguard("init", "--root", "keyfile", "--json", env=env).returncode == 0
-    port = _free_port()
+    both = _keyguard("serve", "--workers", "2", "--metrics-listen", "127.0.0.1:9464", env=env)
+    assert both.returncode == 2 and "--metrics-listen" in both.stderr
+    port, metrics_port = _free_port(), _free_port()
     proc = subprocess.Popen(
-        [KEYGUARD, "serve", "--port", str(port)],
+        [KEYGUARD, "serve", "--port", str(port), "--metrics-listen", f"127.0.0.1:{metrics_port}"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -57,6 +59,9 @@ def test_serve_answers_and_refuses_a_missing_vault(tmp_path: Path) -> None:
         assert r.status_code == 200 and r.json()["status"] == "ok"
         assert "x-request-id" in r.headers
         assert httpx.get(f"http://127.0.0.1:{port}/v1/keys").status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 401
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+        assert scraped.status_code == 200 and 'keyguard_http_requests_total{method="GET"' in scraped.text
     finally:
         proc.terminate()
         proc.wait(timeout=10)

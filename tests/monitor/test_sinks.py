@@ -138,7 +138,7 @@ def test_smtp() -> None:
     controller = Controller(Handler(), hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        parse_sink(f"smtp://127.0.0.1:{port}?to=secops@example.org").send(ALERT)
+        parse_sink(f"smtp+insecure://127.0.0.1:{port}?to=secops@example.org").send(ALERT)  # plain relay
     finally:
         controller.stop()
     mail = message_from_bytes(received[0])

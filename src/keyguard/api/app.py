@@ -10,7 +10,7 @@ from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import keyguard
-from keyguard.api import errors, rejects
+from keyguard.api import errors, metrics_access, openapi, rejects
 from keyguard.api.auth import TokenCache
 from keyguard.api.deps import parse_networks
 from keyguard.api.fastpath import CryptoFastPath
@@ -61,6 +61,7 @@ def create_app(
     watch: bool = True,
     schedule: bool = False,
     jwt_config: JwtConfig | None = None,
+    metrics_token: str | None = None,
 ) -> FastAPI:
     """Build the API over ``vault`` (opened from ``settings`` when not given).
 
@@ -69,7 +70,9 @@ def create_app(
     runs while the app is up, so changes made by other processes or nodes drop
     this node's caches (containment on every node). With ``schedule``, the
     scheduler expires leases and rotates due keys (on one node of the cluster).
-    ``jwt_config`` defaults to ``[auth] jwt_*`` of keyguard.toml.
+    ``jwt_config`` defaults to ``[auth] jwt_*`` of keyguard.toml. ``metrics_token`` is
+    accepted on ``/metrics`` besides those of ``[metrics]`` and
+    ``KEYGUARD_METRICS_TOKEN`` (:mod:`keyguard.api.metrics_access`).
     """
     owned = vault is None
     if vault is None:
@@ -107,7 +110,7 @@ def create_app(
                 vault.close()
 
     app = KeyguardAPI(
-        dependencies=[Depends(rejects.check_body_text)],
+        dependencies=[Depends(rejects.check_body_text), Depends(rejects.check_query)],
         title="keyguard",
         version=keyguard.__version__,
         description=DESCRIPTION,
@@ -119,6 +122,8 @@ def create_app(
     app.state.token_cache = token_cache
     app.state.jwts = jwts
     app.state.trusted_proxies = parse_networks(trusted_proxies)
+    config_file = (settings or Settings.from_env()).config_file
+    app.state.metrics_access = metrics_access.load_access(config_file, metrics_token)
     errors.install(app)
     rejects.install(app)
     app.install_front()
@@ -127,6 +132,7 @@ def create_app(
     from keyguard.web.routes import include as include_dashboard
 
     include_dashboard(app)
+    openapi.install(app)
     return app
 
 

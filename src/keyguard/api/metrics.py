@@ -4,6 +4,11 @@ The middleware also gives every request an id: ``X-Request-Id`` when the caller
 sent a sane one, else a fresh one; it is echoed on the response and written to
 the audit event. Other modules' metrics (``keyguard.monitor.metrics``) live in
 the same default registry and are exposed by ``/metrics`` too.
+
+Every label is bounded whatever callers send: route *templates* (never raw
+paths), a fixed set of methods, status *classes* (``2xx`` … ``5xx``), and no key
+or client names. A label value an attacker can choose would grow the registry,
+and every scrape, without limit, and would publish names to whoever scrapes.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ except ImportError:  # pragma: no cover - depends on what else is installed
 
 REQUESTS = Counter(
     "keyguard_http_requests_total",
-    "HTTP requests by route, method and status",
+    "HTTP requests by route template, method and status class",
     ["route", "method", "status"],
 )
 LATENCY = Histogram(
@@ -34,9 +39,10 @@ LATENCY = Histogram(
 )
 VAULT_OPS = Counter(
     "keyguard_vault_operations_total",
-    "Vault operations through the API by operation, key and result",
-    ["op", "key", "result"],
+    "Vault operations through the API by operation and result",
+    ["op", "result"],
 )
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Route names that are vault operations on a key (the ``name`` path parameter).
@@ -60,6 +66,11 @@ VAULT_ROUTES = frozenset(
         "key.version",
     }
 )
+
+
+def status_class(status: int) -> str:
+    """``2xx`` … ``5xx`` (the label of a status: a bounded set)."""
+    return f"{min(max(status // 100, 1), 5)}xx"
 
 
 def result_of(status: int) -> str:
@@ -112,11 +123,8 @@ class RequestMiddleware:
         route: Any = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         op = getattr(route, "name", None)
-        key = ""
-        if op in VAULT_ROUTES and status not in (404, 422):
-            # Unknown or malformed names would grow the label set without bound.
-            key = str(scope.get("path_params", {}).get("name", ""))
-        request, latency, vault_op = _children(template, scope["method"], status, op, key)
+        method = scope["method"] if scope["method"] in METHODS else "other"
+        request, latency, vault_op = _children(template, method, status_class(status), op, result_of(status))
         request.inc()
         latency.observe(elapsed)
         if vault_op is not None:
@@ -124,18 +132,18 @@ class RequestMiddleware:
 
 
 _Children = tuple[Counter, Histogram, Counter | None]
-# (route, method, status, operation, key) -> the metrics' label children. ``labels()``
-# validates and looks its arguments up under a lock on every call; the children are
-# kept by the registry anyway, so remembering them adds no label set of its own.
-_CHILDREN: dict[tuple[str, str, int, str | None, str], _Children] = {}
+# (route, method, status class, operation, result) -> the metrics' label children.
+# ``labels()`` validates and looks its arguments up under a lock on every call; the
+# children are kept by the registry anyway, so remembering them adds no label set.
+_CHILDREN: dict[tuple[str, str, str, str | None, str], _Children] = {}
 
 
-def _children(template: str, method: str, status: int, op: str | None, key: str) -> _Children:
+def _children(template: str, method: str, status: str, op: str | None, result: str) -> _Children:
     """The label children of one request's metrics."""
-    label = (template, method, status, op, key)
+    label = (template, method, status, op, result)
     found = _CHILDREN.get(label)
     if found is None:
-        vault_op = VAULT_OPS.labels(op, key, result_of(status)) if op in VAULT_ROUTES else None
-        found = (REQUESTS.labels(template, method, str(status)), LATENCY.labels(template), vault_op)
+        vault_op = VAULT_OPS.labels(op, result) if op in VAULT_ROUTES else None
+        found = (REQUESTS.labels(template, method, status), LATENCY.labels(template), vault_op)
         _CHILDREN[label] = found
     return found

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from keyguard.api import errors
@@ -54,6 +55,43 @@ async def check_body_text(request: Request) -> None:
         raise RequestValidationError([{"loc": ("body",), "msg": _LONE_SURROGATE, "type": "unicode"}])
 
 
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _declared_query(route: Any) -> frozenset[str]:
+    """The query parameter names of a route and of its dependencies."""
+    found = _QUERY_NAMES.get(id(route))
+    if found is None:
+        names: set[str] = set()
+        pending = [getattr(route, "dependant", None)]
+        while pending:
+            dependant = pending.pop()
+            if dependant is None:
+                continue
+            names.update(str(p.alias) for p in dependant.query_params)
+            pending.extend(dependant.dependencies)
+        found = _QUERY_NAMES[id(route)] = frozenset(names)
+    return found
+
+
+async def check_query(request: Request) -> None:
+    """Refuse (422, audited) a query parameter an API operation does not declare, or a repeated one."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    if route is None or not getattr(route, "include_in_schema", False):
+        return  # the dashboard's pages and the documentation read their own parameters
+    unknown = sorted(set(request.query_params) - _declared_query(route))
+    if unknown:
+        loc = ("query", unknown[0][:64])
+        raise RequestValidationError([{"loc": loc, "msg": "unknown query parameter", "type": "extra_forbidden"}])
+    # Every parameter of the API is a single value: a repeated one would silently be its last.
+    repeated = sorted(k for k in set(request.query_params) if len(request.query_params.getlist(k)) > 1)
+    if repeated:
+        loc = ("query", repeated[0])
+        raise RequestValidationError([{"loc": loc, "msg": "given more than once", "type": "repeated"}])
+
+
 def _record(request: Request, reason: str) -> None:
     vault: Vault = request.app.state.vault
     caller = Principal(
@@ -74,6 +112,16 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """A body that is not JSON at all (FastAPI's 400) is a bad body like any other: 422, audited."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        invalid = RequestValidationError([{"loc": ("body",), "msg": "not a valid JSON document", "type": "json"}])
+        return await _validation_error(request, invalid)
+    return errors.http_error(request, exc)
+
+
 def install(app: FastAPI) -> None:
     """Audit every request refused before its endpoint (after :func:`keyguard.api.errors.install`)."""
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

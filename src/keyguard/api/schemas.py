@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from keyguard.config import MAX_VERSION
@@ -13,17 +14,25 @@ Purpose = Literal["encrypt", "sign", "mac"]
 Tier = Literal["high", "medium", "low"]
 Role = Literal["admin", "operator", "auditor", "service"]
 Context = dict[str, Any] | None
+# Names of keys and clients (SPEC §2), stated in the OpenAPI document so that clients
+# and schemathesis know them; the vault checks the same rule again.
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+# Standard or URL-safe base64, padding optional (a superset: the decoder is the judge).
+BASE64_PATTERN = r"^[A-Za-z0-9+/_-]*={0,2}$"
+KeyName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=64, description="a key name")]
+ClientName = Annotated[str, Path(pattern=NAME_PATTERN, max_length=64, description="a client name")]
+Base64 = Annotated[str, Field(pattern=BASE64_PATTERN)]
 
 
 class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # ---------------------------------------------------------------- keys
 class KeyCreate(_In):
     """``POST /v1/keys``."""
 
-    name: str = Field(max_length=64)
+    name: str = Field(max_length=64, pattern=NAME_PATTERN)
     purpose: Purpose
     algorithm: str | None = Field(default=None, max_length=24)
     tier: Tier = "medium"
@@ -35,7 +44,7 @@ class KeyCreate(_In):
 class KeyImport(_In):
     """``POST /v1/keys/{name}/import``: PEM, DER or JWK private keys; raw, hex or base64 secrets."""
 
-    material_b64: str
+    material_b64: Base64
     purpose: Purpose
     tier: Tier = "medium"
     algorithm: str | None = Field(default=None, max_length=24)
@@ -106,7 +115,7 @@ class PublicKeyOut(BaseModel):
 class EncryptIn(_In):
     """``POST /v1/keys/{name}/encrypt``."""
 
-    plaintext_b64: str
+    plaintext_b64: Base64
     context: Context = None
 
 
@@ -159,13 +168,13 @@ class DataKeyOut(BaseModel):
 class SignIn(_In):
     """``POST /v1/keys/{name}/sign``."""
 
-    message_b64: str
+    message_b64: Base64
 
 
 class SignOut(BaseModel):
     """A raw signature (or MAC), base64."""
 
-    signature_b64: str
+    signature_b64: Base64
     version: int
     key: str
 
@@ -173,8 +182,8 @@ class SignOut(BaseModel):
 class VerifyIn(_In):
     """``POST /v1/keys/{name}/verify``; an invalid signature answers 409 like exit code 5."""
 
-    message_b64: str
-    signature_b64: str
+    message_b64: Base64
+    signature_b64: Base64
     version: int | None = Field(default=None, ge=1, le=MAX_VERSION)
 
 
@@ -190,7 +199,7 @@ class VerifyOut(BaseModel):
 class ClientCreate(_In):
     """``POST /v1/clients``; grants are ``KEY:OP[,OP…]`` strings as on the command line."""
 
-    name: str = Field(max_length=64)
+    name: str = Field(max_length=64, pattern=NAME_PATTERN)
     role: Role
     grants: list[str] = Field(default_factory=list)
     references: list[str] = Field(default_factory=list)
@@ -218,7 +227,10 @@ class ClientStatusIn(_In):
 class TokenIn(_In):
     """``POST /v1/clients/{name}/token``."""
 
-    ttl_seconds: int | None = Field(default=None, ge=1, description="default 1 h; at most [auth] max_token_ttl")
+    # The upper bound keeps an absurd lifetime a 422 (it overflowed timedelta: a 500).
+    ttl_seconds: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="default 1 h; at most [auth] max_token_ttl"
+    )
 
 
 class TokenOut(BaseModel):
@@ -261,6 +273,24 @@ class AuditVerifyOut(BaseModel):
     last_id: int
     last_hash: str
     checkpoint_checked: bool
+
+
+# ---------------------------------------------------------------- errors
+class ErrorDetail(BaseModel):
+    """Where a validation error is and what it is (never the value sent)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """Every refusal: ``error`` is a slug, ``reason`` names the state or the field."""
+
+    error: str
+    reason: str
+    hint: str | None = None
+    detail: list[ErrorDetail] | None = None
 
 
 class HealthOut(BaseModel):

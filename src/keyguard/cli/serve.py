@@ -34,15 +34,27 @@ def serve(
     scheduler: bool = typer.Option(
         True, "--scheduler/--no-scheduler", help="Expire leases and rotate due keys (one node of a cluster)."
     ),
+    metrics_listen: str | None = typer.Option(
+        None,
+        "--metrics-listen",
+        help="Also serve /metrics without a token on HOST:PORT (e.g. 127.0.0.1:9464); single worker only.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Run the HTTP API, /metrics, /healthz and /.well-known/jwks.json."""
+    """Run the HTTP API, /metrics (token), /healthz and /.well-known/jwks.json."""
     import uvicorn
 
+    from keyguard.api import metrics_access
     from keyguard.api.app import app_from_env, create_app
     from keyguard.runtime import open_vault
 
     _check_proxies(trusted_proxy)
+    if metrics_listen is not None:
+        metrics_access.parse_listen(metrics_listen)
+        if workers > 1:
+            raise UsageError(
+                "--metrics-listen serves one process's metrics", hint="use it with --workers 1, or scrape /metrics"
+            )
     settings = Settings.from_env()
     # Open the vault first: a wrong root or a missing vault fails now, with its exit code.
     vault = open_vault(settings)
@@ -55,6 +67,8 @@ def serve(
         "openapi": f"{url}/openapi.json",
         "scheduler": scheduler,
     }
+    if metrics_listen is not None:
+        document["metrics"] = f"http://{metrics_listen}/metrics"
     emit(
         document,
         as_json,
@@ -75,9 +89,12 @@ def serve(
     }
     if workers == 1:
         app = create_app(settings, vault, trusted_proxies=trusted_proxy, schedule=scheduler)
+        listener = metrics_access.start_listener(metrics_listen) if metrics_listen is not None else None
         try:
             uvicorn.run(app, **common)  # type: ignore[arg-type]
         finally:
+            if listener is not None:
+                listener.shutdown()
             vault.close()
         return
     vault.close()

@@ -1,4 +1,8 @@
-"""Prometheus counters of the monitor (exposed by the API at ``/metrics``)."""
+"""Prometheus counters of the monitor (exposed by the API at ``/metrics``).
+
+Labels are bounded: imported events carry key names chosen by whoever wrote the
+log, so events are counted by result only (key names are not published).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,12 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter
 
-from keyguard.monitor.event import MonitorEvent
+from keyguard.monitor.event import RESULTS, MonitorEvent
 
 EVENTS = Counter(
     "keyguard_monitor_events_total",
-    "Events seen by the monitor, by key and result",
-    ["key", "result"],
+    "Events seen by the monitor, by result",
+    ["result"],
 )
 ALERTS = Counter("keyguard_alerts_total", "Alerts raised, by rule", ["rule"])
 DELIVERIES = Counter(
@@ -22,13 +26,21 @@ DELIVERIES = Counter(
 )
 
 
+def _result(result: str) -> str:
+    return result if result in RESULTS else "other"
+
+
 def count_events(events: Iterable[MonitorEvent]) -> None:
     """Add a batch of events to the events counter (tallied first: one call per label set)."""
-    tally = _Tally((ev.key or "", ev.result) for ev in events)
-    count_tally((key, result, n) for (key, result), n in tally.items())
+    tally = _Tally(_result(ev.result) for ev in events)
+    for result, n in tally.items():
+        EVENTS.labels(result=result).inc(n)
 
 
 def count_tally(tally: Iterable[tuple[str, str, int]]) -> None:
-    """Add ``(key, result, count)`` rows to the events counter."""
-    for key, result, n in tally:
-        EVENTS.labels(key=key, result=result).inc(n)
+    """Add ``(key, result, count)`` rows to the events counter (the key is not a label)."""
+    by_result = _Tally[str]()
+    for _key, result, n in tally:
+        by_result[_result(result)] += n
+    for result, n in by_result.items():
+        EVENTS.labels(result=result).inc(n)

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -35,7 +36,7 @@ _FIELDS = {
     "client_id": {"type": "string", "description": "the client's name (optional)"},
     "client_secret": {"type": "string", "description": "the client's kgt_ token"},
 }
-_SCHEMA = {"type": "object", "properties": _FIELDS}
+_SCHEMA = {"type": "object", "properties": _FIELDS, "additionalProperties": False}
 _OPENAPI = {
     "requestBody": {
         "content": {
@@ -68,6 +69,14 @@ def _fields(request: Request, body: bytes) -> dict[str, str]:
         document = dict(parse_qsl(text, keep_blank_values=True, max_num_fields=16))
     else:
         raise UsageError("unsupported content type", hint="send application/x-www-form-urlencoded or JSON")
+    if isinstance(document, dict) and set(document) - set(_FIELDS):
+        # the same refusal as the models' extra="forbid": an unknown field is an error, not ignored
+        raise RequestValidationError(
+            [
+                {"type": "extra_forbidden", "loc": ("body", name), "msg": "Extra inputs are not permitted"}
+                for name in sorted(set(document) - set(_FIELDS))
+            ]
+        )
     if not isinstance(document, dict) or not all(isinstance(v, str) for v in document.values()):
         raise UsageError("the token request holds string fields only", hint="grant_type, client_id, client_secret")
     return {str(k): v for k, v in document.items()}

@@ -41,7 +41,7 @@ def list_clients(clients: ClientsDep, principal: PrincipalDep) -> list[schemas.C
 
 
 @router.get("/{client}", name="client.read")
-def show_client(client: str, clients: ClientsDep, principal: PrincipalDep) -> schemas.ClientOut:
+def show_client(client: schemas.ClientName, clients: ClientsDep, principal: PrincipalDep) -> schemas.ClientOut:
     """One client."""
     with clients.vault.audited(principal, "client.read", None) as ctx:
         principal.require("client.read")
@@ -52,7 +52,7 @@ def show_client(client: str, clients: ClientsDep, principal: PrincipalDep) -> sc
 
 @router.post("/{client}/suspend", name="client.suspend")
 def suspend_client(
-    client: str,
+    client: schemas.ClientName,
     request: Request,
     clients: ClientsDep,
     principal: PrincipalDep,
@@ -66,7 +66,7 @@ def suspend_client(
 
 @router.post("/{client}/resume", name="client.resume")
 def resume_client(
-    client: str,
+    client: schemas.ClientName,
     request: Request,
     clients: ClientsDep,
     principal: PrincipalDep,
@@ -80,7 +80,7 @@ def resume_client(
 
 @router.post("/{client}/token", status_code=status.HTTP_201_CREATED, name="client.token")
 def issue_token(
-    client: str, clients: ClientsDep, principal: PrincipalDep, body: schemas.TokenIn | None = None
+    client: schemas.ClientName, clients: ClientsDep, principal: PrincipalDep, body: schemas.TokenIn | None = None
 ) -> schemas.TokenOut:
     """A new bearer token for the client, shown once (``keyguard client token``)."""
     ttl = timedelta(seconds=body.ttl_seconds) if body and body.ttl_seconds else None
@@ -89,7 +89,9 @@ def issue_token(
 
 
 @router.post("/{client}/revoke", name="client.revoke")
-def revoke_tokens(client: str, request: Request, clients: ClientsDep, principal: PrincipalDep) -> schemas.RevokeOut:
+def revoke_tokens(
+    client: schemas.ClientName, request: Request, clients: ClientsDep, principal: PrincipalDep
+) -> schemas.RevokeOut:
     """Revoke every token of the client."""
     count = clients.revoke_tokens(principal, client)
     _forget_tokens(request)

@@ -14,7 +14,9 @@ router = APIRouter(prefix="/v1/keys/{name}", tags=["crypto"])
 
 
 @router.post("/encrypt", name="encrypt")
-async def encrypt(name: str, body: schemas.EncryptIn, vault: VaultDep, principal: PrincipalDep) -> schemas.EncryptOut:
+async def encrypt(
+    name: schemas.KeyName, body: schemas.EncryptIn, vault: VaultDep, principal: PrincipalDep
+) -> schemas.EncryptOut:
     """Encrypt under the active version (``keyguard encrypt``)."""
     plaintext = b64decode(body.plaintext_b64, "plaintext_b64")
     ciphertext, version = await vault_call(vault, name, lambda: vault.encrypt(principal, name, plaintext, body.context))
@@ -22,7 +24,9 @@ async def encrypt(name: str, body: schemas.EncryptIn, vault: VaultDep, principal
 
 
 @router.post("/decrypt", name="decrypt")
-async def decrypt(name: str, body: schemas.DecryptIn, vault: VaultDep, principal: PrincipalDep) -> schemas.DecryptOut:
+async def decrypt(
+    name: schemas.KeyName, body: schemas.DecryptIn, vault: VaultDep, principal: PrincipalDep
+) -> schemas.DecryptOut:
     """Decrypt a ciphertext of this key (``keyguard decrypt``)."""
     same_key(name, envelope.parse(body.ciphertext).key)
     plaintext, key, version = await vault_call(
@@ -32,7 +36,9 @@ async def decrypt(name: str, body: schemas.DecryptIn, vault: VaultDep, principal
 
 
 @router.post("/rewrap", name="rewrap")
-async def rewrap(name: str, body: schemas.RewrapIn, vault: VaultDep, principal: PrincipalDep) -> schemas.RewrapOut:
+async def rewrap(
+    name: schemas.KeyName, body: schemas.RewrapIn, vault: VaultDep, principal: PrincipalDep
+) -> schemas.RewrapOut:
     """Re-encrypt under the active version without revealing the plaintext (``keyguard rewrap``)."""
     same_key(name, envelope.parse(body.ciphertext).key)
     ciphertext, version = await vault_call(vault, name, lambda: vault.rewrap(principal, body.ciphertext, body.context))
@@ -41,7 +47,7 @@ async def rewrap(name: str, body: schemas.RewrapIn, vault: VaultDep, principal: 
 
 @router.post("/data-key", name="data-key")
 async def data_key(
-    name: str, vault: VaultDep, principal: PrincipalDep, body: schemas.DataKeyIn | None = None
+    name: schemas.KeyName, vault: VaultDep, principal: PrincipalDep, body: schemas.DataKeyIn | None = None
 ) -> schemas.DataKeyOut:
     """A fresh data key, in clear and wrapped (``keyguard data-key``)."""
     context = body.context if body else None
@@ -50,7 +56,9 @@ async def data_key(
 
 
 @router.post("/sign", name="sign")
-async def sign(name: str, body: schemas.SignIn, vault: VaultDep, principal: PrincipalDep) -> schemas.SignOut:
+async def sign(
+    name: schemas.KeyName, body: schemas.SignIn, vault: VaultDep, principal: PrincipalDep
+) -> schemas.SignOut:
     """Sign (or MAC) with the active version (``keyguard sign``)."""
     message = b64decode(body.message_b64, "message_b64")
     signature, version = await vault_call(vault, name, lambda: vault.sign(principal, name, message))
@@ -58,7 +66,9 @@ async def sign(name: str, body: schemas.SignIn, vault: VaultDep, principal: Prin
 
 
 @router.post("/verify", name="verify")
-async def verify(name: str, body: schemas.VerifyIn, vault: VaultDep, principal: PrincipalDep) -> schemas.VerifyOut:
+async def verify(
+    name: schemas.KeyName, body: schemas.VerifyIn, vault: VaultDep, principal: PrincipalDep
+) -> schemas.VerifyOut:
     """Verify a signature; an invalid one answers 409 (``keyguard verify`` exits 5)."""
     message = b64decode(body.message_b64, "message_b64")
     signature = b64decode(body.signature_b64, "signature_b64")

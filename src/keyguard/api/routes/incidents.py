@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from keyguard.api.deps import PrincipalDep, VaultDep
 from keyguard.clock import parse_time
@@ -24,6 +24,8 @@ IncidentId = Annotated[int, Path(ge=1, le=MAX_ID)]
 class IncidentCreate(BaseModel):
     """``POST /v1/incidents``: the leaked keys (``NAME`` or ``NAME@VERSION``) and when they leaked."""
 
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     keys: list[str] = Field(min_length=1)
     exposed_at: str
     detected_at: str | None = None
@@ -37,6 +39,8 @@ class IncidentCreate(BaseModel):
 class RespondRequest(BaseModel):
     """``POST /v1/incidents/respond``: the whole playbook for the keys."""
 
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     keys: list[str] = Field(min_length=1)
     exposed_at: str
     jurisdictions: list[str] = []
@@ -46,6 +50,8 @@ class RespondRequest(BaseModel):
 
 class StepRequest(BaseModel):
     """Options of the step endpoints."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     reversible: bool = False
     suspend_clients: bool = False

@@ -48,7 +48,7 @@ def list_keys(vault: VaultDep, principal: PrincipalDep) -> list[schemas.KeyOut]:
 
 
 @router.get("/{name}", name="key.read")
-def show_key(name: str, vault: VaultDep, principal: PrincipalDep) -> schemas.KeyOut:
+def show_key(name: schemas.KeyName, vault: VaultDep, principal: PrincipalDep) -> schemas.KeyOut:
     """One key and its versions (``keyguard key show``)."""
     with vault.audited(principal, "key.read", name):
         principal.require("key.read", name)
@@ -57,7 +57,9 @@ def show_key(name: str, vault: VaultDep, principal: PrincipalDep) -> schemas.Key
 
 
 @router.post("/{name}/import", status_code=status.HTTP_201_CREATED, name="key.import")
-def import_key(name: str, body: schemas.KeyImport, vault: VaultDep, principal: PrincipalDep) -> schemas.KeyOut:
+def import_key(
+    name: schemas.KeyName, body: schemas.KeyImport, vault: VaultDep, principal: PrincipalDep
+) -> schemas.KeyOut:
     """Bring existing material under management (``keyguard key import``)."""
     material = b64decode(body.material_b64, "material_b64")
     info = vault.import_key(
@@ -75,7 +77,7 @@ def import_key(name: str, body: schemas.KeyImport, vault: VaultDep, principal: P
 
 @router.post("/{name}/rotate", name="key.rotate")
 def rotate_key(
-    name: str, vault: VaultDep, principal: PrincipalDep, body: schemas.KeyRotate | None = None
+    name: schemas.KeyName, vault: VaultDep, principal: PrincipalDep, body: schemas.KeyRotate | None = None
 ) -> schemas.KeyOut:
     """Add a new active version, optionally with another algorithm (``keyguard key rotate``)."""
     return key_out(vault.rotate(principal, name, body.algorithm if body else None))
@@ -83,7 +85,7 @@ def rotate_key(
 
 @router.post("/{name}/versions/{version}/{action}", name="key.version")
 def change_version(
-    name: str,
+    name: schemas.KeyName,
     version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
     action: Literal["disable", "enable", "compromise", "destroy"],
     vault: VaultDep,
@@ -96,7 +98,9 @@ def change_version(
 
 
 @router.post("/{name}/config", name="key.config")
-def configure_key(name: str, body: schemas.KeyConfig, vault: VaultDep, principal: PrincipalDep) -> schemas.KeyOut:
+def configure_key(
+    name: schemas.KeyName, body: schemas.KeyConfig, vault: VaultDep, principal: PrincipalDep
+) -> schemas.KeyOut:
     """Set ``min_decryption_version``."""
     return key_out(vault.set_min_decryption_version(principal, name, body.min_decryption_version))
 
@@ -108,7 +112,7 @@ def configure_key(name: str, body: schemas.KeyConfig, vault: VaultDep, principal
     responses={200: {"description": "PEM document ({key, version, algorithm, pem}) or a JWK"}},
 )
 def public_key(
-    name: str,
+    name: schemas.KeyName,
     vault: VaultDep,
     principal: PrincipalDep,
     format: Literal["pem", "jwk"] = "pem",  # noqa: A002 - the query parameter's public name

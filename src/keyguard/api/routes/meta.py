@@ -1,4 +1,4 @@
-"""Unauthenticated endpoints: ``/healthz``, ``/metrics``, ``/.well-known/jwks.json``."""
+"""Service endpoints: ``/healthz`` and ``/.well-known/jwks.json`` (public), ``/metrics`` (token)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select, text
 from starlette.concurrency import run_in_threadpool
 
-from keyguard.api import schemas
+from keyguard.api import metrics_access, schemas
 from keyguard.api.deps import VaultDep
 from keyguard.crypto.publickeys import to_jwk
 from keyguard.errors import KeyguardError
@@ -32,9 +32,15 @@ def health(vault: VaultDep, response: Response) -> schemas.HealthOut:
     return schemas.HealthOut(status="ok", database=vault.engine.dialect.name)
 
 
-@router.get("/metrics", name="metrics", response_class=Response)
-async def metrics() -> Response:
-    """Prometheus text exposition."""
+@router.get(
+    "/metrics",
+    name="metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition; needs the metrics token or a client token that may read the audit log."""
+    await metrics_access.authorize(request)
     return Response(await run_in_threadpool(generate_latest), media_type=CONTENT_TYPE_LATEST)
 
 

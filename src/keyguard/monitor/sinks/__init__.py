@@ -23,7 +23,7 @@ def parse_sink(url: str, *, webhook_secret: str | None = None) -> Sink:
             return SplunkSink(url)
         if scheme in ("elasticsearch+http", "elasticsearch+https"):
             return ElasticsearchSink(url)
-        if scheme in ("smtp", "smtps"):
+        if scheme in ("smtp", "smtps", "smtp+insecure"):
             return SmtpSink(url)
     except SinkError as exc:
         raise UsageError(f"invalid sink {redact_url(url)}: {exc.message}") from None
@@ -31,7 +31,7 @@ def parse_sink(url: str, *, webhook_secret: str | None = None) -> Sink:
         raise UsageError(f"invalid sink {redact_url(url)}") from None
     raise UsageError(
         f"unknown sink scheme {scheme!r}",
-        hint="http(s), slack+https, syslog+udp/tcp, splunk+https, elasticsearch+http(s), smtp",
+        hint="http(s), slack+https, syslog+udp/tcp, splunk+https, elasticsearch+http(s), smtp, smtps, smtp+insecure",
     )
 
 

@@ -1,7 +1,17 @@
-"""What every sink shares: the Sink protocol, errors, URL redaction, alert text."""
+"""What every sink shares: the Sink protocol, errors, URL redaction, alert text.
+
+A sink URL often *is* a credential: a Slack or chat webhook's path is its
+secret, a Splunk token sits in the user part, a webhook secret in the fragment.
+Whatever is logged, raised or stored (``alert_deliveries.sink``, ``alert show``)
+names a sink by its *reference*: scheme, host and port, ``/…`` for a path,
+and a fingerprint of the whole URL so that two sinks on one host stay apart.
+The fingerprint is a truncated SHA-256 of a URL whose secret part has at least
+a hundred random bits, so it cannot be turned back into the URL.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -21,13 +31,32 @@ class Sink(Protocol):
     def send(self, alert: dict[str, Any]) -> None: ...
 
 
-def redact_url(url: str) -> str:
-    """``scheme://host:port/path`` without user info, query or fragment."""
+def _netloc(url: str) -> tuple[str, str, str]:
     parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}"
+    if port:
+        host = f"{host}:{port}"
+    return parts.scheme, host, parts.path
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host:port`` and ``/…`` for a path: no user info, path, query or fragment."""
+    scheme, host, path = _netloc(url)
+    return f"{scheme}://{host}{'/…' if path.strip('/') else ''}"
+
+
+def fingerprint(url: str) -> str:
+    """12 hex digits of SHA-256 over the whole URL (tells sinks apart, reveals nothing)."""
+    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
+
+
+def reference(url: str) -> str:
+    """The name a sink is logged and recorded under: ``scheme://host:port/…#fp=<fingerprint>``."""
+    return f"{redact_url(url)}#fp={fingerprint(url)}"
 
 
 def alert_text(alert: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import time
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
@@ -12,11 +13,24 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 import httpx
 import orjson
 
-from keyguard.monitor.sinks.base import SinkError, alert_text, redact_url
+from keyguard.monitor.sinks.base import SinkError, alert_text, redact_url, reference
 
 SIGNATURE_HEADER = "X-Keyguard-Signature"
 TIMESTAMP_HEADER = "X-Keyguard-Timestamp"
 TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+
+
+class _RedactUrls(logging.Filter):
+    """httpx logs every request's full URL at INFO; a webhook's URL is its secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+if not any(isinstance(f, _RedactUrls) for f in logging.getLogger("httpx").filters):
+    logging.getLogger("httpx").addFilter(_RedactUrls())
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -29,13 +43,20 @@ class _HttpSink:
     kind = "http"
 
     def __init__(self, url: str, *, verify: bool = True) -> None:
-        self.name = redact_url(url)
+        self.name = reference(url)
+        try:
+            parsed = httpx.URL(url)
+            _ = urlsplit(url).port
+        except (ValueError, httpx.InvalidURL):
+            raise SinkError("not a valid URL") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise SinkError("not a valid http(s) URL")
         self._client = httpx.Client(timeout=TIMEOUT, verify=verify)
 
     def _post(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         try:
             response = self._client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise SinkError(f"{self.name}: {type(exc).__name__}") from None
         if response.status_code >= 300:
             raise SinkError(f"{self.name}: HTTP {response.status_code}")
@@ -74,6 +95,7 @@ class SlackSink(_HttpSink):
     def __init__(self, url: str) -> None:
         self._url = url.removeprefix("slack+")
         super().__init__(self._url)
+        self.name = "slack+" + reference(self._url)
 
     def send(self, alert: dict[str, Any]) -> None:
         """Deliver one alert as a chat message."""
@@ -98,7 +120,7 @@ class SplunkSink(_HttpSink):
         verify = parse_qs(parts.query).get("verify", ["true"])[0] != "false"
         self._url = urlunsplit((parts.scheme, netloc, path, "", ""))
         super().__init__(self._url, verify=verify)
-        self.name = f"splunk+{redact_url(self._url)}"
+        self.name = f"splunk+{reference(self._url)}"
 
     def send(self, alert: dict[str, Any]) -> None:
         """Deliver one alert as a HEC event."""
