@@ -14,6 +14,7 @@ from keyguard.api import errors, rejects
 from keyguard.api.auth import TokenCache
 from keyguard.api.deps import parse_networks
 from keyguard.api.fastpath import CryptoFastPath
+from keyguard.api.gate import DEFAULT_MAX_BODY, BodyGate, load_max_body
 from keyguard.api.metrics import RequestMiddleware
 from keyguard.api.routes import audit, clients, crypto, incidents, keys, meta
 from keyguard.audit.push import CheckpointPusher, load_config
@@ -38,10 +39,11 @@ class KeyguardAPI(FastAPI):
     """
 
     _front: ASGIApp | None = None
+    max_body: int = DEFAULT_MAX_BODY
 
     def install_front(self) -> None:
         """Put the request-id/metrics middleware and the fast lane in front of the app."""
-        self._front = RequestMiddleware(CryptoFastPath(super().__call__, api=self))
+        self._front = RequestMiddleware(BodyGate(CryptoFastPath(super().__call__, api=self), self, self.max_body))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._front is None or scope["type"] != "http":
@@ -101,6 +103,7 @@ def create_app(
     app.state.clients = service
     app.state.token_cache = token_cache
     app.state.trusted_proxies = parse_networks(trusted_proxies)
+    app.max_body = load_max_body((settings or Settings.from_env()).config_file)
     errors.install(app)
     rejects.install(app)
     app.install_front()
