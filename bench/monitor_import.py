@@ -1,11 +1,12 @@
 """Bench: import + detection throughput on a 1,000,000-event CloudTrail file.
 
-    .venv/bin/python bench/monitor_import.py [--events 1000000] [--db URL] [--form lines|records]
+    .venv/bin/python bench/monitor_import.py [--events 1000000] [--rounds 3] [--backends sqlite,postgresql]
 
 Generates a CloudTrail file (``lines``: one record per line; ``records``: one
 ``{"Records": [...]}`` document), times DuckDB's ``read_json`` over it as the
 parsing anchor, then ``keyguard audit import --format cloudtrail`` in-process
-(parse, de-duplicate, bulk insert, detection) into a fresh database.
+(parse, de-duplicate, bulk insert, detection) into a fresh database of each backend,
+for each round; prints min / median / max and peak memory.
 """
 
 from __future__ import annotations
@@ -13,12 +14,18 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
+import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import orjson
 
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 KMS_OPS = ["Decrypt"] * 6 + ["Encrypt"] * 2 + ["GenerateDataKey", "Sign"]
 IAM_OPS = ["GetObject", "PutObject", "ListBuckets", "DescribeInstances"]
 
@@ -105,17 +112,55 @@ def duckdb_anchor(path: Path, form: str) -> tuple[float, int]:
     return time.perf_counter() - started, int(count)
 
 
+def import_once(url: str, path: Path, detect: bool) -> tuple[float, Any]:
+    """Seconds and stats of one import (+ detection) into a fresh, migrated database at ``url``."""
+    from keyguard.monitor.ingest import import_target
+    from keyguard.store.db import create_db_engine, migrate
+
+    engine = create_db_engine(url)
+    migrate(engine)
+    try:
+        started = time.perf_counter()
+        stats = import_target(engine, str(path), "cloudtrail", detect=detect)
+        return time.perf_counter() - started, stats
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str | None]:
+    """A fresh PostgreSQL database URL (dropped after), or None when the server is unreachable."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except Exception:  # noqa: BLE001 - no server: the PostgreSQL figure is skipped
+        yield None
+        return
+    name = f"kg_bench_import_{os.getpid()}_{time.monotonic_ns()}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def spread(values: list[float]) -> str:
+    return f"{min(values):,.0f} / {statistics.median(values):,.0f} / {max(values):,.0f}"
+
+
 def main() -> None:
     """Run the bench and print the figures."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--form", choices=["lines", "records"], default="lines")
-    parser.add_argument("--db", default=None, help="database URL (default: SQLite in a temp dir)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql")
     parser.add_argument("--no-detect", action="store_true")
     args = parser.parse_args()
-
-    from keyguard.monitor.ingest import import_target
-    from keyguard.store.db import create_db_engine, migrate
+    detect = not args.no_detect
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"cloudtrail.{'jsonl' if args.form == 'lines' else 'json'}"
@@ -126,26 +171,34 @@ def main() -> None:
             f"generated {args.events:,} CloudTrail records ({args.form}), {size / 1e6:.0f} MB "
             f"in {time.perf_counter() - started:.1f} s"
         )
-
-        seconds, count = duckdb_anchor(path, args.form)
-        print(f"duckdb read_json (anchor): {count:,} events in {seconds:.2f} s = {count / seconds:,.0f} events/s")
-
-        url = args.db or f"sqlite:///{tmp}/bench.db"
-        engine = create_db_engine(url)
-        migrate(engine)
-        started = time.perf_counter()
-        stats = import_target(engine, str(path), "cloudtrail", detect=not args.no_detect)
-        seconds = time.perf_counter() - started
-        print(
-            f"keyguard import{'' if args.no_detect else ' + detect'} ({engine.dialect.name}): "
-            f"{stats.imported:,} imported, {stats.rejected} rejected, {stats.alerts} alerts "
-            f"in {seconds:.2f} s = {stats.read / seconds:,.0f} events/s"
-        )
-        started = time.perf_counter()
-        again = import_target(engine, str(path), "cloudtrail", detect=not args.no_detect)
-        seconds = time.perf_counter() - started
-        print(f"re-import: {again.imported} imported, {again.duplicates:,} duplicates in {seconds:.2f} s")
-        engine.dispose()
+        rates: dict[str, list[float]] = {"duckdb read_json (anchor)": []}
+        for n in range(1, args.rounds + 1):
+            seconds, count = duckdb_anchor(path, args.form)
+            rates["duckdb read_json (anchor)"].append(count / seconds)
+            for backend in backends:
+                if backend == "sqlite":
+                    seconds, stats = import_once(f"sqlite:///{tmp}/bench-{n}.db", path, detect)
+                    Path(f"{tmp}/bench-{n}.db").unlink()
+                else:
+                    with postgres_database() as url:
+                        if url is None:
+                            print("PostgreSQL unreachable at 127.0.0.1:5432: skipped")
+                            continue
+                        seconds, stats = import_once(url, path, detect)
+                rates.setdefault(backend, []).append(stats.read / seconds)
+                print(
+                    f"round {n} {backend}: {stats.imported:,} imported, {stats.rejected} rejected, "
+                    f"{stats.alerts} alerts in {seconds:.2f} s = {stats.read / seconds:,.0f} events/s"
+                )
+        what = "import + detection" if detect else "import"
+        print(f"{what} of {args.events:,} CloudTrail events, events/s min / median / max:")
+        anchor = min(rates["duckdb read_json (anchor)"])
+        for name, values in rates.items():
+            ratio = "" if name.startswith("duckdb") else f"  (min / DuckDB's min: {min(values) / anchor:.2f})"
+            print(f"  {name:<28}{spread(values)}{ratio}")
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"peak RSS: this process {own:,.0f} MB, largest child (detection) {children:,.0f} MB")
         if os.environ.get("KEEP"):
             print(path)
 

@@ -65,3 +65,12 @@ def test_serve_answers_and_refuses_a_missing_vault(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_serve_uses_every_core_by_default() -> None:
+    from keyguard.cli.serve import default_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert default_workers("keyfile", {}) == cores
+    assert default_workers("passphrase", {"KEYGUARD_PASSPHRASE": "x"}) == cores
+    assert default_workers("passphrase", {}) == 1  # a typed passphrase cannot be asked for again by each worker

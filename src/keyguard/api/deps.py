@@ -75,6 +75,16 @@ async def get_clients(request: Request) -> ClientService:
 
 async def get_principal(request: Request) -> Principal:
     """The authenticated caller (bearer token); refusals are audited."""
+    return await authenticate_request(request)
+
+
+async def authenticate_request(request: Request, *, second_factor: bool = True) -> Principal:
+    """The caller of ``request`` from its headers alone (no body is read); refusals are audited.
+
+    Without ``second_factor`` an ``X-Keyguard-OTP`` header is left for the route
+    (a TOTP code is accepted once only): the front door checks the bearer token
+    before it reads a body, and the route checks the second factor as usual.
+    """
     cache: TokenCache = request.app.state.token_cache
     source_ip = client_ip(request)
     user_agent = request.headers.get("user-agent")
@@ -84,7 +94,7 @@ async def get_principal(request: Request) -> Principal:
         await _audit_refusal(request, source_ip, user_agent, rid, "no bearer token")
         raise AuthenticationError("authentication required", hint="send Authorization: Bearer <token>")
     bearer = token.strip()
-    otp = request.headers.get("x-keyguard-otp")
+    otp = request.headers.get("x-keyguard-otp") if second_factor else None
     if not otp:
         cached = cache.authenticate_cached(bearer, source_ip, user_agent, rid)
         if cached is not None:

@@ -2,9 +2,9 @@
 
 Most of a request's CPU went to the framework (routing, dependency injection,
 model validation), not to the vault. This ASGI middleware answers the common
-case itself — a well-formed JSON body, a valid bearer token (from the token
-cache, or looked up as the routes do), a symmetric key already in the
-vault's cache, no proxy headers to interpret, no second factor — with the
+case itself — a well-formed JSON body, a caller the gate in front
+(:mod:`keyguard.api.gate`) authenticated before reading the body, a symmetric
+key already in the vault's cache, no second factor — with the
 same vault calls, the same audit records, the same status codes and the
 same response bodies as the routes.
 Anything else (and every error that is not a domain error) goes to FastAPI
@@ -18,18 +18,18 @@ import re
 from typing import Any
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyguard.api.calls import vault_call
 from keyguard.api.convert import b64decode
 from keyguard.api.errors import error_body, status_of
+from keyguard.api.gate import MAX_CIPHERTEXT, PRINCIPAL
 from keyguard.crypto import envelope
 from keyguard.errors import KeyguardError, UsageError
+from keyguard.vault.principal import Principal
 
 _PATH = re.compile(r"^/v1/keys/([a-z0-9][a-z0-9._-]{0,63})/(encrypt|decrypt)$")
 _FIELDS = {"encrypt": ("plaintext_b64", "context"), "decrypt": ("ciphertext", "context")}
-_MAX_CIPHERTEXT = 16 * 1024 * 1024
 _JSON = [(b"content-type", b"application/json")]
 
 
@@ -49,58 +49,37 @@ class CryptoFastPath:
         return self._routes.get(op)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = _PATH.match(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if match is None:
+        match = _PATH.match(scope["path"]) if scope["method"] == "POST" else None
+        principal = scope.get(PRINCIPAL) if match is not None else None
+        if match is None or principal is None:
             await self.app(scope, receive, send)
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        data = bytes(body)
+        # The gate in front authenticated the caller and read the (capped) body: one message.
+        message = await receive()
+        data: bytes = message.get("body", b"")
         replayed = False
 
         async def replay() -> Message:
             nonlocal replayed
             if replayed:
-                return {"type": "http.disconnect"}
+                return await receive()
             replayed = True
             return {"type": "http.request", "body": data, "more_body": False}
 
-        handled = await self._try(scope, send, match.group(1), match.group(2), data)
+        handled = await self._try(scope, send, match.group(1), match.group(2), data, principal)
         if not handled:
             await self.app(scope, replay, send)
 
-    async def _try(self, scope: Scope, send: Send, name: str, op: str, data: bytes) -> bool:
-        headers: dict[bytes, bytes] = dict(scope["headers"])
-        if self.state.trusted_proxies or b"x-keyguard-otp" in headers:
-            return False
-        scheme, _, token = headers.get(b"authorization", b"").decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return False
+    async def _try(self, scope: Scope, send: Send, name: str, op: str, data: bytes, principal: Principal) -> bool:
+        for header, _value in scope["headers"]:
+            if header == b"x-keyguard-otp":
+                return False  # the route checks the second factor
         request = _parse(data, op)
         if request is None:
             return False
         vault = self.state.vault
         if vault.cached_key_info(name) is None:
             return False
-        client = scope.get("client")
-        user_agent = headers.get(b"user-agent")
-        bearer = token.strip()
-        source_ip = client[0] if client else None
-        agent = user_agent.decode("latin-1") if user_agent is not None else None
-        rid = str(scope.get("keyguard.request_id", ""))
-        cache = self.state.token_cache
-        principal = cache.authenticate_cached(bearer, source_ip, agent, rid)
-        if principal is None:
-            # The cache expires every token_ttl: look the token up as get_principal does,
-            # rather than send this request down the whole framework.
-            try:
-                principal = await run_in_threadpool(cache.authenticate, bearer, source_ip, agent, rid)
-            except Exception:  # noqa: BLE001 - refusals (audited, 401/403) and failures: the route answers
-                return False
         scope["path_params"] = {"name": name}
         scope["route"] = self._route(op)
         try:
@@ -137,7 +116,7 @@ def _parse(data: bytes, op: str) -> tuple[Any, dict[str, Any] | None] | None:
     if not isinstance(first, str) or not (context is None or isinstance(context, dict)):
         return None
     if op == "decrypt":
-        return (first, context) if len(first) <= _MAX_CIPHERTEXT else None
+        return (first, context) if len(first) <= MAX_CIPHERTEXT else None
     try:
         return b64decode(first, "plaintext_b64"), context
     except UsageError:

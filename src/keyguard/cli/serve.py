@@ -1,14 +1,26 @@
-"""``keyguard serve``: the HTTP API (SPEC §6) under uvicorn (uvloop + httptools)."""
+"""``keyguard serve``: the HTTP API (SPEC §6) under uvicorn (uvloop + httptools).
+
+By default it runs one worker process per core, as OpenBao uses every core: the
+audit chain stays single-writer across them (each batch takes an flock beside a
+SQLite database, or the head row ``FOR UPDATE`` on PostgreSQL, and extends the
+chain from the head it read, in one transaction), and a change made through one
+worker reaches the others' caches through the state watcher. A passphrase root
+typed at a prompt runs one worker (the workers could not ask for it again).
+"""
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import typer
 
 from keyguard.cli.output import JsonOption, console, emit
 from keyguard.config import Settings
 from keyguard.errors import UsageError
+
+if TYPE_CHECKING:
+    from keyguard.vault.service import Vault
 
 
 def _check_proxies(proxies: list[str]) -> None:
@@ -20,10 +32,34 @@ def _check_proxies(proxies: list[str]) -> None:
         raise UsageError(f"invalid --trusted-proxy: {exc}", hint="an address or CIDR like 10.0.0.0/8") from None
 
 
+def default_workers(root_kind: str, environ: dict[str, str] | None = None) -> int:
+    """One worker per usable core; one when the root is a passphrase that was typed (not in the environment)."""
+    env = os.environ if environ is None else environ
+    if root_kind == "passphrase" and not env.get("KEYGUARD_PASSPHRASE"):
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 64))
+
+
+def _root_kind(vault: Vault) -> str:
+    from sqlalchemy import select
+
+    from keyguard.store.tables import RootKey
+
+    with vault.engine.connect() as conn:
+        kind = conn.execute(select(RootKey.root_kind).order_by(RootKey.generation.desc()).limit(1)).scalar()
+    return str(kind or "")
+
+
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8787, "--port", min=1, max=65535, help="TCP port."),
-    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, max=64, help="Worker processes (default: one per core)."
+    ),
     trusted_proxy: list[str] = typer.Option(  # noqa: B008
         [],
         "--trusted-proxy",
@@ -51,13 +87,17 @@ def serve(
     _check_proxies(trusted_proxy)
     if metrics_listen is not None:
         metrics_access.parse_listen(metrics_listen)
-        if workers > 1:
+        if workers is None:
+            workers = 1  # the separate listener serves this process's metrics
+        elif workers > 1:
             raise UsageError(
                 "--metrics-listen serves one process's metrics", hint="use it with --workers 1, or scrape /metrics"
             )
     settings = Settings.from_env()
     # Open the vault first: a wrong root or a missing vault fails now, with its exit code.
     vault = open_vault(settings)
+    if workers is None:
+        workers = default_workers(_root_kind(vault))
     database = vault.engine.dialect.name
     url = f"http://{host}:{port}"
     document = {

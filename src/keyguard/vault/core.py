@@ -6,6 +6,15 @@ the change is also announced with ``NOTIFY keyguard_state`` so that every API
 node drops its cache within milliseconds; a background watcher on SQLite polls
 the counter (a single row) instead of reading key state on every request.
 
+Containment across nodes is the time from a change's commit to the other
+nodes refusing. The notification names what changed: ``key:NAME`` for a key,
+``key:NAME:VERSION:STATE`` for a version that was blocked (disabled,
+compromised, destroyed). A node applies a block to its cached entry at once,
+without a database read (a payload can only ever make the cache stricter:
+anything else is read back from the database), then reloads the key on the
+watcher's thread; its token cache stays (no principal changed). A load that
+raced an invalidation is never cached (the cache's generation moved on).
+
 The key-management, crypto-operation and import mixins build on :class:`VaultCore`;
 :class:`keyguard.vault.service.Vault` composes them.
 """
@@ -38,7 +47,7 @@ from keyguard.errors import (
 from keyguard.store.db import write_tx
 from keyguard.store.tables import Key, KeyVersion, RootKey, VaultCounter, VaultSecret
 from keyguard.vault.barrier import Barrier, chain_open, open_barrier
-from keyguard.vault.lifecycle import VersionState
+from keyguard.vault.lifecycle import BLOCKED, VersionState
 from keyguard.vault.model import KeyInfo, VersionInfo, aware, check_name, sealed_aad
 from keyguard.vault.principal import Principal
 from keyguard.vault.roots import RootOfTrust
@@ -58,6 +67,7 @@ class VaultCore:
         self.audit = AuditLog(engine, self._secrets["audit-checkpoint"])
         self._cache: dict[str, KeyInfo] = {}
         self._cache_lock = threading.Lock()
+        self._cache_generation = 0  # moves on at every invalidation: a load that raced one is not cached
         self._state_seen = -1
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
@@ -124,8 +134,13 @@ class VaultCore:
         """Vault-internal key that authenticates the audit chain's head."""
         return self._secrets["audit-checkpoint"]
 
-    def start_watcher(self, interval: float = 0.1) -> None:
-        """Keep the state cache fresh across processes and nodes (serve mode)."""
+    def start_watcher(self, interval: float = 0.005) -> None:
+        """Keep the state cache fresh across processes and nodes (serve mode).
+
+        On SQLite the state counter is polled every ``interval`` (one single-row read
+        on a connection kept for it: ~20 µs); on PostgreSQL ``interval`` is only the
+        pause before reconnecting the listener.
+        """
         if self._watcher is not None:
             return
         target = self._listen if self.engine.dialect.name == "postgresql" else self._poll
@@ -137,11 +152,27 @@ class VaultCore:
         self._stop.set()
 
     def _poll(self, interval: float) -> None:
+        raw: Any = None
         while not self._stop.wait(interval):
             try:
-                self._refresh_if_changed()
-            except Exception:  # noqa: BLE001,S112 - keep watching; the next poll retries
-                continue
+                if raw is None:
+                    raw = self.engine.raw_connection()
+                cursor = raw.cursor()
+                try:
+                    cursor.execute("SELECT value FROM vault_counters WHERE name = 'state'")
+                    rows = cursor.fetchall()  # exhausted at once: no read snapshot stays open
+                finally:
+                    cursor.close()
+                raw.rollback()
+                if rows and rows[0][0] != self._state_seen:
+                    self._state_seen = rows[0][0]
+                    self._reload(self._invalidate())
+            except Exception:  # noqa: BLE001 - keep watching on a fresh connection; the next poll retries
+                if raw is not None:
+                    raw.close()
+                raw = None
+        if raw is not None:
+            raw.close()
 
     def _listen(self, interval: float) -> None:
         import psycopg
@@ -151,12 +182,13 @@ class VaultCore:
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute("LISTEN keyguard_state")
-                    self._invalidate()
-                    for _ in conn.notifies(timeout=1.0, stop_after=None):
-                        self._invalidate()
-                        if self._stop.is_set():
-                            return
-                    # timeout: loop to re-check the stop flag; the connection is re-used next turn
+                    self._invalidate()  # what changed while no one listened
+                    while not self._stop.is_set():
+                        # The timeout only re-checks the stop flag: the connection (and LISTEN) stays.
+                        for note in conn.notifies(timeout=1.0, stop_after=None):
+                            self._notified(note.payload)
+                            if self._stop.is_set():
+                                return
             except Exception:  # noqa: BLE001 - reconnect after a pause, dropping the cache
                 self._invalidate()
                 self._stop.wait(interval)
@@ -168,16 +200,63 @@ class VaultCore:
             self._state_seen = value
             self._invalidate()
 
-    def _invalidate(self) -> None:
+    def _notified(self, payload: str) -> None:
+        """A change committed elsewhere: apply or drop what it touched, then reload it (watcher thread)."""
+        kind, _, rest = payload.partition(":")
+        if kind != "key":
+            self._reload(self._invalidate())
+            return
+        name, _, change = rest.partition(":")
         with self._cache_lock:
+            self._cache_generation += 1
+            info = self._cache.get(name)
+            if info is None:
+                return
+            if not self._block(info, change):
+                del self._cache[name]  # the next request reads it, unless the reload below is first
+        self._reload([name])
+
+    @staticmethod
+    def _block(info: KeyInfo, change: str) -> bool:
+        """Apply ``VERSION:STATE`` to the cached ``info`` if it blocks the version; False when it does not."""
+        number, _, state = change.partition(":")
+        v = info.versions.get(int(number)) if number.isdigit() else None
+        if v is None or state not in BLOCKED:
+            return False
+        v.state = state
+        if state == VersionState.DESTROYED:
+            v.loaded = None
+            v.sealed = None
+        return True
+
+    def _reload(self, names: list[str]) -> None:
+        """Read ``names`` from the database into the cache, so the next request finds the new state there."""
+        for name in names:
+            try:
+                self._load_key(name)
+            except Exception:  # noqa: BLE001,S112 - gone or unreachable: the next request reads it itself
+                continue
+
+    def _invalidate(self) -> list[str]:
+        """Drop every cached key and principal; returns the names of the keys that were cached."""
+        with self._cache_lock:
+            names = list(self._cache)
             self._cache.clear()
+            self._cache_generation += 1
         for hook in self.state_hooks:
             hook()
+        return names
 
-    def bump_state(self, conn: Connection) -> None:
+    def bump_state(self, conn: Connection, key: str | None = None, version: int | None = None, state: str = "") -> None:
+        """Note a state change in ``conn``'s transaction.
+
+        ``key`` names the only key it touched, if so; ``version`` and ``state``
+        the version's new state, when that is all that changed.
+        """
         conn.execute(update(VaultCounter).where(VaultCounter.name == "state").values(value=VaultCounter.value + 1))
         if self.engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_notify('keyguard_state', 'changed')"))
+            payload = "changed" if not key else f"key:{key}:{version}:{state}" if version else f"key:{key}"
+            conn.execute(text("SELECT pg_notify('keyguard_state', :payload)"), {"payload": payload})
 
     # ------------------------------------------------------------------ cache
     def cached_key_info(self, name: str) -> KeyInfo | None:
@@ -189,12 +268,18 @@ class VaultCore:
         info = self._cache.get(name)
         if info is not None:
             return info
+        return self._load_key(name)
+
+    def _load_key(self, name: str) -> KeyInfo:
+        """Read the key from the database and cache it (unless an invalidation raced the read)."""
         check_name(name)
-        with Session(self.engine) as session:
-            key = session.scalars(select(Key).where(Key.name == name)).one_or_none()
+        generation = self._cache_generation
+        # Core statements, not the ORM: this read is on the path of the first request after a change.
+        with self.engine.connect() as conn:
+            key = conn.execute(select(Key.__table__).where(Key.name == name)).first()
             if key is None:
                 raise NotFoundError(f"key {name!r} not found", hint="keyguard key list shows the keys")
-            versions = session.scalars(select(KeyVersion).where(KeyVersion.key_id == key.id)).all()
+            versions = conn.execute(select(KeyVersion.__table__).where(KeyVersion.key_id == key.id)).all()
         info = KeyInfo(
             id=key.id,
             name=key.name,
@@ -223,7 +308,8 @@ class VaultCore:
                 origin=v.origin,
             )
         with self._cache_lock:
-            self._cache[name] = info
+            if generation == self._cache_generation:
+                self._cache[name] = info
         return info
 
     def _loaded(self, info: KeyInfo, v: VersionInfo) -> alg.LoadedKey:

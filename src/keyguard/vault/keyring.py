@@ -85,7 +85,7 @@ class KeyringMixin(VaultCore):
                 .returning(Key.id)
             ).scalar_one()
             self._insert_version(conn, key_id, 1, algorithm, material, origin, now)
-            self.bump_state(conn)
+            self.bump_state(conn, name)
         self._invalidate()
 
     def _insert_version(
@@ -146,7 +146,7 @@ class KeyringMixin(VaultCore):
             )
             self._insert_version(conn, info.id, version, algorithm, material, origin, now)
             conn.execute(update(Key).where(Key.id == info.id).values(rotated_at=now))
-            self.bump_state(conn)
+            self.bump_state(conn, info.name)
         self._invalidate()
         return version
 
@@ -199,7 +199,7 @@ class KeyringMixin(VaultCore):
                     .where(KeyVersion.key_id == info.id, KeyVersion.version == version)
                     .values(**values)
                 )
-                self.bump_state(conn)
+                self.bump_state(conn, name, version, final)
                 ctx["reason"] = reason or f"{row} -> {final}"
         self._invalidate()
         return self.key_info(name)
@@ -213,7 +213,7 @@ class KeyringMixin(VaultCore):
                 raise UsageError(f"min_decryption_version must be within 1..{info.latest}")
             with self.state_tx() as conn:
                 conn.execute(update(Key).where(Key.id == info.id).values(min_decryption_version=minimum))
-                self.bump_state(conn)
+                self.bump_state(conn, name)
                 ctx["reason"] = f"min_decryption_version={minimum}"
         self._invalidate()
         return self.key_info(name)
