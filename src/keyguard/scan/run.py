@@ -54,11 +54,11 @@ def _list_files(targets: list[str], no_ignore: bool) -> list[tuple[Path, int]]:
     return out
 
 
-def _scan_file_batch(paths: list[str]) -> tuple[list[Finding], int]:
+def _scan_file_batch(paths: list[tuple[str, str]]) -> tuple[list[Finding], int]:
     scanner: Scanner = _WORKER["scanner"]
     findings: list[Finding] = []
     total = 0
-    for name in paths:
+    for name, _ in paths:
         for item in read_file(Path(name), name):
             findings.extend(scan_item(scanner, item))
             total += item.size
@@ -89,7 +89,7 @@ def scan_targets(
             ctx = multiprocessing.get_context("fork")
             with ctx.Pool(jobs) as pool:
                 for found, size in pool.imap_unordered(
-                    _scan_file_batch, _chunks([(str(p), n) for p, n in files], jobs * 8)
+                    _scan_file_batch, _chunks([(str(p), n) for p, n in files], jobs * 8, str)
                 ):
                     findings.extend(found)
                     done += size
@@ -111,15 +111,17 @@ def scan_targets(
 _WORKER: dict[str, Any] = {}
 
 
-def _scan_blob_batch(blob_ids: list[str]) -> tuple[list[tuple[str, Finding]], int]:
+def _scan_blob_batch(batch: list[tuple[str, str]]) -> tuple[list[tuple[str, Finding]], int]:
+    """Findings of ``(blob id, path)`` pairs; the path is the one of the blob's oldest
+    introduction (commit fields are set later, by :func:`attribute`)."""
     scanner: Scanner = _WORKER["scanner"]
-    history: gitsrc.History = _WORKER["history"]
     repo: str = _WORKER["repo"]
+    paths = dict(batch)
     out: list[tuple[str, Finding]] = []
     total = 0
-    for blob, size, content in gitsrc.iter_blobs(repo, blob_ids, in_memory_limit=BLOB_IN_MEMORY):
+    for blob, size, content in gitsrc.iter_blobs(repo, [b for b, _ in batch], in_memory_limit=BLOB_IN_MEMORY):
         total += size
-        origin = gitsrc.origin_for(history, blob)
+        origin = Origin(paths[blob])
         if isinstance(content, bytes):
             if is_binary(content[:8000]):
                 for inner in expand_content(origin, content):
@@ -152,14 +154,14 @@ class _Prepend:
         return self._tail.read(n)
 
 
-def _chunks(blobs: list[tuple[str, int]], parts: int) -> Iterable[list[str]]:
-    """Contiguous runs (pack order kept) of roughly equal byte size."""
+def _chunks(blobs: list[tuple[str, int]], parts: int, path_of: Callable[[str], str]) -> Iterable[list[tuple[str, str]]]:
+    """Contiguous runs (pack order kept) of roughly equal byte size, as (blob, path)."""
     total = sum(size for _, size in blobs) or 1
     target = max(total // max(parts, 1), 1)
-    chunk: list[str] = []
+    chunk: list[tuple[str, str]] = []
     acc = 0
     for sha, size in blobs:
-        chunk.append(sha)
+        chunk.append((sha, path_of(sha)))
         acc += size
         if acc >= target or len(chunk) >= CHUNK_BLOBS:
             yield chunk
@@ -181,34 +183,41 @@ def scan_history(
     """Scan every blob introduced in the selected history once; attribute each finding to
     the oldest commit that introduced it, per path."""
     gitsrc.check_repo(repo)
-    history = gitsrc.read_history(
-        repo,
-        branch=branch,
-        since=since,
-        max_commits=max_commits,
-        on_commit=lambda n: progress(0, n),
-    )
-    blobs = gitsrc.pack_order(repo, history.introductions)
     jobs = jobs or min(2, os.cpu_count() or 1)
-    _WORKER.update(scanner=scanner, history=history, repo=repo)
+    _WORKER.update(scanner=scanner, repo=repo)
+    # the workers are forked before the history is read: each then holds the scanner only,
+    # not a copy of the parent's commit and blob tables (the process tree's RSS is bounded)
+    pool = multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 else None
     results: list[tuple[str, Finding]] = []
     done = 0
     try:
-        if jobs > 1 and len(blobs) > BATCH:
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(jobs) as pool:
-                chunks = _chunks(blobs, jobs * 4)
-                for found, size in pool.imap_unordered(_scan_blob_batch, chunks):
-                    results.extend(found)
-                    done += size
-                    progress(done, len(history.commits))
+        history = gitsrc.read_history(
+            repo,
+            branch=branch,
+            since=since,
+            max_commits=max_commits,
+            on_commit=lambda n: progress(0, n),
+        )
+        blobs = gitsrc.pack_order(repo, history.introductions)
+
+        def path_of(blob: str) -> str:
+            return max(history.introductions[blob], key=lambda pair: pair[0])[1]
+
+        if pool is not None and len(blobs) > BATCH:
+            for found, size in pool.imap_unordered(_scan_blob_batch, _chunks(blobs, jobs * 4, path_of)):
+                results.extend(found)
+                done += size
+                progress(done, len(history.commits))
         else:
-            for batch in _chunks(blobs, 8):
+            for batch in _chunks(blobs, 8, path_of):
                 found, size = _scan_blob_batch(batch)
                 results.extend(found)
                 done += size
                 progress(done, len(history.commits))
     finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
         _WORKER.clear()
     return attribute(history, results, scanner)
 
