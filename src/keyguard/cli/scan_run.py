@@ -184,7 +184,9 @@ def render_table(findings: list[Finding], show_secrets: bool, out: Console | Non
     from rich.table import Table
 
     if out is None:
-        from keyguard.cli.output import console as out
+        from keyguard.cli.output import console
+
+        out = console
     table = Table(title=f"{len(findings)} finding(s)", show_lines=False)
     for column in ("severity", "rule", "location", "commit", "author", "date", "secret"):
         table.add_column(column, overflow="fold")

@@ -9,12 +9,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from keyguard.scan.engine import Readable, Scanner
+from keyguard.scan.engine import Scanner
 from keyguard.scan.model import Finding, Origin
 from keyguard.scan.sources import git as gitsrc
 from keyguard.scan.sources.files import (
     Item,
     expand_content,
+    expand_stream,
     is_binary,
     read_file,
     read_stdin,
@@ -24,7 +25,7 @@ from keyguard.scan.sources.files import (
 Progress = Callable[[int, int], None]  # (bytes scanned, commits read)
 BATCH = 256  # below this many blobs, no worker processes
 CHUNK_BLOBS = 20_000
-BLOB_IN_MEMORY = 16 * 1024 * 1024  # larger blobs are streamed
+BLOB_IN_MEMORY = 1024 * 1024  # larger blobs are streamed (bounded memory per blob)
 
 
 def _noop(done: int, commits: int) -> None:
@@ -59,7 +60,7 @@ def _scan_file_batch(paths: list[tuple[str, str]]) -> tuple[list[Finding], int]:
     findings: list[Finding] = []
     total = 0
     for name, _ in paths:
-        for item in read_file(Path(name), name):
+        for item in read_file(Path(name), name, scanner.config.limits):
             findings.extend(scan_item(scanner, item))
             total += item.size
     return findings, total
@@ -99,7 +100,7 @@ def scan_targets(
         findings.sort(key=lambda f: (f.file, f.line, f.column))
         return findings
     for path, _size in files:
-        for item in read_file(path, path.as_posix()):
+        for item in read_file(path, path.as_posix(), scanner.config.limits):
             findings.extend(scan_item(scanner, item))
             done += item.size
             progress(done, 0)
@@ -117,41 +118,20 @@ def _scan_blob_batch(batch: list[tuple[str, str]]) -> tuple[list[tuple[str, Find
     scanner: Scanner = _WORKER["scanner"]
     repo: str = _WORKER["repo"]
     paths = dict(batch)
+    limits = scanner.config.limits
     out: list[tuple[str, Finding]] = []
     total = 0
     for blob, size, content in gitsrc.iter_blobs(repo, [b for b, _ in batch], in_memory_limit=BLOB_IN_MEMORY):
         total += size
         origin = Origin(paths[blob])
-        if isinstance(content, bytes):
-            if is_binary(content[:8000]):
-                for inner in expand_content(origin, content):
-                    out.extend((blob, f) for f in scan_item(scanner, inner))
-                continue
+        if isinstance(content, bytes) and not is_binary(content[:8000]):
             out.extend((blob, f) for f in scanner.scan_bytes(content, origin))
-        else:  # a large blob: streamed in overlapping chunks, never held whole
-            head = content.read(8000)
-            if is_binary(head):
-                continue
-            out.extend((blob, f) for f in scanner.scan_stream(_Prepend(head, content), origin))
+            continue
+        # archives (bounded expansion) and large blobs: streamed, never held whole
+        items = expand_content(origin, content, limits=limits) if isinstance(content, bytes) else None
+        for inner in items if items is not None else expand_stream(origin, content, limits):  # type: ignore[arg-type]
+            out.extend((blob, f) for f in scan_item(scanner, inner))
     return out, total
-
-
-class _Prepend:
-    """A reader that first returns ``head``, then the rest of ``tail``."""
-
-    def __init__(self, head: bytes, tail: Readable) -> None:
-        self._head = head
-        self._tail = tail
-
-    def read(self, n: int = -1, /) -> bytes:
-        """Up to ``n`` bytes (all with -1): the head first, then the tail."""
-        if self._head:
-            if n < 0:
-                data, self._head = self._head + self._tail.read(), b""
-                return data
-            data, self._head = self._head[:n], self._head[n:]
-            return data
-        return self._tail.read(n)
 
 
 def _chunks(blobs: list[tuple[str, int]], parts: int, path_of: Callable[[str], str]) -> Iterable[list[tuple[str, str]]]:
@@ -259,12 +239,14 @@ def scan_staged(scanner: Scanner, repo: str) -> list[Finding]:
     added = gitsrc.staged_added_lines(repo)
     paths = dict(entries)
     findings: list[Finding] = []
-    for blob, _size, content in gitsrc.iter_blobs(repo, [sha for sha, _ in entries]):
-        data = content if isinstance(content, bytes) else content.read()
+    for blob, _size, content in gitsrc.iter_blobs(repo, [sha for sha, _ in entries], in_memory_limit=BLOB_IN_MEMORY):
         path = paths[blob]
-        for item in expand_content(Origin(path), data):
-            assert item.data is not None
-            for finding in scanner.scan_bytes(item.data, item.origin):
+        if isinstance(content, bytes):
+            items = expand_content(Origin(path), content, limits=scanner.config.limits)
+        else:
+            items = expand_stream(Origin(path), content, scanner.config.limits)  # type: ignore[arg-type]
+        for item in items:
+            for finding in scan_item(scanner, item):
                 span = finding.secret.count("\n")
                 lines = set(range(finding.line, finding.line + span + 1))
                 if lines & added.get(path, set()) or "!" in finding.file:
