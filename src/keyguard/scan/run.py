@@ -130,7 +130,9 @@ def _scan_blob_batch(batch: list[tuple[str, str]]) -> tuple[list[tuple[str, Find
         # archives (bounded expansion) and large blobs: streamed, never held whole
         items = expand_content(origin, content, limits=limits) if isinstance(content, bytes) else None
         for inner in items if items is not None else expand_stream(origin, content, limits):  # type: ignore[arg-type]
-            out.extend((blob, f) for f in scan_item(scanner, inner))
+            for finding in scan_item(scanner, inner):
+                finding.extra["member"] = finding.file[len(origin.path) :]  # "!inner/path" in an archive
+                out.append((blob, finding))
     return out, total
 
 
@@ -209,7 +211,8 @@ def attribute(history: gitsrc.History, results: list[tuple[str, Finding]], scann
         for index, path in history.introductions.get(blob, []):
             if scanner.config.allows_path(path):
                 continue
-            key = (finding.rule, finding.secret_sha256, path, finding.extra.get("part", 0))
+            member = finding.extra.get("member", "")
+            key = (finding.rule, finding.secret_sha256, path + member, finding.extra.get("part", 0))
             current = best.get(key)
             if current is None or index > current[0]:
                 best[key] = (index, finding_at(finding, history.commits[index], path))
@@ -218,15 +221,18 @@ def attribute(history: gitsrc.History, results: list[tuple[str, Finding]], scann
 
 
 def finding_at(finding: Finding, commit: gitsrc.Commit, path: str) -> Finding:
-    """A copy of ``finding`` placed at ``commit`` and ``path``."""
+    """A copy of ``finding`` placed at ``commit`` and ``path`` (inside an archive at ``path``
+    when the finding was in one of its members)."""
+    extra = dict(finding.extra)
+    member = extra.pop("member", "")
     return replace(
         finding,
-        file=path,
+        file=path + member,
         commit=commit.sha,
         author=commit.author,
         email=commit.email,
         date=commit.date,
-        extra=dict(finding.extra),
+        extra=extra,
     )
 
 

@@ -115,8 +115,9 @@ class _Counted:
         return self._raw.tell()
 
     def seekable(self) -> bool:
-        """Whether the input seeks."""
-        return self._raw.seekable()
+        """Whether the input seeks (a pipe or a git blob reader does not)."""
+        probe = getattr(self._raw, "seekable", None)
+        return bool(probe()) if probe is not None else False
 
 
 class _Capped:
@@ -263,7 +264,8 @@ def _expand(origin: Origin, stream: Readable, budget: _Budget, depth: int) -> It
     if kind is not None:
         if depth >= MAX_ARCHIVE_DEPTH:
             return
-        source = stream if kind == "zip" and isinstance(stream, _Counted) else Prepend(head, stream)
+        seekable = isinstance(stream, _Counted) and stream.seekable()
+        source = stream if kind == "zip" and seekable else Prepend(head, stream)
         try:
             yield from _members(origin, kind, source, budget, depth)
         except _ARCHIVE_ERRORS:
