@@ -14,6 +14,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -24,8 +25,8 @@ HEAVY = ("typer", "click", "rich", "pydantic", "sqlalchemy", "fastapi", "cryptog
 
 
 def tiny_dir() -> Path:
-    """A directory of three small clean files (outside any git work tree's index)."""
-    folder = WORK / "startup-tiny"
+    """A directory of three small clean files, outside any git work tree."""
+    folder = Path(tempfile.gettempdir()) / "keyguard-startup-tiny"  # outside any work tree
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "app.py").write_text("import os\n\nDEBUG = os.environ.get('DEBUG') == '1'\n")
     (folder / "README.md").write_text("# tiny\n\nNothing to see.\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -87,6 +86,8 @@ def scan_targets(
     if jobs > 1 and len(files) > 1 and total > PARALLEL_FILES_BYTES:
         _WORKER.update(scanner=scanner)
         try:
+            import multiprocessing
+
             ctx = multiprocessing.get_context("fork")
             with ctx.Pool(jobs) as pool:
                 for found, size in pool.imap_unordered(
@@ -169,7 +170,11 @@ def scan_history(
     _WORKER.update(scanner=scanner, repo=repo)
     # the workers are forked before the history is read: each then holds the scanner only,
     # not a copy of the parent's commit and blob tables (the process tree's RSS is bounded)
-    pool = multiprocessing.get_context("fork").Pool(jobs) if jobs > 1 else None
+    pool = None
+    if jobs > 1:
+        import multiprocessing  # here: a small scan never loads it (start-up time)
+
+        pool = multiprocessing.get_context("fork").Pool(jobs)
     results: list[tuple[str, Finding]] = []
     done = 0
     try:

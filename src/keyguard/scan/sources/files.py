@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
-import lzma
 import os
 import subprocess
 import sys
@@ -35,7 +32,6 @@ _ARCHIVE_ERRORS = (
     EOFError,
     ValueError,
     zlib.error,
-    lzma.LZMAError,
     NotImplementedError,  # a zip member's compression method
     RuntimeError,  # an encrypted zip member
 )
@@ -209,13 +205,35 @@ def archive_kind(head: bytes) -> str | None:
     return None
 
 
+class _AsOSError:
+    """A decompressor whose own error class (lzma's) surfaces as OSError."""
+
+    def __init__(self, inner: Readable, error: type[Exception]) -> None:
+        self._inner = inner
+        self._error = error
+
+    def read(self, n: int = -1, /) -> bytes:
+        """Up to ``n`` decompressed bytes."""
+        try:
+            return self._inner.read(n)
+        except self._error as exc:
+            raise OSError(str(exc)) from None
+
+
 def _decompressor(kind: str, raw: Readable) -> Readable:
+    # imported here: a scan of plain text never loads them (start-up time)
     source: Any = raw  # the decompressors only call read()
     if kind == "gzip":
+        import gzip
+
         return gzip.GzipFile(fileobj=source, mode="rb")
     if kind == "bz2":
+        import bz2
+
         return bz2.BZ2File(source, mode="rb")
-    return lzma.LZMAFile(source, mode="rb")
+    import lzma
+
+    return _AsOSError(lzma.LZMAFile(source, mode="rb"), lzma.LZMAError)
 
 
 def _members(origin: Origin, kind: str, stream: Readable, budget: _Budget, depth: int) -> Iterator[Item]:
