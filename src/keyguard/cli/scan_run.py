@@ -90,8 +90,8 @@ def _parser() -> _Parser:
     return parser
 
 
-def fast_command(args: list[str]) -> Callable[[], int] | None:
-    """``keyguard scan ARGS`` as a callable, or None when Typer should parse them."""
+def parse_fast(args: list[str]) -> ScanOptions | None:
+    """``keyguard scan ARGS`` as options, or None when Typer should parse them."""
     if any(a in ("-h", "--help") or a.startswith("--help=") for a in args):
         return None
     try:
@@ -101,7 +101,13 @@ def fast_command(args: list[str]) -> Callable[[], int] | None:
     options = ScanOptions(**vars(namespace))
     if options.jobs < 0 or (options.max_commits is not None and options.max_commits < 1):
         return None  # Typer's range checks say why
-    return lambda: execute(options)
+    return options
+
+
+def fast_command(args: list[str]) -> Callable[[], int] | None:
+    """``keyguard scan ARGS`` as a callable (see :data:`keyguard.cli.main.FAST_PATHS`)."""
+    options = parse_fast(args)
+    return None if options is None else lambda: execute(options)
 
 
 def parse_since(value: str | None) -> str | None:
