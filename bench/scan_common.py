@@ -154,6 +154,7 @@ class Measure:
     peak_rss_mb: float
     returncode: int
     stdout: bytes
+    cpu: float = 0.0  # user + system seconds of the whole process tree (robust on a loaded machine)
 
 
 def measure(cmd: list[str], *, cwd: Path | None = None, stdout_path: Path | None = None) -> Measure:
@@ -169,13 +170,20 @@ def measure(cmd: list[str], *, cwd: Path | None = None, stdout_path: Path | None
         chunks: list[bytes] = []
         reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()))  # type: ignore[union-attr]
         reader.start()
-    while proc.poll() is None:
+    cpu = 0.0
+    while True:
         peak = max(peak, _tree_rss(proc.pid))
-        time.sleep(0.05)
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            # wait4's usage covers the child and every descendant it waited for
+            cpu = usage.ru_utime + usage.ru_stime
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            break
+        time.sleep(0.02)
     wall = time.perf_counter() - start
     if stdout_path is None:
         reader.join()
         data = b"".join(chunks)
     else:
         out.close()  # type: ignore[union-attr]
-    return Measure(wall, peak / 1e6, proc.returncode, data)
+    return Measure(wall, peak / 1e6, proc.returncode, data, cpu)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scan_common import (  # noqa: E402
     KEYGUARD,
     WORK,
+    Measure,
     build_stdlib_repo,
     ensure_competitors,
     git_log_bytes,
@@ -69,39 +71,43 @@ def commands(bindir: Path, repo: Path, patch: Path, out: Path) -> dict[tuple[str
     }
 
 
-def history_runs(bindir: Path, repos: list[Path], repeat: int) -> None:
+def history_runs(bindir: Path, repos: list[Path], repeat: int, tools: tuple[str, ...]) -> None:
     """Full-history throughput on existing repositories, betterleaks as the anchor."""
     out = WORK / "scan-out.json"
     for repo in repos:
         log_bytes = git_log_bytes(repo)
         print(f"\nrepository: {repo} — git log -p --all = {log_bytes / 1e6:.1f} MB")
         header = f"{'tool':<14}{'min s':>8}{'median':>8}{'max s':>8}{'MB/s':>8}{'peak MB':>9}{'findings':>10}"
-        print(header + f"{'x betterleaks':>15}")
+        print(header + f"{'x betterleaks':>15}{'cpu s (med)':>13}{'x bl (cpu)':>12}")
         cmds = {
             tool: cmd
             for (tool, target), cmd in commands(bindir, repo, repo, out).items()
-            if target == "history" and tool != "detect-secrets"
+            if target == "history" and tool in tools
         }
         medians: dict[str, float] = {}
-        rows = []
-        for tool, cmd in cmds.items():
-            runs = []
-            for _ in range(repeat):
+        cpus: dict[str, float] = {}
+        runs: dict[str, list[Measure]] = {tool: [] for tool in cmds}
+        found: dict[str, int] = {}
+        for _ in range(repeat):  # interleaved: a burst of load on the shared machine hits every tool
+            for tool, cmd in cmds.items():
                 if out.exists():
                     out.unlink()
-                runs.append(measure(cmd, cwd=WORK))
-            walls = sorted(m.wall for m in runs)
-            medians[tool] = walls[len(walls) // 2]
-            rows.append((tool, walls, max(m.peak_rss_mb for m in runs), count_findings(tool, out)))
-        for tool, walls, peak, found in rows:
+                runs[tool].append(measure(cmd, cwd=WORK))
+                found[tool] = count_findings(tool, out)
+        for tool, done in runs.items():
+            medians[tool] = statistics.median(m.wall for m in done)
+            cpus[tool] = statistics.median(m.cpu for m in done)
+        for tool, done in runs.items():
+            walls = sorted(m.wall for m in done)
             median = medians[tool]
-            ratio = medians["betterleaks"] / median
+            peak = max(m.peak_rss_mb for m in done)
             print(
                 f"{tool:<14}{walls[0]:>8.2f}{median:>8.2f}{walls[-1]:>8.2f}{log_bytes / 1e6 / median:>8.1f}"
-                f"{peak:>9.0f}{found:>10}{ratio:>14.2f}x",
+                f"{peak:>9.0f}{found[tool]:>10}{medians['betterleaks'] / median:>14.2f}x"
+                f"{cpus[tool]:>13.2f}{cpus['betterleaks'] / max(cpus[tool], 1e-9):>11.2f}x",
                 flush=True,
             )
-    print(f"\n{repeat} runs per tool, interleaved per repository; peak MB = the largest (process tree).")
+    print(f"\n{repeat} runs per tool, interleaved; peak MB = the largest (process tree); cpu = user+sys of the tree.")
 
 
 def main() -> None:
@@ -110,11 +116,14 @@ def main() -> None:
     parser.add_argument("--ds-sample", type=float, default=1.0, help="detect-secrets history sample")
     parser.add_argument("--repeat", type=int, default=3, help="runs per row (median wall time)")
     parser.add_argument("--repo", action="append", type=Path, default=[], help="existing repository to time")
+    parser.add_argument(
+        "--tools", default="keyguard,betterleaks,kingfisher", help="with --repo: comma list (with betterleaks)"
+    )
     args = parser.parse_args()
     bindir = ensure_competitors()
     WORK.mkdir(parents=True, exist_ok=True)
     if args.repo:
-        history_runs(bindir, args.repo, args.repeat)
+        history_runs(bindir, args.repo, args.repeat, tuple(args.tools.split(",")))
         return
     repo = build_stdlib_repo(WORK / "stdlib-history")
     log_bytes = git_log_bytes(repo)

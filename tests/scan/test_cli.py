@@ -264,3 +264,41 @@ def test_sarif_parses_with_an_independent_object_model(
     log = sarif_pydantic.Sarif.model_validate(json.loads(out))
     assert log.version == "2.1.0" and len(log.runs[0].results) == 2
     assert {r.rule_id for r in log.runs[0].results} == {"github-pat", "private-key-sec1-ec"}
+
+
+def test_scan_start_up_path_imports_no_heavy_package(leaky: tuple[Path, str]) -> None:
+    """Issue 14: a scan never loads Typer, Rich, pydantic or SQLAlchemy unless it draws a table."""
+    import subprocess
+    import sys
+
+    folder, _ = leaky
+    probe = (
+        "import sys; from keyguard.cli.main import main; code = main(sys.argv[1:]); "
+        "heavy = ('typer', 'click', 'rich', 'pydantic', 'sqlalchemy', 'multiprocessing'); "
+        "sys.stderr.write(' '.join(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))); sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "scan", str(folder), "-f", "json"], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and len(json.loads(done.stdout)) == 2
+    assert done.stderr == ""
+    clean = folder / "clean"
+    clean.mkdir()
+    (clean / "a.txt").write_text("nothing\n")
+    table = subprocess.run([sys.executable, "-c", probe, "scan", str(clean)], capture_output=True, text=True)
+    assert table.returncode == 0 and table.stdout == "No secrets found.\n" and table.stderr == ""
+
+
+def test_fast_parser_agrees_or_defers() -> None:
+    from keyguard.cli.scan_run import ScanOptions, fast_command, parse_fast
+
+    assert fast_command(["--help"]) is None
+    assert parse_fast(["-j", "-1"]) is None  # Typer explains the range
+    assert parse_fast(["--max-commits", "0", "--git"]) is None
+    assert parse_fast(["--since", "-2h", "--git"]) is None  # argparse reads -2h as an option
+    assert parse_fast(["--unknown"]) is None
+    assert parse_fast(["--form", "json"]) is None  # no abbreviations (click has none)
+    options = parse_fast(["a", "--git", "b", "-f", "sarif", "--rules", "r1.toml", "--rules", "r2.toml", "-j", "2"])
+    assert options == ScanOptions(
+        paths=["a", "b"], git=True, fmt="sarif", rule_files=[Path("r1.toml"), Path("r2.toml")], jobs=2
+    )

@@ -131,3 +131,26 @@ def test_secret_added_only_in_a_merge_resolution(repo: Path, scanner: Scanner, g
     merge = git(repo, "rev-parse", "HEAD")
     findings = scan_history(scanner, str(repo), jobs=1)
     assert [(f.secret, f.commit) for f in findings] == [(token, merge)]
+
+
+def test_large_archive_blobs_are_streamed_and_opened(
+    repo: Path, scanner: Scanner, gen: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blob over the in-memory limit arrives as a pipe reader (no seek): zip and gzip
+    blobs are still opened, the zip in memory up to its bound."""
+    import gzip
+    import io
+    import zipfile
+
+    first, second = gen("{crc:ghp}"), gen("{crc:ghp}")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("conf/app.env", f"TOKEN={first}\n" + "x = 1\n" * 500)
+    (repo / "dist.zip").write_bytes(buf.getvalue())
+    (repo / "dump.sql.gz").write_bytes(gzip.compress(b"-- dump\n" * 300 + f"t = '{second}'\n".encode()))
+    sha = commit(repo, "archives", "2024-01-01T00:00:00+00:00")
+    monkeypatch.setattr(run, "BLOB_IN_MEMORY", 100)
+    findings = scan_history(scanner, str(repo), jobs=1)
+    assert sorted((f.file, f.secret, f.commit) for f in findings) == sorted(
+        [("dist.zip!conf/app.env", first, sha), ("dump.sql.gz!", second, sha)]
+    )

@@ -13,6 +13,8 @@ Example::
 
     [scan]
     disabled_rules = ["jwt"]
+    max_expanded_bytes = 536870912   # what compressed input may expand to, per input
+    max_expansion_ratio = 200        # expanded / compressed, checked past 16 MiB
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ from keyguard.scan.rule import Allowlist, parse_allowlist
 CONFIG_NAME = ".keyguard.toml"
 
 
+@dataclass(frozen=True, slots=True)
+class ExpandLimits:
+    """Bounds on what compressed input may expand to (``[scan]`` in .keyguard.toml)."""
+
+    max_expanded_bytes: int = 512 * 1024 * 1024  # per top-level input, all members together
+    max_expansion_ratio: float = 200.0  # expanded bytes / compressed bytes read
+    ratio_floor: int = 16 * 1024 * 1024  # the ratio applies once this much has expanded
+
+
 @dataclass(frozen=True)
 class ScanConfig:
     """Project-level scan settings: global and per-rule allowlists, disabled rules."""
@@ -36,6 +47,7 @@ class ScanConfig:
     rule_allowlists: dict[str, Allowlist] = field(default_factory=dict)
     disabled_rules: frozenset[str] = frozenset()
     extra_rule_files: tuple[Path, ...] = ()
+    limits: ExpandLimits = field(default_factory=ExpandLimits)
 
     def allows_path(self, path: str) -> bool:
         """True when the whole path is allowlisted."""
@@ -63,13 +75,21 @@ def parse_config(document: dict[str, Any], where: str = CONFIG_NAME, base: Path 
         }
         scan = document.get("scan", {})
         extra = tuple((base or Path(".")) / str(p) for p in scan.get("rule_files", []))
+        defaults = ExpandLimits()
+        limits = ExpandLimits(
+            max_expanded_bytes=int(scan.get("max_expanded_bytes", defaults.max_expanded_bytes)),
+            max_expansion_ratio=float(scan.get("max_expansion_ratio", defaults.max_expansion_ratio)),
+        )
+        if limits.max_expanded_bytes < 1 or limits.max_expansion_ratio < 1:
+            raise DataFileError(f"{where}: [scan] max_expanded_bytes and max_expansion_ratio must be >= 1")
         return ScanConfig(
             allowlist=parse_allowlist(document.get("allowlist", {}), where),
             rule_allowlists=rules,
             disabled_rules=frozenset(str(r) for r in scan.get("disabled_rules", [])),
             extra_rule_files=extra,
+            limits=limits,
         )
-    except (AttributeError, TypeError) as exc:
+    except (AttributeError, TypeError, ValueError) as exc:
         raise DataFileError(f"{where}: malformed configuration ({type(exc).__name__})") from None
 
 

@@ -26,7 +26,7 @@ MAX_FORWARD = 2048  # bytes looked at after it
 MULTILINE_FORWARD = 65536  # multi-line rules (PEM blocks) look this far
 MULTILINE_BACK = 512  # and start up to this far before the line of their keyword
 ABSORB_WINDOW = 4096
-CHUNK = 8 * 1024 * 1024
+CHUNK = 1024 * 1024  # streamed input is scanned this much at a time (bounded memory)
 OVERLAP = 128 * 1024
 
 
@@ -87,13 +87,14 @@ class Scanner:
 
     # -- public API -------------------------------------------------------------------
 
-    def scan_bytes(self, data: bytes, origin: Origin, *, base_line: int = 1) -> list[Finding]:
-        """Scan one in-memory buffer and return its findings (line numbers from ``base_line``)."""
+    def scan_bytes(self, data: bytes, origin: Origin, *, base_line: int = 1, base_column: int = 0) -> list[Finding]:
+        """Scan one in-memory buffer and return its findings (line numbers from ``base_line``;
+        ``base_column`` characters of the first line came before the buffer)."""
         if self.config.allows_path(origin.path):
             return []
         candidates = self._candidates(data, depth=0)
         findings = [
-            self._finding(data, c, origin, base_line)
+            self._finding(data, c, origin, base_line, base_column)
             for c in self._absorb(self._resolve(candidates))
             if not self._path_allowed(self.rules[c.rule_index], origin.path)
         ]
@@ -105,8 +106,10 @@ class Scanner:
         return rule.allowlist.allows_path(path) or self.config.allows_rule_path(rule.id, path)
 
     def scan_stream(self, stream: Readable, origin: Origin) -> Iterator[Finding]:
-        """Scan a large stream in overlapping chunks with bounded memory."""
+        """Scan a large stream in overlapping chunks with bounded memory (a line longer than
+        a chunk is cut too: the overlap keeps a secret that crosses a cut whole)."""
         base_line = 1
+        base_column = 0
         carry = b""
         seen: set[tuple[str, int, str]] = set()
         while True:
@@ -114,7 +117,7 @@ class Scanner:
             data = carry + block
             if not data:
                 return
-            for finding in self.scan_bytes(data, origin, base_line=base_line):
+            for finding in self.scan_bytes(data, origin, base_line=base_line, base_column=base_column):
                 key = (finding.rule, finding.line, finding.secret)
                 if key not in seen:
                     seen.add(key)
@@ -125,6 +128,9 @@ class Scanner:
             newline = data.rfind(b"\n", 0, cut)
             cut = newline + 1 if newline > 0 else cut
             base_line += data.count(b"\n", 0, cut)
+            last = data.rfind(b"\n", 0, cut)
+            tail = len(data[last + 1 if last >= 0 else 0 : cut].decode("utf-8", "replace"))
+            base_column = tail if last >= 0 else base_column + tail
             carry = data[cut:]
             if len(seen) > 100_000:
                 seen.clear()
@@ -275,10 +281,12 @@ class Scanner:
             out.append(cand)
         return out
 
-    def _finding(self, data: bytes, cand: _Candidate, origin: Origin, base_line: int) -> Finding:
+    def _finding(self, data: bytes, cand: _Candidate, origin: Origin, base_line: int, base_column: int) -> Finding:
         rule = self.rules[cand.rule_index]
         line = base_line + data.count(b"\n", 0, cand.start)
         column = len(data[cand.line_start : cand.start].decode("utf-8", "replace")) + 1
+        if cand.line_start == 0:
+            column += base_column
         width = len(data[cand.start : cand.end].decode("utf-8", "replace"))
         finding = Finding(
             rule=rule.id,

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from keyguard.scan.engine import Readable, Scanner
+from keyguard.scan.engine import Scanner
 from keyguard.scan.model import Finding, Origin
 from keyguard.scan.sources import git as gitsrc
 from keyguard.scan.sources.files import (
     Item,
     expand_content,
+    expand_stream,
     is_binary,
     read_file,
     read_stdin,
@@ -24,7 +24,7 @@ from keyguard.scan.sources.files import (
 Progress = Callable[[int, int], None]  # (bytes scanned, commits read)
 BATCH = 256  # below this many blobs, no worker processes
 CHUNK_BLOBS = 20_000
-BLOB_IN_MEMORY = 16 * 1024 * 1024  # larger blobs are streamed
+BLOB_IN_MEMORY = 1024 * 1024  # larger blobs are streamed (bounded memory per blob)
 
 
 def _noop(done: int, commits: int) -> None:
@@ -54,12 +54,12 @@ def _list_files(targets: list[str], no_ignore: bool) -> list[tuple[Path, int]]:
     return out
 
 
-def _scan_file_batch(paths: list[str]) -> tuple[list[Finding], int]:
+def _scan_file_batch(paths: list[tuple[str, str]]) -> tuple[list[Finding], int]:
     scanner: Scanner = _WORKER["scanner"]
     findings: list[Finding] = []
     total = 0
-    for name in paths:
-        for item in read_file(Path(name), name):
+    for name, _ in paths:
+        for item in read_file(Path(name), name, scanner.config.limits):
             findings.extend(scan_item(scanner, item))
             total += item.size
     return findings, total
@@ -86,10 +86,12 @@ def scan_targets(
     if jobs > 1 and len(files) > 1 and total > PARALLEL_FILES_BYTES:
         _WORKER.update(scanner=scanner)
         try:
+            import multiprocessing
+
             ctx = multiprocessing.get_context("fork")
             with ctx.Pool(jobs) as pool:
                 for found, size in pool.imap_unordered(
-                    _scan_file_batch, _chunks([(str(p), n) for p, n in files], jobs * 8)
+                    _scan_file_batch, _chunks([(str(p), n) for p, n in files], jobs * 8, str)
                 ):
                     findings.extend(found)
                     done += size
@@ -99,7 +101,7 @@ def scan_targets(
         findings.sort(key=lambda f: (f.file, f.line, f.column))
         return findings
     for path, _size in files:
-        for item in read_file(path, path.as_posix()):
+        for item in read_file(path, path.as_posix(), scanner.config.limits):
             findings.extend(scan_item(scanner, item))
             done += item.size
             progress(done, 0)
@@ -111,55 +113,38 @@ def scan_targets(
 _WORKER: dict[str, Any] = {}
 
 
-def _scan_blob_batch(blob_ids: list[str]) -> tuple[list[tuple[str, Finding]], int]:
+def _scan_blob_batch(batch: list[tuple[str, str]]) -> tuple[list[tuple[str, Finding]], int]:
+    """Findings of ``(blob id, path)`` pairs; the path is the one of the blob's oldest
+    introduction (commit fields are set later, by :func:`attribute`)."""
     scanner: Scanner = _WORKER["scanner"]
-    history: gitsrc.History = _WORKER["history"]
     repo: str = _WORKER["repo"]
+    paths = dict(batch)
+    limits = scanner.config.limits
     out: list[tuple[str, Finding]] = []
     total = 0
-    for blob, size, content in gitsrc.iter_blobs(repo, blob_ids, in_memory_limit=BLOB_IN_MEMORY):
+    for blob, size, content in gitsrc.iter_blobs(repo, [b for b, _ in batch], in_memory_limit=BLOB_IN_MEMORY):
         total += size
-        origin = gitsrc.origin_for(history, blob)
-        if isinstance(content, bytes):
-            if is_binary(content[:8000]):
-                for inner in expand_content(origin, content):
-                    out.extend((blob, f) for f in scan_item(scanner, inner))
-                continue
+        origin = Origin(paths[blob])
+        if isinstance(content, bytes) and not is_binary(content[:8000]):
             out.extend((blob, f) for f in scanner.scan_bytes(content, origin))
-        else:  # a large blob: streamed in overlapping chunks, never held whole
-            head = content.read(8000)
-            if is_binary(head):
-                continue
-            out.extend((blob, f) for f in scanner.scan_stream(_Prepend(head, content), origin))
+            continue
+        # archives (bounded expansion) and large blobs: streamed, never held whole
+        items = expand_content(origin, content, limits=limits) if isinstance(content, bytes) else None
+        for inner in items if items is not None else expand_stream(origin, content, limits):  # type: ignore[arg-type]
+            for finding in scan_item(scanner, inner):
+                finding.extra["member"] = finding.file[len(origin.path) :]  # "!inner/path" in an archive
+                out.append((blob, finding))
     return out, total
 
 
-class _Prepend:
-    """A reader that first returns ``head``, then the rest of ``tail``."""
-
-    def __init__(self, head: bytes, tail: Readable) -> None:
-        self._head = head
-        self._tail = tail
-
-    def read(self, n: int = -1, /) -> bytes:
-        """Up to ``n`` bytes (all with -1): the head first, then the tail."""
-        if self._head:
-            if n < 0:
-                data, self._head = self._head + self._tail.read(), b""
-                return data
-            data, self._head = self._head[:n], self._head[n:]
-            return data
-        return self._tail.read(n)
-
-
-def _chunks(blobs: list[tuple[str, int]], parts: int) -> Iterable[list[str]]:
-    """Contiguous runs (pack order kept) of roughly equal byte size."""
+def _chunks(blobs: list[tuple[str, int]], parts: int, path_of: Callable[[str], str]) -> Iterable[list[tuple[str, str]]]:
+    """Contiguous runs (pack order kept) of roughly equal byte size, as (blob, path)."""
     total = sum(size for _, size in blobs) or 1
     target = max(total // max(parts, 1), 1)
-    chunk: list[str] = []
+    chunk: list[tuple[str, str]] = []
     acc = 0
     for sha, size in blobs:
-        chunk.append(sha)
+        chunk.append((sha, path_of(sha)))
         acc += size
         if acc >= target or len(chunk) >= CHUNK_BLOBS:
             yield chunk
@@ -181,34 +166,45 @@ def scan_history(
     """Scan every blob introduced in the selected history once; attribute each finding to
     the oldest commit that introduced it, per path."""
     gitsrc.check_repo(repo)
-    history = gitsrc.read_history(
-        repo,
-        branch=branch,
-        since=since,
-        max_commits=max_commits,
-        on_commit=lambda n: progress(0, n),
-    )
-    blobs = gitsrc.pack_order(repo, history.introductions)
     jobs = jobs or min(2, os.cpu_count() or 1)
-    _WORKER.update(scanner=scanner, history=history, repo=repo)
+    _WORKER.update(scanner=scanner, repo=repo)
+    # the workers are forked before the history is read: each then holds the scanner only,
+    # not a copy of the parent's commit and blob tables (the process tree's RSS is bounded)
+    pool = None
+    if jobs > 1:
+        import multiprocessing  # here: a small scan never loads it (start-up time)
+
+        pool = multiprocessing.get_context("fork").Pool(jobs)
     results: list[tuple[str, Finding]] = []
     done = 0
     try:
-        if jobs > 1 and len(blobs) > BATCH:
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(jobs) as pool:
-                chunks = _chunks(blobs, jobs * 4)
-                for found, size in pool.imap_unordered(_scan_blob_batch, chunks):
-                    results.extend(found)
-                    done += size
-                    progress(done, len(history.commits))
+        history = gitsrc.read_history(
+            repo,
+            branch=branch,
+            since=since,
+            max_commits=max_commits,
+            on_commit=lambda n: progress(0, n),
+        )
+        blobs = gitsrc.pack_order(repo, history.introductions)
+
+        def path_of(blob: str) -> str:
+            return max(history.introductions[blob], key=lambda pair: pair[0])[1]
+
+        if pool is not None and len(blobs) > BATCH:
+            for found, size in pool.imap_unordered(_scan_blob_batch, _chunks(blobs, jobs * 4, path_of)):
+                results.extend(found)
+                done += size
+                progress(done, len(history.commits))
         else:
-            for batch in _chunks(blobs, 8):
+            for batch in _chunks(blobs, 8, path_of):
                 found, size = _scan_blob_batch(batch)
                 results.extend(found)
                 done += size
                 progress(done, len(history.commits))
     finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
         _WORKER.clear()
     return attribute(history, results, scanner)
 
@@ -220,7 +216,8 @@ def attribute(history: gitsrc.History, results: list[tuple[str, Finding]], scann
         for index, path in history.introductions.get(blob, []):
             if scanner.config.allows_path(path):
                 continue
-            key = (finding.rule, finding.secret_sha256, path, finding.extra.get("part", 0))
+            member = finding.extra.get("member", "")
+            key = (finding.rule, finding.secret_sha256, path + member, finding.extra.get("part", 0))
             current = best.get(key)
             if current is None or index > current[0]:
                 best[key] = (index, finding_at(finding, history.commits[index], path))
@@ -229,15 +226,18 @@ def attribute(history: gitsrc.History, results: list[tuple[str, Finding]], scann
 
 
 def finding_at(finding: Finding, commit: gitsrc.Commit, path: str) -> Finding:
-    """A copy of ``finding`` placed at ``commit`` and ``path``."""
+    """A copy of ``finding`` placed at ``commit`` and ``path`` (inside an archive at ``path``
+    when the finding was in one of its members)."""
+    extra = dict(finding.extra)
+    member = extra.pop("member", "")
     return replace(
         finding,
-        file=path,
+        file=path + member,
         commit=commit.sha,
         author=commit.author,
         email=commit.email,
         date=commit.date,
-        extra=dict(finding.extra),
+        extra=extra,
     )
 
 
@@ -250,12 +250,14 @@ def scan_staged(scanner: Scanner, repo: str) -> list[Finding]:
     added = gitsrc.staged_added_lines(repo)
     paths = dict(entries)
     findings: list[Finding] = []
-    for blob, _size, content in gitsrc.iter_blobs(repo, [sha for sha, _ in entries]):
-        data = content if isinstance(content, bytes) else content.read()
+    for blob, _size, content in gitsrc.iter_blobs(repo, [sha for sha, _ in entries], in_memory_limit=BLOB_IN_MEMORY):
         path = paths[blob]
-        for item in expand_content(Origin(path), data):
-            assert item.data is not None
-            for finding in scanner.scan_bytes(item.data, item.origin):
+        if isinstance(content, bytes):
+            items = expand_content(Origin(path), content, limits=scanner.config.limits)
+        else:
+            items = expand_stream(Origin(path), content, scanner.config.limits)  # type: ignore[arg-type]
+        for item in items:
+            for finding in scan_item(scanner, item):
                 span = finding.secret.count("\n")
                 lines = set(range(finding.line, finding.line + span + 1))
                 if lines & added.get(path, set()) or "!" in finding.file:

@@ -16,6 +16,17 @@ from keyguard.scan.model import Origin
 
 NULL_SHA = "0" * 40
 SEP = "\x1f"
+# git maps pack files in 1 GiB windows and caches 96 MiB of delta bases by default: on a
+# large repository each reader then holds >100 MB resident. Smaller windows and cache keep
+# a history scan's process tree under its memory bound (issue 14) at little cost in speed.
+CAT_FILE_LIMITS = (
+    "-c",
+    "core.packedGitWindowSize=16m",
+    "-c",
+    "core.packedGitLimit=64m",
+    "-c",
+    "core.deltaBaseCacheLimit=24m",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +163,7 @@ def iter_blobs(
     """Yield ``(blob id, size, content)`` for each id; big blobs come as a stream that
     must be consumed before the next item is requested."""
     proc = subprocess.Popen(  # noqa: S603
-        _git(repo, "cat-file", "--batch"),
+        _git(repo, *CAT_FILE_LIMITS, "cat-file", "--batch"),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
