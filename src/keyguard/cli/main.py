@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "keyguard.cli.drill",
     "keyguard.cli.serve",
     "keyguard.cli.demo",
+    "keyguard.cli.connector",
 )
 
 
@@ -86,6 +87,7 @@ _COMMAND_OWNERS: dict[str, tuple[str, ...]] = {
     "drill": ("keyguard.cli.drill",),
     "serve": ("keyguard.cli.serve",),
     "demo": ("keyguard.cli.demo",),
+    "connector": ("keyguard.cli.connector",),
 }
 
 
