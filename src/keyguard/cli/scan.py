@@ -131,6 +131,7 @@ def scan(
     update_baseline: bool = typer.Option(False, "--update-baseline", help="Rewrite it."),
     match_vault: bool = typer.Option(False, "--match-vault", help="Recognise vault keys."),
     open_incident: bool = typer.Option(False, "--open-incident", help="Open incidents."),
+    identify: bool = typer.Option(False, "--identify", help="Ask the connectors who owns each finding."),
     jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Worker processes (0 = auto)."),
 ) -> int:
     """Find leaked secrets in files, archives, stdin or git history."""
@@ -154,7 +155,7 @@ def scan(
     rules = load_rules(tuple(rule_files) + settings.extra_rule_files)
     rules = [r for r in rules if r.id not in settings.disabled_rules]
     scanner = Scanner(rules, config=settings)
-    vault = _open_vault() if match_vault or open_incident else None
+    vault = _open_vault() if match_vault or open_incident or identify else None
     if vault is not None:
         from keyguard.response.leaks import VaultKeyIndex
 
@@ -195,6 +196,8 @@ def scan(
         opener = incident_opener(IncidentService(vault.engine, vault.clock))
         for ref, incident in open_incidents_for(findings, opener).items():
             err_console.print(f"incident {incident} opened for {ref.name} v{ref.version}")
+    if identify and vault is not None:
+        _identify(vault, findings, open_incident)
 
     if fmt == "table" and output is None:
         _render_table(findings, show_secrets)
@@ -210,6 +213,20 @@ def scan(
             reporter(findings, sys.stdout, show_secrets)
             sys.stdout.flush()
     return 1 if findings else 0
+
+
+def _identify(vault: Vault, findings: list[Finding], open_incident: bool) -> None:
+    """``--identify``: the connectors name each finding's owner; ``--open-incident`` opens incidents on them."""
+    from keyguard.cli.connector import Opened, responder, sealed_store
+    from keyguard.response.identify import identify_findings, open_resource_incidents
+
+    store = sealed_store(vault)
+    with Opened(store) as opened:
+        found = identify_findings(findings, opened.connectors, warn=lambda m: err_console.print(f"[yellow]{m}[/]"))
+        if open_incident:
+            runner = responder(vault, opened)
+            for ref, incident in open_resource_incidents(findings, runner, found.leaked).items():
+                err_console.print(f"incident {incident} opened for {ref}")
 
 
 def _open_vault() -> Vault:

@@ -195,6 +195,11 @@ class ResourceResponder:
             self.complete(incident.id, "scan.trace", f"traced to {evidence.get('location', '?')}", dict(evidence))
         self.audit.append(EventDraft(actor=self.actor, op="connector.incident", result="ok", key=audit_key(ref),
                                      reason=f"{ref}: incident {incident.id} opened"))
+        if ref.is_external:  # nothing keyguard can do there: every step is a task with the provider's steps
+            adapter = self.adapter(ref)
+            for step in (Step.CONTAIN, Step.PROVE_DEAD, Step.USAGE_SINCE, Step.ROTATE, Step.DELIVER,
+                         Step.CONSUMERS_SWITCHED, Step.RETIRE):
+                self.manual(incident, ref, step, adapter.instructions(step))
         self.on_step(f"opened incident {incident.id} for {ref}")
         return self.incidents.get(incident.id)
 

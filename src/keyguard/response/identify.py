@@ -1,0 +1,132 @@
+"""From scan findings to owners and incidents (``scan --identify --open-incident``).
+
+The scanner knows nothing of connectors: this module asks the configured connectors who
+owns each finding's value (never logging in with it), fills ``finding.resource`` (SPEC §5),
+and opens one incident per leaked resource, exposed at the first commit that held it.
+Findings no connector owns (GitHub, Slack, Stripe … tokens) become ``external/RULE/FP``
+incidents whose tasks are the provider's revoke steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from keyguard.connectors.external import external_ref
+from keyguard.connectors.refs import Ref, parse_ref
+from keyguard.connectors.registry import Connector
+from keyguard.connectors.secret import Secret
+from keyguard.errors import KeyguardError
+from keyguard.response.leaks import ROOT_CAUSE_FILE, ROOT_CAUSE_GIT
+from keyguard.response.resource import ResourceResponder
+from keyguard.scan.model import Finding
+
+AWS_SECRET_RULES = ("aws-secret-access-key",)
+
+
+@dataclass
+class Identification:
+    """What ``identify_findings`` found: resources by finding, and the connectors that failed."""
+
+    identified: int = 0
+    asked: int = 0
+    failures: dict[str, str] = field(default_factory=dict)
+    leaked: dict[str, Secret] = field(default_factory=dict)  # ref → the value prove-dead needs
+
+
+def identify_findings(findings: Sequence[Finding], connectors: Mapping[str, Connector],
+                      warn: Callable[[str], None] | None = None) -> Identification:
+    """Ask every connector about every distinct value; a connector that fails is reported once and skipped."""
+    result = Identification()
+    by_value: dict[str, Ref | None] = {}
+    alive = dict(connectors)
+    for finding in findings:
+        if finding.managed_key or not finding.secret:
+            continue
+        value = finding.secret
+        if value not in by_value:
+            by_value[value] = None
+            result.asked += 1
+            for name, connector in list(alive.items()):
+                try:
+                    hits = connector.identify(Secret(value))
+                except KeyguardError as exc:
+                    result.failures[name] = exc.message
+                    if warn is not None:
+                        warn(f"connector {name}: {exc.message}; not asked again in this scan")
+                    del alive[name]
+                    continue
+                if hits:
+                    by_value[value] = hits[0].ref
+                    break
+        ref = by_value[value]
+        if ref is not None:
+            finding.resource = str(ref)
+            result.identified += 1
+            if ref.kind != "access-key":
+                result.leaked.setdefault(str(ref), Secret(value))
+    _pair_aws_secrets(findings, result)
+    return result
+
+
+def _pair_aws_secrets(findings: Sequence[Finding], result: Identification) -> None:
+    """A secret access key beside an identified access key id (same file and commit) belongs to it."""
+    keys = {(f.file, f.commit): f.resource for f in findings
+            if f.resource and parse_ref(f.resource).kind == "access-key"}
+    for finding in findings:
+        if finding.resource is None and finding.rule in AWS_SECRET_RULES:
+            ref = keys.get((finding.file, finding.commit))
+            if ref is not None:
+                finding.resource = ref
+                result.identified += 1
+                result.leaked.setdefault(ref, Secret(finding.secret))
+
+
+def _when(finding: Finding) -> datetime:
+    if finding.date:
+        try:
+            return datetime.fromisoformat(finding.date).astimezone(UTC)
+        except ValueError:
+            pass
+    return datetime.now(UTC)
+
+
+def finding_ref(finding: Finding) -> Ref | None:
+    """The resource a finding is about: its identified owner, else ``external/RULE/FP`` (None for keyguard's own keys)."""
+    if finding.managed_key:
+        return None
+    if finding.resource:
+        return parse_ref(finding.resource)
+    return external_ref(finding.rule, finding.secret_sha256[:32])
+
+
+def open_resource_incidents(findings: Sequence[Finding], responder: ResourceResponder,
+                            leaked: Mapping[str, Secret] | None = None) -> dict[str, int]:
+    """Open (or update) one incident per leaked resource; returns ``{REF: incident id}``."""
+    earliest: dict[str, Finding] = {}
+    for finding in findings:
+        ref = finding_ref(finding)
+        if ref is None:
+            continue
+        current = earliest.get(str(ref))
+        if current is None or _when(finding) < _when(current):
+            earliest[str(ref)] = finding
+    opened: dict[str, int] = {}
+    for text, finding in sorted(earliest.items()):
+        ref = parse_ref(text)
+        where = f"{finding.file}:{finding.line}"
+        cause = ROOT_CAUSE_GIT if finding.commit else ROOT_CAUSE_FILE
+        author = f"{finding.author} <{finding.email}>" if finding.author else ""
+        evidence = {"rule": finding.rule, "commit": finding.commit or "", "author": author, "location": where,
+                    "exposed_at": _when(finding).isoformat()}
+        source = f"{cause}: {where}" + (f" in commit {finding.commit[:12]}" if finding.commit else "")
+        incident = responder.open(ref, _when(finding), source=source, leaked=(leaked or {}).get(text),
+                                  evidence=evidence)
+        if not incident.root_cause:
+            responder.incidents.update_facts(incident.id, root_cause=f"{cause} ({source})", actor=responder.actor)
+        opened[text] = incident.id
+        for other in findings:
+            if finding_ref(other) == ref:
+                other.extra["incident"] = str(incident.id)
+    return opened
