@@ -13,7 +13,7 @@ import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -83,7 +83,7 @@ def responder(vault: Vault, opened: Opened, settings: Settings | None = None) ->
 def list_connectors(as_json: bool = JsonOption) -> None:
     """The configured connectors, their settings and where each credential comes from."""
     found = configs()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name, config in found.items():
         creds = {f: f"env {v}" for f, v in sorted(config.secret_env.items())}
         rows.append({"name": name, "type": config.type, "kinds": list(KINDS[config.type]),
@@ -94,7 +94,7 @@ def list_connectors(as_json: bool = JsonOption) -> None:
         for row in rows:
             for f in stored.get(str(row["name"]), []):
                 if f in CREDENTIALS[str(row["type"])]:
-                    row["credentials"][f] = "sealed"  # type: ignore[index]
+                    row["credentials"][f] = "sealed"
 
     def human() -> None:
         if not rows:
@@ -102,9 +102,9 @@ def list_connectors(as_json: bool = JsonOption) -> None:
             return
         table = Table("name", "type", "kinds", "settings", "credentials")
         for row in rows:
-            table.add_row(str(row["name"]), str(row["type"]), ", ".join(row["kinds"]),  # type: ignore[arg-type]
-                          ", ".join(f"{k}={v}" for k, v in row["settings"].items()),  # type: ignore[attr-defined]
-                          ", ".join(f"{k}: {v}" for k, v in row["credentials"].items()))  # type: ignore[attr-defined]
+            table.add_row(str(row["name"]), str(row["type"]), ", ".join(row["kinds"]),
+                          ", ".join(f"{k}={v}" for k, v in row["settings"].items()),
+                          ", ".join(f"{k}: {v}" for k, v in row["credentials"].items()))
         console.print(table)
 
     emit(rows, as_json, human)
@@ -175,8 +175,12 @@ def identify(name: str = typer.Argument(..., help="Connector name."), as_json: b
         raise NotFoundError(f"no resource of connector {name!r} owns this value",
                             hint="try another connector, or track it as external/RULE/FINGERPRINT")
     doc = [{"resource": str(h.ref), "owner": h.owner, "detail": h.detail} for h in hits]
-    emit(doc if len(doc) > 1 else doc[0], as_json,
-         lambda: [console.print(f"{h.ref}  (owner {h.owner})") for h in hits])
+
+    def human() -> None:
+        for h in hits:
+            console.print(f"{h.ref}  (owner {h.owner})")
+
+    emit(doc if len(doc) > 1 else doc[0], as_json, human)
 
 
 def _toml_value(value: str) -> str:

@@ -93,7 +93,7 @@ def _when(finding: Finding) -> datetime:
 
 
 def finding_ref(finding: Finding) -> Ref | None:
-    """The resource a finding is about: its identified owner, else ``external/RULE/FP`` (None for keyguard's own keys)."""
+    """The resource a finding is about: its owner, else ``external/RULE/FP`` (None for keyguard's own keys)."""
     if finding.managed_key:
         return None
     if finding.resource:
