@@ -274,6 +274,82 @@ def read_targets(targets: list[Path]) -> list[Path]:
     return [policy.check(Path(str(t)).absolute()) for t in targets]
 
 
+def incident_on_resource(incident_id: int) -> bool:
+    """True when incident ``incident_id`` is about a connector resource."""
+    from keyguard.response.resource import RESOURCE
+
+    return isinstance(context.incident_service().get(incident_id).impact.get(RESOURCE), str)
+
+
+def open_resource_incident(resource: str | None, key: list[str], exposed_at: str, detected_at: str | None,
+                           source: str, jurisdiction: list[str], flags: list[str], as_json: bool,
+                           leaked_stdin: bool = False) -> None:
+    """``incident open --resource REF``: the leaked-key playbook on a resource held elsewhere."""
+    from keyguard.clock import parse_time
+
+    if resource is None:
+        raise UsageError("incident open needs --key NAME or --resource REF", hint="see keyguard incident open --help")
+    if key:
+        raise UsageError("--key and --resource are exclusive", hint="one incident per resource")
+    ref = parse_ref(resource)
+    leaked = sys.stdin.buffer.read().decode("utf-8", "replace").strip() if leaked_stdin else ""
+    if leaked_stdin and not leaked:
+        raise UsageError("no leaked value on stdin", hint="pipe it, or drop --leaked-stdin")
+    vault = context.vault()
+    with Opened(sealed_store(vault)) as opened:
+        runner = responder(vault, opened)
+        runner.require(ref)
+        now = runner.incidents.clock.now()
+        incident = runner.open(ref, parse_time(exposed_at, vault.clock).replace(microsecond=0),
+                               detected_at=parse_time(detected_at, vault.clock) if detected_at else None,
+                               source=source, jurisdictions=jurisdiction, flags=flags,
+                               leaked=Secret(leaked) if leaked else None)
+    from keyguard.cli.incident_view import render_incident
+
+    emit(incident.to_dict(now), as_json, lambda: render_incident(incident, now))
+
+
+def run_resource_step(step: str, incident_id: int | None, resource: str | None, *, yes: bool,
+                      targets: list[Path], as_json: bool) -> None:
+    """``incident contain|assess|rotate|rollout [ID] --resource REF`` through the resource's connector."""
+    from keyguard.cli.output import confirm
+    from keyguard.response.resource import find_resource_incident, incident_ref
+
+    files = read_targets(targets)
+    vault = context.vault()
+    with Opened(sealed_store(vault)) as opened:
+        runner = responder(vault, opened)
+        if incident_id is None:
+            ref = parse_ref(str(resource))
+            found = find_resource_incident(runner.incidents, ref)
+            if found is None:
+                raise NotFoundError(f"no open incident on {ref}",
+                                    hint=f"keyguard incident open --resource {ref} --exposed-at …")
+            incident_id = found.id
+        ref = incident_ref(runner.incidents.get(incident_id))
+        if resource is not None and parse_ref(resource) != ref:
+            raise UsageError(f"incident {incident_id} is about {ref}, not {resource}")
+        runner.require(ref)
+        if step == "contain":
+            confirm(f"Contain {ref} now (deactivate, revoke, cut its sessions)?", yes)
+            doc = runner.contain(incident_id)
+        elif step == "assess":
+            doc = runner.assess(incident_id)
+        elif step == "rotate":
+            doc = runner.rotate(incident_id)
+        else:
+            doc = runner.rollout(incident_id, files)
+    doc = {"incident": incident_id, "step": step, **doc}
+
+    def human() -> None:
+        console.print(f"[bold]incident {incident_id}[/bold] {step} {ref}")
+        for k, v in doc.items():
+            if k not in ("incident", "step", "resource", "assessment"):
+                console.print(f"  {k}: {json.dumps(v, default=str)}")
+
+    emit(doc, as_json, human)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``connector`` group to ``app``."""
     app.add_typer(connector_app, name="connector")
