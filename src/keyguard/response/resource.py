@@ -210,7 +210,11 @@ class ResourceResponder:
         ref = incident_ref(incident)
         adapter = self.adapter(ref)
         out: dict[str, Any] = {"resource": str(ref)}
-        outcome = self._step(incident, ref, adapter, Step.CONTAIN, lambda: adapter.contain(ref))
+        if self._done(incident, TASK_OF[Step.CONTAIN]) and self._done(incident, TASK_OF[Step.PROVE_DEAD]):
+            return out | {"resumed": True}  # contained and proven before: a rerun must not contain again
+        outcome = None
+        if not self._done(incident, TASK_OF[Step.CONTAIN]):
+            outcome = self._step(incident, ref, adapter, Step.CONTAIN, lambda: adapter.contain(ref))
         if outcome is not None:
             out["contain"] = list(outcome.actions)
             self.complete(incident_id, TASK_OF[Step.CONTAIN], "; ".join(outcome.actions),
@@ -226,9 +230,15 @@ class ResourceResponder:
             else:
                 self.incidents.record(incident_id, "attention", f"{ref} not proven dead",
                                       {"evidence": list(proof.evidence)}, actor=self.actor)
-        if outcome is not None:
+        if outcome is not None or self._done(self.incidents.get(incident_id), TASK_OF[Step.CONTAIN], skipped=False):
             self._advance(incident_id, Status.CONTAINED, out)
         return out
+
+    @staticmethod
+    def _done(incident: Incident, action: str, *, skipped: bool = True) -> bool:
+        """True when the playbook task of ``action`` is done (or, with ``skipped``, closed as manual)."""
+        tasks = [t for t in incident.tasks if t.action == action]
+        return bool(tasks) and all(t.done_at is not None and (skipped or t.skip_reason is None) for t in tasks)
 
     def assess(self, incident_id: int, baseline: timedelta = timedelta(days=30)) -> dict[str, Any]:
         """Import the system's own usage records, grade them with the existing assessment, record the risk."""
@@ -332,7 +342,10 @@ class ResourceResponder:
             if switched.is_switched:
                 self.complete(incident_id, TASK_OF[Step.CONSUMERS_SWITCHED], "the consumers use the new credential",
                                {"resource": str(ref), "evidence": list(switched.evidence)})
-        if retire and (switched is None or switched.is_switched) and adapter.supports(Step.RETIRE):
+        retired_before = any(e.kind == "retired" for e in self.incidents.get(incident_id).timeline)
+        if retired_before:
+            out["retired"] = ["retired earlier"]
+        elif retire and (switched is None or switched.is_switched) and adapter.supports(Step.RETIRE):
             retired = self._step(incident, ref, adapter, Step.RETIRE, lambda: adapter.retire(rotation))
             if retired is not None:
                 out["retired"] = list(retired.actions)
