@@ -9,6 +9,7 @@ incidents whose tasks are the provider's revoke steps.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,11 @@ from keyguard.response.resource import ResourceResponder
 from keyguard.scan.model import Finding
 
 AWS_SECRET_RULES = ("aws-secret-access-key",)
+AWS_SECRET_SHAPE = re.compile(r"^[A-Za-z0-9/+]{40}$")
+PAIR_LINES = 5
+#: Rule-id prefixes → the connector type to ask first (the others are asked after, in case).
+RULE_TYPES = (("aws-", "aws"), ("hashicorp-vault", "vault"), ("vault-", "vault"), ("postgres", "postgresql"),
+              ("redis", "redis"))
 
 
 @dataclass
@@ -41,14 +47,19 @@ def identify_findings(findings: Sequence[Finding], connectors: Mapping[str, Conn
     result = Identification()
     by_value: dict[str, Ref | None] = {}
     alive = dict(connectors)
-    for finding in findings:
-        if finding.managed_key or not finding.secret:
+    # Access key ids first: a secret access key beside one is then paired without asking anyone.
+    ids = [f for f in findings if f.rule.startswith("aws-access-key")]
+    for finding in ids + [f for f in findings if not f.rule.startswith("aws-access-key")]:
+        if finding.managed_key or not finding.secret or finding.resource is not None:
+            continue
+        if _pair_aws_secret(finding, ids, result):
             continue
         value = finding.secret
         if value not in by_value:
             by_value[value] = None
             result.asked += 1
-            for name, connector in list(alive.items()):
+            likely = next((t for prefix, t in RULE_TYPES if finding.rule.startswith(prefix)), None)
+            for name, connector in sorted(alive.items(), key=lambda kv: kv[1].type != likely):
                 try:
                     hits = connector.identify(Secret(value))
                 except KeyguardError as exc:
@@ -66,21 +77,26 @@ def identify_findings(findings: Sequence[Finding], connectors: Mapping[str, Conn
             result.identified += 1
             if ref.kind != "access-key":
                 result.leaked.setdefault(str(ref), Secret(value))
-    _pair_aws_secrets(findings, result)
     return result
 
 
-def _pair_aws_secrets(findings: Sequence[Finding], result: Identification) -> None:
-    """A secret access key beside an identified access key id (same file and commit) belongs to it."""
-    keys = {(f.file, f.commit): f.resource for f in findings
-            if f.resource and parse_ref(f.resource).kind == "access-key"}
-    for finding in findings:
-        if finding.resource is None and finding.rule in AWS_SECRET_RULES:
-            ref = keys.get((finding.file, finding.commit))
-            if ref is not None:
-                finding.resource = ref
-                result.identified += 1
-                result.leaked.setdefault(ref, Secret(finding.secret))
+def _pair_aws_secret(finding: Finding, ids: Sequence[Finding], result: Identification) -> bool:
+    """A secret access key beside an identified access key id belongs to it: same file and commit, nearest line.
+
+    Whichever rule found the secret (``aws-secret-access-key``, or a generic one when the variable's
+    name is unusual), its value has the shape of one: 40 characters of base64.
+    """
+    if not AWS_SECRET_SHAPE.match(finding.secret):
+        return False
+    near = [k for k in ids if k.resource and k.file == finding.file and k.commit == finding.commit
+            and abs(k.line - finding.line) <= PAIR_LINES]
+    if not near:
+        return False
+    ref = str(min(near, key=lambda k: abs(k.line - finding.line)).resource)
+    finding.resource = ref
+    result.identified += 1
+    result.leaked.setdefault(ref, Secret(finding.secret))
+    return True
 
 
 def _when(finding: Finding) -> datetime:

@@ -15,7 +15,7 @@ from typing import Any
 
 from keyguard.clock import format_time
 from keyguard.connectors.refs import Ref
-from keyguard.errors import UsageError
+from keyguard.errors import KeyguardError, UsageError
 from keyguard.incident.model import Status
 from keyguard.response.resource import ResourceResponder, find_resource_incident
 from keyguard.response.respond import RespondResult, write_reports
@@ -55,7 +55,13 @@ def respond_resource(
 
     step("contain", lambda: responder.contain(iid))
     result.contained_seconds = round(time.perf_counter() - started, 3)
-    assessed = step("assess", lambda: responder.assess(iid))
+    try:  # contained already: a system whose usage record cannot be read must not stop the replacement
+        assessed = step("assess", lambda: responder.assess(iid))
+    except KeyguardError as exc:
+        assessed = {}
+        result.attention.append(f"assess {ref}: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+        incidents.record(iid, "task-failed", f"assessment of {ref} failed: {exc.message}",
+                         {"hint": exc.hint}, actor=responder.actor)
     result.grade = str(assessed.get("grade", "unknown"))
     rotated = step("rotate", lambda: responder.rotate(iid))
     if "new" in rotated:
@@ -81,7 +87,7 @@ def respond_resource(
         if o.done_at is None:
             result.attention.append(f"notify: {o.regulation} due "
                                     + (format_time(o.due_at) if o.due_at else "without undue delay"))
-    if all(a.startswith("notify:") for a in result.attention):
+    if all(a.startswith("notify:") for a in result.attention) and "grade" in assessed:
         if incidents.get(iid).status.rank < Status.RECOVERED.rank and "retired" in rolled:
             incidents.advance_status(iid, Status.RECOVERED, {"resource": str(ref)}, actor=responder.actor)
     if report_dir is not None:
