@@ -89,7 +89,6 @@ def _plant(stack: contextlib.ExitStack, repo: Path) -> str:
     import httpx
     import psycopg
     import redis
-
     from tests.connectors.servers import bao_server, moto_server, postgres_server
 
     moto, bao, pg = (stack.enter_context(s()) for s in (moto_server, bao_server, postgres_server))

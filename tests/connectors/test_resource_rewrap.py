@@ -42,7 +42,8 @@ def _setup(tmp_path: Path, bao: Bao, name: str) -> tuple[dict[str, str], dict[st
         env.pop(var, None)
     kg(env, "init")
     (tmp_path / name / "keyguard.toml").write_text(
-        f'[connectors.bao]\ntype = "vault"\nurl = "{bao.address}"\ntoken_env = "KG_BAO"\naudit_log = "{bao.audit_log}"\n')
+        f'[connectors.bao]\ntype = "vault"\nurl = "{bao.address}"\ntoken_env = "KG_BAO"\n'
+        f'audit_log = "{bao.audit_log}"\n')
     plain: dict[str, bytes] = {}
     for i in range(ITEMS):
         data = f"record {i} of {key}".encode()
