@@ -111,6 +111,7 @@ def test_errors_have_one_line_and_the_spec_exit_code(kg: Kg, users: Callable[...
     assert "must not be written in keyguard.toml" in plain.stderr and "hunter22" not in plain.stderr
     kg("connector", "add", "y", "--type", "redis", "--set", "url=redis://u:hunter22@127.0.0.1:6379/0", code=2)
     kg("connector", "add", "weak", "--type", "redis", "--set", f"url={URL}", code=2)  # exists
+    kg("connector", "add", "weak", "--type", "redis", "--secret-stdin", "password", stdin=weak[1])  # sealed again
     kg("connector", "add", "z", "--type", "nosql", "--set", f"url={URL}", code=2)
     kg("respond", "--resource", "not-a-ref", "--yes", code=2)
     kg("respond", "--resource", "nosuch/user/x", "--exposed-at", "-1h", "--yes", code=4)

@@ -204,13 +204,17 @@ def add(
         if match is None:
             raise UsageError(f"invalid --set {item!r}", hint="use KEY=VALUE, e.g. --set url=http://127.0.0.1:8200")
         table[match.group(1)] = match.group(2)
-    config = parse_connector(name, table)  # plaintext credentials and unknown settings refused here
+    settings = Settings.from_env()
+    existing = configs(settings).get(name)
+    reseal = existing is not None and not sets and secret_field is not None and existing.type == kind
+    if existing is not None and not reseal:
+        raise ConflictError(f"connector {name!r} already exists",
+                            hint=f"edit [connectors.{name}] in keyguard.toml, or pass only --type and "
+                            "--secret-stdin to store its credential again")
+    config = existing if existing is not None else parse_connector(name, table)  # plaintext refused here
     if secret_field is not None and secret_field not in CREDENTIALS[config.type]:
         raise ConnectorConfigError(f"{config.type} has no credential {secret_field!r}",
                                    hint="one of " + ", ".join(sorted(CREDENTIALS[config.type])))
-    settings = Settings.from_env()
-    if name in configs(settings):
-        raise ConflictError(f"connector {name!r} already exists", hint=f"edit [connectors.{name}] in keyguard.toml")
     value = None
     if secret_field is not None:
         value = sys.stdin.buffer.read().decode("utf-8", "replace").strip("\r\n")
@@ -224,14 +228,15 @@ def add(
         if value is not None and secret_field is not None:
             sealed_store(vault, settings).put(name, secret_field, Secret(value))
         path = settings.config_file
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            text = ""
-        lines = [f"[connectors.{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
-        body = (text.rstrip("\n") + "\n\n" if text.strip() else "") + "\n".join(lines) + "\n"
-        write_atomic(path, body.encode(), mode=0o600)
-        ctx["reason"] = f"connector {name} ({config.type}) added" + (
+        if not reseal:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                text = ""
+            lines = [f"[connectors.{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+            body = (text.rstrip("\n") + "\n\n" if text.strip() else "") + "\n".join(lines) + "\n"
+            write_atomic(path, body.encode(), mode=0o600)
+        ctx["reason"] = f"connector {name} ({config.type}) {'credential stored again' if reseal else 'added'}" + (
             f", {secret_field} sealed" if secret_field else "")
     doc = {"name": name, "type": config.type, "config": str(path), "sealed": [secret_field] if secret_field else []}
     emit(doc, as_json, lambda: console.print(f"connector {name} ({config.type}) added to {path}"

@@ -89,6 +89,6 @@ class SealedStore:
         except (KeyError, ValueError, TypeError, IntegrityError):
             raise IntegrityError(
                 f"the sealed {field} of {connector!r} does not open",
-                hint=f"store it again: keyguard connector add {connector} --secret-stdin {field}",
+                hint=f"store it again: keyguard connector add {connector} --type TYPE --secret-stdin {field}",
             ) from None
         return Secret(plain.decode())
