@@ -29,6 +29,8 @@ PAIR_LINES = 5
 #: Rule-id prefixes → the connector type to ask first (the others are asked after, in case).
 RULE_TYPES = (("aws-", "aws"), ("hashicorp-vault", "vault"), ("vault-", "vault"), ("postgres", "postgresql"),
               ("redis", "redis"))
+VALUE_TYPES = (("AKIA", "aws"), ("ASIA", "aws"), ("hvs.", "vault"), ("hvb.", "vault"), ("s.", "vault"),
+               ("b.", "vault"))
 
 
 @dataclass
@@ -58,7 +60,7 @@ def identify_findings(findings: Sequence[Finding], connectors: Mapping[str, Conn
         if value not in by_value:
             by_value[value] = None
             result.asked += 1
-            likely = next((t for prefix, t in RULE_TYPES if finding.rule.startswith(prefix)), None)
+            likely = _likely_type(finding)
             for name, connector in sorted(alive.items(), key=lambda kv: kv[1].type != likely):
                 try:
                     hits = connector.identify(Secret(value))
@@ -78,6 +80,14 @@ def identify_findings(findings: Sequence[Finding], connectors: Mapping[str, Conn
             if ref.kind != "access-key":
                 result.leaked.setdefault(str(ref), Secret(value))
     return result
+
+
+def _likely_type(finding: Finding) -> str | None:
+    """The connector type to ask first, from the rule or the value's own prefix (generic rules)."""
+    by_rule = next((t for prefix, t in RULE_TYPES if finding.rule.startswith(prefix)), None)
+    if by_rule is not None:
+        return by_rule
+    return next((t for prefix, t in VALUE_TYPES if finding.secret.startswith(prefix)), None)
 
 
 def _pair_aws_secret(finding: Finding, ids: Sequence[Finding], result: Identification) -> bool:
