@@ -321,6 +321,7 @@ def run_resource_step(step: str, incident_id: int | None, resource: str | None, 
     from keyguard.response.resource import find_resource_incident, incident_ref
 
     files = read_targets(targets)
+    context.authorize({"contain": "key.compromise", "rotate": "key.rotate"}.get(step, "incident.write"))
     vault = context.vault()
     with Opened(sealed_store(vault)) as opened:
         runner = responder(vault, opened)

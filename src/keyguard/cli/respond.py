@@ -128,6 +128,7 @@ def _respond_resource(resource: str, targets: list[Path], exposed_at: str | None
     if leaked_stdin and not leaked:
         raise UsageError("no leaked value on stdin", hint="pipe it, or drop --leaked-stdin")
     confirm(f"Respond to the leak of {ref}: contain, rotate and retire it now?", yes)
+    context.authorize("key.compromise")  # the same right as containing one of keyguard's own keys
     vault = context.vault()
     settings = Settings.from_env()
     show = not as_json and err_console.is_terminal
