@@ -87,7 +87,8 @@ def _vault(stack: contextlib.ExitStack) -> Iterator[tuple[str, Connector, str, S
     if isinstance(bao, str):
         print(f"vault: skipped ({bao})")
         return
-    conn = open_connector(parse_connector("bao", {"type": "vault", "url": bao.address, "token_env": "T"}),
+    conn = open_connector(parse_connector("bao", {"type": "vault", "url": bao.address, "token_env": "T",
+                                                  "audit_log": str(bao.audit_log)}),
                           environ={"T": bao.token})
     api = httpx.Client(base_url=f"{bao.address}/v1", headers={"X-Vault-Token": bao.token})
 

@@ -31,6 +31,7 @@ SPEC_FIELDS = [
     "fingerprint",
     "entropy",
     "managed_key",
+    "resource",
 ]
 SCHEMA = json.loads((Path(__file__).parent / "sarif-2.1.0-subset.schema.json").read_text())
 

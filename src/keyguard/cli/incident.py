@@ -57,7 +57,8 @@ def _responder() -> tuple[Vault, Responder]:
 
 @incident_app.command("open")
 def open_incident(
-    key: list[str] = typer.Option(..., "--key", "-k", help="Leaked key NAME[@VERSION] (repeatable)."),
+    key: list[str] = typer.Option([], "--key", "-k", help="Leaked key NAME[@VERSION] (repeatable)."),
+    resource: str | None = typer.Option(None, "--resource", "-r", help="CONNECTOR/KIND/ID held elsewhere (SPEC §7)."),
     exposed_at: str = typer.Option(..., "--exposed-at", help="When the key was exposed (RFC 3339 or -2h)."),
     detected_at: str | None = typer.Option(None, "--detected-at", help="When the leak was detected (default now)."),
     source: str = typer.Option("", "--source", help="Where the key leaked (URL, commit, ticket)."),
@@ -69,10 +70,17 @@ def open_incident(
         [], "--flag", help="Facts such as high-risk, cii-operator, relatively-major, nis2-entity."
     ),
     title: str | None = typer.Option(None, "--title", help="Title of the incident."),
+    leaked_stdin: bool = typer.Option(False, "--leaked-stdin", help="With --resource: the leaked value on stdin."),
     as_json: bool = JsonOption,
 ) -> None:
     """Open an incident: the four SLA phases, the playbook tasks and the regulators' deadlines."""
     context.authorize("incident.write")
+    if resource is not None or not key:
+        from keyguard.cli.connector import open_resource_incident
+
+        open_resource_incident(resource, key, exposed_at, detected_at, source, jurisdiction, flag, as_json,
+                               leaked_stdin)
+        return
     svc = context.incident_service()
     now = svc.clock.now()
     incident = svc.open(
@@ -351,7 +359,8 @@ def report(
 
 @incident_app.command("contain")
 def contain(
-    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
+    incident_id: int | None = typer.Argument(None, metavar="ID", min=1, max=MAX_ID),
+    resource: str | None = typer.Option(None, "--resource", "-r", help="CONNECTOR/KIND/ID held elsewhere (SPEC §7)."),
     reversible: bool = typer.Option(False, "--reversible", help="Disable instead of compromise."),
     suspend_clients: bool = typer.Option(
         False,
@@ -362,6 +371,9 @@ def contain(
     as_json: bool = JsonOption,
 ) -> None:
     """Block the leaked versions everywhere, suspend their users, prove the key is dead."""
+    incident_id = _resource_step("contain", incident_id, resource, yes=yes, as_json=as_json)
+    if incident_id is None:
+        return
     context.authorize("key.compromise")
     confirm(f"Contain incident {incident_id}: block its key versions now?", yes)
     _vault, responder = _responder()
@@ -380,11 +392,15 @@ def contain(
 
 @incident_app.command("assess")
 def assess(
-    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
+    incident_id: int | None = typer.Argument(None, metavar="ID", min=1, max=MAX_ID),
+    resource: str | None = typer.Option(None, "--resource", "-r", help="CONNECTOR/KIND/ID held elsewhere (SPEC §7)."),
     baseline_days: int = typer.Option(30, "--baseline-days", min=1, max=3650),
     as_json: bool = JsonOption,
 ) -> None:
     """Replay the audit log since the exposure; grade the risk with its reasons."""
+    incident_id = _resource_step("assess", incident_id, resource, as_json=as_json)
+    if incident_id is None:
+        return
     context.authorize("incident.write")
     _vault, responder = _responder()
     results = responder.assess(incident_id, timedelta(days=baseline_days))
@@ -403,11 +419,15 @@ def assess(
 
 @incident_app.command("rotate")
 def rotate(
-    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
+    incident_id: int | None = typer.Argument(None, metavar="ID", min=1, max=MAX_ID),
+    resource: str | None = typer.Option(None, "--resource", "-r", help="CONNECTOR/KIND/ID held elsewhere (SPEC §7)."),
     algorithm: str | None = typer.Option(None, "--algorithm", "-a", help="e.g. ec-p384 instead of rsa-2048."),
     as_json: bool = JsonOption,
 ) -> None:
     """New key version, then re-wrap every registered item (resumable)."""
+    incident_id = _resource_step("rotate", incident_id, resource, as_json=as_json)
+    if incident_id is None:
+        return
     context.authorize("key.rotate")
     _vault, responder = _responder()
     with progress_bar(not as_json and err_console.is_terminal) as bar:
@@ -425,12 +445,17 @@ def rotate(
 
 @incident_app.command("rollout")
 def rollout_cmd(
-    incident_id: int = typer.Argument(..., metavar="ID", min=1, max=MAX_ID),
+    incident_id: int | None = typer.Argument(None, metavar="ID", min=1, max=MAX_ID),
+    resource: str | None = typer.Option(None, "--resource", "-r", help="CONNECTOR/KIND/ID held elsewhere (SPEC §7)."),
     update: bool = typer.Option(False, "--update", help="Rewrite the consumers' declared key references."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the diff without writing."),
+    target: list[Path] = typer.Option([], "--target", help="File where consumers read the credential (--resource)."),
     as_json: bool = JsonOption,
 ) -> None:
     """Each consumer: switched, straggler or quiet; percentage done."""
+    incident_id = _resource_step("rollout", incident_id, resource, targets=target, as_json=as_json)
+    if incident_id is None:
+        return
     context.authorize("incident.write")
     vault, responder = _responder()
     incident = responder.incidents.get(incident_id)
@@ -512,3 +537,16 @@ def _write(path: Path, data: bytes) -> None:
 def register(app: typer.Typer) -> None:
     """Add ``incident`` to ``app``."""
     app.add_typer(incident_app, name="incident")
+
+
+def _resource_step(step: str, incident_id: int | None, resource: str | None, *, yes: bool = True,
+                   targets: list[Path] | None = None, as_json: bool = False) -> int | None:
+    """Run ``step`` through the connector when ``--resource`` is given or the incident is on one (then None)."""
+    from keyguard.cli.connector import incident_on_resource, run_resource_step
+
+    if resource is None and incident_id is None:
+        raise UsageError("missing argument ID", hint="name the incident, or pass --resource REF")
+    if resource is None and incident_id is not None and not incident_on_resource(incident_id):
+        return incident_id
+    run_resource_step(step, incident_id, resource, yes=yes, targets=targets or [], as_json=as_json)
+    return None

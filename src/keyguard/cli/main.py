@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "keyguard.cli.demo",
     "keyguard.cli.creds",
     "keyguard.cli.lease",
+    "keyguard.cli.connector",
 )
 
 
@@ -122,6 +123,7 @@ _COMMAND_OWNERS: dict[str, tuple[str, ...]] = {
     "demo": ("keyguard.cli.demo",),
     "creds": ("keyguard.cli.creds",),
     "lease": ("keyguard.cli.lease",),
+    "connector": ("keyguard.cli.connector",),
 }
 
 

@@ -33,6 +33,7 @@ def scan(
     update_baseline: bool = typer.Option(False, "--update-baseline", help="Rewrite it."),
     match_vault: bool = typer.Option(False, "--match-vault", help="Recognise vault keys."),
     open_incident: bool = typer.Option(False, "--open-incident", help="Open incidents."),
+    identify: bool = typer.Option(False, "--identify", help="Ask the connectors who owns each finding."),
     jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Worker processes (0 = auto)."),
 ) -> int:
     """Find leaked secrets in files, archives, stdin or git history."""
@@ -55,6 +56,7 @@ def scan(
             update_baseline=update_baseline,
             match_vault=match_vault,
             open_incident=open_incident,
+            identify=identify,
             jobs=jobs,
         )
     )

@@ -58,6 +58,7 @@ class ScanOptions:
     update_baseline: bool = False
     match_vault: bool = False
     open_incident: bool = False
+    identify: bool = False
     jobs: int = 0
 
 
@@ -75,7 +76,7 @@ def _parser() -> _Parser:
     parser.add_argument("paths", nargs="*")
     for flag in ("--git", "--staged", "--no-ignore", "--show-secrets", "--update-baseline"):
         parser.add_argument(flag, action="store_true")
-    for flag in ("--match-vault", "--open-incident"):
+    for flag in ("--match-vault", "--open-incident", "--identify"):
         parser.add_argument(flag, action="store_true")
     parser.add_argument("--json", dest="as_json", action="store_true")
     parser.add_argument("--branch")
@@ -222,7 +223,7 @@ def _collect(o: ScanOptions, targets: list[str], since_iso: str | None) -> tuple
     rules = load_rules(tuple(o.rule_files) + settings.extra_rule_files)
     rules = [r for r in rules if r.id not in settings.disabled_rules]
     scanner = Scanner(rules, config=settings)
-    vault = _open_vault() if o.match_vault or o.open_incident else None
+    vault = _open_vault() if o.match_vault or o.open_incident or o.identify else None
     if vault is not None:
         from keyguard.response.leaks import VaultKeyIndex
         from keyguard.scan.managed import ManagedMatcher
@@ -274,8 +275,27 @@ def execute(o: ScanOptions) -> int:
         opener = incident_opener(IncidentService(vault.engine, vault.clock))
         for ref, incident in open_incidents_for(findings, opener).items():
             sys.stderr.write(f"incident {incident} opened for {ref.name} v{ref.version}\n")
+    if o.identify and vault is not None:
+        _identify(vault, findings, o.open_incident)
     _report(o, findings)
     return 1 if findings else 0
+
+
+def _identify(vault: Vault, findings: list[Finding], open_incident: bool) -> None:
+    """``--identify``: the connectors name each finding's owner; ``--open-incident`` opens incidents on them."""
+    from keyguard.cli.connector import Opened, responder, sealed_store
+    from keyguard.response.identify import identify_findings, open_resource_incidents
+
+    def warn(message: str) -> None:
+        sys.stderr.write(f"keyguard: warning: {message}\n")
+
+    store = sealed_store(vault)
+    with Opened(store) as opened:
+        found = identify_findings(findings, opened.connectors, warn=warn)
+        if open_incident:
+            runner = responder(vault, opened)
+            for ref, incident in open_resource_incidents(findings, runner, found.leaked).items():
+                sys.stderr.write(f"incident {incident} opened for {ref}\n")
 
 
 def _report(o: ScanOptions, findings: list[Finding]) -> None:

@@ -38,6 +38,7 @@ class Finding:
     date: str | None = None
     managed_key: dict[str, Any] | None = None
     blob: str | None = None
+    resource: str | None = None  # the SPEC §7 reference of the owner, filled by ``scan --identify``
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -72,6 +73,7 @@ class Finding:
             "fingerprint": self.fingerprint,
             "entropy": round(self.entropy, 3),
             "managed_key": self.managed_key,
+            "resource": self.resource,
         }
 
 

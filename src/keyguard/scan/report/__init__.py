@@ -28,6 +28,7 @@ FIELDS = (
     "fingerprint",
     "entropy",
     "managed_key",
+    "resource",
 )
 
 
