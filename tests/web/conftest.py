@@ -7,13 +7,23 @@ runs on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import ModuleType
 
 import pytest
 from fastapi.testclient import TestClient
 
 from keyguard.vault.principal import Principal
 from keyguard.vault.service import Vault
+from tests.web.browser import chromium_path
 from tests.web.scene import Scene, build_scene, make_app
+
+
+@pytest.fixture
+def chromium() -> tuple[str, ModuleType]:
+    """Chromium's path and ``playwright.sync_api``; checked before any server or database is set up."""
+    executable = chromium_path()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    return executable, sync_api
 
 
 @pytest.fixture

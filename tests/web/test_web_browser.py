@@ -6,11 +6,7 @@ chromium``) and skips with the reason when Chromium or the playwright package is
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -20,72 +16,17 @@ import pytest
 from keyguard.vault.principal import Principal
 from keyguard.vault.service import Vault
 from keyguard.web import auth
-from tests.web.scene import RISK_FACTOR, Scene, build_scene, make_app
+from tests.web.browser import CHROMIUM_ARGS, STEP_TIMEOUT_MS, serve_dashboard
+from tests.web.scene import RISK_FACTOR, Scene
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
-
-CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-STEP_TIMEOUT_MS = 15_000  # generous: two shared cores may be busy with other suites
-SERVER_START_TIMEOUT_S = 15.0
-
-
-def _chromium() -> str:
-    for path in CHROMIUM_CANDIDATES:
-        if os.access(path, os.X_OK):
-            return path
-    pytest.skip("Chromium not found at /usr/lib/chromium/chromium or /usr/bin/chromium (apt-get install chromium)")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def chromium() -> tuple[str, ModuleType]:
-    """Chromium's path and ``playwright.sync_api``; checked before any server or database is set up."""
-    executable = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    return executable, sync_api
 
 
 @pytest.fixture
 def server(vault: Vault, admin: Principal) -> Iterator[tuple[str, Scene]]:
     """uvicorn serving the API app with the dashboard, in a thread, on a free localhost port."""
-    import uvicorn
-
-    scene = build_scene(vault, admin)
-    port = _free_port()
-    config = uvicorn.Config(
-        make_app(vault), host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, name="web-test-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while not srv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            srv.should_exit = True
-            pytest.fail(f"uvicorn did not start on port {port} within {SERVER_START_TIMEOUT_S} s")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", scene
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    with serve_dashboard(vault, admin) as served:
+        yield served
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -6,8 +6,6 @@ Headless Debian Chromium driven by Playwright (never ``playwright install``); uv
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,8 +17,8 @@ from keyguard.audit.log import iter_events
 from keyguard.errors import KeyguardError
 from keyguard.vault.principal import Principal
 from keyguard.vault.service import Vault
-from tests.web.scene import Scene, build_scene, make_app
-from tests.web.test_web_browser import CHROMIUM_ARGS, SERVER_START_TIMEOUT_S, STEP_TIMEOUT_MS, _chromium, _free_port
+from tests.web.browser import CHROMIUM_ARGS, STEP_TIMEOUT_MS, serve_dashboard
+from tests.web.scene import Scene
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -35,37 +33,10 @@ VIRTUAL_AUTHENTICATOR = {
 
 
 @pytest.fixture
-def chromium() -> tuple[str, ModuleType]:
-    """Chromium's path and ``playwright.sync_api`` (skips with the reason when either is missing)."""
-    executable = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    return executable, sync_api
-
-
-@pytest.fixture
 def localhost_server(vault: Vault, admin: Principal) -> Iterator[tuple[str, Scene]]:
     """uvicorn with the dashboard on 127.0.0.1:PORT, addressed as http://localhost:PORT."""
-    import uvicorn
-
-    scene = build_scene(vault, admin)
-    port = _free_port()
-    config = uvicorn.Config(
-        make_app(vault), host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, name="webauthn-test-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while not srv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            srv.should_exit = True
-            pytest.fail(f"uvicorn did not start on port {port} within {SERVER_START_TIMEOUT_S} s")
-        time.sleep(0.05)
-    try:
-        yield f"http://localhost:{port}", scene
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
+    with serve_dashboard(vault, admin, "localhost") as served:
+        yield served
 
 
 def _sign_in(page: Any, sync_api: ModuleType, base: str, token: str) -> None:
