@@ -12,14 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from keyguard.connectors.external import external_ref
 from keyguard.connectors.refs import Ref, parse_ref
 from keyguard.connectors.registry import Connector
 from keyguard.connectors.secret import Secret
 from keyguard.errors import KeyguardError
-from keyguard.response.leaks import ROOT_CAUSE_FILE, ROOT_CAUSE_GIT
+from keyguard.response.leaks import ROOT_CAUSE_FILE, ROOT_CAUSE_GIT, finding_time
 from keyguard.response.resource import ResourceResponder
 from keyguard.scan.model import Finding
 
@@ -109,15 +108,6 @@ def _pair_aws_secret(finding: Finding, ids: Sequence[Finding], result: Identific
     return True
 
 
-def _when(finding: Finding) -> datetime:
-    if finding.date:
-        try:
-            return datetime.fromisoformat(finding.date).astimezone(UTC)
-        except ValueError:
-            pass
-    return datetime.now(UTC)
-
-
 def finding_ref(finding: Finding) -> Ref | None:
     """The resource a finding is about: its owner, else ``external/RULE/FP`` (None for keyguard's own keys)."""
     if finding.managed_key:
@@ -136,7 +126,7 @@ def open_resource_incidents(findings: Sequence[Finding], responder: ResourceResp
         if ref is None:
             continue
         current = earliest.get(str(ref))
-        if current is None or _when(finding) < _when(current):
+        if current is None or finding_time(finding) < finding_time(current):
             earliest[str(ref)] = finding
     opened: dict[str, int] = {}
     for text, finding in sorted(earliest.items()):
@@ -145,9 +135,9 @@ def open_resource_incidents(findings: Sequence[Finding], responder: ResourceResp
         cause = ROOT_CAUSE_GIT if finding.commit else ROOT_CAUSE_FILE
         author = f"{finding.author} <{finding.email}>" if finding.author else ""
         evidence = {"rule": finding.rule, "commit": finding.commit or "", "author": author, "location": where,
-                    "exposed_at": _when(finding).isoformat()}
+                    "exposed_at": finding_time(finding).isoformat()}
         source = f"{cause}: {where}" + (f" in commit {finding.commit[:12]}" if finding.commit else "")
-        incident = responder.open(ref, _when(finding), source=source, leaked=(leaked or {}).get(text),
+        incident = responder.open(ref, finding_time(finding), source=source, leaked=(leaked or {}).get(text),
                                   evidence=evidence)
         if not incident.root_cause:
             responder.incidents.update_facts(incident.id, root_cause=f"{cause} ({source})", actor=responder.actor)

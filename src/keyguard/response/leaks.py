@@ -86,7 +86,8 @@ def incident_opener(incidents: IncidentService) -> IncidentOpener:
     return opener
 
 
-def _when(finding: Finding) -> datetime:
+def finding_time(finding: Finding) -> datetime:
+    """When the finding's commit was made (now for a file finding or an unreadable date)."""
     if finding.date:
         try:
             return datetime.fromisoformat(finding.date).astimezone(UTC)
@@ -104,14 +105,14 @@ def open_incidents_for(findings: list[Finding], opener: IncidentOpener) -> dict[
             continue
         ref = ManagedKeyRef(str(finding.managed_key["name"]), int(finding.managed_key["version"]))
         current = earliest.get(ref)
-        if current is None or _when(finding) < _when(current):
+        if current is None or finding_time(finding) < finding_time(current):
             earliest[ref] = finding
     opened: dict[ManagedKeyRef, str] = {}
     for ref, finding in sorted(earliest.items(), key=lambda kv: (kv[0].name, kv[0].version)):
         root_cause = ROOT_CAUSE_GIT if finding.commit else ROOT_CAUSE_FILE
         location = f"{finding.file}:{finding.line}"
         author = f"{finding.author} <{finding.email}>" if finding.author else ""
-        incident = opener(ref, _when(finding), author, finding.commit or "", root_cause, location)
+        incident = opener(ref, finding_time(finding), author, finding.commit or "", root_cause, location)
         finding.extra["incident"] = incident
         opened[ref] = incident
     return opened
