@@ -95,7 +95,7 @@ def create_app(
     if schedule:
         from keyguard.scheduler.service import build_scheduler
 
-        scheduler = build_scheduler(settings or Settings.from_env(), vault)
+        scheduler = build_scheduler(settings or Settings.from_env(), vault, jwt_keyring=jwts.keyring)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -35,6 +35,7 @@ import httpx
 from sqlalchemy import Engine
 
 from keyguard.audit.checkpoint import read_head, signed_checkpoint
+from keyguard.audit.sink_names import reference
 from keyguard.errors import KeyguardError, UsageError
 
 log = logging.getLogger("keyguard.audit")
@@ -92,10 +93,6 @@ def _check_sink(url: str) -> None:
         )
 
 
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"
-
 
 def _to_file(url: str, line: bytes) -> None:
     path = unquote(urlsplit(url).path)
@@ -141,7 +138,7 @@ def push(doc: dict[str, Any], sinks: tuple[str, ...]) -> list[str]:
             else:
                 _to_syslog(url, body)
         except (OSError, httpx.HTTPError) as exc:
-            failures.append(f"{_redacted(url)}: {type(exc).__name__}")
+            failures.append(f"{reference(url)}: {type(exc).__name__}")
     return failures
 
 

@@ -22,6 +22,7 @@ from keyguard.cli import context
 from keyguard.cli.output import MAX_COUNT, JsonOption, console, emit, local_time
 from keyguard.config import Settings
 from keyguard.connectors.config import CREDENTIALS, ConnectorConfig, load_connectors, parse_connector
+from keyguard.connectors.deliver import is_secret_target, secret_target_name
 from keyguard.connectors.errors import ConnectorConfigError, UnknownReferenceError
 from keyguard.connectors.refs import KINDS, parse_ref
 from keyguard.connectors.registry import Connector, open_connector
@@ -76,7 +77,8 @@ def responder(vault: Vault, opened: Opened, settings: Settings | None = None) ->
     home = (settings or Settings.from_env()).home
     caller = context.principal(vault)
     return ResourceResponder(IncidentService(vault.engine, vault.clock), vault.audit, caller.actor, vault.engine,
-                             opened.connectors, sealed_store(vault, settings), home / "connector-state")
+                             opened.connectors, sealed_store(vault, settings), home / "connector-state",
+                             vault=vault, principal=caller)
 
 
 @connector_app.command("list")
@@ -270,13 +272,19 @@ def register_ciphertext(
 
 
 def read_targets(targets: list[Path]) -> list[Path]:
-    """``--target FILE`` values, checked against ``[rollout] roots`` of keyguard.toml."""
-    if not targets:
+    """``--target FILE`` values, checked against ``[rollout] roots`` of keyguard.toml (``secret:NAME`` aside)."""
+    files = [t for t in targets if not is_secret_target(str(t))]
+    if not files:
         return []
     from keyguard.response.rollout import RolloutPolicy
 
     policy = RolloutPolicy.load(Settings.from_env().config_file)
-    return [policy.check(Path(str(t)).absolute()) for t in targets]
+    return [policy.check(Path(str(t)).absolute()) for t in files]
+
+
+def read_secret_targets(targets: list[Path]) -> list[str]:
+    """The secret names of the ``--target secret:NAME`` values."""
+    return [secret_target_name(str(t)) for t in targets if is_secret_target(str(t))]
 
 
 def incident_on_resource(incident_id: int) -> bool:
@@ -320,7 +328,7 @@ def run_resource_step(step: str, incident_id: int | None, resource: str | None, 
     from keyguard.cli.output import confirm
     from keyguard.response.resource import find_resource_incident, incident_ref
 
-    files = read_targets(targets)
+    files, secrets = read_targets(targets), read_secret_targets(targets)
     context.authorize({"contain": "key.compromise", "rotate": "key.rotate"}.get(step, "incident.write"))
     vault = context.vault()
     with Opened(sealed_store(vault)) as opened:
@@ -344,7 +352,7 @@ def run_resource_step(step: str, incident_id: int | None, resource: str | None, 
         elif step == "rotate":
             doc = runner.rotate(incident_id)
         else:
-            doc = runner.rollout(incident_id, files)
+            doc = runner.rollout(incident_id, files, secrets=secrets)
     doc = {"incident": incident_id, "step": step, **doc}
 
     def human() -> None:

@@ -449,7 +449,9 @@ def rollout_cmd(
     resource: str | None = typer.Option(None, "--resource", "-r", help="CONNECTOR/KIND/ID held elsewhere (SPEC §7)."),
     update: bool = typer.Option(False, "--update", help="Rewrite the consumers' declared key references."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the diff without writing."),
-    target: list[Path] = typer.Option([], "--target", help="File where consumers read the credential (--resource)."),
+    target: list[Path] = typer.Option(
+        [], "--target", help="File, or secret:NAME, where consumers read the credential (--resource)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Each consumer: switched, straggler or quiet; percentage done."""

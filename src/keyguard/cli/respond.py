@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
     def respond(
         key: list[str] = typer.Option([], "--key", "-k", help="NAME[@VERSION] (repeatable)."),
         resource: str | None = typer.Option(None, "--resource", "-r", help="CONNECTOR/KIND/ID held elsewhere."),
-        target: list[Path] = typer.Option([], "--target", help="File where consumers read the credential."),
+        target: list[Path] = typer.Option([], "--target", help="File or secret:NAME consumers read it from."),
         leaked_stdin: bool = typer.Option(False, "--leaked-stdin", help="Read the leaked value on stdin (--resource)."),
         exposed_at: str | None = typer.Option(None, "--exposed-at", help="RFC 3339 or -2h."),
         detected_at: str | None = typer.Option(None, "--detected-at"),
@@ -116,14 +116,14 @@ def _respond_resource(resource: str, targets: list[Path], exposed_at: str | None
                       jurisdiction: str, flags: list[str], report_format: list[str], yes: bool,
                       as_json: bool, leaked_stdin: bool) -> None:
     """``respond --resource REF``: the playbook through the resource's connector."""
-    from keyguard.cli.connector import Opened, read_targets, responder, sealed_store
+    from keyguard.cli.connector import Opened, read_secret_targets, read_targets, responder, sealed_store
     from keyguard.connectors.refs import parse_ref as parse_resource
     from keyguard.response.resource_respond import respond_resource
 
     ref = parse_resource(resource)
     exposed = parse_time(exposed_at) if exposed_at else None
     detected = parse_time(detected_at) if detected_at else None
-    files = read_targets(targets)
+    files, secrets = read_targets(targets), read_secret_targets(targets)
     leaked = context.read_input(None).decode("utf-8", "replace").strip() if leaked_stdin else ""
     if leaked_stdin and not leaked:
         raise UsageError("no leaked value on stdin", hint="pipe it, or drop --leaked-stdin")
@@ -143,7 +143,8 @@ def _respond_resource(resource: str, targets: list[Path], exposed_at: str | None
             runner.on_step = lambda m: err_console.print(f"[dim]{m}[/dim]")
         result = respond_resource(runner, ref, exposed, detected_at=detected,
                                   jurisdictions=[j for j in jurisdiction.split(",") if j], flags=flags,
-                                  targets=files, report_dir=settings.home / "reports", report_formats=report_format)
+                                  targets=files, secret_targets=secrets,
+                                  report_dir=settings.home / "reports", report_formats=report_format)
     doc = result.to_dict() | {"resource": str(ref)}
 
     def human() -> None:

@@ -33,6 +33,7 @@ from keyguard.audit.log import AuditLog, EventDraft
 from keyguard.clock import format_time
 from keyguard.connectors.audited import audit_key, audit_step
 from keyguard.connectors.base import Adapter, Rotation, Step
+from keyguard.connectors.deliver import deliver_to_secrets
 from keyguard.connectors.errors import UnknownReferenceError
 from keyguard.connectors.external import ExternalCredential
 from keyguard.connectors.refs import Ref, parse_ref
@@ -45,6 +46,9 @@ from keyguard.incident.service import IncidentService
 from keyguard.response import resource_data as data
 from keyguard.store.db import write_tx
 from keyguard.store.incident_tables import IncidentTaskRow
+from keyguard.vault.principal import Principal
+from keyguard.vault.secrets import SecretStore
+from keyguard.vault.service import Vault
 
 T = TypeVar("T")
 RESOURCE = "resource"
@@ -102,6 +106,9 @@ class ResourceResponder:
     store: SealedStore | None
     state_dir: Path
     on_step: Callable[[str], None] = field(default=lambda _m: None)
+    #: The vault and caller that write ``secret:NAME`` delivery targets (none: secrets refused).
+    vault: Vault | None = None
+    principal: Principal | None = None
 
     # ------------------------------------------------------------------ plumbing
     def adapter(self, ref: Ref) -> Adapter:
@@ -312,8 +319,13 @@ class ResourceResponder:
         self._advance(incident_id, Status.ROTATED, evidence)
         return {"resource": str(ref), "new": str(made.new_ref), "rewrapped": rewrapped, "reused": False}
 
-    def rollout(self, incident_id: int, targets: Sequence[Path] = (), *, retire: bool = True) -> dict[str, Any]:
-        """Deliver the new value to ``targets``, ask the system whether consumers switched, then retire the old one."""
+    def rollout(self, incident_id: int, targets: Sequence[Path] = (), *, retire: bool = True,
+                secrets: Sequence[str] = ()) -> dict[str, Any]:
+        """Deliver the new value to ``targets`` and ``secrets``, ask whether consumers switched, retire the old one.
+
+        ``secrets`` are names of keyguard secrets (``--target secret:NAME``): each gets the new
+        credential as a new version, whatever the adapter delivers (audited as ``connector.deliver``).
+        """
         incident = self.incidents.get(incident_id)
         ref = incident_ref(incident)
         adapter = self.adapter(ref)
@@ -333,7 +345,9 @@ class ResourceResponder:
                                    lambda: adapter.deliver(rotation, list(targets), old))
             if delivered is not None:
                 out["delivered"] = list(delivered.detail.get("files", []))
-        elif not adapter.supports(Step.DELIVER):
+        if secrets:
+            out["delivered_secrets"] = self._deliver_secrets(ref, rotation, secrets)
+        if not targets and not secrets and not adapter.supports(Step.DELIVER):
             self.manual(incident, ref, Step.DELIVER, adapter.instructions(Step.DELIVER))
         switched = self._step(incident, ref, adapter, Step.CONSUMERS_SWITCHED,
                               lambda: adapter.consumers_switched(rotation))
@@ -354,6 +368,15 @@ class ResourceResponder:
         elif not adapter.supports(Step.RETIRE):
             self.manual(incident, ref, Step.RETIRE, adapter.instructions(Step.RETIRE))
         return out
+
+    def _deliver_secrets(self, ref: Ref, rotation: Rotation, names: Sequence[str]) -> list[str]:
+        if self.vault is None or self.principal is None:
+            raise UsageError(f"cannot deliver {ref} to a keyguard secret here", hint="deliver to a file instead")
+        store, principal, old = SecretStore(self.vault), self.principal, self.leaked(ref)
+        self.on_step(f"deliver {ref} to {len(names)} secret(s) …")
+        done = audit_step(self.audit, actor=self.actor, ref=ref, step=Step.DELIVER,
+                          run=lambda: deliver_to_secrets(store, principal, names, rotation, old))
+        return list(done.detail.get("secrets", []))
 
     def require(self, ref: Ref) -> None:
         """UnknownReferenceError unless the reference names a configured connector (or is external)."""

@@ -30,10 +30,14 @@ def respond_resource(
     jurisdictions: Sequence[str] = (),
     flags: Sequence[str] = (),
     targets: Sequence[Path] = (),
+    secret_targets: Sequence[str] = (),
     report_dir: Path | None = None,
     report_formats: Sequence[str] = ("md",),
 ) -> RespondResult:
-    """Run every step on ``ref``; ``attention`` lists what still needs a person (the manual tasks)."""
+    """Run every step on ``ref``; ``attention`` lists what still needs a person (the manual tasks).
+
+    The new credential goes to the files ``targets`` and the keyguard secrets ``secret_targets`` (names).
+    """
     incidents = responder.incidents
     responder.require(ref)
     started = time.perf_counter()
@@ -67,7 +71,7 @@ def respond_resource(
     if "new" in rotated:
         result.rotated = [{"resource": str(ref), "new": rotated["new"]}]
         result.rewrapped = int(rotated.get("rewrapped", 0))
-    rolled = step("rollout", lambda: responder.rollout(iid, targets))
+    rolled = step("rollout", lambda: responder.rollout(iid, targets, secrets=secret_targets))
     switched = rolled.get("switched")
     if isinstance(switched, dict):
         result.consumers = [switched]

@@ -2,8 +2,10 @@
 
 Every ``tick`` the thread checks it leads (:class:`~keyguard.scheduler.leader.Leadership`);
 the leader reaps expired leases at once (state is in the database, so a restart or
-another node picks up where a dead one stopped) and runs the rotation pass every
-``rotation_every`` seconds. A follower does nothing but try again, so when the leader
+another node picks up where a dead one stopped), runs the rotation pass every
+``rotation_every`` seconds and, every ``jwt_every`` seconds, replaces the JWT signing
+key once it is ``[auth] jwt_rotation`` old (not only when the next token is issued).
+A follower does nothing but try again, so when the leader
 dies the next node takes over within one tick.
 """
 
@@ -18,8 +20,10 @@ from typing import Any
 from keyguard.config import Settings
 from keyguard.connectors.config import ConnectorConfig, load_connectors
 from keyguard.connectors.leases import LeaseManager
+from keyguard.errors import KeyguardError
 from keyguard.scheduler.leader import Leadership
 from keyguard.scheduler.rotation import ScheduledRotations
+from keyguard.vault.jwks import JwtKeyring
 from keyguard.vault.service import Vault
 
 log = logging.getLogger("keyguard.scheduler")
@@ -29,7 +33,8 @@ class Scheduler:
     """Lease expiry and scheduled rotation in one background thread."""
 
     def __init__(self, vault: Vault, leases: LeaseManager | None, *, tick: float = 0.25,
-                 rotation_every: float = 60.0, rotate: bool = True, leadership: Leadership | None = None) -> None:
+                 rotation_every: float = 60.0, rotate: bool = True, leadership: Leadership | None = None,
+                 jwt_keyring: JwtKeyring | None = None, jwt_every: float = 10.0) -> None:
         self.vault = vault
         self.leases = leases
         self.rotations = ScheduledRotations(vault) if rotate else None
@@ -39,6 +44,9 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_rotation = float("-inf")
+        self.jwt_keyring = jwt_keyring
+        self.jwt_every = jwt_every
+        self._last_jwt = float("-inf")
         self.passes = 0
 
     def run_once(self) -> dict[str, Any]:
@@ -53,6 +61,16 @@ class Scheduler:
             self._last_rotation = time.monotonic()
             report = self.rotations.run()
             done["rotations"] = {"rotated": report.rotated, "failed": report.failed}
+        if self.jwt_keyring is not None and time.monotonic() - self._last_jwt >= self.jwt_every:
+            self._last_jwt = time.monotonic()
+            try:
+                generation = self.jwt_keyring.rotate_if_due()
+            except KeyguardError as exc:  # the signer still rotates on the next issue; leases went on
+                log.warning("scheduled rotation of the JWT signing key failed: %s", exc.message)
+                generation = None
+            if generation is not None:
+                log.info("scheduled rotation of the JWT signing key: generation %d", generation)
+                done["jwt"] = {"generation": generation}
         self.passes += 1
         return done
 

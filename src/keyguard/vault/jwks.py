@@ -1,7 +1,8 @@
 """The signing keys of the JWT access tokens, their rotation and the JWKS.
 
 The newest generation in ``jwt_signing_keys`` signs; it is replaced once it is
-``[auth] jwt_rotation`` old, by whichever node next needs to sign. The rotation
+``[auth] jwt_rotation`` old, by the scheduler of ``serve`` on its leader
+(:meth:`JwtKeyring.rotate_if_due`) or by whichever node next needs to sign. The rotation
 runs in the vault's audited write transaction (the audit chain's lock
 serialises it on both backends) and only when the newest generation is still
 the one that node saw, so two nodes that find the key due at the same moment
@@ -158,6 +159,21 @@ class JwtKeyring:
                 self._signer = signer
             return newest.kid, newest.algorithm, signer[1]
         raise RuntimeError("the JWT signing key could not be rotated")  # pragma: no cover - needs three races
+
+    def rotate_if_due(self) -> int | None:
+        """Rotate when the signing key is ``[auth] jwt_rotation`` old; the new generation, or None.
+
+        The scheduler's job, so that the key changes on time even when no token is issued.
+        Nothing happens before the first token (no key yet) or when another node rotated first.
+        """
+        self._reload()  # the database, not this node's cache: another node may have rotated
+        newest = self._newest
+        if newest is None:
+            return None
+        if newest.salt is not None and newest.created_at + self.config.rotation > self.vault.clock.now():
+            return None
+        generation = self.rotate(expected=newest.generation)
+        return generation if generation != newest.generation else None
 
     def rotate(self, expected: int | None = None, principal: Principal = ROTATOR) -> int:
         """Make a new generation the signer; returns the generation that signs afterwards.

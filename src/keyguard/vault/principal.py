@@ -56,6 +56,9 @@ _ROLE_OPS: dict[str, frozenset[str]] = {
             "alert.write",
             "alert.read",
             "scan",
+            # revoking a leaked lease is containment, which operators do (issuing and renewing are not)
+            "lease.read",
+            "lease.revoke",
         }
     ),
     "auditor": frozenset(

@@ -11,11 +11,12 @@ a hundred random bits, so it cannot be turned back into the URL.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
+from keyguard.audit.sink_names import fingerprint, redact_url, reference
 from keyguard.errors import KeyguardError
+
+__all__ = ["Sink", "SinkError", "alert_text", "fingerprint", "redact_url", "reference"]
 
 
 class SinkError(KeyguardError):
@@ -29,34 +30,6 @@ class Sink(Protocol):
     name: str
 
     def send(self, alert: dict[str, Any]) -> None: ...
-
-
-def _netloc(url: str) -> tuple[str, str, str]:
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    host = parts.hostname or ""
-    if port:
-        host = f"{host}:{port}"
-    return parts.scheme, host, parts.path
-
-
-def redact_url(url: str) -> str:
-    """``scheme://host:port`` and ``/…`` for a path: no user info, path, query or fragment."""
-    scheme, host, path = _netloc(url)
-    return f"{scheme}://{host}{'/…' if path.strip('/') else ''}"
-
-
-def fingerprint(url: str) -> str:
-    """12 hex digits of SHA-256 over the whole URL (tells sinks apart, reveals nothing)."""
-    return hashlib.sha256(url.encode("utf-8")).hexdigest()[:12]
-
-
-def reference(url: str) -> str:
-    """The name a sink is logged and recorded under: ``scheme://host:port/…#fp=<fingerprint>``."""
-    return f"{redact_url(url)}#fp={fingerprint(url)}"
 
 
 def alert_text(alert: dict[str, Any]) -> str:
