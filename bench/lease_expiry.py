@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from keyguard.connectors.config import parse_connector  # noqa: E402
 from keyguard.connectors.leases import LeaseManager  # noqa: E402
-from keyguard.scheduler.service import Scheduler  # noqa: E402
+from keyguard.response.scheduler.service import Scheduler  # noqa: E402
 from keyguard.store.db import create_db_engine, migrate  # noqa: E402
 from keyguard.vault.roots import KeyFileRoot  # noqa: E402
 from keyguard.vault.service import Vault  # noqa: E402

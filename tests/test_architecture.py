@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
     {"store"},
     {"audit"},
     {"vault", "data", "connectors"},
-    {"policy", "scan", "monitor", "assess", "scheduler"},
+    {"policy", "scan", "monitor", "assess"},
     {"incident"},
     {"response"},
     {"cli", "api", "web", "demo", "runtime", "__main__"},

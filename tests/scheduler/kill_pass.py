@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from keyguard.scheduler.rotation import ScheduledRotations
+from keyguard.response.scheduler.rotation import ScheduledRotations
 from keyguard.store.db import create_db_engine
 from keyguard.vault.roots import KeyFileRoot
 from keyguard.vault.service import Vault

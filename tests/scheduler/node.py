@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from keyguard.scheduler.service import Scheduler
+from keyguard.response.scheduler.service import Scheduler
 from keyguard.store.db import create_db_engine
 from keyguard.vault.roots import KeyFileRoot
 from keyguard.vault.service import Vault

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from keyguard.audit.log import iter_events
-from keyguard.scheduler.leader import Leadership
+from keyguard.response.scheduler.leader import Leadership
 from keyguard.store.db import create_db_engine
 
 from .test_rotation import make_due

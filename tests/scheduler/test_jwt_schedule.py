@@ -9,8 +9,8 @@ import jwt as pyjwt
 
 from keyguard.audit.log import iter_events
 from keyguard.clock import FrozenClock
-from keyguard.scheduler.leader import Leadership
-from keyguard.scheduler.service import Scheduler
+from keyguard.response.scheduler.leader import Leadership
+from keyguard.response.scheduler.service import Scheduler
 from keyguard.vault.clients import ClientService
 from keyguard.vault.jwt_config import JwtConfig
 from keyguard.vault.jwt_tokens import JwtService

@@ -12,7 +12,7 @@ from keyguard.audit.log import iter_events
 from keyguard.errors import KeyguardError
 from keyguard.monitor.alerts import list_alerts
 from keyguard.policy.schedule import next_rotations
-from keyguard.scheduler.rotation import ALERT_RULE, SCHEDULER, ScheduledRotations
+from keyguard.response.scheduler.rotation import ALERT_RULE, SCHEDULER, ScheduledRotations
 from keyguard.store.lease_tables import ScheduledRotation
 from keyguard.store.tables import Key
 from tests.data.test_inventory import _all_decrypt, _seed

@@ -93,7 +93,7 @@ def create_app(
     pusher = _checkpoint_pusher(settings, vault) if watch else None
     scheduler = None
     if schedule:
-        from keyguard.scheduler.service import build_scheduler
+        from keyguard.response.scheduler.service import build_scheduler
 
         scheduler = build_scheduler(settings or Settings.from_env(), vault, jwt_keyring=jwts.keyring)
 

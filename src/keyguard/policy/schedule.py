@@ -1,7 +1,7 @@
 """When each key is next due for rotation, and how its last scheduled rotation went.
 
 A key is due ``rotation_days`` after its last rotation (``keys.rotated_at``, moved by every
-rotation, scheduled or not); ``keyguard serve`` rotates it then (:mod:`keyguard.scheduler`).
+rotation, scheduled or not); ``keyguard serve`` rotates it then (:mod:`keyguard.response.scheduler`).
 """
 
 from __future__ import annotations

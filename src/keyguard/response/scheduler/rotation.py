@@ -36,7 +36,7 @@ from keyguard.store.tables import Key
 from keyguard.vault.principal import Principal
 from keyguard.vault.service import Vault
 
-log = logging.getLogger("keyguard.scheduler")
+log = logging.getLogger("keyguard.response.scheduler")
 SCHEDULER = Principal(name="keyguard:scheduler", role="admin", mfa=True)
 ALERT_RULE = "scheduled-rotation-failed"
 #: A claim this old whose node never finished it is taken over (the node died mid-way).

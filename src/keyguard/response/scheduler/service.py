@@ -1,6 +1,6 @@
 """The scheduler thread of ``keyguard serve``: expire leases and rotate due keys, on the leader only.
 
-Every ``tick`` the thread checks it leads (:class:`~keyguard.scheduler.leader.Leadership`);
+Every ``tick`` the thread checks it leads (:class:`~keyguard.response.scheduler.leader.Leadership`);
 the leader reaps expired leases at once (state is in the database, so a restart or
 another node picks up where a dead one stopped), runs the rotation pass every
 ``rotation_every`` seconds and, every ``jwt_every`` seconds, replaces the JWT signing
@@ -21,12 +21,12 @@ from keyguard.config import Settings
 from keyguard.connectors.config import ConnectorConfig, load_connectors
 from keyguard.connectors.leases import LeaseManager
 from keyguard.errors import KeyguardError
-from keyguard.scheduler.leader import Leadership
-from keyguard.scheduler.rotation import ScheduledRotations
+from keyguard.response.scheduler.leader import Leadership
+from keyguard.response.scheduler.rotation import ScheduledRotations
 from keyguard.vault.jwks import JwtKeyring
 from keyguard.vault.service import Vault
 
-log = logging.getLogger("keyguard.scheduler")
+log = logging.getLogger("keyguard.response.scheduler")
 
 
 class Scheduler:
