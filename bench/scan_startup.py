@@ -63,6 +63,7 @@ def main() -> None:
     repeat = max(args.repeat, 5)
     bindir = ensure_competitors()
     folder = tiny_dir()
+    WORK.mkdir(parents=True, exist_ok=True)  # git-ignored scratch space; absent on a fresh clone
     out = WORK / "startup-out.json"
     cmds = {
         "keyguard (table)": [str(KEYGUARD), "scan", str(folder)],
