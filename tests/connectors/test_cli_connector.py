@@ -8,66 +8,16 @@ systems go through the same code (tests/connectors/test_e2e_scan_respond.py).
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis
 
-from .conftest import unique
-from .servers import redis_reason
+from .conftest import Kg
 
 pytestmark = pytest.mark.slow
 URL = "redis://127.0.0.1:6379/0"
-Kg = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def root() -> Iterator[redis.Redis]:
-    reason = redis_reason(URL)
-    if reason:
-        pytest.skip(reason)
-    client = redis.Redis.from_url(URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def users(root: redis.Redis) -> Iterator[Callable[..., tuple[str, str]]]:
-    made: list[str] = []
-
-    def make(*rules: str) -> tuple[str, str]:
-        name, password = unique("kgt"), "pw-" + secrets.token_urlsafe(14)
-        root.execute_command("ACL", "SETUSER", name, "on", ">" + password, *rules)
-        made.append(name)
-        return name, password
-
-    yield make
-    for name in made:
-        root.execute_command("ACL", "DELUSER", name)
-
-
-@pytest.fixture
-def kg(tmp_path: Path) -> Kg:
-    env = dict(os.environ, KEYGUARD_HOME=str(tmp_path / "home"),
-               KEYGUARD_DATABASE_URL=f"sqlite:///{tmp_path / 'kg.db'}")
-    for name in ("KEYGUARD_TOKEN", "KEYGUARD_OTP", "KEYGUARD_MFA"):
-        env.pop(name, None)
-
-    def run(*args: str, code: int | None = 0, stdin: str | None = None,
-            extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "keyguard", *args], env={**env, **(extra or {})}, input=stdin,
-                              capture_output=True, text=True, timeout=180)
-        if code is not None:
-            assert proc.returncode == code, (args, proc.returncode, proc.stdout, proc.stderr)
-        return proc
-
-    run("init")
-    return run
 
 
 def _add(kg: Kg, name: str, admin: tuple[str, str]) -> None:

@@ -7,13 +7,9 @@ On the local Redis: a consumer that reads its password from a keyguard secret at
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import redis
@@ -24,54 +20,9 @@ from keyguard.connectors.refs import parse_ref
 from keyguard.connectors.secret import Secret
 from keyguard.errors import UsageError
 
-from .conftest import unique
-from .servers import redis_reason
+from .conftest import Kg
 
 URL = "redis://127.0.0.1:6379/0"
-Kg = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def root() -> Iterator[redis.Redis]:
-    reason = redis_reason(URL)
-    if reason:
-        pytest.skip(reason)
-    client = redis.Redis.from_url(URL)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def users(root: redis.Redis) -> Iterator[Callable[..., tuple[str, str]]]:
-    made: list[str] = []
-
-    def make(*rules: str) -> tuple[str, str]:
-        name, password = unique("kgt"), "pw-" + secrets.token_urlsafe(14)
-        root.execute_command("ACL", "SETUSER", name, "on", ">" + password, *rules)
-        made.append(name)
-        return name, password
-
-    yield make
-    for name in made:
-        root.execute_command("ACL", "DELUSER", name)
-
-
-@pytest.fixture
-def kg(tmp_path: Path) -> Kg:
-    env = dict(os.environ, KEYGUARD_HOME=str(tmp_path / "home"),
-               KEYGUARD_DATABASE_URL=f"sqlite:///{tmp_path / 'kg.db'}")
-    for name in ("KEYGUARD_TOKEN", "KEYGUARD_OTP", "KEYGUARD_MFA"):
-        env.pop(name, None)
-
-    def run(*args: str, code: int | None = 0, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([sys.executable, "-m", "keyguard", *args], env=env, input=stdin,
-                              capture_output=True, text=True, timeout=180)
-        if code is not None:
-            assert proc.returncode == code, (args, proc.returncode, proc.stdout, proc.stderr)
-        return proc
-
-    run("init")
-    return run
 
 
 @pytest.mark.slow
