@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from keyguard.audit.log import iter_events
@@ -38,7 +39,12 @@ def test_the_lock_dies_with_its_session_on_postgresql(pg_url: str) -> None:
         assert first.held() and not second.held()
         first._conn.invalidate()  # the leader's connection is cut (crash, network)
         first._conn = None
+        # The server frees the lock when it notices the session is gone, a moment after the cut.
+        deadline = time.monotonic() + 10
+        while not second.held() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert second.held()
+        assert not first.held()
     finally:
         first.release()
         second.release()
