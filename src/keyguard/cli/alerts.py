@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from keyguard.monitor.delivery import Dispatcher
 from keyguard.monitor.follow import FileCursor, FileFollower
 from keyguard.monitor.importers import IMPORTERS, ImportOptions
 from keyguard.monitor.ingest import load_detector
-from keyguard.monitor.sinks import Sink, parse_sink
+from keyguard.monitor.sinks.config import build_sinks, monitor_config
 from keyguard.monitor.store import fingerprint_key
 from keyguard.monitor.watch import Watcher
 from keyguard.runtime import open_engine
@@ -157,27 +156,6 @@ def close_command(
     context.authorize("alert.write")
     alert = alert_service.close(open_engine(), alert_id)
     emit(alert, as_json, lambda: console.print(f"alert {alert_id} closed"))
-
-
-def monitor_config(settings: Settings) -> dict[str, Any]:
-    """The ``[monitor]`` table of ``$KEYGUARD_HOME/keyguard.toml`` (empty when absent)."""
-    path = settings.config_file
-    if not path.exists():
-        return {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        raise UsageError(f"cannot read {path.name}", hint="check the TOML syntax") from None
-    section = data.get("monitor", {})
-    return section if isinstance(section, dict) else {}
-
-
-def build_sinks(urls: list[str], config: dict[str, Any]) -> list[Sink]:
-    """Sinks from ``--sink`` URLs plus ``[monitor] sinks`` of keyguard.toml."""
-    configured = config.get("sinks", [])
-    secret = config.get("webhook_secret")
-    all_urls = list(urls) + [str(u) for u in configured if isinstance(u, str)]
-    return [parse_sink(u, webhook_secret=str(secret) if secret else None) for u in all_urls]
 
 
 def watch_command(

@@ -71,6 +71,19 @@ class Dispatcher:
             if only is None or worker.sink.name in only:
                 worker.queue.put(alert)
 
+    def submit_saved(self, alert_ids: Sequence[int]) -> None:
+        """Queue the stored alerts ``alert_ids`` (as :func:`save_alerts` returned them) for every sink."""
+        if self.engine is None or not alert_ids:
+            return
+        from keyguard.monitor.alerts import alert_dict
+        from keyguard.store.monitor_tables import Alert
+
+        alerts: Table = Alert.__table__  # type: ignore[assignment]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(alerts).where(alerts.c.id.in_(list(alert_ids))).order_by(alerts.c.id)).all()
+        for row in rows:
+            self.submit(alert_dict(row))
+
     @property
     def sink_names(self) -> list[str]:
         """Names (URLs without secrets) of the sinks, as recorded in ``alert_deliveries``."""

@@ -28,6 +28,7 @@ from keyguard.clock import as_utc
 from keyguard.data.inventory import DataInventory
 from keyguard.errors import KeyguardError
 from keyguard.monitor.alerts import save_alerts
+from keyguard.monitor.delivery import Dispatcher
 from keyguard.monitor.detect.engine import AlertUpdate, group_key_of
 from keyguard.policy.schedule import due_at
 from keyguard.store.db import write_tx
@@ -62,8 +63,10 @@ class ScheduledRotations:
     """Due rotations of ``vault``'s keys, claimed, rotated, re-wrapped and recorded."""
 
     def __init__(self, vault: Vault, *, node: str | None = None, batch: int = 2000,
-                 claim_grace: timedelta = CLAIM_GRACE, retry_after: timedelta = RETRY_AFTER) -> None:
+                 claim_grace: timedelta = CLAIM_GRACE, retry_after: timedelta = RETRY_AFTER,
+                 dispatcher: Dispatcher | None = None) -> None:
         self.vault = vault
+        self.dispatcher = dispatcher
         self.engine: Engine = vault.engine
         self.node = node or node_name()
         self.batch = batch
@@ -178,11 +181,13 @@ class ScheduledRotations:
         log.warning("scheduled rotation of %s failed: %s", name, message)
         ts = format_ts(now)
         try:
-            save_alerts(self.engine, [AlertUpdate(
+            created = save_alerts(self.engine, [AlertUpdate(
                 rule=ALERT_RULE, severity="high", key=name, group_key=group_key_of(ALERT_RULE, name, ""),
                 title=f"scheduled rotation of {name} failed", details={"error": message, "run": run_id},
                 ts=ts, is_new=False, first_ts=ts,
                 event={"actor": SCHEDULER.actor, "op": "key.rotate", "key": name, "result": "error",
                        "reason": message, "ts": ts})])
+            if self.dispatcher is not None:
+                self.dispatcher.submit_saved(created)  # a repeat of an open alert counts, it is not re-sent
         except Exception:  # noqa: BLE001 - the failure is in the row and the audit log already
             log.exception("could not raise the alert for %s", name)

@@ -21,6 +21,8 @@ from keyguard.config import Settings
 from keyguard.connectors.config import ConnectorConfig, load_connectors
 from keyguard.connectors.leases import LeaseManager
 from keyguard.errors import KeyguardError
+from keyguard.monitor.delivery import Dispatcher
+from keyguard.monitor.sinks.config import configured_sinks
 from keyguard.response.scheduler.leader import Leadership
 from keyguard.response.scheduler.rotation import ScheduledRotations
 from keyguard.vault.jwks import JwtKeyring
@@ -34,10 +36,12 @@ class Scheduler:
 
     def __init__(self, vault: Vault, leases: LeaseManager | None, *, tick: float = 0.25,
                  rotation_every: float = 60.0, rotate: bool = True, leadership: Leadership | None = None,
-                 jwt_keyring: JwtKeyring | None = None, jwt_every: float = 10.0) -> None:
+                 jwt_keyring: JwtKeyring | None = None, jwt_every: float = 10.0,
+                 dispatcher: Dispatcher | None = None) -> None:
         self.vault = vault
         self.leases = leases
-        self.rotations = ScheduledRotations(vault) if rotate else None
+        self.dispatcher = dispatcher
+        self.rotations = ScheduledRotations(vault, dispatcher=dispatcher) if rotate else None
         self.tick = tick
         self.rotation_every = rotation_every
         self.leadership = leadership or Leadership(vault.engine)
@@ -98,6 +102,8 @@ class Scheduler:
         self.leadership.release()
         if self.leases is not None:
             self.leases.close()
+        if self.dispatcher is not None:
+            self.dispatcher.close()
 
 
 def lease_manager(vault: Vault, connectors: Mapping[str, ConnectorConfig]) -> LeaseManager:
@@ -106,5 +112,8 @@ def lease_manager(vault: Vault, connectors: Mapping[str, ConnectorConfig]) -> Le
 
 
 def build_scheduler(settings: Settings, vault: Vault, **options: Any) -> Scheduler:
-    """The scheduler of ``serve``: connectors from ``keyguard.toml``, the vault's database."""
-    return Scheduler(vault, lease_manager(vault, load_connectors(settings.config_file)), **options)
+    """The scheduler of ``serve``: connectors and alert sinks from ``keyguard.toml``, the vault's database."""
+    sinks = configured_sinks(settings)
+    dispatcher = Dispatcher(vault.engine, sinks) if sinks else None
+    return Scheduler(vault, lease_manager(vault, load_connectors(settings.config_file)), dispatcher=dispatcher,
+                     **options)
