@@ -27,7 +27,15 @@ from keyguard.monitor.batches import BatchInfo, BatchSource, ImportStats
 from keyguard.monitor.detect.columns import EventColumns
 from keyguard.monitor.detect.engine import DetectionEngine
 from keyguard.monitor.event import MonitorEvent
-from keyguard.monitor.segments import Workspace, load_events, load_segment, segment_file, store_batch, undetected
+from keyguard.monitor.segments import (
+    Workspace,
+    load_events,
+    load_parquet,
+    load_segment,
+    segment_file,
+    store_batch,
+    undetected,
+)
 from keyguard.store.db import write_tx
 
 if TYPE_CHECKING:
@@ -162,7 +170,8 @@ def _parse_all(ws: Workspace, source: BatchSource, out: _Handoff, stop: threadin
     try:
         for n, info in enumerate(source(ws, _TABLE)):
             ready = f"kg_ready_{n}"
-            ws.con.execute(f"ALTER TABLE {_TABLE} RENAME TO {ready}")
+            if info.segment is None:
+                ws.con.execute(f"ALTER TABLE {_TABLE} RENAME TO {ready}")
             if stop.is_set() or not _put(out, (ready, info), stop):
                 return
         _put(out, None, stop)
@@ -188,19 +197,27 @@ def _store_all(
                 raise item
             table, info = item
             with write_tx(engine) as conn:
-                stored = store_batch(conn, ws, table, keep=keep, detected=detect is None and not keep)
+                stored = store_batch(
+                    conn, ws, table, keep=keep, detected=detect is None and not keep, parquet=info.segment
+                )
             file = segment_file(ws, stored.segment_id) if keep and stored.segment_id is not None else None
+            relation = stored.table if stored.file is None else f"read_parquet('{stored.file}')"
             tally = [
                 (str(k), str(r), int(n))
                 for k, r, n in ws.con.execute(
-                    f"SELECT coalesce(key, ''), result, count(*) FROM {stored.table} GROUP BY ALL"
+                    f"SELECT coalesce(key, ''), result, count(*) FROM {relation} GROUP BY ALL"
                 ).fetchall()
             ]
             columns = None
             if detect is not None and stored.fresh:
                 kept = f"kg_detect_{table}"
-                ws.con.execute(f"ALTER TABLE {stored.table} RENAME TO {kept}")
+                if stored.file is None:
+                    ws.con.execute(f"ALTER TABLE {stored.table} RENAME TO {kept}")
+                else:
+                    load_parquet(ws, stored.file, kept)
                 columns = (kept, fresh_columns(ws.con, kept, detect))
+            if stored.file is not None and not keep:
+                stored.file.unlink()
             ws.con.execute(f"DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS kg_fresh")
             item = _Stored(info, stored.fresh, stored.duplicates, tally, columns, file, stored.segment_id)
             if not _put(out, item, stop):
