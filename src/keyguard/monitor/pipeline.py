@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
+import numpy as np
 from sqlalchemy import Engine
 
 from keyguard.monitor import metrics
@@ -130,15 +131,21 @@ def fresh_columns(con: DuckDBPyConnection, table: str, lazy: DuckDBPyConnection 
     ).fetchnumpy()
     seqs: list[int] = hot["seq"].tolist()
     values: dict[str, Any] = {"epoch": hot["epoch"].tolist(), "version": hot["version"].tolist()}
+    coded: dict[str, tuple[Any, list[Any]]] = {}
     for name in _HOT:
         pairs = con.execute(f"SELECT DISTINCT hash({name}), {name} FROM {table}").fetchall()
         lookup = dict(pairs)
         if len(lookup) == len(pairs):
-            values[name] = [lookup[h] for h in hot[name].tolist()]
+            found, codes = np.unique(hot[name], return_inverse=True)
+            dictionary = [lookup[h] for h in found.tolist()]
+            as_array = np.empty(len(dictionary), dtype=object)
+            as_array[:] = dictionary
+            values[name] = as_array[codes].tolist()
+            coded[name] = (codes.astype(np.int64, copy=False), dictionary)
         else:  # two values share a hash: fetch this column as it is
             values[name] = con.execute(f"SELECT {name} FROM {table}").fetchnumpy()[name].tolist()
     values.update({name: DuckColumn(lazy or con, table, name, seqs) for name in _COLD})
-    return EventColumns(**values)
+    return EventColumns(**values, coded=coded)
 
 
 _Handoff = queue.Queue[Any]
