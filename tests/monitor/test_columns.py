@@ -308,7 +308,7 @@ def _coded(events: list[MonitorEvent]) -> EventColumns:
     import numpy as np
 
     cols = EventColumns.from_events(events)
-    for name in ("key", "actor", "source_ip", "user_agent"):
+    for name in ("key", "result", "actor", "source_ip", "user_agent"):
         values = getattr(cols, name)
         dictionary = list(reversed(list(dict.fromkeys(values))))
         code = {v: n for n, v in enumerate(dictionary)}

@@ -72,31 +72,51 @@ _SECONDS_SQL = (
 )
 
 
+class _ColdRows:
+    """The rarely read columns of a DuckDB batch table, fetched together for the events asked about."""
+
+    def __init__(self, con: DuckDBPyConnection, table: str, columns: tuple[str, ...], seqs: list[int]) -> None:
+        self._con, self._table, self._columns, self.seqs = con, table, columns, seqs
+        self.some: dict[str, dict[int, Any]] = {name: {} for name in columns}
+        self._asked: set[int] = set()
+
+    def prefetch(self, indices: list[int]) -> None:
+        """Fetch every cold column at events ``indices`` in one query (those not fetched yet)."""
+        wanted = [i for i in indices if i not in self._asked]
+        if not wanted:
+            return
+        self._asked.update(wanted)
+        by_seq = {self.seqs[i]: i for i in wanted}
+        rows = self._con.execute(
+            f"SELECT seq, {', '.join(self._columns)} FROM {self._table} WHERE seq IN (SELECT unnest($1::BIGINT[]))",
+            [list(by_seq)],
+        ).fetchall()
+        for seq, *values in rows:
+            i = by_seq[int(seq)]
+            for name, value in zip(self._columns, values, strict=True):
+                self.some[name][i] = value
+
+
 class DuckColumn(Sequence[Any]):
     """A column of a DuckDB batch table, read only where asked.
 
     Detection reads these columns at the few events that fire; it says which ones
-    first (:meth:`prefetch`, one query). Any other read fetches the whole column.
+    first (:meth:`prefetch`, one query for all such columns). Any other read fetches
+    the whole column.
     """
 
-    def __init__(self, con: DuckDBPyConnection, table: str, column: str, seqs: list[int]) -> None:
-        self._con, self._table, self._column, self._seqs = con, table, column, seqs
+    def __init__(self, rows: _ColdRows, column: str) -> None:
+        self._rows, self._column = rows, column
         self._values: list[Any] | None = None
-        self._some: dict[int, Any] = {}
+        self._some = rows.some[column]
 
     def __len__(self) -> int:
-        return len(self._seqs)
+        return len(self._rows.seqs)
 
     def prefetch(self, indices: list[int]) -> None:
-        """Fetch the values of events ``indices`` in one query."""
-        if self._values is not None:
-            return
-        by_seq = {self._seqs[i]: i for i in indices}
-        rows = self._con.execute(
-            f"SELECT seq, {self._column} FROM {self._table} WHERE seq IN (SELECT unnest($1::BIGINT[]))",
-            [list(by_seq)],
-        ).fetchall()
-        self._some.update((by_seq[int(seq)], value) for seq, value in rows)
+        """Fetch the values of events ``indices`` (with the other cold columns)."""
+        if self._values is None:
+            self._rows.prefetch(indices)
 
     @overload
     def __getitem__(self, index: int) -> Any: ...
@@ -108,8 +128,9 @@ class DuckColumn(Sequence[Any]):
         if isinstance(index, int) and index in self._some:
             return self._some[index]
         if self._values is None:
-            rows = self._con.execute(f"SELECT {self._column} FROM {self._table}").fetchnumpy()
-            self._values = rows[self._column].tolist()
+            rows = self._rows
+            found = rows._con.execute(f"SELECT {self._column} FROM {rows._table}").fetchnumpy()
+            self._values = found[self._column].tolist()
         return self._values[index]
 
 
@@ -144,7 +165,8 @@ def fresh_columns(con: DuckDBPyConnection, table: str, lazy: DuckDBPyConnection 
             coded[name] = (codes.astype(np.int64, copy=False), dictionary)
         else:  # two values share a hash: fetch this column as it is
             values[name] = con.execute(f"SELECT {name} FROM {table}").fetchnumpy()[name].tolist()
-    values.update({name: DuckColumn(lazy or con, table, name, seqs) for name in _COLD})
+    cold = _ColdRows(lazy or con, table, _COLD, seqs)
+    values.update({name: DuckColumn(cold, name) for name in _COLD})
     return EventColumns(**values, coded=coded)
 
 

@@ -383,6 +383,14 @@ def load_parquet(ws: Workspace, path: Path, table: str) -> None:
     )
 
 
+def parquet_view(ws: Workspace, path: Path, name: str) -> None:
+    """DuckDB view ``name`` over a segment's Parquet file, with ``seq`` in stored order (the file must stay)."""
+    ws.con.execute(
+        f"CREATE OR REPLACE VIEW {name} AS SELECT file_row_number AS seq, * "
+        f"FROM read_parquet('{path}', file_row_number = true)"
+    )
+
+
 def segment_file(ws: Workspace, segment_id: int) -> Path:
     """Where :func:`insert_segment` keeps a segment's Parquet file when asked to."""
     return ws.dir / f"segment-{segment_id}.parquet"

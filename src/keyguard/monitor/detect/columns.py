@@ -170,6 +170,15 @@ class IndexedColumns:
     _epochs: Any = None
     _arrays: dict[str | None, Any] = field(default_factory=dict)
     _coded: dict[str, tuple[Any, list[Any]]] = field(default_factory=dict)
+    _given: dict[str, Any] = field(default_factory=dict)
+
+    def given(self, name: str) -> Any:
+        """For each code of column ``name`` (see :meth:`coded`), whether its value is set (not None nor empty)."""
+        found = self._given.get(name)
+        if found is None:
+            dictionary = self.coded(name)[1]
+            found = self._given[name] = np.fromiter((bool(v) for v in dictionary), dtype=bool, count=len(dictionary))
+        return found
 
     def epochs(self) -> Any:
         """``cols.epoch`` as a float64 array."""
@@ -200,7 +209,9 @@ class IndexedColumns:
 
     @classmethod
     def of(cls, cols: EventColumns) -> IndexedColumns:
-        """Index ``cols`` (one pass over keys, one over results)."""
+        """Index ``cols`` (one pass over keys, one over results; array passes when they are coded)."""
+        if VECTORISED and "key" in cols.coded and "result" in cols.coded:
+            return cls._of_coded(cols)
         by_key: dict[str | None, list[int]] = {}
         for i, key in enumerate(cols.key):
             try:
@@ -209,3 +220,23 @@ class IndexedColumns:
                 by_key[key] = [i]
         not_ok = [i for i, result in enumerate(cols.result) if result != "ok"]
         return cls(cols, by_key, not_ok)
+
+    @classmethod
+    def _of_coded(cls, cols: EventColumns) -> IndexedColumns:
+        """:meth:`of` from the coded key and result columns: one stable sort of the key codes."""
+        codes, keys = cols.coded["key"]
+        order = np.argsort(codes, kind="stable")
+        sizes = np.bincount(codes, minlength=len(keys))
+        starts = np.cumsum(sizes) - sizes
+        present = np.flatnonzero(sizes)
+        by_key: dict[str | None, list[int]] = {}
+        arrays: dict[str | None, Any] = {}
+        # keys in the order of their first event, as the loop would meet them
+        for code in present[np.argsort(order[starts[present]], kind="stable")].tolist():
+            indices = order[starts[code] : starts[code] + sizes[code]]
+            by_key[keys[code]] = indices.tolist()
+            arrays[keys[code]] = indices
+        results, values = cols.coded["result"]
+        fine = [n for n, value in enumerate(values) if value == "ok"]
+        not_ok = np.flatnonzero(~np.isin(results, fine)).tolist()
+        return cls(cols, by_key, not_ok, _arrays=arrays)

@@ -62,18 +62,15 @@ class NewValue:
         codes, dictionary = batch.coded(params.field)
         indices = batch.indices(key)
         mine = codes[indices]
-        given = np.fromiter((bool(v) for v in dictionary), dtype=bool, count=len(dictionary))
-        kept = given[mine]
+        kept = batch.given(params.field)[mine]
         positions, mine = indices[kept], mine[kept]
         if not len(positions):
             return True
         state = self.keys.get(key)
         seen: set[str] = state[2] if state is not None else set()
-        found, first_at = np.unique(mine, return_index=True)
+        found = np.flatnonzero(np.bincount(mine, minlength=len(dictionary))).tolist()
         fresh = sorted(
-            (at, dictionary[code])
-            for code, at in zip(found.tolist(), first_at.tolist(), strict=True)
-            if dictionary[code] not in seen
+            (int(np.argmax(mine == code)), dictionary[code]) for code in found if dictionary[code] not in seen
         )
         if len(seen) + len(fresh) > params.max_values:
             return False
