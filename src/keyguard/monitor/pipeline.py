@@ -276,7 +276,8 @@ def run_import(
     ready: _Handoff = queue.Queue(maxsize=1)
     results: _Handoff = queue.Queue(maxsize=IN_FLIGHT)
     stop = threading.Event()
-    with Workspace() as ws:
+    # a detection process takes a core of its own: parsing and storing then run one DuckDB thread each
+    with Workspace(threads=1 if detection is not None else 2) as ws:
         lazy = ws.fork().con if detector is not None else None
         stages = [
             threading.Thread(target=_parse_all, args=(ws.fork(), source, ready, stop), name="keyguard-parse"),
