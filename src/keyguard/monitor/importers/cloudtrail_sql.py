@@ -71,6 +71,8 @@ _OP_SQL = (
 )
 # One pass from DuckDB's reader to the batch: ``{source}`` yields the CloudTrail columns and
 # ``{line}`` numbers them. ``kg_time`` / ``kg_name`` keep what the rejection checks need.
+# The key is a CASE, not nested coalesce: CASE branches run only on their rows, so the
+# ``resources`` filter runs only on the KMS calls that name no key in their parameters.
 _MAP_SQL = f"""
 SELECT {{line}} AS seq, {_TS_SQL} AS ts,
   left(coalesce(nullif(userIdentity.arn, ''), nullif(userIdentity.principalId, ''),
@@ -78,11 +80,12 @@ SELECT {{line}} AS seq, {_TS_SQL} AS ts,
   left(nullif(sourceIPAddress, ''), 64) AS source_ip,
   left(nullif(userAgent, ''), 512) AS user_agent,
   {_OP_SQL} AS op,
-  left(coalesce(
-    CASE WHEN eventSource = 'kms.amazonaws.com' THEN coalesce(
-      nullif(requestParameters.keyId, ''), nullif(requestParameters.destinationKeyId, ''),
-      nullif(requestParameters.sourceKeyId, ''), list_filter(resources, lambda r: r.ARN LIKE '%:key/%')[1].ARN) END,
-    nullif(userIdentity.accessKeyId, '')), 256) AS key,
+  left(CASE WHEN eventSource <> 'kms.amazonaws.com' OR eventSource IS NULL THEN nullif(userIdentity.accessKeyId, '')
+    WHEN requestParameters.keyId <> '' THEN requestParameters.keyId
+    WHEN requestParameters.destinationKeyId <> '' THEN requestParameters.destinationKeyId
+    WHEN requestParameters.sourceKeyId <> '' THEN requestParameters.sourceKeyId
+    ELSE coalesce(list_filter(resources, lambda r: r.ARN LIKE '%:key/%')[1].ARN, nullif(userIdentity.accessKeyId, ''))
+    END, 256) AS key,
   CAST(NULL AS INTEGER) AS version,
   CASE WHEN coalesce(errorCode, '') = '' THEN 'ok' WHEN regexp_matches(errorCode, $denied) THEN 'denied'
        ELSE 'error' END AS result,
