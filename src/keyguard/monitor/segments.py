@@ -132,12 +132,13 @@ class Workspace:
         """A new file name in the scratch folder."""
         return self.dir / f"f{next(self._names)}{suffix}"
 
-    def write(self, data: bytes, suffix: str = ".parquet") -> Path:
-        """Write ``data`` to a new 0600 scratch file; return its path."""
+    def write(self, data: bytes | Sequence[bytes], suffix: str = ".parquet") -> Path:
+        """Write ``data`` (or its parts, one after the other) to a new 0600 scratch file; return its path."""
         path = self.path(suffix)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for part in [data] if isinstance(data, bytes) else data:
+                handle.write(part)
         return path
 
     def close(self) -> None:

@@ -116,8 +116,10 @@ class _Fallback(Exception):
     """DuckDB cannot vouch for this chunk: the Python importer parses it."""
 
 
-def _lines_of(chunk: bytes) -> int:
-    return chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)  # bytes.count is a memchr loop in C
+def _lines_of(parts: list[bytes]) -> int:
+    """Lines in a chunk given as parts (only the last may lack its newline)."""
+    last = next((part for part in reversed(parts) if part), b"\n")
+    return sum(part.count(b"\n") for part in parts) + (0 if last.endswith(b"\n") else 1)
 
 
 def _load(
@@ -182,7 +184,7 @@ def _copy_clean(ws: Workspace, path: Path, lines: int, first_line: int, name: st
 
 
 def _load_lines(
-    ws: Workspace, table: str, chunk: bytes, lines: int, first_line: int, name: str | None
+    ws: Workspace, table: str, chunk: list[bytes], lines: int, first_line: int, name: str | None
 ) -> tuple[int, list[Rejected], Path | None]:
     """Parse a chunk of ``lines`` whole lines (numbered from ``first_line``); raise _Fallback.
 
@@ -255,13 +257,14 @@ def cloudtrail_batches(
             return
         first = 1
         while chunk := stream.read(CHUNK_BYTES):
-            if not chunk.endswith(b"\n"):
-                chunk += stream.readline()
-            lines = _lines_of(chunk)
+            # the rest of the last line, kept apart: joining would copy the whole chunk again
+            parts = [chunk] if chunk.endswith(b"\n") else [chunk, stream.readline()]
+            lines = _lines_of(parts)
             try:
-                read, rejected, segment = _load_lines(ws, table, chunk, lines, first, name)
+                read, rejected, segment = _load_lines(ws, table, parts, lines, first, name)
             except _Fallback:
-                parsed = parse_python(io.BufferedReader(io.BytesIO(chunk)), name=name, options=options)
+                whole = b"".join(parts)
+                parsed = parse_python(io.BufferedReader(io.BytesIO(whole)), name=name, options=options)
                 yield from python_batches(ws, table, _renumbered(parsed, first - 1))
             else:
                 yield BatchInfo(read, rejected, segment)
