@@ -96,6 +96,11 @@ class _ColdRows:
             for name, value in zip(self._columns, values, strict=True):
                 self.some[name][i] = value
 
+    def whole(self, column: str) -> list[Any]:
+        """Every value of ``column``, in batch order."""
+        found = self._con.execute(f"SELECT {column} FROM {self._table}").fetchnumpy()
+        return found[column].tolist()  # type: ignore[no-any-return]
+
 
 class DuckColumn(Sequence[Any]):
     """A column of a DuckDB batch table, read only where asked.
@@ -128,9 +133,7 @@ class DuckColumn(Sequence[Any]):
         if isinstance(index, int) and index in self._some:
             return self._some[index]
         if self._values is None:
-            rows = self._rows
-            found = rows._con.execute(f"SELECT {self._column} FROM {rows._table}").fetchnumpy()
-            self._values = found[self._column].tolist()
+            self._values = self._rows.whole(self._column)
         return self._values[index]
 
 
