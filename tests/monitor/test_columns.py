@@ -287,3 +287,74 @@ def test_columns_round_trip_and_epoch() -> None:
     with pytest.raises(ValueError, match="column op"):
         EventColumns(**{**{f: getattr(cols, f) for f in cols.__dataclass_fields__}, "op": []})
     assert DetectionEngine(RULES).process_columns(EventColumns.from_events([])) == []
+
+
+def _batched(events: list[MonitorEvent], points: list[int], tiers: dict[str, str], arrays: bool, **kw: Any) -> Any:
+    """Updates and final state of ``process_columns`` over ``events`` cut at ``points``."""
+    from keyguard.monitor.detect import columns
+
+    engine = DetectionEngine(RULES, tiers=tiers, **kw)
+    saved = columns.VECTORISED
+    columns.VECTORISED = arrays
+    try:
+        updates = [engine.process_columns(_coded(events[lo:hi])) for lo, hi in zip(points, points[1:], strict=False)]
+    finally:
+        columns.VECTORISED = saved
+    return updates, _state(engine)
+
+
+def _coded(events: list[MonitorEvent]) -> EventColumns:
+    """Columns with the string columns dictionary-coded as a batch reader gives them (codes in reverse order)."""
+    import numpy as np
+
+    cols = EventColumns.from_events(events)
+    for name in ("key", "result", "actor", "source_ip", "user_agent"):
+        values = getattr(cols, name)
+        dictionary = list(reversed(list(dict.fromkeys(values))))
+        code = {v: n for n, v in enumerate(dictionary)}
+        cols.coded[name] = (np.asarray([code[v] for v in values], dtype=np.int64), dictionary)
+    return cols
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    blocks=st.lists(BLOCKS, min_size=1, max_size=30),
+    tiers=tiers_st,
+    compromised=st.dictionaries(st.sampled_from(["k1", "k2"]), st.lists(st.sampled_from([1, 2]), max_size=2)),
+    cuts=st.lists(st.floats(0, 1), max_size=4),
+)
+def test_array_passes_equal_the_loops(
+    blocks: list[tuple[dict[str, Any], int, float, float]],
+    tiers: dict[str, str],
+    compromised: dict[str, list[int]],
+    cuts: list[float],
+) -> None:
+    """The detectors' numpy passes give the alerts and state of the per-event loops they replace."""
+    events = _events(blocks)
+    points = sorted({int(c * len(events)) for c in cuts} | {0, len(events)})
+    arrays = _batched(events, points, tiers, True, compromised=compromised)
+    loops = _batched(events, points, tiers, False, compromised=compromised)
+    assert arrays == loops
+
+
+def test_array_passes_equal_the_loops_on_a_long_stream() -> None:
+    rng = random.Random(11)
+    now, events = START, []
+    for i in range(30_000):
+        now += rng.choice([0, 0, 0, 1, 2, 30, 300, 4000])
+        events.append(
+            MonitorEvent(
+                ts=epoch_ts(now),
+                op="decrypt",
+                result="denied" if rng.random() < 0.02 else "ok",
+                key=rng.choice(["a", "b", "c", None]),
+                actor=f"svc-{rng.randrange(3)}",
+                source_ip=rng.choice(["10.0.0.1", "203.0.113.9", "203.0.113.10", "198.51.100.4"]),
+                user_agent=f"ua/{rng.randrange(3)}",
+                source_line=i + 1,
+            )
+        )
+    points = [0, 7_000, 7_001, 19_000, 30_000]
+    arrays = _batched(events, points, {"a": "high"}, True)
+    assert arrays == _batched(events, points, {"a": "high"}, False)
+    assert {u.rule for batch in arrays[0] for u in batch} >= {"t0-rate-spike", "new-source-ip", "two-networks"}

@@ -127,6 +127,27 @@ def test_chunks_keep_line_numbers_and_bad_chunks_fall_back(
     assert [r["source_line"] for r in _stored(engine)] == [n for n in range(1, 61) if n not in (18, 34, 41, 52)]
 
 
+def test_clean_chunks_go_straight_to_parquet(engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clean chunks skip the batch table (its mapping is never run) and store what Python would."""
+    monkeypatch.setattr(cloudtrail_sql, "CHUNK_BYTES", 4096)
+
+    def no_table(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a clean chunk went through the batch table")
+
+    monkeypatch.setattr(cloudtrail_sql, "_load", no_table)
+    records = [_record(i) for i in range(40)]
+    records += [_record(i, errorCode="AccessDenied", errorMessage="no") for i in range(40, 45)]
+    records += [_record(i, eventSource="s3.amazonaws.com", eventName="PutObject", eventID=None) for i in range(45, 50)]
+    target = tmp_path / "trail.jsonl"
+    target.write_text("".join(json.dumps(r) + "\n" for r in records))
+    stats = _same_as_python(engine, target, tmp_path)
+    assert (stats.imported, stats.rejected) == (50, 0)
+    assert [r["source_line"] for r in _stored(engine)] == list(range(1, 51))
+    with engine.connect() as conn:
+        assert set(conn.execute(select(EventSegment.source_file)).scalars()) == {str(target)}
+    assert import_target(engine, str(target), "cloudtrail", detect=False).duplicates == 50
+
+
 def test_grown_file_and_concurrent_style_reimport_store_nothing_twice(engine: Engine, tmp_path: Path) -> None:
     target = tmp_path / "trail.jsonl"
     target.write_text("".join(json.dumps(_record(i)) + "\n" for i in range(50)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from keyguard.monitor.event import MonitorEvent
 from keyguard.monitor.importers.base import Parsed, Rejected
@@ -22,10 +23,15 @@ MAX_REJECTIONS_KEPT = 1000
 
 @dataclass
 class BatchInfo:
-    """One batch put in the batch table: items read (events and rejections) and the rejections."""
+    """One batch put in the batch table: items read (events and rejections) and the rejections.
+
+    A source may instead hand the batch as a segment's Parquet file (``segment``, see
+    :func:`keyguard.monitor.segments.copy_segment`), and then leaves no batch table.
+    """
 
     read: int
     rejections: list[Rejected] = field(default_factory=list)
+    segment: Path | None = None
 
 
 BatchSource = Callable[[Workspace, str], Iterator[BatchInfo]]

@@ -3,7 +3,7 @@
 Detection is Python and holds the interpreter lock; parsing and storing are DuckDB
 and release it. On a big import the two compete for the lock in one process, so
 the importer hands each stored segment's Parquet file to a detection process of
-its own. That process reads the file with DuckDB, runs the rules
+its own. That process reads the file with DuckDB where it lies, runs the rules
 (:meth:`DetectionEngine.process_columns`), saves alerts, and at the end saves the
 detector's state, exactly as the in-process path does. At most :data:`IN_FLIGHT`
 segments wait for it, so scratch files stay few. It is a plain child process of the
@@ -39,7 +39,7 @@ def _serve(requests: IO[str], answers: IO[str]) -> None:
     try:
         from keyguard.monitor.detector_state import load_detector, save_detector
         from keyguard.monitor.pipeline import detect_columns, detect_stored, fresh_columns
-        from keyguard.monitor.segments import Workspace, load_parquet
+        from keyguard.monitor.segments import Workspace, parquet_view
         from keyguard.store.db import create_db_engine
 
         start = json.loads(requests.readline())
@@ -51,8 +51,9 @@ def _serve(requests: IO[str], answers: IO[str]) -> None:
         answer("ready", caught_up)
         with Workspace(threads=1) as ws:
             while "file" in (request := json.loads(requests.readline() or '{"finish": true}')):
-                load_parquet(ws, Path(request["file"]), "kg_detect")
+                parquet_view(ws, Path(request["file"]), "kg_detect")  # read where it is, no copy
                 alerts = detect_columns(engine, detector, fresh_columns(ws.con, "kg_detect"))
+                ws.con.execute("DROP VIEW kg_detect")
                 Path(request["file"]).unlink(missing_ok=True)
                 seen.append(int(request["segment"]))
                 answer("batch", alerts)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
+import numpy as np
 from sqlalchemy import Engine
 
 from keyguard.monitor import metrics
@@ -27,7 +28,15 @@ from keyguard.monitor.batches import BatchInfo, BatchSource, ImportStats
 from keyguard.monitor.detect.columns import EventColumns
 from keyguard.monitor.detect.engine import DetectionEngine
 from keyguard.monitor.event import MonitorEvent
-from keyguard.monitor.segments import Workspace, load_events, load_segment, segment_file, store_batch, undetected
+from keyguard.monitor.segments import (
+    Workspace,
+    load_events,
+    load_parquet,
+    load_segment,
+    segment_file,
+    store_batch,
+    undetected,
+)
 from keyguard.store.db import write_tx
 
 if TYPE_CHECKING:
@@ -63,31 +72,56 @@ _SECONDS_SQL = (
 )
 
 
+class _ColdRows:
+    """The rarely read columns of a DuckDB batch table, fetched together for the events asked about."""
+
+    def __init__(self, con: DuckDBPyConnection, table: str, columns: tuple[str, ...], seqs: list[int]) -> None:
+        self._con, self._table, self._columns, self.seqs = con, table, columns, seqs
+        self.some: dict[str, dict[int, Any]] = {name: {} for name in columns}
+        self._asked: set[int] = set()
+
+    def prefetch(self, indices: list[int]) -> None:
+        """Fetch every cold column at events ``indices`` in one query (those not fetched yet)."""
+        wanted = [i for i in indices if i not in self._asked]
+        if not wanted:
+            return
+        self._asked.update(wanted)
+        by_seq = {self.seqs[i]: i for i in wanted}
+        rows = self._con.execute(
+            f"SELECT seq, {', '.join(self._columns)} FROM {self._table} WHERE seq IN (SELECT unnest($1::BIGINT[]))",
+            [list(by_seq)],
+        ).fetchall()
+        for seq, *values in rows:
+            i = by_seq[int(seq)]
+            for name, value in zip(self._columns, values, strict=True):
+                self.some[name][i] = value
+
+    def whole(self, column: str) -> list[Any]:
+        """Every value of ``column``, in batch order."""
+        found = self._con.execute(f"SELECT {column} FROM {self._table}").fetchnumpy()
+        return found[column].tolist()  # type: ignore[no-any-return]
+
+
 class DuckColumn(Sequence[Any]):
     """A column of a DuckDB batch table, read only where asked.
 
     Detection reads these columns at the few events that fire; it says which ones
-    first (:meth:`prefetch`, one query). Any other read fetches the whole column.
+    first (:meth:`prefetch`, one query for all such columns). Any other read fetches
+    the whole column.
     """
 
-    def __init__(self, con: DuckDBPyConnection, table: str, column: str, seqs: list[int]) -> None:
-        self._con, self._table, self._column, self._seqs = con, table, column, seqs
+    def __init__(self, rows: _ColdRows, column: str) -> None:
+        self._rows, self._column = rows, column
         self._values: list[Any] | None = None
-        self._some: dict[int, Any] = {}
+        self._some = rows.some[column]
 
     def __len__(self) -> int:
-        return len(self._seqs)
+        return len(self._rows.seqs)
 
     def prefetch(self, indices: list[int]) -> None:
-        """Fetch the values of events ``indices`` in one query."""
-        if self._values is not None:
-            return
-        by_seq = {self._seqs[i]: i for i in indices}
-        rows = self._con.execute(
-            f"SELECT seq, {self._column} FROM {self._table} WHERE seq IN (SELECT unnest($1::BIGINT[]))",
-            [list(by_seq)],
-        ).fetchall()
-        self._some.update((by_seq[int(seq)], value) for seq, value in rows)
+        """Fetch the values of events ``indices`` (with the other cold columns)."""
+        if self._values is None:
+            self._rows.prefetch(indices)
 
     @overload
     def __getitem__(self, index: int) -> Any: ...
@@ -99,8 +133,7 @@ class DuckColumn(Sequence[Any]):
         if isinstance(index, int) and index in self._some:
             return self._some[index]
         if self._values is None:
-            rows = self._con.execute(f"SELECT {self._column} FROM {self._table}").fetchnumpy()
-            self._values = rows[self._column].tolist()
+            self._values = self._rows.whole(self._column)
         return self._values[index]
 
 
@@ -122,15 +155,22 @@ def fresh_columns(con: DuckDBPyConnection, table: str, lazy: DuckDBPyConnection 
     ).fetchnumpy()
     seqs: list[int] = hot["seq"].tolist()
     values: dict[str, Any] = {"epoch": hot["epoch"].tolist(), "version": hot["version"].tolist()}
+    coded: dict[str, tuple[Any, list[Any]]] = {}
     for name in _HOT:
         pairs = con.execute(f"SELECT DISTINCT hash({name}), {name} FROM {table}").fetchall()
         lookup = dict(pairs)
         if len(lookup) == len(pairs):
-            values[name] = [lookup[h] for h in hot[name].tolist()]
+            found, codes = np.unique(hot[name], return_inverse=True)
+            dictionary = [lookup[h] for h in found.tolist()]
+            as_array = np.empty(len(dictionary), dtype=object)
+            as_array[:] = dictionary
+            values[name] = as_array[codes].tolist()
+            coded[name] = (codes.astype(np.int64, copy=False), dictionary)
         else:  # two values share a hash: fetch this column as it is
             values[name] = con.execute(f"SELECT {name} FROM {table}").fetchnumpy()[name].tolist()
-    values.update({name: DuckColumn(lazy or con, table, name, seqs) for name in _COLD})
-    return EventColumns(**values)
+    cold = _ColdRows(lazy or con, table, _COLD, seqs)
+    values.update({name: DuckColumn(cold, name) for name in _COLD})
+    return EventColumns(**values, coded=coded)
 
 
 _Handoff = queue.Queue[Any]
@@ -162,7 +202,8 @@ def _parse_all(ws: Workspace, source: BatchSource, out: _Handoff, stop: threadin
     try:
         for n, info in enumerate(source(ws, _TABLE)):
             ready = f"kg_ready_{n}"
-            ws.con.execute(f"ALTER TABLE {_TABLE} RENAME TO {ready}")
+            if info.segment is None:
+                ws.con.execute(f"ALTER TABLE {_TABLE} RENAME TO {ready}")
             if stop.is_set() or not _put(out, (ready, info), stop):
                 return
         _put(out, None, stop)
@@ -188,19 +229,27 @@ def _store_all(
                 raise item
             table, info = item
             with write_tx(engine) as conn:
-                stored = store_batch(conn, ws, table, keep=keep, detected=detect is None and not keep)
+                stored = store_batch(
+                    conn, ws, table, keep=keep, detected=detect is None and not keep, parquet=info.segment
+                )
             file = segment_file(ws, stored.segment_id) if keep and stored.segment_id is not None else None
+            relation = stored.table if stored.file is None else f"read_parquet('{stored.file}')"
             tally = [
                 (str(k), str(r), int(n))
                 for k, r, n in ws.con.execute(
-                    f"SELECT coalesce(key, ''), result, count(*) FROM {stored.table} GROUP BY ALL"
+                    f"SELECT coalesce(key, ''), result, count(*) FROM {relation} GROUP BY ALL"
                 ).fetchall()
             ]
             columns = None
             if detect is not None and stored.fresh:
                 kept = f"kg_detect_{table}"
-                ws.con.execute(f"ALTER TABLE {stored.table} RENAME TO {kept}")
+                if stored.file is None:
+                    ws.con.execute(f"ALTER TABLE {stored.table} RENAME TO {kept}")
+                else:
+                    load_parquet(ws, stored.file, kept)
                 columns = (kept, fresh_columns(ws.con, kept, detect))
+            if stored.file is not None and not keep:
+                stored.file.unlink()
             ws.con.execute(f"DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS kg_fresh")
             item = _Stored(info, stored.fresh, stored.duplicates, tally, columns, file, stored.segment_id)
             if not _put(out, item, stop):
@@ -230,7 +279,8 @@ def run_import(
     ready: _Handoff = queue.Queue(maxsize=1)
     results: _Handoff = queue.Queue(maxsize=IN_FLIGHT)
     stop = threading.Event()
-    with Workspace() as ws:
+    # a detection process takes a core of its own: parsing and storing then run one DuckDB thread each
+    with Workspace(threads=1 if detection is not None else 2) as ws:
         lazy = ws.fork().con if detector is not None else None
         stages = [
             threading.Thread(target=_parse_all, args=(ws.fork(), source, ready, stop), name="keyguard-parse"),

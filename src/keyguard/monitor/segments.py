@@ -89,6 +89,7 @@ _STORED_SQL = ", ".join(STORED_COLUMNS)
 _TYPES = {"version": "INTEGER", "source_line": "BIGINT"}
 # Every segment gets the same Parquet schema, whatever produced its rows.
 _CAST_SQL = ", ".join(f"CAST({c} AS {_TYPES.get(c, 'VARCHAR')}) AS {c}" for c in STORED_COLUMNS)
+_PARQUET_OPTIONS = "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 65536)"
 _EMPTY_SEGMENT_SQL = (
     "SELECT CAST(NULL AS VARCHAR) AS content_hash, CAST(NULL AS VARCHAR) AS ts, CAST(NULL AS VARCHAR) AS actor, "
     "CAST(NULL AS VARCHAR) AS source_ip, CAST(NULL AS VARCHAR) AS user_agent, CAST(NULL AS VARCHAR) AS op, "
@@ -131,12 +132,13 @@ class Workspace:
         """A new file name in the scratch folder."""
         return self.dir / f"f{next(self._names)}{suffix}"
 
-    def write(self, data: bytes, suffix: str = ".parquet") -> Path:
-        """Write ``data`` to a new 0600 scratch file; return its path."""
+    def write(self, data: bytes | Sequence[bytes], suffix: str = ".parquet") -> Path:
+        """Write ``data`` (or its parts, one after the other) to a new 0600 scratch file; return its path."""
         path = self.path(suffix)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for part in [data] if isinstance(data, bytes) else data:
+                handle.write(part)
         return path
 
     def close(self) -> None:
@@ -173,19 +175,38 @@ class Stored:
     duplicates: int
     table: str
     segment_id: int | None = None
+    file: Path | None = None  # a batch stored from its own Parquet file: that file (no table was made)
 
 
-def store_batch(conn: Connection, ws: Workspace, batch: str, *, keep: bool = False, detected: bool = True) -> Stored:
+def store_batch(
+    conn: Connection,
+    ws: Workspace,
+    batch: str,
+    *,
+    keep: bool = False,
+    detected: bool = True,
+    parquet: Path | None = None,
+) -> Stored:
     """Store the new events of DuckDB table ``batch`` as one segment, inside ``conn``'s transaction.
 
     The new events stay in DuckDB table ``Stored.table`` (the batch itself when
     every event is new) for detection, in batch order by ``seq``.
+
+    With ``parquet`` the batch is that segment file instead (see :func:`copy_segment`;
+    ``batch`` names no table yet). When every one of its events is new the file itself
+    becomes the segment and ``Stored.file`` is where it is (``segment_file`` with
+    ``keep``; the caller deletes it otherwise) and no table is made; else its rows go
+    into table ``batch`` and are stored as any batch.
     """
     con = ws.con
+    relation = batch if parquet is None else f"read_parquet('{parquet}')"
     count, distinct, low, high, sources = con.execute(  # type: ignore[misc]
-        f"SELECT count(*), count(DISTINCT content_hash), min(ts), max(ts), list(DISTINCT source) FROM {batch}"
+        f"SELECT count(*), count(DISTINCT content_hash), min(ts), max(ts), list(DISTINCT source) FROM {relation}"
     ).fetchone()
     if not count:
+        if parquet is not None:
+            load_parquet(ws, parquet, batch)
+            parquet.unlink()
         return Stored(0, 0, batch)
     if conn.dialect.name == "postgresql":
         conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_LOCK})"))
@@ -207,6 +228,14 @@ def store_batch(conn: Connection, ws: Workspace, batch: str, *, keep: bool = Fal
         for path in known:
             path.unlink()
         overlap = int(con.execute("SELECT count(*) FROM kg_known").fetchone()[0])  # type: ignore[index]
+    if parquet is not None:
+        if not overlap and distinct == count:
+            segment_id = _insert_file(conn, ws, parquet, relation, keep=keep, detected=detected, delete=False)
+            _merge_small(conn, ws, str(sources[0]))
+            file = segment_file(ws, segment_id) if keep else parquet
+            return Stored(int(count), 0, batch, segment_id, file)
+        load_parquet(ws, parquet, batch)
+        parquet.unlink()
     fresh_table = batch
     if overlap or distinct != count:
         fresh_table = "kg_fresh"
@@ -254,8 +283,37 @@ def insert_segment(
     path = ws.path(".parquet")
     con.execute(
         f"COPY (SELECT {_CAST_SQL} FROM {relation}{f' ORDER BY {order}' if order else ''}) TO '{path}' "
-        "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, ROW_GROUP_SIZE 65536)"
+        + _PARQUET_OPTIONS
     )
+    return _insert_file(conn, ws, path, f"read_parquet('{path}')", segment_id, keep=keep, detected=detected)
+
+
+def copy_segment(ws: Workspace, query: str, params: dict[str, object], path: Path) -> int:
+    """Write the rows of ``query`` (a batch's columns and ``content_hash``) as a segment's Parquet file.
+
+    The file is what :func:`insert_segment` would write for the same rows; return how many.
+    """
+    found = ws.con.execute(f"COPY (SELECT {_CAST_SQL} FROM ({query})) TO '{path}' {_PARQUET_OPTIONS}", params)
+    row = found.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _insert_file(
+    conn: Connection,
+    ws: Workspace,
+    path: Path,
+    relation: str,
+    segment_id: int | None = None,
+    *,
+    keep: bool,
+    detected: bool,
+    delete: bool = True,
+) -> int:
+    """Insert the segment Parquet file ``path`` (its rows readable as ``relation``).
+
+    Then the file becomes :func:`segment_file` (``keep``), is deleted (``delete``) or is left.
+    """
+    con = ws.con
     keys = con.execute(
         "SELECT coalesce(key, '') AS k, count(*), min(ts), max(ts), min(source_line), max(source_line), "
         f"list(DISTINCT source_file), list(DISTINCT source) FROM {relation} GROUP BY k"
@@ -285,7 +343,7 @@ def insert_segment(
     )
     if keep:
         path.rename(segment_file(ws, seg))
-    else:
+    elif delete:
         path.unlink()
     return seg
 
@@ -323,6 +381,14 @@ def load_parquet(ws: Workspace, path: Path, table: str) -> None:
         f"CREATE OR REPLACE TABLE {table} AS SELECT file_row_number AS seq, * "
         "FROM read_parquet(?, file_row_number = true)",
         [str(path)],
+    )
+
+
+def parquet_view(ws: Workspace, path: Path, name: str) -> None:
+    """DuckDB view ``name`` over a segment's Parquet file, with ``seq`` in stored order (the file must stay)."""
+    ws.con.execute(
+        f"CREATE OR REPLACE VIEW {name} AS SELECT file_row_number AS seq, * "
+        f"FROM read_parquet('{path}', file_row_number = true)"
     )
 
 

@@ -3,14 +3,22 @@
 :class:`EventColumns` holds one list per :class:`MonitorEvent` field (all of one
 length) plus ``epoch``, the seconds of ``ts``. :class:`IndexedColumns` adds what
 every detector's batch loop needs: the event indices of each key, in event order,
-and the indices of the refused or failed calls.
+and the indices of the refused or failed calls, and the same as numpy arrays for the
+detectors' array passes: epochs, each key's indices, and string columns
+dictionary-coded (one small integer per event, one Python string per distinct value).
+
+:data:`VECTORISED` chooses between those array passes and the per-event loops they
+replace (kept as the reference: ``tests/monitor/test_columns.py`` checks both give
+the same alerts and state).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
+
+import numpy as np
 
 from keyguard.monitor.event import MonitorEvent
 from keyguard.monitor.timeutil import _day_epoch
@@ -42,6 +50,9 @@ class EventColumns:
     source: Sequence[str]
     source_line: Sequence[int]
     source_file: Sequence[str | None]
+    # Optional: string columns already dictionary-coded, name -> (codes, values), as a batch
+    # reader may give them for free; detection codes any other column itself.
+    coded: dict[str, tuple[Any, list[Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.ts)
@@ -118,7 +129,9 @@ class EventColumns:
         )
 
 
-_COLUMNS = tuple(f.name for f in fields(EventColumns))
+_COLUMNS = tuple(f.name for f in fields(EventColumns) if f.name != "coded")
+#: Detectors run their numpy array passes (False: the per-event loops, the reference).
+VECTORISED = True
 _SECONDS = {f"{s:02d}": s for s in range(61)}
 
 
@@ -154,10 +167,51 @@ class IndexedColumns:
     cols: EventColumns
     by_key: dict[str | None, list[int]]  # key -> indices of its events, in order (None: keyless)
     not_ok: list[int]  # indices whose result is not "ok", in order
+    _epochs: Any = None
+    _arrays: dict[str | None, Any] = field(default_factory=dict)
+    _coded: dict[str, tuple[Any, list[Any]]] = field(default_factory=dict)
+    _given: dict[str, Any] = field(default_factory=dict)
+
+    def given(self, name: str) -> Any:
+        """For each code of column ``name`` (see :meth:`coded`), whether its value is set (not None nor empty)."""
+        found = self._given.get(name)
+        if found is None:
+            dictionary = self.coded(name)[1]
+            found = self._given[name] = np.fromiter((bool(v) for v in dictionary), dtype=bool, count=len(dictionary))
+        return found
+
+    def epochs(self) -> Any:
+        """``cols.epoch`` as a float64 array."""
+        if self._epochs is None:
+            self._epochs = np.asarray(self.cols.epoch, dtype=np.float64)
+        return self._epochs
+
+    def indices(self, key: str | None) -> Any:
+        """``by_key[key]`` as an int64 array."""
+        found = self._arrays.get(key)
+        if found is None:
+            found = self._arrays[key] = np.asarray(self.by_key[key], dtype=np.int64)
+        return found
+
+    def coded(self, name: str) -> tuple[Any, list[Any]]:
+        """Column ``name`` dictionary-coded: (int64 code per event, the value of each code)."""
+        found = self._coded.get(name) or self.cols.coded.get(name)
+        if found is None:
+            lookup: dict[Any, int] = {}
+            codes = np.fromiter(
+                (lookup.setdefault(v, len(lookup)) for v in getattr(self.cols, name)),
+                dtype=np.int64,
+                count=len(self.cols),
+            )
+            found = (codes, list(lookup))
+        self._coded[name] = found
+        return found
 
     @classmethod
     def of(cls, cols: EventColumns) -> IndexedColumns:
-        """Index ``cols`` (one pass over keys, one over results)."""
+        """Index ``cols`` (one pass over keys, one over results; array passes when they are coded)."""
+        if VECTORISED and "key" in cols.coded and "result" in cols.coded:
+            return cls._of_coded(cols)
         by_key: dict[str | None, list[int]] = {}
         for i, key in enumerate(cols.key):
             try:
@@ -166,3 +220,23 @@ class IndexedColumns:
                 by_key[key] = [i]
         not_ok = [i for i, result in enumerate(cols.result) if result != "ok"]
         return cls(cols, by_key, not_ok)
+
+    @classmethod
+    def _of_coded(cls, cols: EventColumns) -> IndexedColumns:
+        """:meth:`of` from the coded key and result columns: one stable sort of the key codes."""
+        codes, keys = cols.coded["key"]
+        order = np.argsort(codes, kind="stable")
+        sizes = np.bincount(codes, minlength=len(keys))
+        starts = np.cumsum(sizes) - sizes
+        present = np.flatnonzero(sizes)
+        by_key: dict[str | None, list[int]] = {}
+        arrays: dict[str | None, Any] = {}
+        # keys in the order of their first event, as the loop would meet them
+        for code in present[np.argsort(order[starts[present]], kind="stable")].tolist():
+            indices = order[starts[code] : starts[code] + sizes[code]]
+            by_key[keys[code]] = indices.tolist()
+            arrays[keys[code]] = indices
+        results, values = cols.coded["result"]
+        fine = [n for n, value in enumerate(values) if value == "ok"]
+        not_ok = np.flatnonzero(~np.isin(results, fine)).tolist()
+        return cls(cols, by_key, not_ok, _arrays=arrays)

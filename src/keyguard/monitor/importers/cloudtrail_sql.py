@@ -7,10 +7,14 @@ importer produces, and wherever it cannot vouch for that it hands the chunk (or
 the file) to the Python importer instead:
 
 * one record per line: the input is cut into chunks of whole lines written to a
-  scratch file, and row *i* of DuckDB's result is line *i* of the chunk. A chunk
-  whose row count differs from its line count (DuckDB skips blank lines), or that
-  DuckDB refuses (a bad line, two records on a line, a field of an unexpected
-  type), is parsed by the Python importer, which reports each bad line by number;
+  scratch file, and row *i* of DuckDB's result is line *i* of the chunk. A *clean*
+  chunk (every line one record with a time and a name in CloudTrail's own form) is
+  mapped straight into the Parquet file of its segment (``COPY ... TO``): no
+  batch table, no second encoding. Any other chunk is mapped into a batch table,
+  where rejections and odd timestamps are handled; one whose row count differs from
+  its line count (DuckDB skips blank lines), or that DuckDB refuses (a bad line, two
+  records on a line, a field of an unexpected type), is parsed by the Python
+  importer, which reports each bad line by number;
 * ``{"Records": [...]}`` documents up to :data:`MAX_DOCUMENT` bytes are read whole;
   larger ones are streamed by the Python importer (constant memory).
 
@@ -31,10 +35,10 @@ from keyguard.monitor.batches import BatchInfo, python_batches
 from keyguard.monitor.importers.base import ImportOptions, Parsed, Rejected, open_input
 from keyguard.monitor.importers.cloudtrail import DENIED_CODES, KMS_OPERATIONS
 from keyguard.monitor.importers.cloudtrail import parse as parse_python
-from keyguard.monitor.segments import CONTENT_HASH_SQL, Workspace
+from keyguard.monitor.segments import CONTENT_HASH_SQL, Workspace, copy_segment
 from keyguard.monitor.timeutil import TimeFormatError, normalize_ts
 
-CHUNK_BYTES = 96 << 20
+CHUNK_BYTES = 24 << 20
 MAX_DOCUMENT = 64 << 20
 _ARRAY_HEAD = re.compile(rb'^\s*\{\s*"Records"\s*:\s*\[')
 
@@ -67,6 +71,8 @@ _OP_SQL = (
 )
 # One pass from DuckDB's reader to the batch: ``{source}`` yields the CloudTrail columns and
 # ``{line}`` numbers them. ``kg_time`` / ``kg_name`` keep what the rejection checks need.
+# The key is a CASE, not nested coalesce: CASE branches run only on their rows, so the
+# ``resources`` filter runs only on the KMS calls that name no key in their parameters.
 _MAP_SQL = f"""
 SELECT {{line}} AS seq, {_TS_SQL} AS ts,
   left(coalesce(nullif(userIdentity.arn, ''), nullif(userIdentity.principalId, ''),
@@ -74,11 +80,12 @@ SELECT {{line}} AS seq, {_TS_SQL} AS ts,
   left(nullif(sourceIPAddress, ''), 64) AS source_ip,
   left(nullif(userAgent, ''), 512) AS user_agent,
   {_OP_SQL} AS op,
-  left(coalesce(
-    CASE WHEN eventSource = 'kms.amazonaws.com' THEN coalesce(
-      nullif(requestParameters.keyId, ''), nullif(requestParameters.destinationKeyId, ''),
-      nullif(requestParameters.sourceKeyId, ''), list_filter(resources, lambda r: r.ARN LIKE '%:key/%')[1].ARN) END,
-    nullif(userIdentity.accessKeyId, '')), 256) AS key,
+  left(CASE WHEN eventSource <> 'kms.amazonaws.com' OR eventSource IS NULL THEN nullif(userIdentity.accessKeyId, '')
+    WHEN requestParameters.keyId <> '' THEN requestParameters.keyId
+    WHEN requestParameters.destinationKeyId <> '' THEN requestParameters.destinationKeyId
+    WHEN requestParameters.sourceKeyId <> '' THEN requestParameters.sourceKeyId
+    ELSE coalesce(list_filter(resources, lambda r: r.ARN LIKE '%:key/%')[1].ARN, nullif(userIdentity.accessKeyId, ''))
+    END, 256) AS key,
   CAST(NULL AS INTEGER) AS version,
   CASE WHEN coalesce(errorCode, '') = '' THEN 'ok' WHEN regexp_matches(errorCode, $denied) THEN 'denied'
        ELSE 'error' END AS result,
@@ -102,12 +109,17 @@ _DOCUMENT_SOURCE = (
 )
 
 
+_UNCLEAN = "keyguard: chunk not clean"
+
+
 class _Fallback(Exception):
     """DuckDB cannot vouch for this chunk: the Python importer parses it."""
 
 
-def _lines_of(chunk: bytes) -> int:
-    return chunk.count(b"\n") + (0 if chunk.endswith(b"\n") else 1)
+def _lines_of(parts: list[bytes]) -> int:
+    """Lines in a chunk given as parts (only the last may lack its newline)."""
+    last = next((part for part in reversed(parts) if part), b"\n")
+    return sum(part.count(b"\n") for part in parts) + (0 if last.endswith(b"\n") else 1)
 
 
 def _load(
@@ -145,18 +157,51 @@ def _load(
     return read, rejected
 
 
+def _copy_clean(ws: Workspace, path: Path, lines: int, first_line: int, name: str | None) -> Path | None:
+    """Map a chunk file straight into a segment's Parquet file; None if the chunk is not clean.
+
+    Clean: DuckDB reads one row per line, and every row has a time in CloudTrail's
+    own form and a name (``content_hash`` and ``op`` are NULL exactly when one of
+    them is missing or odd), so there is nothing to reject or normalise in Python.
+    """
+    sql = _MAP_SQL.replace("{source}", _LINES_SOURCE).replace("{line}", "ordinality + $first - 1")
+    params = {"path": str(path), "first": first_line, "denied": f"(?i){DENIED_CODES.pattern}", "file": name}
+    # error() aborts the copy at the first row that is not clean: the table path takes the chunk.
+    checked = (
+        f"SELECT * REPLACE (CASE WHEN content_hash IS NULL OR op IS NULL THEN error('{_UNCLEAN}') "
+        f"ELSE content_hash END AS content_hash) FROM (SELECT *, {CONTENT_HASH_SQL} AS content_hash FROM ({sql}))"
+    )
+    segment = ws.path(".parquet")
+    try:
+        rows = copy_segment(ws, checked, params, segment)
+    except duckdb.Error:
+        segment.unlink(missing_ok=True)
+        return None
+    if rows != lines:
+        segment.unlink()
+        return None
+    return segment
+
+
 def _load_lines(
-    ws: Workspace, table: str, chunk: bytes, lines: int, first_line: int, name: str | None
-) -> tuple[int, list[Rejected]]:
-    """Parse a chunk of ``lines`` whole lines (numbered from ``first_line``) into ``table``; raise _Fallback."""
+    ws: Workspace, table: str, chunk: list[bytes], lines: int, first_line: int, name: str | None
+) -> tuple[int, list[Rejected], Path | None]:
+    """Parse a chunk of ``lines`` whole lines (numbered from ``first_line``); raise _Fallback.
+
+    A clean chunk comes back as a segment's Parquet file (the third value), any
+    other is put into ``table``.
+    """
     path = ws.write(chunk, ".jsonl")
     try:
+        segment = _copy_clean(ws, path, lines, first_line, name)
+        if segment is not None:
+            return lines, [], segment
         read, rejected = _load(ws, table, _LINES_SOURCE, {"path": str(path), "first": first_line}, name)
     finally:
         path.unlink()
     if read != lines:
         raise _Fallback  # DuckDB skips blank lines (and refuses two records on one line): numbering would drift
-    return read, rejected
+    return read, rejected, None
 
 
 def _load_document(
@@ -212,14 +257,15 @@ def cloudtrail_batches(
             return
         first = 1
         while chunk := stream.read(CHUNK_BYTES):
-            if not chunk.endswith(b"\n"):
-                chunk += stream.readline()
-            lines = _lines_of(chunk)
+            # the rest of the last line, kept apart: joining would copy the whole chunk again
+            parts = [chunk] if chunk.endswith(b"\n") else [chunk, stream.readline()]
+            lines = _lines_of(parts)
             try:
-                read, rejected = _load_lines(ws, table, chunk, lines, first, name)
+                read, rejected, segment = _load_lines(ws, table, parts, lines, first, name)
             except _Fallback:
-                parsed = parse_python(io.BufferedReader(io.BytesIO(chunk)), name=name, options=options)
+                whole = b"".join(parts)
+                parsed = parse_python(io.BufferedReader(io.BytesIO(whole)), name=name, options=options)
                 yield from python_batches(ws, table, _renumbered(parsed, first - 1))
             else:
-                yield BatchInfo(read, rejected)
+                yield BatchInfo(read, rejected, segment)
             first += lines

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from keyguard.monitor.detect import columns
 from keyguard.monitor.detect.columns import IndexedColumns
 from keyguard.monitor.event import MonitorEvent
 
@@ -55,15 +56,29 @@ def subject_of(ev: MonitorEvent) -> str:
     return ev.key if ev.key is not None else f"actor:{ev.actor}"
 
 
+def vectorised() -> bool:
+    """Whether detectors run their array passes (see ``columns.VECTORISED``)."""
+    return columns.VECTORISED
+
+
 class TimedPerKey:
     """``observe_columns`` for detectors that read only each key's event times."""
 
     def observe_columns(self, batch: IndexedColumns, params_of: ParamsOf) -> Hits:
-        """``observe`` over a batch, one loop per key."""
+        """``observe`` over a batch: one array pass per key (or the reference loop)."""
         hits: Hits = []
+        if vectorised():
+            epochs = batch.epochs()
+            for key, _ in keyed(batch):
+                self._observe_array(key, batch.indices(key), epochs, batch.cols.epoch, params_of[key], hits)
+            return hits
         for key, indices in keyed(batch):
             self._observe_key(key, indices, batch.cols.epoch, params_of[key], hits)
         return hits
 
     def _observe_key(self, key: str, indices: list[int], epoch: list[float], params: Any, hits: Hits) -> None:
+        raise NotImplementedError
+
+    def _observe_array(self, key: str, indices: Any, epochs: Any, epoch: list[float], params: Any, hits: Hits) -> None:
+        """``_observe_key`` with the key's indices and the epochs as numpy arrays."""
         raise NotImplementedError

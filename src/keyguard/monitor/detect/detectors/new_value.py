@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from keyguard.monitor.detect.columns import IndexedColumns
-from keyguard.monitor.detect.detectors.base import Created, Hits, ParamsOf, Signal, add_in_order, keyed
+from keyguard.monitor.detect.detectors.base import Created, Hits, ParamsOf, Signal, add_in_order, keyed, vectorised
 from keyguard.monitor.detect.rules import NewValueParams
 from keyguard.monitor.event import MonitorEvent
 
@@ -40,12 +42,55 @@ class NewValue:
         """``observe`` over a batch: one loop per key, counting and set membership inline."""
         hits: Hits = []
         created: Created = []
+        arrays = vectorised()
         for key, indices in keyed(batch):
             params: NewValueParams = params_of[key]
             values: Sequence[str | None] = getattr(batch.cols, params.field)
-            self._observe_key(key, indices, values, batch.cols.epoch, params, hits, created)
+            if not arrays or not self._observe_array(key, batch, params, hits, created):
+                self._observe_key(key, indices, values, batch.cols.epoch, params, hits, created)
         add_in_order(self.keys, created)
         return hits
+
+    def _observe_array(
+        self, key: str, batch: IndexedColumns, params: NewValueParams, hits: Hits, created: Created
+    ) -> bool:
+        """``_observe_key`` on the dictionary-coded column: only each value's first event is looked at.
+
+        False (nothing changed) when the key's set of values would reach ``max_values``:
+        past it a value is no longer remembered, and the loop decides.
+        """
+        codes, dictionary = batch.coded(params.field)
+        indices = batch.indices(key)
+        mine = codes[indices]
+        kept = batch.given(params.field)[mine]
+        positions, mine = indices[kept], mine[kept]
+        if not len(positions):
+            return True
+        state = self.keys.get(key)
+        seen: set[str] = state[2] if state is not None else set()
+        found = np.flatnonzero(np.bincount(mine, minlength=len(dictionary))).tolist()
+        fresh = sorted(
+            (int(np.argmax(mine == code)), dictionary[code]) for code in found if dictionary[code] not in seen
+        )
+        if len(seen) + len(fresh) > params.max_values:
+            return False
+        epoch = batch.cols.epoch
+        count = 0
+        if state is None:  # the first event with a value creates the key's state, and does not fire
+            _, value = fresh.pop(0)
+            state = [epoch[int(positions[0])], 0, {value}]
+            created.append((int(positions[0]), key, state))
+            seen = state[2]
+        else:
+            count = state[1]
+        first: float = state[0]
+        for at, value in fresh:
+            i = int(positions[at])
+            seen.add(value)
+            if count + at + 1 > params.learn_events and epoch[i] - first >= params.learn_seconds:
+                hits.append((i, self._signal(key, value, len(seen), params)))
+        state[1] = count + len(positions)
+        return True
 
     def _observe_key(
         self,

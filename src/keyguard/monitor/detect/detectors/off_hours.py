@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from keyguard.monitor.detect.detectors.base import Hits, Signal, TimedPerKey
 from keyguard.monitor.detect.rules import OffHoursParams
 from keyguard.monitor.event import MonitorEvent
@@ -78,6 +80,48 @@ class OffHours(TimedPerKey):
             if fire:
                 hits.append((i, self._signal(key, hour, counts[hour], total - 1)))
         state[1] = total
+
+    def _observe_array(
+        self, key: str, indices: Any, epochs: Any, epoch: list[float], params: OffHoursParams, hits: Hits
+    ) -> None:
+        """``_observe_key`` in array passes: each event's hour count and total before it, at once."""
+        at = epochs[indices]
+        state = self.keys.get(key)
+        if state is None:
+            state = self.keys[key] = [epoch[int(indices[0])], 0, [0] * 24]
+        first: float = state[0]
+        total: int = state[1]
+        counts: list[int] = state[2]
+        hours = np.floor_divide(at, 3600.0).astype(np.int64) % 24
+        # the events of this batch in the same hour before each one: rank within its hour
+        order = np.argsort(hours, kind="stable")
+        ranked = hours[order]
+        group_start = np.flatnonzero(np.concatenate(([True], ranked[1:] != ranked[:-1])))
+        sizes = np.diff(np.concatenate((group_start, [len(ranked)])))
+        rank = np.empty(len(hours), dtype=np.int64)
+        rank[order] = np.arange(len(hours), dtype=np.int64) - np.repeat(group_start, sizes)
+        before = np.asarray(counts, dtype=np.int64)[hours] + rank
+        totals = total + np.arange(len(hours), dtype=np.int64)
+        business = self._business(key, params)
+        quiet = np.zeros(24, dtype=bool)
+        if business is not None:
+            quiet[[h for h in range(24) if not _outside(business, h)]] = True
+        if params.hours is not None:
+            outside = np.asarray([_outside(params.hours, h) for h in range(24)])
+            fire = outside[hours]
+        else:
+            fire = (
+                (totals >= params.learn_events)
+                & (at - first >= params.learn_seconds)
+                & (before < params.min_share * totals)
+            )
+        fire &= ~quiet[hours]
+        for j in np.flatnonzero(fire).tolist():
+            hour = int(hours[j])
+            hits.append((int(indices[j]), self._signal(key, hour, int(before[j]) + 1, int(totals[j]))))
+        for hour, added in enumerate(np.bincount(hours, minlength=24).tolist()):
+            counts[hour] += added
+        state[1] = total + len(hours)
 
     @staticmethod
     def _signal(key: str, hour: int, count: int, total: int) -> Signal:

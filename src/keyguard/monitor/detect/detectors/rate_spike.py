@@ -138,14 +138,30 @@ def _record_many(
     laid = np.arange(total, dtype=np.int64) + np.repeat(start - offsets, lengths)
     values = np.zeros(total, dtype=np.int64)
     values[offsets] = counts
-    hours = (laid // 60) % 24
-    found, first = np.unique(hours, return_index=True)
+    hours = ((laid // 60) % 24).astype(np.uint8)
+    # one stable sort by hour (a radix sort on bytes) puts each hour's entries together, in order
+    order = np.argsort(hours, kind="stable")
+    by_hour = values[order]
+    sizes = np.bincount(hours, minlength=24)
+    hour_ends = np.cumsum(sizes)
+    found = np.flatnonzero(sizes)
+    first = order[(hour_ends - sizes)[found]]  # where each hour first appears
     for hour in found[np.argsort(first)].tolist():
+        end, size = int(hour_ends[hour]), int(sizes[hour])
         bucket = buckets.setdefault(hour, [])
         cache.pop(hour, None)
-        bucket.extend(values[hours == hour][-keep:].tolist())
+        bucket.extend(by_hour[end - min(size, keep) : end].tolist())
         if len(bucket) > keep:
             del bucket[:-keep]
+
+
+def _run_counts(open_count: int, heads: Any, events: int) -> list[int]:
+    """Events in each run of a key's batch: run 0 continues the minute open before (``open_count``
+    events already), each later run starts at one of ``heads``."""
+    bounds = np.concatenate(([0], heads, [events]))
+    sizes = np.diff(bounds)
+    sizes[0] += open_count
+    return sizes.tolist()  # type: ignore[no-any-return]
 
 
 class RateSpike(TimedPerKey):
@@ -236,6 +252,52 @@ class RateSpike(TimedPerKey):
             hits.append((i, self._signal(key, count, threshold)))
         _replay(buckets, cache, closed, counts, minute, keep)
         state[0], state[1], state[2] = minute, count, alerted
+
+    def _observe_array(
+        self, key: str, indices: Any, epochs: Any, epoch: list[float], params: RateSpikeParams, hits: Hits
+    ) -> None:
+        """``_observe_key`` in array passes: per-minute runs and counts at once, Python only where a
+        minute's count reaches the threshold floor (the closes before it are replayed first)."""
+        del epoch  # the times as floats are only needed by detectors that report them
+        now = np.floor_divide(epochs[indices], 60.0).astype(np.int64)
+        state = self.keys.get(key)
+        if state is None:
+            state = self.keys[key] = [int(now[0]), 0, -1, {}, {}]
+        start_minute: int = state[0]
+        # the open minute only moves forward: an event older than it counts in it
+        minutes = np.maximum.accumulate(np.concatenate(([start_minute], now)))[1:]
+        starts = np.empty(len(minutes), dtype=bool)
+        starts[0] = minutes[0] != start_minute
+        starts[1:] = minutes[1:] != minutes[:-1]
+        run = np.cumsum(starts)  # run 0: the minute open before this batch
+        heads = np.flatnonzero(starts)
+        first_of_run = np.concatenate(([0], heads))
+        position = np.arange(len(minutes), dtype=np.int64)
+        counts = position - first_of_run[run] + 1
+        counts[run == 0] += state[1]
+        run_minutes: list[int] = [start_minute, *minutes[heads].tolist()]
+        run_counts = _run_counts(int(state[1]), heads, len(minutes))
+        hard = params.hard_limit
+        floor = params.min_per_minute if hard is None else min(params.min_per_minute, hard)
+        alerted: int = state[2]
+        buckets, cache, keep = state[3], state[4], params.history
+        replayed = 0
+        for j in np.flatnonzero(counts >= floor).tolist():
+            minute = run_minutes[int(run[j])]
+            if alerted == minute:
+                continue
+            current = int(run[j])
+            _replay(buckets, cache, run_minutes[replayed:current], run_counts[replayed:current], minute, keep)
+            replayed = current
+            count = int(counts[j])
+            threshold = self._threshold(state, (minute // 60) % 24, params)
+            if threshold is None or count < threshold:
+                continue
+            alerted = minute
+            hits.append((int(indices[j]), self._signal(key, count, threshold)))
+        last = len(run_minutes) - 1
+        _replay(buckets, cache, run_minutes[replayed:last], run_counts[replayed:last], run_minutes[last], keep)
+        state[0], state[1], state[2] = run_minutes[last], run_counts[last], alerted
 
     @staticmethod
     def _signal(key: str, count: int, threshold: float) -> Signal:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from keyguard.monitor.detect.columns import EventColumns, IndexedColumns
-from keyguard.monitor.detect.detectors.base import Created, Hits, ParamsOf, Signal, add_in_order, keyed
+from keyguard.monitor.detect.detectors.base import Created, Hits, ParamsOf, Signal, add_in_order, keyed, vectorised
 from keyguard.monitor.detect.rules import TwoNetworksParams
 from keyguard.monitor.event import MonitorEvent
 
@@ -56,10 +58,72 @@ class TwoNetworks:
         """``observe`` over a batch, one loop per key, with each IP's network looked up once."""
         hits: Hits = []
         created: Created = []
+        arrays = vectorised()
+        networks: dict[bool, tuple[Any, list[str]]] = {}
         for key, indices in keyed(batch):
-            self._observe_key(key, indices, batch.cols, params_of[key], hits, created)
+            params: TwoNetworksParams = params_of[key]
+            if arrays:
+                coded = networks.get(params.ignore_private)
+                if coded is None:
+                    coded = networks[params.ignore_private] = self._coded_networks(batch, params.ignore_private)
+                self._observe_array(key, batch, coded, params, hits, created)
+            else:
+                self._observe_key(key, indices, batch.cols, params, hits, created, self.keys.get(key))
         add_in_order(self.keys, created)
         return hits
+
+    def _coded_networks(self, batch: IndexedColumns, ignore_private: bool) -> tuple[Any, list[str]]:
+        """Each event's network as a code (-1: none), and the network of each code."""
+        codes, ips = batch.coded("source_ip")
+        cache = self._network_cache(ignore_private)
+        names: dict[str, int] = {}
+        of_ip = np.full(len(ips) + 1, -1, dtype=np.int64)  # the last entry stays -1
+        for n, ip in enumerate(ips):
+            if not ip:
+                continue
+            try:
+                net = cache[ip]
+            except KeyError:
+                net = cache[ip] = network_of(ip, ignore_private)
+            if net is not None:
+                of_ip[n] = names.setdefault(net, len(names))
+        return of_ip[codes], list(names)
+
+    def _observe_array(
+        self,
+        key: str,
+        batch: IndexedColumns,
+        coded: tuple[Any, list[str]],
+        params: TwoNetworksParams,
+        hits: Hits,
+        created: Created,
+    ) -> None:
+        """``_observe_key`` with the leading run of one network done at once: while a key is seen from
+        a single network, each event only moves that network's time. The loop takes it from the first
+        event of another network."""
+        codes, names = coded
+        indices = batch.indices(key)
+        nets = codes[indices]
+        indices = indices[nets >= 0]
+        if not len(indices):
+            return
+        nets = nets[nets >= 0]
+        epoch = batch.cols.epoch
+        seen = self.keys.get(key)
+        if seen is None:
+            only = int(nets[0])
+            seen = {names[only]: epoch[int(indices[0])]}
+            created.append((int(indices[0]), key, seen))
+        elif len(seen) == 1 and next(iter(seen)) in names:
+            only = names.index(next(iter(seen)))
+        else:
+            only = -1
+        other = np.flatnonzero(nets != only)
+        run = int(other[0]) if len(other) else len(nets)
+        if run:
+            seen[names[only]] = epoch[int(indices[run - 1])]
+        if run < len(nets):
+            self._observe_key(key, indices[run:].tolist(), batch.cols, params, hits, created, seen)
 
     def _observe_key(
         self,
@@ -69,10 +133,10 @@ class TwoNetworks:
         params: TwoNetworksParams,
         hits: Hits,
         created: Created,
+        seen: dict[str, float] | None,
     ) -> None:
         ips, epoch, window = cols.source_ip, cols.epoch, params.window_seconds
         nets = self._network_cache(params.ignore_private)
-        seen = self.keys.get(key)
         for i in indices:
             ip = ips[i]
             if not ip:
