@@ -16,13 +16,15 @@ from keyguard.scan.model import Origin
 NULL_SHA = "0" * 40
 SEP = "\x1f"
 # git maps pack files in 1 GiB windows and caches 96 MiB of delta bases by default: on a
-# large repository each reader then holds >100 MB resident. Smaller windows and cache keep
-# a history scan's process tree under its memory bound (issue 14) at little cost in speed.
-CAT_FILE_LIMITS = (
+# large repository each reader then holds >100 MB resident. git log runs beside the
+# cat-file readers (the history is scanned while it is read), so both get small windows
+# and cache, keeping a history scan's process tree under its memory bound (issue 14) at
+# little cost in speed.
+PACK_LIMITS = (
     "-c",
     "core.packedGitWindowSize=16m",
     "-c",
-    "core.packedGitLimit=64m",
+    "core.packedGitLimit=48m",
     "-c",
     "core.deltaBaseCacheLimit=24m",
 )
@@ -120,8 +122,9 @@ class HistoryStream:
         self._commits: list[Commit] = []
         self._intro: dict[str, list[tuple[int, str]]] = {}
         self._error = ""
+        self._history: History | None = None
         self._proc = subprocess.Popen(  # noqa: S603
-            _git(repo, *log_args(branch=branch, since=since, max_commits=max_commits, reverse=True)),
+            _git(repo, *PACK_LIMITS, *log_args(branch=branch, since=since, max_commits=max_commits, reverse=True)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -187,12 +190,15 @@ class HistoryStream:
                 f"git log failed: {self._error}",
                 hint="check --branch / --since and that the repository has commits",
             )
+        if self._history is not None:
+            return self._history
         last = len(self._commits) - 1
-        history = History(commits=self._commits[::-1])
-        history.introductions = {
-            blob: [(last - index, path) for index, path in reversed(pairs)] for blob, pairs in self._intro.items()
-        }
-        return history
+        intro = self._intro
+        for blob, pairs in intro.items():  # in place: a large history's table is not doubled
+            intro[blob] = [(last - index, path) for index, path in reversed(pairs)]
+        self._commits.reverse()
+        self._history = History(commits=self._commits, introductions=intro)
+        return self._history
 
     def close(self) -> None:
         """Stop git (a scan that ended early)."""
@@ -251,7 +257,7 @@ class CatFile:
 
     def _start(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(  # noqa: S603
-            _git(self._repo, *CAT_FILE_LIMITS, "cat-file", "--batch"),
+            _git(self._repo, *PACK_LIMITS, "cat-file", "--batch"),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
