@@ -13,7 +13,6 @@ from typing import IO
 from keyguard.errors import UsageError
 from keyguard.scan.model import Origin
 
-NULL_SHA = "0" * 40
 SEP = "\x1f"
 # git maps pack files in 1 GiB windows and caches 96 MiB of delta bases by default: on a
 # large repository each reader then holds >100 MB resident. git log runs beside the
@@ -47,6 +46,20 @@ class History:
 
     commits: list[Commit] = field(default_factory=list)
     introductions: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+
+
+def _pipe_size() -> int:
+    """A 1 MiB pipe from git (fewer context switches for hundreds of MB of blobs), or the
+    system's default when it allows less."""
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            limit = int(f.read())
+    except (OSError, ValueError):
+        return -1
+    return min(limit, 1 << 20)
+
+
+PIPE_SIZE = _pipe_size()
 
 
 def _git(repo: str, *args: str) -> list[str]:
@@ -90,19 +103,6 @@ def log_args(*, branch: str | None, since: str | None, max_commits: int | None, 
     return args
 
 
-def _parse_raw(line: str) -> tuple[str, str] | None:
-    """``(new blob id, path)`` of one ``git log --raw`` line, or None when it adds no blob
-    (deletion, submodule, symlink)."""
-    meta, _, path = line.partition("\t")
-    fields = meta.split()
-    if len(fields) < 5:
-        return None
-    new_mode, new_sha, status = fields[1], fields[3], fields[4]
-    if new_sha == NULL_SHA or status.startswith("D") or new_mode in ("160000", "120000"):
-        return None
-    return new_sha, _unquote(path)
-
-
 class HistoryStream:
     """``git log --raw --reverse`` read as it is produced, oldest commit first.
 
@@ -127,34 +127,43 @@ class HistoryStream:
             _git(repo, *PACK_LIMITS, *log_args(branch=branch, since=since, max_commits=max_commits, reverse=True)),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            pipesize=PIPE_SIZE,
         )
 
     def __iter__(self) -> Iterator[list[tuple[str, str]]]:
         proc = self._proc
         assert proc.stdout is not None
         intro = self._intro
-        paths: dict[str, str] = {}  # one string per path, however many versions it has
+        # one string per path however many versions it has, decoded once (bytes are parsed:
+        # this loop feeds the workers, so its speed bounds theirs)
+        paths: dict[bytes, str] = {}
         index = -1
         fresh: dict[str, str] = {}
         try:
             for raw in proc.stdout:
-                line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
-                if line.startswith("\0"):
+                if raw.startswith(b"\0"):
                     if fresh:
                         yield list(fresh.items())
                         fresh = {}
-                    sha, author, email, date = (line[1:].split(SEP) + ["", "", ""])[:4]
+                    line = raw[1:].rstrip(b"\n").decode("utf-8", "surrogateescape")
+                    sha, author, email, date = (line.split(SEP) + ["", "", ""])[:4]
                     self._commits.append(Commit(sha, author, email, date))
                     index += 1
                     self.commits_read = index + 1
                     continue
-                if not line.startswith(":"):
+                if not raw.startswith(b":"):
                     continue
-                parsed = _parse_raw(line)
-                if parsed is None:
+                meta, _, path = raw.rstrip(b"\n").partition(b"\t")
+                fields = meta.split()
+                if len(fields) < 5:
                     continue
-                blob, name = parsed
-                name = paths.setdefault(name, name)
+                new_mode, new_sha, status = fields[1], fields[3], fields[4]
+                if status.startswith(b"D") or new_mode in (b"160000", b"120000") or not new_sha.strip(b"0"):
+                    continue  # deleted file, submodule or symlink: no blob to scan
+                name = paths.get(path)
+                if name is None:
+                    name = paths[path] = _unquote(path.decode("utf-8", "surrogateescape"))
+                blob = new_sha.decode()
                 seen = intro.get(blob)
                 if seen is None:
                     intro[blob] = [(index, name)]
@@ -262,6 +271,7 @@ class CatFile:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             bufsize=1 << 20,
+            pipesize=PIPE_SIZE,
         )
 
     def blobs(
