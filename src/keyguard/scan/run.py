@@ -192,14 +192,17 @@ def scan_history(
     max_commits: int | None = None,
     jobs: int = 0,
     progress: Progress = _noop,
+    stream: gitsrc.HistoryStream | None = None,
 ) -> list[Finding]:
     """Scan every blob introduced in the selected history once; attribute each finding to
     the oldest commit that introduced it, per path.
 
     The history is read oldest commit first while the blobs it introduces are scanned: the
     workers get each new blob with the path of its first introduction as soon as git log
-    names it."""
-    gitsrc.check_repo(repo)
+    names it. ``stream`` is that history already opened on ``repo`` with the same
+    selection (the CLI starts git before it loads the rules)."""
+    if stream is None:
+        gitsrc.check_repo(repo)
     jobs = jobs or min(2, os.cpu_count() or 1)
     _WORKER.update(scanner=scanner, repo=repo)
     # the workers are forked before the history is read: each then holds the scanner only,
@@ -211,7 +214,8 @@ def scan_history(
         pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_init_worker)
     results: list[tuple[str, Finding]] = []
     done = 0
-    stream = gitsrc.HistoryStream(repo, branch=branch, since=since, max_commits=max_commits)
+    if stream is None:
+        stream = gitsrc.HistoryStream(repo, branch=branch, since=since, max_commits=max_commits)
     try:
         tasks = _tasks(stream, TASK_BLOBS)
         first: list[list[tuple[str, str]]] = []
