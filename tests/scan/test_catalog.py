@@ -163,7 +163,7 @@ def test_parsed_tables_are_cached_and_a_bad_cache_is_reparsed(tmp_path: Path, mo
     real = catalog.rule_tables
     monkeypatch.setattr(catalog, "rule_tables", lambda text, where: parsed.append(where) or real(text, where))
     assert catalog._builtin_tables(texts) == fresh and parsed == []  # no TOML parsed
-    cached.write_bytes(b"\x00not marshal")
+    cached.write_bytes(b"{not json")
     assert catalog._builtin_tables(texts) == fresh and len(parsed) == len(texts)
     catalog._builtin.cache_clear()
     try:

@@ -157,8 +157,5 @@ def _checkpoint_pusher(settings: Settings | None, vault: Vault) -> CheckpointPus
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (one per worker process)."""
     proxies = os.environ.get("KEYGUARD_TRUSTED_PROXIES", "")
-    return create_app(
-        Settings.from_env(),
-        trusted_proxies=[p for p in proxies.split(",") if p.strip()],
-        schedule=os.environ.get("KEYGUARD_SCHEDULER", "on") != "off",
-    )
+    return create_app(Settings.from_env(), trusted_proxies=[p for p in proxies.split(",") if p.strip()],
+                      schedule=os.environ.get("KEYGUARD_SCHEDULER", "on") != "off")

@@ -33,12 +33,6 @@ def credential_window(engine: Engine, username: str, exposed_at: datetime, now: 
     issued = _at(lease["issued_at"]) or exposed_at
     ended = _at(lease["revoked_at"]) or _at(lease["expires_at"]) or now
     start, end = max(exposed_at, issued), min(ended, now)
-    return {
-        "lease_id": lease["lease_id"],
-        "issued_at": lease["issued_at"],
-        "expires_at": lease["expires_at"],
-        "revoked_at": lease["revoked_at"],
-        "from": format_time(start),
-        "until": format_time(max(start, end)),
-        "usable": start < end,
-    }
+    return {"lease_id": lease["lease_id"], "issued_at": lease["issued_at"], "expires_at": lease["expires_at"],
+            "revoked_at": lease["revoked_at"], "from": format_time(start), "until": format_time(max(start, end)),
+            "usable": start < end}

@@ -93,6 +93,7 @@ def _check_sink(url: str) -> None:
         )
 
 
+
 def _to_file(url: str, line: bytes) -> None:
     path = unquote(urlsplit(url).path)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)

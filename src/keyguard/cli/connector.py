@@ -53,19 +53,18 @@ def configs(settings: Settings | None = None) -> dict[str, ConnectorConfig]:
 class Opened(AbstractContextManager["Opened"]):
     """Every configured connector, opened; closed on exit."""
 
-    def __init__(self, store: SealedStore | None, settings: Settings | None = None, only: str | None = None) -> None:
+    def __init__(self, store: SealedStore | None, settings: Settings | None = None,
+                 only: str | None = None) -> None:
         found = configs(settings)
         if only is not None:
             if only not in found:
-                raise UnknownReferenceError(
-                    f"unknown connector {only!r}", hint="configured: " + (", ".join(sorted(found)) or "none")
-                )
+                raise UnknownReferenceError(f"unknown connector {only!r}",
+                                            hint="configured: " + (", ".join(sorted(found)) or "none"))
             found = {only: found[only]}
         self.connectors: dict[str, Connector] = {n: open_connector(c, source=store) for n, c in found.items()}
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         for connector in self.connectors.values():
             connector.close()
 
@@ -77,17 +76,9 @@ def responder(vault: Vault, opened: Opened, settings: Settings | None = None) ->
 
     home = (settings or Settings.from_env()).home
     caller = context.principal(vault)
-    return ResourceResponder(
-        IncidentService(vault.engine, vault.clock),
-        vault.audit,
-        caller.actor,
-        vault.engine,
-        opened.connectors,
-        sealed_store(vault, settings),
-        home / "connector-state",
-        vault=vault,
-        principal=caller,
-    )
+    return ResourceResponder(IncidentService(vault.engine, vault.clock), vault.audit, caller.actor, vault.engine,
+                             opened.connectors, sealed_store(vault, settings), home / "connector-state",
+                             vault=vault, principal=caller)
 
 
 @connector_app.command("list")
@@ -97,15 +88,8 @@ def list_connectors(as_json: bool = JsonOption) -> None:
     rows: list[dict[str, Any]] = []
     for name, config in found.items():
         creds = {f: f"env {v}" for f, v in sorted(config.secret_env.items())}
-        rows.append(
-            {
-                "name": name,
-                "type": config.type,
-                "kinds": list(KINDS[config.type]),
-                "settings": dict(sorted(config.settings.items())),
-                "credentials": creds,
-            }
-        )
+        rows.append({"name": name, "type": config.type, "kinds": list(KINDS[config.type]),
+                     "settings": dict(sorted(config.settings.items())), "credentials": creds})
     if rows:
         vault = context.vault()
         stored = sealed_store(vault).names()
@@ -120,13 +104,9 @@ def list_connectors(as_json: bool = JsonOption) -> None:
             return
         table = Table("name", "type", "kinds", "settings", "credentials")
         for row in rows:
-            table.add_row(
-                str(row["name"]),
-                str(row["type"]),
-                ", ".join(row["kinds"]),
-                ", ".join(f"{k}={v}" for k, v in row["settings"].items()),
-                ", ".join(f"{k}: {v}" for k, v in row["credentials"].items()),
-            )
+            table.add_row(str(row["name"]), str(row["type"]), ", ".join(row["kinds"]),
+                          ", ".join(f"{k}={v}" for k, v in row["settings"].items()),
+                          ", ".join(f"{k}: {v}" for k, v in row["credentials"].items()))
         console.print(table)
 
     emit(rows, as_json, human)
@@ -139,22 +119,14 @@ def check(name: str = typer.Argument(..., help="Connector name."), as_json: bool
     context.authorize("connector.read")
     with Opened(sealed_store(vault), only=name) as opened:
         report = opened.connectors[name].check()
-    doc = {
-        "connector": report.connector,
-        "type": report.type,
-        "reachable": report.is_reachable,
-        "identity": report.identity,
-        "problem": report.problem,
-        "missing": list(report.missing),
-        "permissions": [{"name": p.name, "allowed": p.is_allowed, "detail": p.detail} for p in report.permissions],
-    }
+    doc = {"connector": report.connector, "type": report.type, "reachable": report.is_reachable,
+           "identity": report.identity, "problem": report.problem, "missing": list(report.missing),
+           "permissions": [{"name": p.name, "allowed": p.is_allowed, "detail": p.detail} for p in report.permissions]}
 
     def human() -> None:
-        console.print(
-            f"[bold]{name}[/bold] ({report.type}): "
-            + ("reachable" if report.is_reachable else "[red]unreachable[/red]")
-            + (f" as {report.identity}" if report.identity else "")
-        )
+        console.print(f"[bold]{name}[/bold] ({report.type}): "
+                      + ("reachable" if report.is_reachable else "[red]unreachable[/red]")
+                      + (f" as {report.identity}" if report.identity else ""))
         table = Table("permission", "allowed", "detail")
         for p in report.permissions:
             mark = "yes" if p.is_allowed else ("[red]NO[/red]" if p.is_allowed is False else "unknown")
@@ -172,16 +144,8 @@ def inventory(name: str = typer.Argument(..., help="Connector name."), as_json: 
     context.authorize("connector.read")
     with Opened(sealed_store(vault), only=name) as opened:
         items = opened.connectors[name].inventory()
-    rows = [
-        {
-            "resource": str(i.ref),
-            "status": i.status,
-            "created_at": i.created_at,
-            "last_used_at": i.last_used_at,
-            "detail": i.detail,
-        }
-        for i in items
-    ]
+    rows = [{"resource": str(i.ref), "status": i.status, "created_at": i.created_at, "last_used_at": i.last_used_at,
+             "detail": i.detail} for i in items]
 
     def human() -> None:
         table = Table("resource", "status", "created", "last used")
@@ -207,20 +171,11 @@ def identify(name: str = typer.Argument(..., help="Connector name."), as_json: b
         hits = opened.connectors[name].identify(Secret(raw))
     actor = context.principal(vault).actor
     for hit in hits:
-        vault.audit.append(
-            EventDraft(
-                actor=actor,
-                op="connector.identify",
-                result="ok",
-                key=audit_key(hit.ref),
-                reason=f"{hit.ref}: owner {hit.owner}",
-            )
-        )
+        vault.audit.append(EventDraft(actor=actor, op="connector.identify", result="ok", key=audit_key(hit.ref),
+                                      reason=f"{hit.ref}: owner {hit.owner}"))
     if not hits:
-        raise NotFoundError(
-            f"no resource of connector {name!r} owns this value",
-            hint="try another connector, or track it as external/RULE/FINGERPRINT",
-        )
+        raise NotFoundError(f"no resource of connector {name!r} owns this value",
+                            hint="try another connector, or track it as external/RULE/FINGERPRINT")
     doc = [{"resource": str(h.ref), "owner": h.owner, "detail": h.detail} for h in hits]
 
     def human() -> None:
@@ -255,17 +210,13 @@ def add(
     existing = configs(settings).get(name)
     reseal = existing is not None and not sets and secret_field is not None and existing.type == kind
     if existing is not None and not reseal:
-        raise ConflictError(
-            f"connector {name!r} already exists",
-            hint=f"edit [connectors.{name}] in keyguard.toml, or pass only --type and "
-            "--secret-stdin to store its credential again",
-        )
+        raise ConflictError(f"connector {name!r} already exists",
+                            hint=f"edit [connectors.{name}] in keyguard.toml, or pass only --type and "
+                            "--secret-stdin to store its credential again")
     config = existing if existing is not None else parse_connector(name, table)  # plaintext refused here
     if secret_field is not None and secret_field not in CREDENTIALS[config.type]:
-        raise ConnectorConfigError(
-            f"{config.type} has no credential {secret_field!r}",
-            hint="one of " + ", ".join(sorted(CREDENTIALS[config.type])),
-        )
+        raise ConnectorConfigError(f"{config.type} has no credential {secret_field!r}",
+                                   hint="one of " + ", ".join(sorted(CREDENTIALS[config.type])))
     value = None
     if secret_field is not None:
         value = sys.stdin.buffer.read().decode("utf-8", "replace").strip("\r\n")
@@ -288,16 +239,10 @@ def add(
             body = (text.rstrip("\n") + "\n\n" if text.strip() else "") + "\n".join(lines) + "\n"
             write_atomic(path, body.encode(), mode=0o600)
         ctx["reason"] = f"connector {name} ({config.type}) {'credential stored again' if reseal else 'added'}" + (
-            f", {secret_field} sealed" if secret_field else ""
-        )
+            f", {secret_field} sealed" if secret_field else "")
     doc = {"name": name, "type": config.type, "config": str(path), "sealed": [secret_field] if secret_field else []}
-    emit(
-        doc,
-        as_json,
-        lambda: console.print(
-            f"connector {name} ({config.type}) added to {path}" + (f"; {secret_field} sealed" if secret_field else "")
-        ),
-    )
+    emit(doc, as_json, lambda: console.print(f"connector {name} ({config.type}) added to {path}"
+                                             + (f"; {secret_field} sealed" if secret_field else "")))
 
 
 @connector_app.command("register")
@@ -321,15 +266,8 @@ def register_ciphertext(
     from keyguard.audit.log import EventDraft
     from keyguard.connectors.audited import audit_key
 
-    vault.audit.append(
-        EventDraft(
-            actor=context.principal(vault).actor,
-            op="data.register",
-            result="ok",
-            key=audit_key(parsed),
-            reason=f"{parsed}: item {item} class {data_class}",
-        )
-    )
+    vault.audit.append(EventDraft(actor=context.principal(vault).actor, op="data.register", result="ok",
+                                  key=audit_key(parsed), reason=f"{parsed}: item {item} class {data_class}"))
     emit(doc, as_json, lambda: console.print(f"registered {item} under {parsed}"))
 
 
@@ -356,17 +294,9 @@ def incident_on_resource(incident_id: int) -> bool:
     return isinstance(context.incident_service().get(incident_id).impact.get(RESOURCE), str)
 
 
-def open_resource_incident(
-    resource: str | None,
-    key: list[str],
-    exposed_at: str,
-    detected_at: str | None,
-    source: str,
-    jurisdiction: list[str],
-    flags: list[str],
-    as_json: bool,
-    leaked_stdin: bool = False,
-) -> None:
+def open_resource_incident(resource: str | None, key: list[str], exposed_at: str, detected_at: str | None,
+                           source: str, jurisdiction: list[str], flags: list[str], as_json: bool,
+                           leaked_stdin: bool = False) -> None:
     """``incident open --resource REF``: the leaked-key playbook on a resource held elsewhere."""
     from keyguard.clock import parse_time
 
@@ -383,23 +313,17 @@ def open_resource_incident(
         runner = responder(vault, opened)
         runner.require(ref)
         now = runner.incidents.clock.now()
-        incident = runner.open(
-            ref,
-            parse_time(exposed_at, vault.clock).replace(microsecond=0),
-            detected_at=parse_time(detected_at, vault.clock) if detected_at else None,
-            source=source,
-            jurisdictions=jurisdiction,
-            flags=flags,
-            leaked=Secret(leaked) if leaked else None,
-        )
+        incident = runner.open(ref, parse_time(exposed_at, vault.clock).replace(microsecond=0),
+                               detected_at=parse_time(detected_at, vault.clock) if detected_at else None,
+                               source=source, jurisdictions=jurisdiction, flags=flags,
+                               leaked=Secret(leaked) if leaked else None)
     from keyguard.cli.incident_view import render_incident
 
     emit(incident.to_dict(now), as_json, lambda: render_incident(incident, now))
 
 
-def run_resource_step(
-    step: str, incident_id: int | None, resource: str | None, *, yes: bool, targets: list[Path], as_json: bool
-) -> None:
+def run_resource_step(step: str, incident_id: int | None, resource: str | None, *, yes: bool,
+                      targets: list[Path], as_json: bool) -> None:
     """``incident contain|assess|rotate|rollout [ID] --resource REF`` through the resource's connector."""
     from keyguard.cli.output import confirm
     from keyguard.response.resource import find_resource_incident, incident_ref
@@ -413,9 +337,8 @@ def run_resource_step(
             ref = parse_ref(str(resource))
             found = find_resource_incident(runner.incidents, ref)
             if found is None:
-                raise NotFoundError(
-                    f"no open incident on {ref}", hint=f"keyguard incident open --resource {ref} --exposed-at …"
-                )
+                raise NotFoundError(f"no open incident on {ref}",
+                                    hint=f"keyguard incident open --resource {ref} --exposed-at …")
             incident_id = found.id
         ref = incident_ref(runner.incidents.get(incident_id))
         if resource is not None and parse_ref(resource) != ref:

@@ -23,15 +23,9 @@ def issue(
     actor = context.authorize("lease.issue").actor
     issued = manager().issue(path, span, actor)
     document = issued.to_dict()
-    emit(
-        document,
-        as_json,
-        lambda: console.print(
-            f"lease    {issued.lease_id}\nusername {issued.username}\npassword {document['password']}\n"
-            f"expires  {local_time(issued.expires_at)}",
-            highlight=False,
-        ),
-    )
+    emit(document, as_json, lambda: console.print(
+        f"lease    {issued.lease_id}\nusername {issued.username}\npassword {document['password']}\n"
+        f"expires  {local_time(issued.expires_at)}", highlight=False))
 
 
 def register(app: typer.Typer) -> None:

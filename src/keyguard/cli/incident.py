@@ -78,9 +78,8 @@ def open_incident(
     if resource is not None or not key:
         from keyguard.cli.connector import open_resource_incident
 
-        open_resource_incident(
-            resource, key, exposed_at, detected_at, source, jurisdiction, flag, as_json, leaked_stdin
-        )
+        open_resource_incident(resource, key, exposed_at, detected_at, source, jurisdiction, flag, as_json,
+                               leaked_stdin)
         return
     svc = context.incident_service()
     now = svc.clock.now()
@@ -542,15 +541,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(incident_app, name="incident")
 
 
-def _resource_step(
-    step: str,
-    incident_id: int | None,
-    resource: str | None,
-    *,
-    yes: bool = True,
-    targets: list[Path] | None = None,
-    as_json: bool = False,
-) -> int | None:
+def _resource_step(step: str, incident_id: int | None, resource: str | None, *, yes: bool = True,
+                   targets: list[Path] | None = None, as_json: bool = False) -> int | None:
     """Run ``step`` through the connector when ``--resource`` is given or the incident is on one (then None)."""
     from keyguard.cli.connector import incident_on_resource, run_resource_step
 

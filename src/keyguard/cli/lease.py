@@ -19,20 +19,16 @@ lease_app = typer.Typer(help="Leases of dynamic credentials: list, renew, revoke
 def manager() -> LeaseManager:
     """Leases over the connectors of ``$KEYGUARD_HOME/keyguard.toml``, audited in the vault's log."""
     vault = context.vault()
-    return LeaseManager(vault.engine, vault.audit, load_connectors(Settings.from_env().config_file), clock=vault.clock)
+    return LeaseManager(vault.engine, vault.audit, load_connectors(Settings.from_env().config_file),
+                        clock=vault.clock)
 
 
 def _table(leases: list[dict[str, object]]) -> None:
     table = Table("lease", "user", "state", "issued", "expires", "ended")
     for lease in leases:
-        table.add_row(
-            str(lease["lease_id"]),
-            str(lease["username"]),
-            str(lease["state"]),
-            local_time(lease["issued_at"]),
-            local_time(lease["expires_at"]),  # type: ignore[arg-type]
-            local_time(lease["revoked_at"]) if lease["revoked_at"] else "",
-        )  # type: ignore[arg-type]
+        table.add_row(str(lease["lease_id"]), str(lease["username"]), str(lease["state"]),
+                      local_time(lease["issued_at"]), local_time(lease["expires_at"]),  # type: ignore[arg-type]
+                      local_time(lease["revoked_at"]) if lease["revoked_at"] else "")  # type: ignore[arg-type]
     console.print(table)
 
 
@@ -74,11 +70,8 @@ def revoke(
     leases = manager()
     if prefix is not None:
         done = leases.revoke_prefix(prefix, actor)
-        emit(
-            {"prefix": prefix, "revoked": done},
-            as_json,
-            lambda: console.print(f"{len(done)} lease(s) under {prefix} revoked"),
-        )
+        emit({"prefix": prefix, "revoked": done}, as_json,
+             lambda: console.print(f"{len(done)} lease(s) under {prefix} revoked"))
         return
     assert lease_id is not None
     lease = leases.revoke(lease_id, actor)

@@ -40,15 +40,10 @@ def check(
             due = Table("key", "period", "last rotated", "next due rotation", "last scheduled run")
             for r in rotations:
                 last = r["last_scheduled"]
-                due.add_row(
-                    r["key"],
-                    f"{r['rotation_days']}d",
-                    local_time(r["rotated_at"]),
-                    local_time(r["next_due"]) + (" (overdue)" if r["overdue"] else ""),
-                    "-"
-                    if last is None
-                    else f"{last['status']} {local_time(last['at'])}" + (f": {last['error']}" if last["error"] else ""),
-                )
+                due.add_row(r["key"], f"{r['rotation_days']}d", local_time(r["rotated_at"]),
+                            local_time(r["next_due"]) + (" (overdue)" if r["overdue"] else ""),
+                            "-" if last is None else f"{last['status']} {local_time(last['at'])}"
+                            + (f": {last['error']}" if last["error"] else ""))
             console.print(due)
 
     emit({"violations": [v.to_dict() for v in violations], "rotations": rotations}, as_json, human)

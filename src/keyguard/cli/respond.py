@@ -46,9 +46,8 @@ def register(app: typer.Typer) -> None:
         if resource is not None:
             if key:
                 raise UsageError("--key and --resource are exclusive", hint="one playbook per run")
-            _respond_resource(
-                resource, target, exposed_at, detected_at, jurisdiction, flag, report_format, yes, as_json, leaked_stdin
-            )
+            _respond_resource(resource, target, exposed_at, detected_at, jurisdiction, flag, report_format,
+                              yes, as_json, leaked_stdin)
             return
         if not key or exposed_at is None:
             raise UsageError("respond needs --key and --exposed-at (or --resource)", hint="see keyguard respond --help")
@@ -113,18 +112,9 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-def _respond_resource(
-    resource: str,
-    targets: list[Path],
-    exposed_at: str | None,
-    detected_at: str | None,
-    jurisdiction: str,
-    flags: list[str],
-    report_format: list[str],
-    yes: bool,
-    as_json: bool,
-    leaked_stdin: bool,
-) -> None:
+def _respond_resource(resource: str, targets: list[Path], exposed_at: str | None, detected_at: str | None,
+                      jurisdiction: str, flags: list[str], report_format: list[str], yes: bool,
+                      as_json: bool, leaked_stdin: bool) -> None:
     """``respond --resource REF``: the playbook through the resource's connector."""
     from keyguard.cli.connector import Opened, read_secret_targets, read_targets, responder, sealed_store
     from keyguard.connectors.refs import parse_ref as parse_resource
@@ -151,25 +141,15 @@ def _respond_resource(
             runner.store.put(ref.connector, leaked_field(ref), Secret(leaked))
         if show:
             runner.on_step = lambda m: err_console.print(f"[dim]{m}[/dim]")
-        result = respond_resource(
-            runner,
-            ref,
-            exposed,
-            detected_at=detected,
-            jurisdictions=[j for j in jurisdiction.split(",") if j],
-            flags=flags,
-            targets=files,
-            secret_targets=secrets,
-            report_dir=settings.home / "reports",
-            report_formats=report_format,
-        )
+        result = respond_resource(runner, ref, exposed, detected_at=detected,
+                                  jurisdictions=[j for j in jurisdiction.split(",") if j], flags=flags,
+                                  targets=files, secret_targets=secrets,
+                                  report_dir=settings.home / "reports", report_formats=report_format)
     doc = result.to_dict() | {"resource": str(ref)}
 
     def human() -> None:
-        console.print(
-            f"[bold]incident {result.incident}[/bold] on {ref}: risk {result.grade}, "
-            f"{result.rewrapped} ciphertext(s) re-encrypted"
-        )
+        console.print(f"[bold]incident {result.incident}[/bold] on {ref}: risk {result.grade}, "
+                      f"{result.rewrapped} ciphertext(s) re-encrypted")
         table = Table("step", "seconds", "what")
         for s in result.steps:
             what = {k: v for k, v in s.items() if k not in ("step", "seconds", "at", "resource", "assessment")}

@@ -214,9 +214,8 @@ def assess_secret(
             console.print(f"  - {factor.en}")
         table = Table("actor", "reads", "versions", "source", "last")
         for r in found:
-            table.add_row(
-                r.actor, str(r.reads), ",".join(map(str, r.versions)), ",".join(r.source_ips) or "-", local_time(r.last)
-            )
+            table.add_row(r.actor, str(r.reads), ",".join(map(str, r.versions)), ",".join(r.source_ips) or "-",
+                          local_time(r.last))
         console.print(table)
 
     emit(doc, as_json, human)

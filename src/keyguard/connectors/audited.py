@@ -51,46 +51,21 @@ def summary(result: object) -> str:
     return "done" if result is None else type(result).__name__
 
 
-def audit_step(
-    log: AuditLog, *, actor: str, ref: Ref, step: Step, run: Callable[[], T], request_id: str | None = None
-) -> T:
+def audit_step(log: AuditLog, *, actor: str, ref: Ref, step: Step, run: Callable[[], T],
+               request_id: str | None = None) -> T:
     """Run one step and append its event (op ``connector.STEP``); errors are recorded and re-raised."""
     op = f"connector.{step.value}"
     try:
         result = run()
     except KeyguardError as exc:
         outcome = "denied" if isinstance(exc, RefusedError) else "error"
-        log.append(
-            EventDraft(
-                actor=actor,
-                op=op,
-                result=outcome,
-                key=audit_key(ref),
-                request_id=request_id,
-                reason=f"{ref}: {exc.message}",
-            )
-        )
+        log.append(EventDraft(actor=actor, op=op, result=outcome, key=audit_key(ref), request_id=request_id,
+                              reason=f"{ref}: {exc.message}"))
         raise
     except Exception as exc:
-        log.append(
-            EventDraft(
-                actor=actor,
-                op=op,
-                result="error",
-                key=audit_key(ref),
-                request_id=request_id,
-                reason=f"{ref}: internal error ({type(exc).__name__})",
-            )
-        )
+        log.append(EventDraft(actor=actor, op=op, result="error", key=audit_key(ref), request_id=request_id,
+                              reason=f"{ref}: internal error ({type(exc).__name__})"))
         raise
-    log.append(
-        EventDraft(
-            actor=actor,
-            op=op,
-            result="ok",
-            key=audit_key(ref),
-            request_id=request_id,
-            reason=f"{ref}: {summary(result)}",
-        )
-    )
+    log.append(EventDraft(actor=actor, op=op, result="ok", key=audit_key(ref), request_id=request_id,
+                          reason=f"{ref}: {summary(result)}"))
     return result

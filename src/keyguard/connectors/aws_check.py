@@ -17,24 +17,11 @@ READS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
 )
 #: Write actions of the playbook, checked with iam:SimulatePrincipalPolicy where it exists.
 WRITES = (
-    "iam:ListAccessKeys",
-    "iam:GetAccessKeyLastUsed",
-    "iam:UpdateAccessKey",
-    "iam:PutUserPolicy",
-    "iam:CreateAccessKey",
-    "iam:DeleteAccessKey",
-    "kms:DisableKey",
-    "kms:EnableKey",
-    "kms:CreateKey",
-    "kms:ReEncryptFrom",
-    "kms:ReEncryptTo",
-    "kms:UpdateAlias",
-    "kms:ScheduleKeyDeletion",
-    "secretsmanager:GetSecretValue",
-    "secretsmanager:PutSecretValue",
-    "secretsmanager:UpdateSecretVersionStage",
-    "cloudtrail:LookupEvents",
-    "s3:GetObject",
+    "iam:ListAccessKeys", "iam:GetAccessKeyLastUsed", "iam:UpdateAccessKey", "iam:PutUserPolicy",
+    "iam:CreateAccessKey", "iam:DeleteAccessKey", "kms:DisableKey", "kms:EnableKey", "kms:CreateKey",
+    "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:UpdateAlias", "kms:ScheduleKeyDeletion",
+    "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecretVersionStage",
+    "cloudtrail:LookupEvents", "s3:GetObject",
 )
 
 

@@ -23,25 +23,16 @@ from keyguard.connectors.secret import Secret
 BATCH = 50
 ROTATION_TAG = "keyguard-rotation"
 #: Decrypt errors that mean "this key refuses to work".
-REFUSED = frozenset(
-    {
-        "DisabledException",
-        "KMSInvalidStateException",
-        "NotFoundException",
-        "AccessDeniedException",
-        "IncorrectKeyException",
-        "InvalidCiphertextException",
-    }
-)
+REFUSED = frozenset({"DisabledException", "KMSInvalidStateException", "NotFoundException", "AccessDeniedException",
+                     "IncorrectKeyException", "InvalidCiphertextException"})
 
 
 class KmsKey(Adapter):
     """A KMS key: disabled, proven dead by Decrypt, replaced (alias moved, ciphertexts re-encrypted), deleted."""
 
     kind = "kms-key"
-    steps = frozenset(
-        {Step.IDENTIFY, Step.INVENTORY, Step.CONTAIN, Step.PROVE_DEAD, Step.USAGE_SINCE, Step.ROTATE, Step.RETIRE}
-    )
+    steps = frozenset({Step.IDENTIFY, Step.INVENTORY, Step.CONTAIN, Step.PROVE_DEAD, Step.USAGE_SINCE,
+                       Step.ROTATE, Step.RETIRE})
     manual: ClassVar[dict[Step, str]] = {
         Step.DELIVER: "nothing to deliver: consumers that use the alias now reach the new key",
         Step.CONSUMERS_SWITCHED: "check CloudTrail for Decrypt/Encrypt on the old key id since the rotation",
@@ -60,9 +51,8 @@ class KmsKey(Adapter):
 
     def aliases(self, key_id: str) -> list[str]:
         """The aliases pointing at ``key_id``."""
-        pages = self.session.call(
-            "kms:ListAliases", lambda: list(self._kms.get_paginator("list_aliases").paginate(KeyId=key_id))
-        )
+        pages = self.session.call("kms:ListAliases",
+                                  lambda: list(self._kms.get_paginator("list_aliases").paginate(KeyId=key_id)))
         return [a["AliasName"] for page in pages for a in page.get("Aliases", [])]
 
     @override
@@ -75,11 +65,8 @@ class KmsKey(Adapter):
             meta = self.describe(value)
         except Exception:  # noqa: BLE001 - not a key of this account
             return None
-        return Identified(
-            self.ref(str(meta["KeyId"])),
-            str(meta.get("Arn")),
-            {"state": meta.get("KeyState"), "aliases": self.aliases(str(meta["KeyId"]))},
-        )
+        return Identified(self.ref(str(meta["KeyId"])), str(meta.get("Arn")),
+                          {"state": meta.get("KeyState"), "aliases": self.aliases(str(meta["KeyId"]))})
 
     @override
     def inventory(self) -> list[Inventoried]:
@@ -91,15 +78,9 @@ class KmsKey(Adapter):
                 meta = self.describe(key["KeyId"])
                 if meta.get("KeyManager") == "AWS":
                     continue
-                out.append(
-                    Inventoried(
-                        self.ref(str(meta["KeyId"])),
-                        str(meta.get("KeyState")),
-                        meta.get("CreationDate"),
-                        None,
-                        {"aliases": self.aliases(str(meta["KeyId"])), "spec": meta.get("KeySpec")},
-                    )
-                )
+                out.append(Inventoried(self.ref(str(meta["KeyId"])), str(meta.get("KeyState")),
+                                       meta.get("CreationDate"), None,
+                                       {"aliases": self.aliases(str(meta["KeyId"])), "spec": meta.get("KeySpec")}))
         return out
 
     @override
@@ -112,9 +93,8 @@ class KmsKey(Adapter):
     def revoke_grant(self, ref: Ref, grant_id: str) -> Outcome:
         """Contain a leaked grant instead of the whole key."""
         key_id = str(self.describe(ref.id, str(ref))["KeyId"])
-        self.session.call(
-            "kms:RevokeGrant", lambda: self._kms.revoke_grant(KeyId=key_id, GrantId=grant_id), ref=str(ref)
-        )
+        self.session.call("kms:RevokeGrant", lambda: self._kms.revoke_grant(KeyId=key_id, GrantId=grant_id),
+                          ref=str(ref))
         return Outcome(ref, Step.CONTAIN, self.clock.now(), (f"grant {grant_id} revoked",), {"key_id": key_id})
 
     @override
@@ -165,38 +145,25 @@ class KmsKey(Adapter):
         old = self.describe(state.get("old_id") or ref.id, str(ref))
         old_id = str(old["KeyId"])
         if cp is not None and "token" not in state:
-            cp.save(
-                old_id=old_id,
-                token=secrets.token_hex(8),
-                was_enabled=old.get("KeyState") == "Enabled",
-                aliases=self.aliases(old_id),
-            )
+            cp.save(old_id=old_id, token=secrets.token_hex(8), was_enabled=old.get("KeyState") == "Enabled",
+                    aliases=self.aliases(old_id))
             state = dict(cp.state)
         token = state.get("token") or secrets.token_hex(8)
         was_enabled = bool(state.get("was_enabled", old.get("KeyState") == "Enabled"))
         new_id = state.get("new_id") or self._find_tagged(token)
         if new_id is None:
-            created = self.session.call(
-                "kms:CreateKey",
-                lambda: self._kms.create_key(
-                    Description=f"keyguard rotation of {old_id}",
-                    KeyUsage=old.get("KeyUsage", "ENCRYPT_DECRYPT"),
-                    KeySpec=old.get("KeySpec", "SYMMETRIC_DEFAULT"),
-                    Tags=[
-                        {"TagKey": ROTATION_TAG, "TagValue": token},
-                        {"TagKey": "keyguard-rotated-from", "TagValue": old_id},
-                    ],
-                ),
-                ref=str(ref),
-            )
+            created = self.session.call("kms:CreateKey", lambda: self._kms.create_key(
+                Description=f"keyguard rotation of {old_id}", KeyUsage=old.get("KeyUsage", "ENCRYPT_DECRYPT"),
+                KeySpec=old.get("KeySpec", "SYMMETRIC_DEFAULT"),
+                Tags=[{"TagKey": ROTATION_TAG, "TagValue": token}, {"TagKey": "keyguard-rotated-from",
+                                                                    "TagValue": old_id}]), ref=str(ref))
             new_id = str(created["KeyMetadata"]["KeyId"])
         if cp is not None:
             cp.save(new_id=new_id)
         aliases = list(state.get("aliases") or self.aliases(old_id))
         for alias in aliases:
-            self.session.call(
-                "kms:UpdateAlias", self._kms.update_alias, AliasName=alias, TargetKeyId=new_id, ref=str(ref)
-            )
+            self.session.call("kms:UpdateAlias", self._kms.update_alias, AliasName=alias, TargetKeyId=new_id,
+                              ref=str(ref))
         done: dict[str, Any] = dict(cp.done) if cp else {}
         todo = [i for i in range(len(ciphertexts)) if str(i) not in done]
         if todo:
@@ -205,15 +172,10 @@ class KmsKey(Adapter):
             try:
                 for start in range(0, len(todo), BATCH):
                     batch = []
-                    for i in todo[start : start + BATCH]:
+                    for i in todo[start:start + BATCH]:
                         reply = self.session.call(
-                            "kms:ReEncrypt",
-                            self._kms.re_encrypt,
-                            CiphertextBlob=base64.b64decode(ciphertexts[i]),
-                            SourceKeyId=old_id,
-                            DestinationKeyId=new_id,
-                            ref=str(ref),
-                        )
+                            "kms:ReEncrypt", self._kms.re_encrypt, CiphertextBlob=base64.b64decode(ciphertexts[i]),
+                            SourceKeyId=old_id, DestinationKeyId=new_id, ref=str(ref))
                         batch.append((str(i), base64.b64encode(reply["CiphertextBlob"]).decode()))
                     if cp is not None:
                         cp.record(batch)
@@ -226,14 +188,8 @@ class KmsKey(Adapter):
         if cp is not None:
             cp.save(phase="done")
         pairs = tuple((ciphertexts[i], str(done[str(i)])) for i in range(len(ciphertexts)))
-        return Rotation(
-            ref,
-            self.ref(new_id),
-            self.clock.now(),
-            None,
-            pairs,
-            {"old_id": old_id, "new_id": new_id, "aliases": aliases},
-        )
+        return Rotation(ref, self.ref(new_id), self.clock.now(), None, pairs,
+                        {"old_id": old_id, "new_id": new_id, "aliases": aliases})
 
     def _disable_quietly(self, key_id: str) -> None:
         if self.describe(key_id).get("KeyState") == "Enabled":
@@ -243,7 +199,8 @@ class KmsKey(Adapter):
         pages = self.session.call("kms:ListKeys", lambda: list(self._kms.get_paginator("list_keys").paginate()))
         for page in pages:
             for key in page.get("Keys", []):
-                tags = self.session.call("kms:ListResourceTags", self._kms.list_resource_tags, KeyId=key["KeyId"])
+                tags = self.session.call("kms:ListResourceTags",
+                                         self._kms.list_resource_tags, KeyId=key["KeyId"])
                 if any(t.get("TagKey") == ROTATION_TAG and t.get("TagValue") == token for t in tags.get("Tags", [])):
                     return str(key["KeyId"])
         return None
@@ -253,18 +210,10 @@ class KmsKey(Adapter):
         """Schedule the old key's deletion (30 days, the AWS default; cancellable until then)."""
         old_id = str(rotation.detail.get("old_id") or rotation.ref.id)
         if self.aliases(old_id):
-            raise StepStateError(
-                f"{rotation.ref}: aliases still point at the old key", hint="rotate again to move them"
-            )
-        reply = self.session.call(
-            "kms:ScheduleKeyDeletion",
-            lambda: self._kms.schedule_key_deletion(KeyId=old_id, PendingWindowInDays=self.pending_days),
-            ref=str(rotation.ref),
-        )
-        return Outcome(
-            rotation.ref,
-            Step.RETIRE,
-            self.clock.now(),
-            (f"key {old_id} scheduled for deletion in {self.pending_days} days",),
-            {"deletion_date": str(reply.get("DeletionDate"))},
-        )
+            raise StepStateError(f"{rotation.ref}: aliases still point at the old key",
+                                 hint="rotate again to move them")
+        reply = self.session.call("kms:ScheduleKeyDeletion", lambda: self._kms.schedule_key_deletion(
+            KeyId=old_id, PendingWindowInDays=self.pending_days), ref=str(rotation.ref))
+        return Outcome(rotation.ref, Step.RETIRE, self.clock.now(),
+                       (f"key {old_id} scheduled for deletion in {self.pending_days} days",),
+                       {"deletion_date": str(reply.get("DeletionDate"))})

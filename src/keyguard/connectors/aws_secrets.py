@@ -61,9 +61,8 @@ class SecretsManagerSecret(Adapter):
     """A secret: the version holding a leaked value found, replaced (staging labels moved), retired."""
 
     kind = "secret"
-    steps = frozenset(
-        {Step.IDENTIFY, Step.INVENTORY, Step.PROVE_DEAD, Step.USAGE_SINCE, Step.ROTATE, Step.DELIVER, Step.RETIRE}
-    )
+    steps = frozenset({Step.IDENTIFY, Step.INVENTORY, Step.PROVE_DEAD, Step.USAGE_SINCE, Step.ROTATE,
+                       Step.DELIVER, Step.RETIRE})
     manual: ClassVar[dict[Step, str]] = {
         Step.CONTAIN: "the value opens another system: revoke it there (its own connector), then rotate here",
         Step.CONSUMERS_SWITCHED: "consumers reading AWSCURRENT switch on their next read; check their restarts",
@@ -75,9 +74,8 @@ class SecretsManagerSecret(Adapter):
         self._sm = session.client("secretsmanager")
 
     def _names(self) -> list[dict[str, Any]]:
-        pages = self.session.call(
-            "secretsmanager:ListSecrets", lambda: list(self._sm.get_paginator("list_secrets").paginate())
-        )
+        pages = self.session.call("secretsmanager:ListSecrets",
+                                  lambda: list(self._sm.get_paginator("list_secrets").paginate()))
         return [s for page in pages for s in page.get("SecretList", [])]
 
     def _value(self, secret_id: str, stage: str | None = None, version: str | None = None) -> str | None:
@@ -87,9 +85,8 @@ class SecretsManagerSecret(Adapter):
         else:
             kwargs["VersionStage"] = stage or CURRENT
         try:
-            reply = self.session.call(
-                "secretsmanager:GetSecretValue", lambda: self._sm.get_secret_value(**kwargs), ref=secret_id
-            )
+            reply = self.session.call("secretsmanager:GetSecretValue", lambda: self._sm.get_secret_value(**kwargs),
+                                      ref=secret_id)
         except KeyError:
             return None
         except Exception as exc:
@@ -99,9 +96,8 @@ class SecretsManagerSecret(Adapter):
         return str(reply.get("SecretString", ""))
 
     def _stages(self, secret_id: str, ref: str) -> dict[str, list[str]]:
-        reply = self.session.call(
-            "secretsmanager:DescribeSecret", lambda: self._sm.describe_secret(SecretId=secret_id), ref=ref
-        )
+        reply = self.session.call("secretsmanager:DescribeSecret", lambda: self._sm.describe_secret(
+            SecretId=secret_id), ref=ref)
         return {str(k): list(v) for k, v in reply.get("VersionIdsToStages", {}).items()}
 
     @override
@@ -118,16 +114,9 @@ class SecretsManagerSecret(Adapter):
     @override
     def inventory(self) -> list[Inventoried]:
         """Every secret with creation, last access and rotation state."""
-        return [
-            Inventoried(
-                self.ref(str(s["Name"])),
-                "rotating" if s.get("RotationEnabled") else "static",
-                s.get("CreatedDate"),
-                s.get("LastAccessedDate"),
-                {"last_changed": str(s.get("LastChangedDate"))},
-            )
-            for s in self._names()
-        ]
+        return [Inventoried(self.ref(str(s["Name"])), "rotating" if s.get("RotationEnabled") else "static",
+                            s.get("CreatedDate"), s.get("LastAccessedDate"),
+                            {"last_changed": str(s.get("LastChangedDate"))}) for s in self._names()]
 
     @override
     def prove_dead(self, ref: Ref, leaked: Secret | None = None, samples: Sequence[str] = ()) -> Proof:
@@ -140,19 +129,15 @@ class SecretsManagerSecret(Adapter):
             text = self._value(ref.id, version=version)
             holds = leaked is not None and text is not None and any(leaked.matches(v) for v in _values(text))
             alive = alive or holds
-            evidence.append(
-                f"version {version} ({','.join(stages)}): {'holds' if holds else 'does not hold'} the leaked value"
-            )
+            evidence.append(f"version {version} ({','.join(stages)}): {'holds' if holds else 'does not hold'} "
+                            "the leaked value")
         return Proof(ref, self.clock.now(), leaked is not None and not alive, tuple(evidence))
 
     @override
     def usage_since(self, ref: Ref, since: datetime) -> list[UsageRecord]:
         """CloudTrail records naming the secret since ``since``."""
-        arn = str(
-            self.session.call(
-                "secretsmanager:DescribeSecret", lambda: self._sm.describe_secret(SecretId=ref.id), ref=str(ref)
-            ).get("ARN")
-        )
+        arn = str(self.session.call("secretsmanager:DescribeSecret", lambda: self._sm.describe_secret(
+            SecretId=ref.id), ref=str(ref)).get("ARN"))
 
         def match(record: dict[str, Any]) -> bool:
             params = record.get("requestParameters") or {}
@@ -177,18 +162,12 @@ class SecretsManagerSecret(Adapter):
             value = self._value(ref.id, version=token) or ""
         else:
             value = new_value_like(self._value(ref.id, version=old_version) or "" if old_version else "")
-            self.session.call(
-                "secretsmanager:PutSecretValue",
-                lambda: self._sm.put_secret_value(
-                    SecretId=ref.id, ClientRequestToken=token, SecretString=value, VersionStages=[CURRENT]
-                ),
-                ref=str(ref),
-            )
+            self.session.call("secretsmanager:PutSecretValue", lambda: self._sm.put_secret_value(
+                SecretId=ref.id, ClientRequestToken=token, SecretString=value, VersionStages=[CURRENT]), ref=str(ref))
         if cp is not None:
             cp.save(phase="done")
-        return Rotation(
-            ref, ref, self.clock.now(), Secret(value), detail={"old_version": old_version, "new_version": token}
-        )
+        return Rotation(ref, ref, self.clock.now(), Secret(value),
+                        detail={"old_version": old_version, "new_version": token})
 
     @override
     def deliver(self, rotation: Rotation, targets: Sequence[Path], old: Secret | None = None) -> Outcome:
@@ -207,17 +186,8 @@ class SecretsManagerSecret(Adapter):
         stages = self._stages(rotation.ref.id, str(rotation.ref))
         if not old_version or PREVIOUS not in stages.get(str(old_version), []):
             return Outcome(rotation.ref, Step.RETIRE, self.clock.now(), ("old version already unlabelled",))
-        self.session.call(
-            "secretsmanager:UpdateSecretVersionStage",
-            lambda: self._sm.update_secret_version_stage(
-                SecretId=rotation.ref.id, VersionStage=PREVIOUS, RemoveFromVersionId=str(old_version)
-            ),
-            ref=str(rotation.ref),
-        )
-        return Outcome(
-            rotation.ref,
-            Step.RETIRE,
-            self.clock.now(),
-            (f"version {old_version} lost {PREVIOUS}: deprecated",),
-            {"version": old_version},
-        )
+        self.session.call("secretsmanager:UpdateSecretVersionStage", lambda: self._sm.update_secret_version_stage(
+            SecretId=rotation.ref.id, VersionStage=PREVIOUS, RemoveFromVersionId=str(old_version)),
+            ref=str(rotation.ref))
+        return Outcome(rotation.ref, Step.RETIRE, self.clock.now(),
+                       (f"version {old_version} lost {PREVIOUS}: deprecated",), {"version": old_version})

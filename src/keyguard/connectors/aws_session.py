@@ -24,20 +24,10 @@ T = TypeVar("T")
 DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "403"})
 NOT_FOUND = frozenset({"NoSuchEntity", "NotFoundException", "ResourceNotFoundException", "NoSuchBucket", "NoSuchKey"})
 #: Codes that mean "this credential is not accepted" (the proof of a dead key).
-CREDENTIAL_REFUSED = frozenset(
-    {
-        "InvalidClientTokenId",
-        "SignatureDoesNotMatch",
-        "InvalidAccessKeyId",
-        "UnrecognizedClientException",
-        "AuthFailure",
-        "ExpiredToken",
-        "InvalidToken",
-        "403",
-        "AccessDenied",
-        "AccessDeniedException",
-    }
-)
+CREDENTIAL_REFUSED = frozenset({
+    "InvalidClientTokenId", "SignatureDoesNotMatch", "InvalidAccessKeyId", "UnrecognizedClientException",
+    "AuthFailure", "ExpiredToken", "InvalidToken", "403", "AccessDenied", "AccessDeniedException",
+})
 UNIMPLEMENTED = frozenset({"NotImplemented", "InvalidAction", "UnknownOperationException", "501", "404"})
 
 
@@ -65,8 +55,7 @@ class AwsSession:
         self._token = config.credential("session_token", environ=environ, source=source)
         if (self._key_id is None) != (self._secret is None):
             raise ConnectorConfigError(
-                f"connector {self.name!r}: give both access_key_id_env and secret_access_key_env"
-            )
+                f"connector {self.name!r}: give both access_key_id_env and secret_access_key_env")
         self._clients: dict[str, Any] = {}
         self._boto = boto3.session.Session()  # one session: service models are loaded once
 
@@ -89,10 +78,7 @@ class AwsSession:
                 if self._token is not None:
                     kwargs["aws_session_token"] = self._token.reveal()
             self._clients[service] = self._boto.client(
-                service,
-                endpoint_url=self.endpoint_url,
-                region_name=self.region,
-                config=self._botocore_config(),
+                service, endpoint_url=self.endpoint_url, region_name=self.region, config=self._botocore_config(),
                 **kwargs,
             )
         return self._clients[service]
@@ -100,11 +86,8 @@ class AwsSession:
     def client_as(self, service: str, access_key_id: str, secret: Secret) -> Any:
         """A client signed with another pair (the leaked one, to prove it dead); no retries."""
         return self._boto.client(
-            service,
-            endpoint_url=self.endpoint_url,
-            region_name=self.region,
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret.reveal(),
+            service, endpoint_url=self.endpoint_url, region_name=self.region,
+            aws_access_key_id=access_key_id, aws_secret_access_key=secret.reveal(),
             config=botocore.config.Config(
                 connect_timeout=self._timeout, read_timeout=self._timeout, retries={"max_attempts": 1}
             ),
@@ -116,12 +99,8 @@ class AwsSession:
             return fn(*args, **kwargs)
         except botocore.exceptions.ClientError as exc:
             raise self.translate(exc, action, ref) from None
-        except (
-            botocore.exceptions.EndpointConnectionError,
-            botocore.exceptions.ConnectTimeoutError,
-            botocore.exceptions.ReadTimeoutError,
-            botocore.exceptions.ConnectionClosedError,
-        ) as exc:
+        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
+                botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectionClosedError) as exc:
             raise UnreachableError(self.name, self.endpoint_url or f"AWS {self.region}", type(exc).__name__) from None
         except botocore.exceptions.NoCredentialsError:
             raise ConnectorConfigError(
@@ -129,9 +108,8 @@ class AwsSession:
                 hint="set access_key_id_env and secret_access_key_env in keyguard.toml",
             ) from None
         except botocore.exceptions.BotoCoreError as exc:
-            raise KeyguardError(
-                scrub(f"connector {self.name!r}: {action} failed: {type(exc).__name__}", self.secrets)
-            ) from None
+            raise KeyguardError(scrub(f"connector {self.name!r}: {action} failed: {type(exc).__name__}",
+                                      self.secrets)) from None
 
     def translate(self, exc: BaseException, action: str, ref: str | None) -> KeyguardError:
         """A ClientError as one clear keyguard error (built from its code, never its text)."""
@@ -139,18 +117,10 @@ class AwsSession:
         if code in DENIED:
             return MissingPermissionError(self.name, action)
         if code in NOT_FOUND:
-            return UnknownReferenceError(
-                f"{ref or action}: not found on connector {self.name!r}", hint=f"AWS said {code}"
-            )
-        if code in {
-            "InvalidClientTokenId",
-            "SignatureDoesNotMatch",
-            "UnrecognizedClientException",
-            "InvalidAccessKeyId",
-            "ExpiredToken",
-        }:
-            return RefusedError(
-                f"connector {self.name!r}: AWS refused the connector's own credentials ({code})",
-                hint="check access_key_id_env / secret_access_key_env",
-            )
+            return UnknownReferenceError(f"{ref or action}: not found on connector {self.name!r}",
+                                         hint=f"AWS said {code}")
+        if code in {"InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException",
+                    "InvalidAccessKeyId", "ExpiredToken"}:
+            return RefusedError(f"connector {self.name!r}: AWS refused the connector's own credentials ({code})",
+                                hint="check access_key_id_env / secret_access_key_env")
         return KeyguardError(f"connector {self.name!r}: {action} failed ({code or 'error'})")

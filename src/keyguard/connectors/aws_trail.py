@@ -89,9 +89,8 @@ def s3_records(session: AwsSession, since: datetime) -> Iterator[Record]:
                     yield record
 
 
-def records(
-    session: AwsSession, since: datetime, match: Callable[[Record], bool], lookup: tuple[str, str] | None = None
-) -> list[tuple[datetime | None, Record]]:
+def records(session: AwsSession, since: datetime, match: Callable[[Record], bool],
+            lookup: tuple[str, str] | None = None) -> list[tuple[datetime | None, Record]]:
     """Matching records since ``since`` from both sources, deduplicated by ``eventID``, oldest first."""
     seen: set[str] = set()
     out: list[tuple[datetime | None, Record]] = []

@@ -150,9 +150,8 @@ class CheckReport:
             raise RefusedError(self.problem, hint="check the connector's credentials (the *_env variables)")
         if self.missing:
             rest = self.missing[1:]
-            raise MissingPermissionError(
-                self.connector, self.missing[0], hint="also missing: " + ", ".join(rest) if rest else None
-            )
+            raise MissingPermissionError(self.connector, self.missing[0],
+                                         hint="also missing: " + ", ".join(rest) if rest else None)
 
 
 class Adapter(ABC):  # noqa: B024 - every step has a default: the manual instruction

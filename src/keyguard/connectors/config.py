@@ -122,7 +122,7 @@ def parse_connector(name: str, table: Mapping[str, Any]) -> ConnectorConfig:
         elif key in CREDENTIALS[kind]:
             raise ConnectorConfigError(
                 f"{where}: {key} must not be written in keyguard.toml",
-                hint=f'use {key}_env = "VAR" or `keyguard connector add {name} --secret-stdin {key}`',
+                hint=f"use {key}_env = \"VAR\" or `keyguard connector add {name} --secret-stdin {key}`",
             )
         elif key in SETTINGS[kind]:
             if not isinstance(value, str | int | float) or isinstance(value, bool):
@@ -138,7 +138,7 @@ def parse_connector(name: str, table: Mapping[str, Any]) -> ConnectorConfig:
         if key in settings and _has_password(settings[key]):
             raise ConnectorConfigError(
                 f"{where}: {key} holds a password",
-                hint='drop it from the URL and use password_env = "VAR" (or --secret-stdin password)',
+                hint="drop it from the URL and use password_env = \"VAR\" (or --secret-stdin password)",
             )
     return ConnectorConfig(name, str(kind), settings, secret_env, roles)
 
@@ -153,14 +153,11 @@ def _parse_roles(where: str, kind: str, value: Any) -> dict[str, dict[str, str]]
             raise ConnectorConfigError(f"{where}: role {role!r} must be a table with a name like readonly")
         unknown = sorted(set(spec) - ROLE_SETTINGS[kind])
         if unknown:
-            raise ConnectorConfigError(
-                f"{where}: role {role!r}: unknown setting {unknown[0]!r}",
-                hint="allowed: " + ", ".join(sorted(ROLE_SETTINGS[kind])),
-            )
+            raise ConnectorConfigError(f"{where}: role {role!r}: unknown setting {unknown[0]!r}",
+                                       hint="allowed: " + ", ".join(sorted(ROLE_SETTINGS[kind])))
         if not any(isinstance(spec.get(k), str) and spec.get(k) for k in ("template", "rules")):
-            raise ConnectorConfigError(
-                f"{where}: role {role!r} needs a template" + (" or rules" if kind == "redis" else "")
-            )
+            raise ConnectorConfigError(f"{where}: role {role!r} needs a template"
+                                       + (" or rules" if kind == "redis" else ""))
         for ttl in ("default_ttl", "max_ttl"):
             if ttl in spec:
                 try:

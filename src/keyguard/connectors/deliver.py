@@ -49,7 +49,7 @@ def is_secret_target(target: str) -> bool:
 
 def secret_target_name(target: str) -> str:
     """NAME of a ``secret:NAME`` target (UsageError for an invalid name)."""
-    name = target[len(SECRET_TARGET) :] if is_secret_target(target) else target
+    name = target[len(SECRET_TARGET):] if is_secret_target(target) else target
     check_secret_name(name)
     return name
 
@@ -62,10 +62,8 @@ def secret_value(rotation: Rotation, old: Secret | None, current: str | None) ->
     gets the new credential's secret part (password, secret access key) as its whole value.
     """
     if rotation.new_secret is None:
-        raise UsageError(
-            f"{rotation.ref} has no credential value to deliver to a secret",
-            hint="its consumers reach the new version by name",
-        )
+        raise UsageError(f"{rotation.ref} has no credential value to deliver to a secret",
+                         hint="its consumers reach the new version by name")
     new = rotation.new_secret.reveal()
     if current is None:
         return new
@@ -80,9 +78,8 @@ def secret_value(rotation: Rotation, old: Secret | None, current: str | None) ->
     return updated if updated != current else new
 
 
-def deliver_to_secrets(
-    store: SecretStore, principal: Principal, names: Sequence[str], rotation: Rotation, old: Secret | None = None
-) -> Outcome:
+def deliver_to_secrets(store: SecretStore, principal: Principal, names: Sequence[str], rotation: Rotation,
+                       old: Secret | None = None) -> Outcome:
     """Write the new credential as a new version of each secret in ``names`` (as ``principal``, audited).
 
     The value is never returned or shown: the outcome names secrets and versions only.

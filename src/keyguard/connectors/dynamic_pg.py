@@ -40,37 +40,26 @@ class PgDynamic:
 
     def _require_template(self, conn: psycopg.Connection[Any]) -> None:
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (self.template,)).fetchone() is None:
-            raise UnknownReferenceError(
-                f"connector {self.pg.name!r}: template role {self.template!r} does not exist",
-                hint="create it with the grants the credentials should have",
-            )
+            raise UnknownReferenceError(f"connector {self.pg.name!r}: template role {self.template!r} does not exist",
+                                        hint="create it with the grants the credentials should have")
 
     def create(self, username: str, password: Secret, valid_until: datetime) -> None:
         """``CREATE ROLE … LOGIN … VALID UNTIL … IN ROLE template`` (inherits the template's grants)."""
         verifier = scram.make_verifier(password.reveal())
         with self._session("CREATE ROLE") as conn:
             self._require_template(conn)
-            conn.execute(
-                sql.SQL(
-                    "CREATE ROLE {} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
-                    "PASSWORD {} VALID UNTIL {} IN ROLE {}"
-                ).format(
-                    sql.Identifier(username),
-                    sql.Literal(verifier),
-                    sql.Literal(valid_until.isoformat()),
-                    sql.Identifier(self.template),
-                )
-            )
+            conn.execute(sql.SQL(
+                "CREATE ROLE {} LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                "PASSWORD {} VALID UNTIL {} IN ROLE {}").format(
+                sql.Identifier(username), sql.Literal(verifier), sql.Literal(valid_until.isoformat()),
+                sql.Identifier(self.template)))
 
     def extend(self, username: str, valid_until: datetime) -> None:
         """Move ``VALID UNTIL`` to the renewed expiry."""
         with self._session("ALTER ROLE") as conn:
             if self.exists_in(conn, username):
-                conn.execute(
-                    sql.SQL("ALTER ROLE {} VALID UNTIL {}").format(
-                        sql.Identifier(username), sql.Literal(valid_until.isoformat())
-                    )
-                )
+                conn.execute(sql.SQL("ALTER ROLE {} VALID UNTIL {}").format(
+                    sql.Identifier(username), sql.Literal(valid_until.isoformat())))
 
     @staticmethod
     def exists_in(conn: psycopg.Connection[Any], username: str) -> bool:
@@ -92,10 +81,8 @@ class PgDynamic:
                 return 0
             ident = sql.Identifier(username)
             conn.execute(sql.SQL("ALTER ROLE {} NOLOGIN").format(ident))
-            rows = conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()",
-                (username,),
-            ).fetchall()
+            rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE usename = %s AND pid <> pg_backend_pid()", (username,)).fetchall()
             with conn.transaction():
                 conn.execute(sql.SQL("REASSIGN OWNED BY {} TO {}").format(ident, sql.Identifier(self.template)))
                 conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))

@@ -47,18 +47,15 @@ class RedisDynamic:
             line = raw.decode() if isinstance(raw, bytes) else str(raw)
             if line.split(" ", 2)[1:2] == [self.template]:
                 return rules_of_acl_line(line)
-        raise UnknownReferenceError(
-            f"connector {self.rd.name!r}: template ACL user {self.template!r} does not exist",
-            hint="create it (off) with the rules the credentials should have",
-        )
+        raise UnknownReferenceError(f"connector {self.rd.name!r}: template ACL user {self.template!r} does not exist",
+                                    hint="create it (off) with the rules the credentials should have")
 
     def create(self, username: str, password: Secret, valid_until: datetime) -> None:
         """``ACL SETUSER name reset on #sha256 <rules>`` (Redis has no expiry: keyguard deletes it)."""
         del valid_until
         rules = self.rules()
-        self.rd.run(
-            "ACL SETUSER", "ACL", "SETUSER", username, "reset", "on", "#" + sha256_hex(password.reveal()), *rules
-        )
+        self.rd.run("ACL SETUSER", "ACL", "SETUSER", username, "reset", "on", "#" + sha256_hex(password.reveal()),
+                    *rules)
 
     def extend(self, username: str, valid_until: datetime) -> None:
         """Nothing to change in Redis: the lease row holds the expiry."""

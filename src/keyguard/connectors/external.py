@@ -46,24 +46,15 @@ def _entry(table: dict[str, Any], after: tuple[str, ...], where: str) -> RevokeS
     missing = {"id", "family", "match", "name", "link", "revoke"} - set(table)
     if unknown or missing:
         raise DataFileError(
-            f"{where}: entry {table.get('id', '?')}: unknown {sorted(unknown)} / missing {sorted(missing)}"
-        )
+            f"{where}: entry {table.get('id', '?')}: unknown {sorted(unknown)} / missing {sorted(missing)}")
     match = table["match"]
     if not isinstance(match, list) or not match or not all(isinstance(m, str) and m for m in match):
         raise DataFileError(f"{where}: entry {table['id']}: match must be a non-empty list of rule ids or prefixes")
     if not str(table["link"]).startswith("https://"):
         raise DataFileError(f"{where}: entry {table['id']}: link must be an https URL")
-    return RevokeSteps(
-        str(table["id"]),
-        str(table["family"]),
-        str(table["name"]),
-        str(table["link"]),
-        str(table["revoke"]),
-        str(table.get("audit", "its activity log")),
-        tuple(match),
-        table.get("connector"),
-        after,
-    )
+    return RevokeSteps(str(table["id"]), str(table["family"]), str(table["name"]), str(table["link"]),
+                       str(table["revoke"]), str(table.get("audit", "its activity log")), tuple(match),
+                       table.get("connector"), after)
 
 
 def parse_revoke_steps(text: str, where: str = DATA_FILE) -> list[RevokeSteps]:

@@ -80,32 +80,19 @@ class Issued:
 
     def to_dict(self) -> dict[str, Any]:
         """SPEC §8's shape (the one place the password is revealed)."""
-        return {
-            "lease_id": self.lease_id,
-            "username": self.username,
-            "password": self.password.reveal(),
-            "expires_at": format_time(self.expires_at),
-        }
+        return {"lease_id": self.lease_id, "username": self.username, "password": self.password.reveal(),
+                "expires_at": format_time(self.expires_at)}
 
 
 def lease_dict(row: Any) -> dict[str, Any]:
     """The JSON view of a lease row (no secret: none is stored)."""
-
     def at(value: datetime | None) -> str | None:
         return None if value is None else format_time(as_utc(value))
 
-    return {
-        "lease_id": row.id,
-        "path": row.path,
-        "username": row.username,
-        "state": row.state,
-        "issued_at": at(row.issued_at),
-        "expires_at": at(row.expires_at),
-        "max_expires_at": at(row.max_expires_at),
-        "revoked_at": at(row.revoked_at),
-        "actor": row.actor,
-        "detail": row.detail,
-    }
+    return {"lease_id": row.id, "path": row.path, "username": row.username, "state": row.state,
+            "issued_at": at(row.issued_at), "expires_at": at(row.expires_at),
+            "max_expires_at": at(row.max_expires_at), "revoked_at": at(row.revoked_at), "actor": row.actor,
+            "detail": row.detail}
 
 
 def lease_window(engine: Engine, username: str) -> dict[str, Any] | None:
@@ -129,12 +116,8 @@ def new_username(role: str) -> str:
     return f"kg_{stem}_{secrets.token_hex(6)}"
 
 
-def open_backend(
-    config: ConnectorConfig,
-    spec: RoleSpec,
-    environ: Mapping[str, str] | None = None,
-    source: SecretSource | None = None,
-) -> Backend:
+def open_backend(config: ConnectorConfig, spec: RoleSpec, environ: Mapping[str, str] | None = None,
+                 source: SecretSource | None = None) -> Backend:
     """The backend of ``spec`` over the connector's admin connection (client library loaded now)."""
     if config.type == "postgresql":
         from keyguard.connectors.dynamic_pg import PgDynamic
@@ -144,9 +127,8 @@ def open_backend(
     from keyguard.connectors.dynamic_redis import RedisDynamic
     from keyguard.connectors.redis_user import RedisAdmin
 
-    return RedisDynamic(
-        RedisAdmin(config, environ=environ, source=source), spec.settings.get("template"), spec.settings.get("rules")
-    )
+    return RedisDynamic(RedisAdmin(config, environ=environ, source=source), spec.settings.get("template"),
+                        spec.settings.get("rules"))
 
 
 @dataclass
@@ -161,18 +143,10 @@ class ReapReport:
 class LeaseManager:
     """Leases over the configured connectors, audited in ``audit``."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        audit: AuditLog,
-        connectors: Mapping[str, ConnectorConfig],
-        *,
-        clock: Clock | None = None,
-        environ: Mapping[str, str] | None = None,
-        source: SecretSource | None = None,
-        pending_grace: timedelta = PENDING_GRACE,
-        backend_factory: Callable[[ConnectorConfig, RoleSpec], Backend] | None = None,
-    ) -> None:
+    def __init__(self, engine: Engine, audit: AuditLog, connectors: Mapping[str, ConnectorConfig], *,
+                 clock: Clock | None = None, environ: Mapping[str, str] | None = None,
+                 source: SecretSource | None = None, pending_grace: timedelta = PENDING_GRACE,
+                 backend_factory: Callable[[ConnectorConfig, RoleSpec], Backend] | None = None) -> None:
         self.engine = engine
         self.audit = audit
         self.connectors = dict(connectors)
@@ -187,16 +161,12 @@ class LeaseManager:
         connector, role = parse_path(path)
         config = self.connectors.get(connector)
         if config is None:
-            raise UnknownReferenceError(
-                f"unknown connector {connector!r} in {path}",
-                hint="configured: " + (", ".join(sorted(self.connectors)) or "none"),
-            )
+            raise UnknownReferenceError(f"unknown connector {connector!r} in {path}",
+                                        hint="configured: " + (", ".join(sorted(self.connectors)) or "none"))
         settings = config.roles.get(role)
         if settings is None:
-            raise UnknownReferenceError(
-                f"connector {connector!r} has no role {role!r}",
-                hint=f"add [connectors.{connector}.roles.{role}] with a template",
-            )
+            raise UnknownReferenceError(f"connector {connector!r} has no role {role!r}",
+                                        hint=f"add [connectors.{connector}.roles.{role}] with a template")
         default = parse_span(settings.get("default_ttl", format_span(DEFAULT_TTL)), "default_ttl")
         maximum = parse_span(settings.get("max_ttl", format_span(max(DEFAULT_MAX_TTL, default))), "max_ttl")
         return RoleSpec(connector, role, config.type, settings, min(default, maximum), maximum)
@@ -230,17 +200,15 @@ class LeaseManager:
             yield conn, ctx
             try:
                 _record, counter = self.audit.append_in(
-                    conn,
-                    EventDraft(actor=actor, op=op, result="ok", key=key, reason=ctx["reason"], ts=self.clock.now()),
-                )
+                    conn, EventDraft(actor=actor, op=op, result="ok", key=key, reason=ctx["reason"],
+                                     ts=self.clock.now()))
             except Exception as exc:
                 raise write_error(exc) from None
         self.audit.committed(counter)
 
     def _record_failure(self, actor: str, op: str, path: str, reason: str) -> None:
-        self.audit.append(
-            EventDraft(actor=actor, op=op, result="error", key=_audit_key(path), reason=reason, ts=self.clock.now())
-        )
+        self.audit.append(EventDraft(actor=actor, op=op, result="error", key=_audit_key(path), reason=reason,
+                                     ts=self.clock.now()))
 
     # ------------------------------------------------------------------ issue
     def issue(self, path: str, ttl: timedelta | None, actor: str) -> Issued:
@@ -248,33 +216,17 @@ class LeaseManager:
         spec = self.spec(path)
         ttl = ttl or spec.default_ttl
         if ttl > spec.max_ttl:
-            raise UsageError(
-                f"ttl {format_span(ttl)} is above the role's max_ttl {format_span(spec.max_ttl)}",
-                hint="ask for less or raise max_ttl in keyguard.toml",
-            )
+            raise UsageError(f"ttl {format_span(ttl)} is above the role's max_ttl {format_span(spec.max_ttl)}",
+                             hint="ask for less or raise max_ttl in keyguard.toml")
         now = self.clock.now()
         lease_id = f"{spec.path}/{secrets.token_hex(8)}"
         username = new_username(spec.role)
         expires = now + ttl
         with write_tx(self.engine) as conn:
-            conn.execute(
-                insert(Lease).values(
-                    id=lease_id,
-                    path=spec.path,
-                    connector=spec.connector,
-                    role=spec.role,
-                    backend=spec.backend,
-                    username=username,
-                    state="pending",
-                    actor=actor[:256],
-                    issued_at=now,
-                    expires_at=expires,
-                    max_expires_at=now + spec.max_ttl,
-                    updated_at=now,
-                    attempts=0,
-                    detail="",
-                )
-            )
+            conn.execute(insert(Lease).values(
+                id=lease_id, path=spec.path, connector=spec.connector, role=spec.role, backend=spec.backend,
+                username=username, state="pending", actor=actor[:256], issued_at=now, expires_at=expires,
+                max_expires_at=now + spec.max_ttl, updated_at=now, attempts=0, detail=""))
         backend = self._backend(spec)
         password = Secret(secrets.token_urlsafe(32))
         try:
@@ -290,15 +242,11 @@ class LeaseManager:
         reason = f"{lease_id}: user {username} until {format_time(expires)} (ttl {format_span(ttl)})"
         try:
             with self._audited_tx(actor, "lease.issue", spec.path, reason) as (conn, _ctx):
-                done = conn.execute(
-                    update(Lease)
-                    .where(Lease.id == lease_id, Lease.state == "pending")
-                    .values(state="active", updated_at=self.clock.now())
-                ).rowcount
+                done = conn.execute(update(Lease).where(Lease.id == lease_id, Lease.state == "pending")
+                                    .values(state="active", updated_at=self.clock.now())).rowcount
                 if not done:
-                    raise ConflictError(
-                        f"lease {lease_id} was cleaned up before it was confirmed", hint="issue a new credential"
-                    )
+                    raise ConflictError(f"lease {lease_id} was cleaned up before it was confirmed",
+                                        hint="issue a new credential")
         except Exception:
             # not confirmed (audit refused, database gone): nobody gets the password, so the user goes now
             # (or, if even that fails, with the reaper's cleanup of the pending lease)
@@ -315,11 +263,8 @@ class LeaseManager:
             state = "pending"
         try:
             with write_tx(self.engine) as conn:
-                conn.execute(
-                    update(Lease)
-                    .where(Lease.id == lease_id, Lease.state.in_(LIVE))
-                    .values(state=state, detail=why[:500], updated_at=self.clock.now())
-                )
+                conn.execute(update(Lease).where(Lease.id == lease_id, Lease.state.in_(LIVE))
+                             .values(state=state, detail=why[:500], updated_at=self.clock.now()))
         except Exception:  # noqa: BLE001, S110 - the database is gone: the pending row is the reaper's
             pass
 
@@ -355,10 +300,8 @@ class LeaseManager:
             raise NotFoundError(f"lease {lease_id!r} not found", hint="keyguard lease list shows the leases")
         now = self.clock.now()
         if row.state != "active" or as_utc(row.expires_at) <= now:
-            raise ConflictError(
-                f"lease {lease_id} is {row.state if row.state != 'active' else 'expired'}",
-                hint="issue a new credential",
-            )
+            raise ConflictError(f"lease {lease_id} is {row.state if row.state != 'active' else 'expired'}",
+                                hint="issue a new credential")
         spec = self.spec(row.path)
         limit = as_utc(row.max_expires_at)
         expires = min(now + (ttl or spec.default_ttl), limit)
@@ -366,11 +309,8 @@ class LeaseManager:
         capped = " (capped at max_ttl)" if expires == limit else ""
         reason = f"{lease_id}: until {format_time(expires)}{capped}"
         with self._audited_tx(actor, "lease.renew", row.path, reason) as (conn, _ctx):
-            done = conn.execute(
-                update(Lease)
-                .where(Lease.id == lease_id, Lease.state == "active")
-                .values(expires_at=expires, updated_at=now)
-            ).rowcount
+            done = conn.execute(update(Lease).where(Lease.id == lease_id, Lease.state == "active")
+                                .values(expires_at=expires, updated_at=now)).rowcount
             if not done:
                 raise ConflictError(f"lease {lease_id} ended meanwhile")
         return self.get(lease_id)
@@ -382,11 +322,8 @@ class LeaseManager:
             sessions = self._backend_of(row).drop(row.username)
         except KeyguardError as exc:
             with write_tx(self.engine) as conn:
-                conn.execute(
-                    update(Lease)
-                    .where(Lease.id == row.id)
-                    .values(attempts=Lease.attempts + 1, detail=exc.message[:500], updated_at=self.clock.now())
-                )
+                conn.execute(update(Lease).where(Lease.id == row.id).values(
+                    attempts=Lease.attempts + 1, detail=exc.message[:500], updated_at=self.clock.now()))
             if row.attempts % 60 == 0:  # the reaper retries every second: not one event per try
                 self._record_failure(actor, op, row.path, f"{row.id}: user {row.username} not dropped: {exc.message}")
             raise
@@ -394,11 +331,8 @@ class LeaseManager:
         reason = f"{row.id}: user {row.username} dropped, {sessions} session(s) ended ({why})"
         ended = 0
         with self._audited_tx(actor, op, row.path, reason) as (conn, ctx):
-            ended = conn.execute(
-                update(Lease)
-                .where(Lease.id == row.id, Lease.state.in_(LIVE))
-                .values(state=state, revoked_at=now, updated_at=now, detail=why[:500])
-            ).rowcount
+            ended = conn.execute(update(Lease).where(Lease.id == row.id, Lease.state.in_(LIVE)).values(
+                state=state, revoked_at=now, updated_at=now, detail=why[:500])).rowcount
             if not ended:
                 raise _AlreadyEnded
             ctx["reason"] = reason
@@ -451,9 +385,8 @@ class LeaseManager:
             self._reap_one(row, "failed", "lease.cleanup", actor, "issue never confirmed", report.cleaned, report)
         return report
 
-    def _reap_one(
-        self, row: Any, state: str, op: str, actor: str, why: str, into: list[str], report: ReapReport
-    ) -> None:
+    def _reap_one(self, row: Any, state: str, op: str, actor: str, why: str, into: list[str],
+                  report: ReapReport) -> None:
         if row.attempts and as_utc(row.updated_at) > self.clock.now() - _backoff(row.attempts):
             report.failed.append(row.id)  # the system refused lately: try again a little later
             return

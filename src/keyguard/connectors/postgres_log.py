@@ -22,10 +22,8 @@ _LINE = re.compile(
     r"\[(?P<pid>\d+)\][^A-Z]*(?P<level>[A-Z]+):\s+(?P<text>.*)$"
 )
 _RECEIVED = re.compile(r"^connection received: host=(?P<host>\S+)")
-_AUTHORIZED = re.compile(
-    r"^connection authorized: user=(?P<user>\S+)(?: database=(?P<db>\S+))?"
-    r"(?:.*application_name=(?P<app>\S+))?"
-)
+_AUTHORIZED = re.compile(r"^connection authorized: user=(?P<user>\S+)(?: database=(?P<db>\S+))?"
+                         r"(?:.*application_name=(?P<app>\S+))?")
 _FAILED = re.compile(r'^password authentication failed for user "(?P<user>[^"]+)"')
 
 
@@ -64,18 +62,12 @@ def connection_events(lines: Iterable[str], role: str, ref: str, since: datetime
         at = _at(line.group("ts"), line.group("tz"))
         if at is None or at < since:
             continue
-        out.append(
-            {
-                "ts": format_time(at),
-                "actor": f"postgresql:{role}",
-                "source_ip": hosts.get(pid),
-                "user_agent": authorized.group("app") if authorized else None,
-                "op": "postgresql:login",
-                "key": ref,
-                "version": None,
-                "result": "ok" if authorized else "denied",
-                "reason": f"database {authorized.group('db')}" if authorized else "password authentication failed",
-                "request_id": f"pid-{pid}",
-            }
-        )
+        out.append({
+            "ts": format_time(at), "actor": f"postgresql:{role}", "source_ip": hosts.get(pid),
+            "user_agent": authorized.group("app") if authorized else None,
+            "op": "postgresql:login", "key": ref, "version": None,
+            "result": "ok" if authorized else "denied",
+            "reason": f"database {authorized.group('db')}" if authorized else "password authentication failed",
+            "request_id": f"pid-{pid}",
+        })
     return out

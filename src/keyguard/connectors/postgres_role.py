@@ -40,9 +40,8 @@ from keyguard.errors import KeyguardError, RefusedError
 class PostgresAdmin:
     """The connector's superuser connection (``dsn`` without password, ``password_env``)."""
 
-    def __init__(
-        self, config: ConnectorConfig, *, environ: Mapping[str, str] | None = None, source: SecretSource | None = None
-    ) -> None:
+    def __init__(self, config: ConnectorConfig, *, environ: Mapping[str, str] | None = None,
+                 source: SecretSource | None = None) -> None:
         self.name = config.name
         self.dsn = str(config.get("dsn"))
         self.log_file = config.get("log_file")
@@ -58,11 +57,10 @@ class PostgresAdmin:
             return MissingPermissionError(self.name, what)
         if isinstance(exc, psycopg.OperationalError):
             if "password authentication failed" in text or "no password supplied" in text:
-                return RefusedError(
-                    f"connector {self.name!r}: PostgreSQL refused the connector's own password",
-                    hint="check password_env",
-                )
-            return UnreachableError(self.name, f"PostgreSQL at {self.host}:{self.port or 5432}", type(exc).__name__)
+                return RefusedError(f"connector {self.name!r}: PostgreSQL refused the connector's own password",
+                                    hint="check password_env")
+            return UnreachableError(self.name, f"PostgreSQL at {self.host}:{self.port or 5432}",
+                                    type(exc).__name__)
         return KeyguardError(f"connector {self.name!r}: {what} failed ({exc.sqlstate or type(exc).__name__})")
 
     @contextmanager
@@ -96,13 +94,8 @@ class PostgresAdmin:
     def login_refused(self, role: str, password: Secret) -> tuple[bool, str]:
         """Try a login as ``role`` with ``password``: (refused?, what the server said)."""
         try:
-            with psycopg.connect(
-                self.dsn,
-                user=role,
-                password=password.reveal(),
-                connect_timeout=max(1, int(self.timeout)),
-                autocommit=True,
-            ):
+            with psycopg.connect(self.dsn, user=role, password=password.reveal(),
+                                 connect_timeout=max(1, int(self.timeout)), autocommit=True):
                 return False, "login accepted"
         except psycopg.OperationalError as exc:
             text = str(exc)
@@ -126,8 +119,7 @@ def check_postgres(pg: PostgresAdmin) -> CheckReport:
             row = conn.execute(
                 "SELECT current_user, rolsuper, rolcreaterole, pg_has_role(current_user, 'pg_signal_backend', "
                 "'MEMBER'), pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') FROM pg_roles "
-                "WHERE rolname = current_user"
-            ).fetchone()
+                "WHERE rolname = current_user").fetchone()
     except RefusedError as exc:
         return CheckReport(pg.name, "postgresql", True, "", problem=exc.message)
     except KeyguardError as exc:
@@ -199,24 +191,15 @@ class PostgresRole(Adapter):
                 "SELECT a.rolname, a.rolpassword IS NOT NULL, split_part(coalesce(a.rolpassword, ''), '$', 1), "
                 "a.rolvaliduntil, (SELECT max(backend_start) FROM pg_stat_activity s WHERE s.usename = a.rolname), "
                 "(SELECT count(*) FROM pg_stat_activity s WHERE s.usename = a.rolname) "
-                "FROM pg_authid a WHERE a.rolcanlogin ORDER BY a.rolname"
-            ).fetchall()
-        return [
-            Inventoried(
-                self.ref(str(name)),
-                "password" if has else "no password",
-                None,
-                _pg_at(last),
-                {"verifier": kind or None, "valid_until": str(until) if until else None, "sessions": int(count)},
-            )
-            for name, has, kind, until, last, count in rows
-        ]
+                "FROM pg_authid a WHERE a.rolcanlogin ORDER BY a.rolname").fetchall()
+        return [Inventoried(self.ref(str(name)), "password" if has else "no password", None, _pg_at(last),
+                            {"verifier": kind or None, "valid_until": str(until) if until else None,
+                             "sessions": int(count)})
+                for name, has, kind, until, last, count in rows]
 
     def _terminate(self, conn: psycopg.Connection[Any], role: str) -> int:
-        rows = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()",
-            (role,),
-        ).fetchall()
+        rows = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE usename = %s AND pid <> pg_backend_pid()", (role,)).fetchall()
         return sum(1 for (ok,) in rows if ok)
 
     @override
@@ -226,13 +209,8 @@ class PostgresRole(Adapter):
             self._verifier(conn, ref.id, ref)
             self._set_password(conn, ref.id)
             killed = self._terminate(conn, ref.id)
-        return Outcome(
-            ref,
-            Step.CONTAIN,
-            self.clock.now(),
-            ("password replaced by a random one", f"{killed} session(s) terminated"),
-            {"terminated": killed},
-        )
+        return Outcome(ref, Step.CONTAIN, self.clock.now(),
+                       ("password replaced by a random one", f"{killed} session(s) terminated"), {"terminated": killed})
 
     @override
     def prove_dead(self, ref: Ref, leaked: Secret | None = None, samples: Sequence[str] = ()) -> Proof:
@@ -243,10 +221,8 @@ class PostgresRole(Adapter):
             return Proof(ref, self.clock.now(), False, ("no leaked password given",))
         still = scram.matches(leaked.reveal(), verifier) or scram.md5_matches(leaked.reveal(), ref.id, verifier)
         refused, said = self.pg.login_refused(ref.id, leaked)
-        evidence = (
-            f"pg_authid: verifier {'still matches' if still else 'no longer matches'} the leaked password",
-            f"login as {ref.id} with the leaked password: {said}",
-        )
+        evidence = (f"pg_authid: verifier {'still matches' if still else 'no longer matches'} the leaked password",
+                    f"login as {ref.id} with the leaked password: {said}")
         return Proof(ref, self.clock.now(), refused and not still, evidence)
 
     @override
@@ -255,38 +231,20 @@ class PostgresRole(Adapter):
         with self.pg.connect("read pg_stat_activity") as conn:
             rows = conn.execute(
                 "SELECT pid, backend_start, host(client_addr), application_name, datname, state "
-                "FROM pg_stat_activity WHERE usename = %s AND backend_start >= %s",
-                (ref.id, since),
-            ).fetchall()
-        out = [
-            UsageRecord(
-                ref,
-                "event",
-                _pg_at(start),
-                {
-                    "ts": format_time(start),
-                    "actor": f"postgresql:{ref.id}",
-                    "source_ip": addr,
-                    "user_agent": app or None,
-                    "op": "postgresql:session",
-                    "key": str(ref),
-                    "version": None,
-                    "result": "ok",
-                    "reason": f"database {db}, {state}",
-                    "request_id": f"pid-{pid}",
-                },
-            )
-            for pid, start, addr, app, db, state in rows
-        ]
+                "FROM pg_stat_activity WHERE usename = %s AND backend_start >= %s", (ref.id, since)).fetchall()
+        out = [UsageRecord(ref, "event", _pg_at(start), {
+            "ts": format_time(start), "actor": f"postgresql:{ref.id}", "source_ip": addr,
+            "user_agent": app or None, "op": "postgresql:session", "key": str(ref), "version": None,
+            "result": "ok", "reason": f"database {db}, {state}", "request_id": f"pid-{pid}",
+        }) for pid, start, addr, app, db, state in rows]
         if self.pg.log_file:
             try:
                 with open(self.pg.log_file, encoding="utf-8", errors="replace") as handle:
                     events = connection_events(handle, ref.id, str(ref), since)
             except OSError:
                 raise MissingPermissionError(self.connector, f"read {self.pg.log_file}") from None
-            out += [
-                UsageRecord(ref, "event", datetime.fromisoformat(e["ts"].replace("Z", "+00:00")), e) for e in events
-            ]
+            out += [UsageRecord(ref, "event", datetime.fromisoformat(e["ts"].replace("Z", "+00:00")), e)
+                    for e in events]
         out.sort(key=lambda r: r.at or since)
         return out
 
@@ -303,27 +261,19 @@ class PostgresRole(Adapter):
         """Replace the old password by the new one in the consumers' files."""
         assert rotation.new_secret is not None
         changed = replace_in_files(targets, old.reveal(), rotation.new_secret) if old is not None else []
-        return Outcome(
-            rotation.ref, Step.DELIVER, self.clock.now(), tuple(f"wrote {p}" for p in changed), {"files": changed}
-        )
+        return Outcome(rotation.ref, Step.DELIVER, self.clock.now(), tuple(f"wrote {p}" for p in changed),
+                       {"files": changed})
 
     @override
     def consumers_switched(self, rotation: Rotation) -> Switched:
         """Switched when the role has sessions and every one started after the rotation."""
         with self.pg.connect("read pg_stat_activity") as conn:
-            starts = [
-                _pg_at(s)
-                for (s,) in conn.execute(
-                    "SELECT backend_start FROM pg_stat_activity WHERE usename = %s", (rotation.ref.id,)
-                ).fetchall()
-            ]
+            starts = [_pg_at(s) for (s,) in conn.execute(
+                "SELECT backend_start FROM pg_stat_activity WHERE usename = %s", (rotation.ref.id,)).fetchall()]
         old = [s for s in starts if s is not None and s < rotation.at]
         new = [s for s in starts if s is not None and s >= rotation.at]
-        return Switched(
-            rotation.ref,
-            bool(new) and not old,
-            (f"{len(new)} session(s) since the rotation", f"{len(old)} session(s) from before it"),
-        )
+        return Switched(rotation.ref, bool(new) and not old,
+                        (f"{len(new)} session(s) since the rotation", f"{len(old)} session(s) from before it"))
 
     @override
     def retire(self, rotation: Rotation) -> Outcome:
@@ -331,12 +281,6 @@ class PostgresRole(Adapter):
         with self.pg.connect("pg_terminate_backend") as conn:
             rows = conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s AND backend_start < %s "
-                "AND pid <> pg_backend_pid()",
-                (rotation.ref.id, rotation.at),
-            ).fetchall()
-        return Outcome(
-            rotation.ref,
-            Step.RETIRE,
-            self.clock.now(),
-            ("old password replaced at rotation", f"{len(rows)} older session(s) terminated"),
-        )
+                "AND pid <> pg_backend_pid()", (rotation.ref.id, rotation.at)).fetchall()
+        return Outcome(rotation.ref, Step.RETIRE, self.clock.now(),
+                       ("old password replaced at rotation", f"{len(rows)} older session(s) terminated"))

@@ -35,14 +35,8 @@ from keyguard.errors import KeyguardError, RefusedError
 
 T = TypeVar("T")
 #: What the playbook runs, checked with ACL DRYRUN for the connector's own user.
-NEEDED = (
-    ("ACL", "GETUSER", "x"),
-    ("ACL", "SETUSER", "x"),
-    ("ACL", "LIST"),
-    ("ACL", "LOG"),
-    ("CLIENT", "KILL", "USER", "x"),
-    ("CLIENT", "LIST"),
-)
+NEEDED = (("ACL", "GETUSER", "x"), ("ACL", "SETUSER", "x"), ("ACL", "LIST"), ("ACL", "LOG"),
+          ("CLIENT", "KILL", "USER", "x"), ("CLIENT", "LIST"))
 
 
 def sha256_hex(value: str) -> str:
@@ -68,9 +62,8 @@ def _pairs(reply: Any) -> dict[str, Any]:
 class RedisAdmin:
     """The connector's admin connection (``url`` without password, ``username``, ``password_env``)."""
 
-    def __init__(
-        self, config: ConnectorConfig, *, environ: Mapping[str, str] | None = None, source: SecretSource | None = None
-    ) -> None:
+    def __init__(self, config: ConnectorConfig, *, environ: Mapping[str, str] | None = None,
+                 source: SecretSource | None = None) -> None:
         self.name = config.name
         self.url = str(config.get("url"))
         self.username = config.get("username")
@@ -82,12 +75,8 @@ class RedisAdmin:
         """The admin client (connected lazily)."""
         if self._client is None:
             self._client = redis.Redis.from_url(
-                self.url,
-                username=self.username,
-                password=self._password.reveal() if self._password else None,
-                socket_timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-            )
+                self.url, username=self.username, password=self._password.reveal() if self._password else None,
+                socket_timeout=self.timeout, socket_connect_timeout=self.timeout)
         return self._client
 
     def run(self, what: str, *args: str) -> Any:
@@ -101,10 +90,8 @@ class RedisAdmin:
         except redis.exceptions.NoPermissionError:
             raise MissingPermissionError(self.name, what) from None
         except redis.exceptions.AuthenticationError:
-            raise RefusedError(
-                f"connector {self.name!r}: Redis refused the connector's own credentials",
-                hint="check username and password_env",
-            ) from None
+            raise RefusedError(f"connector {self.name!r}: Redis refused the connector's own credentials",
+                               hint="check username and password_env") from None
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise UnreachableError(self.name, "Redis", type(exc).__name__) from None
         except redis.exceptions.ResponseError as exc:
@@ -198,15 +185,9 @@ class RedisUser(Adapter):
             info = _pairs(self.rd.run("ACL GETUSER", "ACL", "GETUSER", user))
             flags = [_text(f) for f in info.get("flags", [])]
             clients = self._clients(user)
-            out.append(
-                Inventoried(
-                    self.ref(user),
-                    "on" if "on" in flags else "off",
-                    None,
-                    None,
-                    {"flags": flags, "passwords": len(info.get("passwords", [])), "connections": len(clients)},
-                )
-            )
+            out.append(Inventoried(self.ref(user), "on" if "on" in flags else "off", None, None,
+                                   {"flags": flags, "passwords": len(info.get("passwords", [])),
+                                    "connections": len(clients)}))
         return out
 
     def _kill(self, user: str) -> int:
@@ -218,13 +199,8 @@ class RedisUser(Adapter):
         self._hashes(ref.id, ref)
         self.rd.run("ACL SETUSER", "ACL", "SETUSER", ref.id, "resetpass", "#" + sha256_hex(secrets.token_urlsafe(32)))
         killed = self._kill(ref.id)
-        return Outcome(
-            ref,
-            Step.CONTAIN,
-            self.clock.now(),
-            ("passwords reset to a random one", f"{killed} connection(s) killed"),
-            {"killed": killed},
-        )
+        return Outcome(ref, Step.CONTAIN, self.clock.now(), ("passwords reset to a random one",
+                                                              f"{killed} connection(s) killed"), {"killed": killed})
 
     @override
     def prove_dead(self, ref: Ref, leaked: Secret | None = None, samples: Sequence[str] = ()) -> Proof:
@@ -234,15 +210,9 @@ class RedisUser(Adapter):
             return Proof(ref, self.clock.now(), False, ("no leaked password given",))
         stored = sha256_hex(leaked.reveal()) in hashes
         refused, said = self.rd.auth_refused(ref.id, leaked)
-        return Proof(
-            ref,
-            self.clock.now(),
-            refused and not stored,
-            (
-                f"ACL GETUSER: leaked password {'still stored' if stored else 'not stored'}",
-                f"AUTH {ref.id} with the leaked password: {said}",
-            ),
-        )
+        return Proof(ref, self.clock.now(), refused and not stored, (
+            f"ACL GETUSER: leaked password {'still stored' if stored else 'not stored'}",
+            f"AUTH {ref.id} with the leaked password: {said}"))
 
     @override
     def usage_since(self, ref: Ref, since: datetime) -> list[UsageRecord]:
@@ -254,55 +224,28 @@ class RedisUser(Adapter):
             if entry.get("username") != ref.id:
                 continue
             created = entry.get("timestamp-last-updated")
-            at = (
-                datetime.fromtimestamp(int(created) / 1000, now.tzinfo)
-                if created
-                else now - timedelta(seconds=float(entry.get("age-seconds", "0")))
-            )
+            at = (datetime.fromtimestamp(int(created) / 1000, now.tzinfo) if created
+                  else now - timedelta(seconds=float(entry.get("age-seconds", "0"))))
             if at < since:
                 continue
             client = dict(f.split("=", 1) for f in entry.get("client-info", "").split() if "=" in f)
-            out.append(
-                UsageRecord(
-                    ref,
-                    "event",
-                    at,
-                    {
-                        "ts": format_time(at),
-                        "actor": f"redis:{ref.id}",
-                        "source_ip": client.get("addr", "").rsplit(":", 1)[0] or None,
-                        "user_agent": client.get("name") or None,
-                        "op": f"redis:{entry.get('object', '?')}",
-                        "key": str(ref),
-                        "version": None,
-                        "result": "denied",
-                        "reason": f"ACL LOG {entry.get('reason')} ({entry.get('context')}), count {entry.get('count')}",
-                        "request_id": entry.get("entry-id"),
-                    },
-                )
-            )
+            out.append(UsageRecord(ref, "event", at, {
+                "ts": format_time(at), "actor": f"redis:{ref.id}", "source_ip": client.get("addr", "").rsplit(":", 1)[0]
+                or None, "user_agent": client.get("name") or None, "op": f"redis:{entry.get('object', '?')}",
+                "key": str(ref), "version": None, "result": "denied",
+                "reason": f"ACL LOG {entry.get('reason')} ({entry.get('context')}), count {entry.get('count')}",
+                "request_id": entry.get("entry-id"),
+            }))
         for client in self._clients(ref.id):
             at = now - timedelta(seconds=int(client.get("age", "0")))
             if at >= since:
-                out.append(
-                    UsageRecord(
-                        ref,
-                        "event",
-                        at,
-                        {
-                            "ts": format_time(at),
-                            "actor": f"redis:{ref.id}",
-                            "source_ip": client.get("addr", "").rsplit(":", 1)[0] or None,
-                            "user_agent": client.get("name") or None,
-                            "op": "redis:connection",
-                            "key": str(ref),
-                            "version": None,
-                            "result": "ok",
-                            "reason": f"connected, last command {client.get('cmd')}",
-                            "request_id": f"client-{client.get('id')}",
-                        },
-                    )
-                )
+                out.append(UsageRecord(ref, "event", at, {
+                    "ts": format_time(at), "actor": f"redis:{ref.id}",
+                    "source_ip": client.get("addr", "").rsplit(":", 1)[0] or None,
+                    "user_agent": client.get("name") or None, "op": "redis:connection", "key": str(ref),
+                    "version": None, "result": "ok", "reason": f"connected, last command {client.get('cmd')}",
+                    "request_id": f"client-{client.get('id')}",
+                }))
         out.sort(key=lambda r: r.at or since)
         return out
 
@@ -320,9 +263,8 @@ class RedisUser(Adapter):
         """Replace the old password by the new one in the consumers' files."""
         assert rotation.new_secret is not None
         changed = replace_in_files(targets, old.reveal(), rotation.new_secret) if old is not None else []
-        return Outcome(
-            rotation.ref, Step.DELIVER, self.clock.now(), tuple(f"wrote {p}" for p in changed), {"files": changed}
-        )
+        return Outcome(rotation.ref, Step.DELIVER, self.clock.now(), tuple(f"wrote {p}" for p in changed),
+                       {"files": changed})
 
     @override
     def consumers_switched(self, rotation: Rotation) -> Switched:
@@ -330,11 +272,8 @@ class RedisUser(Adapter):
         now = self.clock.now()
         ages = [now - timedelta(seconds=int(c.get("age", "0"))) for c in self._clients(rotation.ref.id)]
         old = [a for a in ages if a < rotation.at - timedelta(seconds=1)]
-        return Switched(
-            rotation.ref,
-            bool(ages) and not old,
-            (f"{len(ages) - len(old)} connection(s) since the rotation", f"{len(old)} from before it"),
-        )
+        return Switched(rotation.ref, bool(ages) and not old,
+                        (f"{len(ages) - len(old)} connection(s) since the rotation", f"{len(old)} from before it"))
 
     @override
     def retire(self, rotation: Rotation) -> Outcome:

@@ -97,19 +97,13 @@ def open_connector(
         from keyguard.connectors.postgres_role import PostgresAdmin, PostgresRole, check_postgres
 
         pg = PostgresAdmin(config, environ=environ, source=source)
-        return Connector(
-            config.name,
-            "postgresql",
-            {"role": PostgresRole(config.name, pg, clock)},
-            lambda: check_postgres(pg),
-            [pg.close],
-        )
+        return Connector(config.name, "postgresql", {"role": PostgresRole(config.name, pg, clock)},
+                         lambda: check_postgres(pg), [pg.close])
     from keyguard.connectors.redis_user import RedisAdmin, RedisUser, check_redis
 
     rd = RedisAdmin(config, environ=environ, source=source)
-    return Connector(
-        config.name, "redis", {"user": RedisUser(config.name, rd, clock)}, lambda: check_redis(rd), [rd.close]
-    )
+    return Connector(config.name, "redis", {"user": RedisUser(config.name, rd, clock)},
+                     lambda: check_redis(rd), [rd.close])
 
 
 def resolve(ref: Ref | str, connectors: Mapping[str, Connector]) -> tuple[Ref, Adapter]:

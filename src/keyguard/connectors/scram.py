@@ -22,20 +22,13 @@ def saslprep(password: str) -> bytes:
     """The password as PostgreSQL hashes it: SASLprep (RFC 4013) when valid, else the raw UTF-8 bytes."""
     if password.isascii():
         return password.encode()
-    mapped = "".join(" " if stringprep.in_table_c12(ch) else ch for ch in password if not stringprep.in_table_b1(ch))
-    normal = unicodedata.normalize("NFKC", mapped)
-    prohibited = (
-        stringprep.in_table_c12,
-        stringprep.in_table_c21_c22,
-        stringprep.in_table_c3,
-        stringprep.in_table_c4,
-        stringprep.in_table_c5,
-        stringprep.in_table_c6,
-        stringprep.in_table_c7,
-        stringprep.in_table_c8,
-        stringprep.in_table_c9,
-        stringprep.in_table_a1,
+    mapped = "".join(
+        " " if stringprep.in_table_c12(ch) else ch for ch in password if not stringprep.in_table_b1(ch)
     )
+    normal = unicodedata.normalize("NFKC", mapped)
+    prohibited = (stringprep.in_table_c12, stringprep.in_table_c21_c22, stringprep.in_table_c3,
+                  stringprep.in_table_c4, stringprep.in_table_c5, stringprep.in_table_c6, stringprep.in_table_c7,
+                  stringprep.in_table_c8, stringprep.in_table_c9, stringprep.in_table_a1)
     if not normal or any(test(ch) for ch in normal for test in prohibited):
         return password.encode()
     return normal.encode()
@@ -61,7 +54,7 @@ def matches(password: str, verifier: str) -> bool:
     if not verifier.startswith(PREFIX):
         return False
     try:
-        head, keys = verifier[len(PREFIX) :].split("$", 1)
+        head, keys = verifier[len(PREFIX):].split("$", 1)
         iterations_text, salt_b64 = head.split(":", 1)
         stored_b64, server_b64 = keys.split(":", 1)
         iterations = int(iterations_text)

@@ -48,9 +48,8 @@ class SealedStore:
         except FileNotFoundError:
             return {}
         except (OSError, ValueError):
-            raise ConnectorConfigError(
-                f"{self.path} is unreadable", hint="restore it or store the values again"
-            ) from None
+            raise ConnectorConfigError(f"{self.path} is unreadable",
+                                       hint="restore it or store the values again") from None
         if not isinstance(document, dict):
             raise ConnectorConfigError(f"{self.path} is not a sealed-values document")
         return document

@@ -37,9 +37,8 @@ class VaultReply:
 class VaultClient:
     """``url``, ``token_env``, ``kv_mount``, ``transit_mount``, ``audit_log``, ``audit_path``."""
 
-    def __init__(
-        self, config: ConnectorConfig, *, environ: Mapping[str, str] | None = None, source: SecretSource | None = None
-    ) -> None:
+    def __init__(self, config: ConnectorConfig, *, environ: Mapping[str, str] | None = None,
+                 source: SecretSource | None = None) -> None:
         self.name = config.name
         self.url = str(config.get("url")).rstrip("/")
         self.kv_mount = str(config.get("kv_mount")).strip("/")
@@ -48,16 +47,15 @@ class VaultClient:
         self.audit_path = str(config.get("audit_path")).strip("/")
         token = config.credential("token", environ=environ, source=source)
         if token is None:
-            raise ConnectorConfigError(f"connector {self.name!r} has no token", hint='set token_env = "BAO_TOKEN"')
+            raise ConnectorConfigError(f"connector {self.name!r} has no token", hint="set token_env = \"BAO_TOKEN\"")
         self._token = token
         headers = {"X-Vault-Namespace": ns} if (ns := config.get("namespace")) else {}
         self._http = httpx.Client(base_url=self.url, timeout=config.timeout(), headers=headers)
 
     def _send(self, method: str, path: str, body: Any, token: Secret) -> httpx.Response:
         try:
-            return self._http.request(
-                method, f"/v1/{path.lstrip('/')}", json=body, headers={"X-Vault-Token": token.reveal()}
-            )
+            return self._http.request(method, f"/v1/{path.lstrip('/')}", json=body,
+                                      headers={"X-Vault-Token": token.reveal()})
         except httpx.HTTPError as exc:
             raise UnreachableError(self.name, self.url, type(exc).__name__) from None
 
@@ -75,9 +73,8 @@ class VaultClient:
         errors = scrub(errors, (self._token,))[:200]
         if reply.status_code == 403:
             if "bad token" in errors or "invalid token" in errors:
-                raise RefusedError(
-                    f"connector {self.name!r}: Vault refused the connector's own token", hint="check token_env"
-                )
+                raise RefusedError(f"connector {self.name!r}: Vault refused the connector's own token",
+                                   hint="check token_env")
             raise MissingPermissionError(self.name, f"{_capability(method)} on {path}")
         if reply.status_code == 404:
             raise UnknownReferenceError(f"{ref or path}: not found on connector {self.name!r}")
@@ -138,17 +135,12 @@ def needed_paths(vault: VaultClient) -> dict[str, str]:
     """Path → capability the playbook needs (one concrete path per family)."""
     kv, tr = vault.kv_mount, vault.transit_mount
     return {
-        "auth/token/lookup": "update",
-        "auth/token/lookup-accessor": "update",
-        "auth/token/revoke-accessor": "update",
-        "auth/token/accessors": "list",
+        "auth/token/lookup": "update", "auth/token/lookup-accessor": "update",
+        "auth/token/revoke-accessor": "update", "auth/token/accessors": "list",
         f"sys/audit-hash/{vault.audit_path}": "update",
-        f"{kv}/metadata/keyguard-check": "list",
-        f"{kv}/data/keyguard-check": "update",
-        f"{kv}/destroy/keyguard-check": "update",
-        f"{tr}/keys/keyguard-check/rotate": "update",
-        f"{tr}/keys/keyguard-check/config": "update",
-        f"{tr}/rewrap/keyguard-check": "update",
+        f"{kv}/metadata/keyguard-check": "list", f"{kv}/data/keyguard-check": "update",
+        f"{kv}/destroy/keyguard-check": "update", f"{tr}/keys/keyguard-check/rotate": "update",
+        f"{tr}/keys/keyguard-check/config": "update", f"{tr}/rewrap/keyguard-check": "update",
         f"{tr}/keys/keyguard-check/trim": "update",
     }
 

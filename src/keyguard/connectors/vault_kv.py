@@ -42,13 +42,12 @@ class VaultKv(Adapter):
     """A KV v2 secret: the version holding a leaked value found in memory, a new version, old ones destroyed."""
 
     kind = "kv"
-    steps = frozenset(
-        {Step.IDENTIFY, Step.INVENTORY, Step.PROVE_DEAD, Step.USAGE_SINCE, Step.ROTATE, Step.DELIVER, Step.RETIRE}
-    )
+    steps = frozenset({Step.IDENTIFY, Step.INVENTORY, Step.PROVE_DEAD, Step.USAGE_SINCE, Step.ROTATE,
+                       Step.DELIVER, Step.RETIRE})
     manual: ClassVar[dict[Step, str]] = {
         Step.CONTAIN: "the value opens another system: revoke it there (its own connector), then rotate here",
         Step.CONSUMERS_SWITCHED: "consumers reading the latest version switch on their next read; "
-        "check the audit log for reads of the path since the rotation",
+                                 "check the audit log for reads of the path since the rotation",
     }
 
     def __init__(self, connector: str, vault: VaultClient, clock: Clock | None = None) -> None:
@@ -89,9 +88,8 @@ class VaultKv(Adapter):
         for path in self._walk():
             hits = self._holding(path, leaked, self._metadata(path))
             if hits:
-                return Identified(
-                    self.ref(path), f"{self.mount}/{path}", {"versions": [v for v, _ in hits], "field": hits[0][1]}
-                )
+                return Identified(self.ref(path), f"{self.mount}/{path}",
+                                  {"versions": [v for v, _ in hits], "field": hits[0][1]})
         return None
 
     @override
@@ -100,15 +98,8 @@ class VaultKv(Adapter):
         out = []
         for path in self._walk():
             meta = self._metadata(path)
-            out.append(
-                Inventoried(
-                    self.ref(path),
-                    f"v{meta.get('current_version')}",
-                    _at(meta.get("created_time")),
-                    _at(meta.get("updated_time")),
-                    {"versions": self._live_versions(meta)},
-                )
-            )
+            out.append(Inventoried(self.ref(path), f"v{meta.get('current_version')}", _at(meta.get("created_time")),
+                                   _at(meta.get("updated_time")), {"versions": self._live_versions(meta)}))
         return out
 
     @override
@@ -124,11 +115,8 @@ class VaultKv(Adapter):
     def usage_since(self, ref: Ref, since: datetime) -> list[UsageRecord]:
         """Audit-device entries on the secret's data and metadata paths since ``since``."""
         paths = {f"{self.mount}/data/{ref.id}", f"{self.mount}/metadata/{ref.id}"}
-        return [
-            UsageRecord(ref, "vault-audit", entry_time(e), e)
-            for e in self.vault.audit_entries(since)
-            if (e.get("request") or {}).get("path") in paths
-        ]
+        return [UsageRecord(ref, "vault-audit", entry_time(e), e) for e in self.vault.audit_entries(since)
+                if (e.get("request") or {}).get("path") in paths]
 
     @override
     def rotate(self, ref: Ref, *, ciphertexts: Sequence[str] = (), checkpoint: Path | None = None) -> Rotation:
@@ -145,22 +133,13 @@ class VaultKv(Adapter):
             if cp is not None:
                 cp.save(base_version=base, field=field)
             value = secrets.token_urlsafe(32)
-            reply = self.vault.request(
-                "POST",
-                f"{self.mount}/data/{ref.id}",
-                {"options": {"cas": base}, "data": {**old, field: value}},
-                ref=str(ref),
-            )
+            reply = self.vault.request("POST", f"{self.mount}/data/{ref.id}",
+                                       {"options": {"cas": base}, "data": {**old, field: value}}, ref=str(ref))
             new_version = int(reply.get("data", {}).get("version", base + 1))
         if cp is not None:
             cp.save(phase="done", new_version=new_version)
-        return Rotation(
-            ref,
-            ref,
-            self.clock.now(),
-            Secret(value),
-            detail={"old_version": base, "new_version": new_version, "field": field},
-        )
+        return Rotation(ref, ref, self.clock.now(), Secret(value),
+                        detail={"old_version": base, "new_version": new_version, "field": field})
 
     @override
     def deliver(self, rotation: Rotation, targets: Sequence[Path], old: Secret | None = None) -> Outcome:
@@ -168,13 +147,8 @@ class VaultKv(Adapter):
         changed: list[str] = []
         if old is not None and rotation.new_secret is not None and targets:
             changed = replace_in_files(targets, old.reveal(), rotation.new_secret)
-        return Outcome(
-            rotation.ref,
-            Step.DELIVER,
-            self.clock.now(),
-            ("latest version holds the new value", *(f"wrote {p}" for p in changed)),
-            {"files": changed},
-        )
+        return Outcome(rotation.ref, Step.DELIVER, self.clock.now(),
+                       ("latest version holds the new value", *(f"wrote {p}" for p in changed)), {"files": changed})
 
     @override
     def retire(self, rotation: Rotation) -> Outcome:
@@ -183,9 +157,7 @@ class VaultKv(Adapter):
         meta = self._metadata(rotation.ref.id, str(rotation.ref))
         old = [v for v in self._live_versions(meta) if v < new_version]
         if old:
-            self.vault.request(
-                "POST", f"{self.mount}/destroy/{rotation.ref.id}", {"versions": old}, ref=str(rotation.ref)
-            )
-        return Outcome(
-            rotation.ref, Step.RETIRE, self.clock.now(), (f"versions {old or 'none'} destroyed",), {"destroyed": old}
-        )
+            self.vault.request("POST", f"{self.mount}/destroy/{rotation.ref.id}", {"versions": old},
+                               ref=str(rotation.ref))
+        return Outcome(rotation.ref, Step.RETIRE, self.clock.now(), (f"versions {old or 'none'} destroyed",),
+                       {"destroyed": old})

@@ -33,7 +33,7 @@ class VaultToken(Adapter):
     steps = frozenset({Step.IDENTIFY, Step.INVENTORY, Step.CONTAIN, Step.PROVE_DEAD, Step.USAGE_SINCE})
     manual: ClassVar[dict[Step, str]] = {
         Step.ROTATE: "tokens are re-issued, not rotated: let the consumer log in again through its auth method "
-        "(AppRole, Kubernetes, OIDC …) with the policies shown by identify",
+                     "(AppRole, Kubernetes, OIDC …) with the policies shown by identify",
         Step.DELIVER: "the consumer's auth method delivers its new token at login",
         Step.CONSUMERS_SWITCHED: "the revoked token is refused everywhere: consumers that still work have logged in",
         Step.RETIRE: "nothing to retire: the token and its children were revoked at containment",
@@ -53,17 +53,10 @@ class VaultToken(Adapter):
         if reply.status != 200:
             return None
         data = reply.body.get("data", {})
-        return Identified(
-            self.ref(str(data["accessor"])),
-            str(data.get("display_name", "")),
-            {
-                "policies": data.get("policies", []),
-                "path": data.get("path"),
-                "expire_time": data.get("expire_time"),
-                "entity_id": data.get("entity_id"),
-                "orphan": data.get("orphan"),
-            },
-        )
+        return Identified(self.ref(str(data["accessor"])), str(data.get("display_name", "")), {
+            "policies": data.get("policies", []), "path": data.get("path"), "expire_time": data.get("expire_time"),
+            "entity_id": data.get("entity_id"), "orphan": data.get("orphan"),
+        })
 
     @override
     def inventory(self) -> list[Inventoried]:
@@ -72,35 +65,20 @@ class VaultToken(Adapter):
         out: list[Inventoried] = []
         for accessor in keys:
             data = self.vault.request("POST", "auth/token/lookup-accessor", {"accessor": accessor}).get("data", {})
-            out.append(
-                Inventoried(
-                    self.ref(str(accessor)),
-                    "valid",
-                    _at(data.get("creation_time")),
-                    _at(data.get("last_renewal_time")),
-                    {
-                        "display_name": data.get("display_name"),
-                        "policies": data.get("policies"),
-                        "expire_time": data.get("expire_time"),
-                    },
-                )
-            )
+            out.append(Inventoried(self.ref(str(accessor)), "valid", _at(data.get("creation_time")),
+                                   _at(data.get("last_renewal_time")),
+                                   {"display_name": data.get("display_name"), "policies": data.get("policies"),
+                                    "expire_time": data.get("expire_time")}))
         return out
 
     @override
     def contain(self, ref: Ref) -> Outcome:
         """``auth/token/revoke-accessor``: the token and every child token revoked."""
-        data = self.vault.request("POST", "auth/token/lookup-accessor", {"accessor": ref.id}, ref=str(ref)).get(
-            "data", {}
-        )
+        data = self.vault.request("POST", "auth/token/lookup-accessor", {"accessor": ref.id},
+                                  ref=str(ref)).get("data", {})
         self.vault.request("POST", "auth/token/revoke-accessor", {"accessor": ref.id}, ref=str(ref))
-        return Outcome(
-            ref,
-            Step.CONTAIN,
-            self.clock.now(),
-            ("token revoked with its children",),
-            {"policies": data.get("policies", []), "display_name": data.get("display_name")},
-        )
+        return Outcome(ref, Step.CONTAIN, self.clock.now(), ("token revoked with its children",),
+                       {"policies": data.get("policies", []), "display_name": data.get("display_name")})
 
     @override
     def prove_dead(self, ref: Ref, leaked: Secret | None = None, samples: Sequence[str] = ()) -> Proof:
@@ -111,10 +89,8 @@ class VaultToken(Adapter):
         if leaked is not None:
             me = self.vault.probe("GET", "auth/token/lookup-self", token=leaked)
             refused = me.status in {400, 401, 403}
-            evidence.append(
-                f"lookup-self with the leaked token: {'refused' if refused else 'accepted'} "
-                f"({me.status} {' '.join(me.errors)[:60]})"
-            )
+            evidence.append(f"lookup-self with the leaked token: {'refused' if refused else 'accepted'} "
+                            f"({me.status} {' '.join(me.errors)[:60]})")
         else:
             evidence.append("no leaked token given: lookup-self not attempted")
         return Proof(ref, self.clock.now(), refused and gone.status != 200, tuple(evidence))
@@ -123,12 +99,9 @@ class VaultToken(Adapter):
     def usage_since(self, ref: Ref, since: datetime) -> list[UsageRecord]:
         """Audit-device entries made with the token, matched by the device's HMAC of the accessor."""
         hashed = self.vault.audit_hash(ref.id)
-        found = [
-            e for e in self.vault.audit_entries(since) if (e.get("auth") or {}).get("accessor") in {hashed, ref.id}
-        ]
+        found = [e for e in self.vault.audit_entries(since)
+                 if (e.get("auth") or {}).get("accessor") in {hashed, ref.id}]
         if not found and not self.vault.audit_log:
-            raise UnknownReferenceError(
-                f"{ref}: connector {self.connector!r} has no audit_log",
-                hint="set audit_log to the file audit device's path",
-            )
+            raise UnknownReferenceError(f"{ref}: connector {self.connector!r} has no audit_log",
+                                        hint="set audit_log to the file audit device's path")
         return [UsageRecord(ref, "vault-audit", entry_time(e), e) for e in found]

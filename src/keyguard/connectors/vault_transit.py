@@ -58,20 +58,9 @@ class VaultTransit(Adapter):
         out = []
         for name in names:
             key = self.key(str(name))
-            out.append(
-                Inventoried(
-                    self.ref(str(name)),
-                    f"v{key.get('latest_version')}",
-                    None,
-                    None,
-                    {
-                        "type": key.get("type"),
-                        "min_decryption_version": key.get("min_decryption_version"),
-                        "min_encryption_version": key.get("min_encryption_version"),
-                        "exportable": key.get("exportable"),
-                    },
-                )
-            )
+            out.append(Inventoried(self.ref(str(name)), f"v{key.get('latest_version')}", None, None, {
+                "type": key.get("type"), "min_decryption_version": key.get("min_decryption_version"),
+                "min_encryption_version": key.get("min_encryption_version"), "exportable": key.get("exportable")}))
         return out
 
     @override
@@ -81,13 +70,9 @@ class VaultTransit(Adapter):
         self.vault.request("POST", f"{self.mount}/keys/{ref.id}/rotate", ref=str(ref))
         latest = int(self.key(ref.id, str(ref))["latest_version"])
         self._config(ref.id, str(ref), min_decryption_version=latest, min_encryption_version=latest)
-        return Outcome(
-            ref,
-            Step.CONTAIN,
-            self.clock.now(),
-            (f"rotated to v{latest}", f"versions below v{latest} refused for decrypt and encrypt"),
-            {"leaked_version": before, "latest_version": latest},
-        )
+        return Outcome(ref, Step.CONTAIN, self.clock.now(),
+                       (f"rotated to v{latest}", f"versions below v{latest} refused for decrypt and encrypt"),
+                       {"leaked_version": before, "latest_version": latest})
 
     @override
     def prove_dead(self, ref: Ref, leaked: Secret | None = None, samples: Sequence[str] = ()) -> Proof:
@@ -109,12 +94,9 @@ class VaultTransit(Adapter):
         """Audit-device entries on the key's encrypt, decrypt, rewrap, datakey, sign and key paths."""
         ops = ("encrypt", "decrypt", "rewrap", "datakey", "sign", "verify", "hmac", "keys")
         paths = {f"{self.mount}/{op}/{ref.id}" for op in ops}
-        return [
-            UsageRecord(ref, "vault-audit", entry_time(e), e)
-            for e in self.vault.audit_entries(since)
-            if str((e.get("request") or {}).get("path", "")).split("/datakey/")[0] in paths
-            or any(str((e.get("request") or {}).get("path", "")).startswith(p + "/") for p in paths)
-        ]
+        return [UsageRecord(ref, "vault-audit", entry_time(e), e) for e in self.vault.audit_entries(since)
+                if str((e.get("request") or {}).get("path", "")).split("/datakey/")[0] in paths
+                or any(str((e.get("request") or {}).get("path", "")).startswith(p + "/") for p in paths)]
 
     @override
     def rotate(self, ref: Ref, *, ciphertexts: Sequence[str] = (), checkpoint: Path | None = None) -> Rotation:
@@ -141,13 +123,9 @@ class VaultTransit(Adapter):
             self._config(ref.id, str(ref), min_decryption_version=min(oldest, int(state["floor"])))
             try:
                 for start in range(0, len(todo), BATCH):
-                    chunk = todo[start : start + BATCH]
-                    reply = self.vault.request(
-                        "POST",
-                        f"{self.mount}/rewrap/{ref.id}",
-                        {"batch_input": [{"ciphertext": ciphertexts[i]} for i in chunk]},
-                        ref=str(ref),
-                    )
+                    chunk = todo[start:start + BATCH]
+                    reply = self.vault.request("POST", f"{self.mount}/rewrap/{ref.id}", {
+                        "batch_input": [{"ciphertext": ciphertexts[i]} for i in chunk]}, ref=str(ref))
                     results = reply.get("data", {}).get("batch_results", [])
                     bad = [r.get("error") for r in results if r.get("error")]
                     if bad or len(results) != len(chunk):
@@ -169,7 +147,6 @@ class VaultTransit(Adapter):
         latest = int(rotation.detail["latest_version"])
         ref = str(rotation.ref)
         self._config(rotation.ref.id, ref, min_decryption_version=latest, min_encryption_version=latest)
-        self.vault.request(
-            "POST", f"{self.mount}/keys/{rotation.ref.id}/trim", {"min_available_version": latest}, ref=ref
-        )
+        self.vault.request("POST", f"{self.mount}/keys/{rotation.ref.id}/trim", {"min_available_version": latest},
+                           ref=ref)
         return Outcome(rotation.ref, Step.RETIRE, self.clock.now(), (f"versions below v{latest} trimmed",))

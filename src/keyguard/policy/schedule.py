@@ -33,21 +33,14 @@ def next_rotations(engine: Engine, now: datetime) -> list[dict[str, Any]]:
     for name, rotated_at, days in keys:
         due = due_at(rotated_at, days)
         latest: Any = last.get(name)
-        out.append(
-            {
-                "key": name,
-                "rotation_days": days,
-                "rotated_at": format_time(as_utc(rotated_at)),
-                "next_due": format_time(due),
-                "overdue": due <= now,
-                "last_scheduled": None
-                if latest is None
-                else {
-                    "status": latest.status,
-                    "at": format_time(as_utc(latest.finished_at or latest.claimed_at)),
-                    "to_version": latest.to_version,
-                    "error": latest.error or None,
-                },
-            }
-        )
+        out.append({
+            "key": name,
+            "rotation_days": days,
+            "rotated_at": format_time(as_utc(rotated_at)),
+            "next_due": format_time(due),
+            "overdue": due <= now,
+            "last_scheduled": None if latest is None else {
+                "status": latest.status, "at": format_time(as_utc(latest.finished_at or latest.claimed_at)),
+                "to_version": latest.to_version, "error": latest.error or None},
+        })
     return out

@@ -26,14 +26,10 @@ AWS_SECRET_RULES = ("aws-secret-access-key",)
 AWS_SECRET_SHAPE = re.compile(r"^[A-Za-z0-9/+]{40}$")
 PAIR_LINES = 5
 #: Rule-id prefixes → the connector type to ask first (the others are asked after, in case).
-RULE_TYPES = (
-    ("aws-", "aws"),
-    ("hashicorp-vault", "vault"),
-    ("vault-", "vault"),
-    ("postgres", "postgresql"),
-    ("redis", "redis"),
-)
-VALUE_TYPES = (("AKIA", "aws"), ("ASIA", "aws"), ("hvs.", "vault"), ("hvb.", "vault"), ("s.", "vault"), ("b.", "vault"))
+RULE_TYPES = (("aws-", "aws"), ("hashicorp-vault", "vault"), ("vault-", "vault"), ("postgres", "postgresql"),
+              ("redis", "redis"))
+VALUE_TYPES = (("AKIA", "aws"), ("ASIA", "aws"), ("hvs.", "vault"), ("hvb.", "vault"), ("s.", "vault"),
+               ("b.", "vault"))
 
 
 @dataclass
@@ -46,9 +42,8 @@ class Identification:
     leaked: dict[str, Secret] = field(default_factory=dict)  # ref → the value prove-dead needs
 
 
-def identify_findings(
-    findings: Sequence[Finding], connectors: Mapping[str, Connector], warn: Callable[[str], None] | None = None
-) -> Identification:
+def identify_findings(findings: Sequence[Finding], connectors: Mapping[str, Connector],
+                      warn: Callable[[str], None] | None = None) -> Identification:
     """Ask every connector about every distinct value; a connector that fails is reported once and skipped."""
     result = Identification()
     by_value: dict[str, Ref | None] = {}
@@ -102,14 +97,8 @@ def _pair_aws_secret(finding: Finding, ids: Sequence[Finding], result: Identific
     """
     if not AWS_SECRET_SHAPE.match(finding.secret):
         return False
-    near = [
-        k
-        for k in ids
-        if k.resource
-        and k.file == finding.file
-        and k.commit == finding.commit
-        and abs(k.line - finding.line) <= PAIR_LINES
-    ]
+    near = [k for k in ids if k.resource and k.file == finding.file and k.commit == finding.commit
+            and abs(k.line - finding.line) <= PAIR_LINES]
     if not near:
         return False
     ref = str(min(near, key=lambda k: abs(k.line - finding.line)).resource)
@@ -128,9 +117,8 @@ def finding_ref(finding: Finding) -> Ref | None:
     return external_ref(finding.rule, finding.secret_sha256[:32])
 
 
-def open_resource_incidents(
-    findings: Sequence[Finding], responder: ResourceResponder, leaked: Mapping[str, Secret] | None = None
-) -> dict[str, int]:
+def open_resource_incidents(findings: Sequence[Finding], responder: ResourceResponder,
+                            leaked: Mapping[str, Secret] | None = None) -> dict[str, int]:
     """Open (or update) one incident per leaked resource; returns ``{REF: incident id}``."""
     earliest: dict[str, Finding] = {}
     for finding in findings:
@@ -146,17 +134,11 @@ def open_resource_incidents(
         where = f"{finding.file}:{finding.line}"
         cause = ROOT_CAUSE_GIT if finding.commit else ROOT_CAUSE_FILE
         author = f"{finding.author} <{finding.email}>" if finding.author else ""
-        evidence = {
-            "rule": finding.rule,
-            "commit": finding.commit or "",
-            "author": author,
-            "location": where,
-            "exposed_at": finding_time(finding).isoformat(),
-        }
+        evidence = {"rule": finding.rule, "commit": finding.commit or "", "author": author, "location": where,
+                    "exposed_at": finding_time(finding).isoformat()}
         source = f"{cause}: {where}" + (f" in commit {finding.commit[:12]}" if finding.commit else "")
-        incident = responder.open(
-            ref, finding_time(finding), source=source, leaked=(leaked or {}).get(text), evidence=evidence
-        )
+        incident = responder.open(ref, finding_time(finding), source=source, leaked=(leaked or {}).get(text),
+                                  evidence=evidence)
         if not incident.root_cause:
             responder.incidents.update_facts(incident.id, root_cause=f"{cause} ({source})", actor=responder.actor)
         opened[text] = incident.id

@@ -62,13 +62,8 @@ TASK_OF: dict[Step, str] = {
     Step.CONSUMERS_SWITCHED: "rollout.check",
 }
 PHASE_OF: dict[Step, str] = {
-    Step.CONTAIN: "contain",
-    Step.PROVE_DEAD: "contain",
-    Step.USAGE_SINCE: "assess",
-    Step.ROTATE: "assess",
-    Step.DELIVER: "recover",
-    Step.CONSUMERS_SWITCHED: "recover",
-    Step.RETIRE: "recover",
+    Step.CONTAIN: "contain", Step.PROVE_DEAD: "contain", Step.USAGE_SINCE: "assess", Step.ROTATE: "assess",
+    Step.DELIVER: "recover", Step.CONSUMERS_SWITCHED: "recover", Step.RETIRE: "recover",
 }
 
 
@@ -86,10 +81,8 @@ def incident_ref(incident: Incident) -> Ref:
     """The resource an incident is about (UsageError for an incident on keyguard's own keys)."""
     text = incident.impact.get(RESOURCE)
     if not isinstance(text, str):
-        raise UsageError(
-            f"incident {incident.id} is not about a connector resource",
-            hint="use the command without --resource for keyguard's own keys",
-        )
+        raise UsageError(f"incident {incident.id} is not about a connector resource",
+                         hint="use the command without --resource for keyguard's own keys")
     return parse_ref(text)
 
 
@@ -125,15 +118,8 @@ class ResourceResponder:
         return resolve(ref, self.connectors)[1]
 
     def _audit_manual(self, ref: Ref, step: Step) -> None:
-        self.audit.append(
-            EventDraft(
-                actor=self.actor,
-                op=f"connector.{step.value}",
-                result="ok",
-                key=audit_key(ref),
-                reason=f"{ref}: manual task ({step.value})",
-            )
-        )
+        self.audit.append(EventDraft(actor=self.actor, op=f"connector.{step.value}", result="ok",
+                                     key=audit_key(ref), reason=f"{ref}: manual task ({step.value})"))
 
     def _step(self, incident: Incident, ref: Ref, adapter: Adapter, step: Step, run: Callable[[], T]) -> T | None:
         """Run ``step`` audited, or make it a manual task when the adapter does not perform it."""
@@ -153,36 +139,15 @@ class ResourceResponder:
         phase = next((p for p in current.phases if p.name == PHASE_OF.get(step, "recover")), current.phases[-1])
         title = f"{step.value.replace('_', ' ')} {ref} by hand: {instructions}"[:1000]
         with write_tx(self.incidents.engine) as conn, Session(bind=conn) as session:
-            last = (
-                session.scalar(
-                    select(func.max(IncidentTaskRow.position)).where(IncidentTaskRow.incident_id == incident.id)
-                )
-                or 0
-            )
-            session.add(
-                IncidentTaskRow(
-                    incident_id=incident.id,
-                    position=int(last) + 1,
-                    phase=phase.name,
-                    phase_due_at=phase.due_at,
-                    phase_title={"en": phase.title.en, "zh": phase.title.zh},
-                    task_id=task_id,
-                    action="manual",
-                    owner="operator",
-                    title={"en": title, "zh": title},
-                    due_at=phase.due_at,
-                    note="",
-                    evidence={},
-                )
-            )
+            last = session.scalar(select(func.max(IncidentTaskRow.position)).where(
+                IncidentTaskRow.incident_id == incident.id)) or 0
+            session.add(IncidentTaskRow(
+                incident_id=incident.id, position=int(last) + 1, phase=phase.name, phase_due_at=phase.due_at,
+                phase_title={"en": phase.title.en, "zh": phase.title.zh}, task_id=task_id, action="manual",
+                owner="operator", title={"en": title, "zh": title}, due_at=phase.due_at, note="", evidence={}))
             session.flush()
-        self.incidents.record(
-            incident.id,
-            "manual",
-            f"{step.value} is manual for {ref}",
-            {"step": step.value, "instructions": instructions},
-            actor=self.actor,
-        )
+        self.incidents.record(incident.id, "manual", f"{step.value} is manual for {ref}",
+                              {"step": step.value, "instructions": instructions}, actor=self.actor)
         action = TASK_OF.get(step)
         if action is not None:
             self._skip(incident.id, action, f"manual for {ref}: see task {task_id}")
@@ -212,18 +177,9 @@ class ResourceResponder:
         return self.state_dir / f"{step}-{digest}.json"
 
     # ------------------------------------------------------------------ incidents
-    def open(
-        self,
-        ref: Ref,
-        exposed_at: datetime,
-        *,
-        detected_at: datetime | None = None,
-        source: str = "",
-        jurisdictions: Sequence[str] = (),
-        flags: Sequence[str] = (),
-        leaked: Secret | None = None,
-        evidence: Mapping[str, Any] | None = None,
-    ) -> Incident:
+    def open(self, ref: Ref, exposed_at: datetime, *, detected_at: datetime | None = None, source: str = "",
+             jurisdictions: Sequence[str] = (), flags: Sequence[str] = (), leaked: Secret | None = None,
+             evidence: Mapping[str, Any] | None = None) -> Incident:
         """Open (or find the open) incident on ``ref``; the resource must exist where a connector reaches it."""
         if not ref.is_external:
             self.adapter(ref)  # unknown connector or kind: one line before anything is recorded
@@ -232,47 +188,24 @@ class ResourceResponder:
         existing = find_resource_incident(self.incidents, ref)
         if existing is not None:
             if evidence:
-                self.incidents.record(
-                    existing.id, "trace", f"leak of {ref} also found", dict(evidence), actor=self.actor
-                )
+                self.incidents.record(existing.id, "trace", f"leak of {ref} also found", dict(evidence),
+                                      actor=self.actor)
             return existing
-        incident = self.incidents.open(
-            [(data.resource_key(ref), None)],
-            exposed_at,
-            detected_at,
-            source or f"leak of {ref}",
-            jurisdictions,
-            ("credentials",),
-            flags,
-            title=f"Leaked credential {ref}",
-            actor=self.actor,
-        )
+        incident = self.incidents.open([(data.resource_key(ref), None)], exposed_at, detected_at,
+                                       source or f"leak of {ref}", jurisdictions, ("credentials",), flags,
+                                       title=f"Leaked credential {ref}", actor=self.actor)
         self.incidents.update_facts(incident.id, impact={RESOURCE: str(ref)}, actor=self.actor)
         self._skip(incident.id, "clients.suspend", f"{ref} is held elsewhere: contain cuts its sessions there")
         self._skip(incident.id, "monitor.watch", f"{ref} is held elsewhere: its own system refuses the old value")
         if evidence:
             self.incidents.record(incident.id, "trace", f"leak of {ref} traced", dict(evidence), actor=self.actor)
             self.complete(incident.id, "scan.trace", f"traced to {evidence.get('location', '?')}", dict(evidence))
-        self.audit.append(
-            EventDraft(
-                actor=self.actor,
-                op="connector.incident",
-                result="ok",
-                key=audit_key(ref),
-                reason=f"{ref}: incident {incident.id} opened",
-            )
-        )
+        self.audit.append(EventDraft(actor=self.actor, op="connector.incident", result="ok", key=audit_key(ref),
+                                     reason=f"{ref}: incident {incident.id} opened"))
         if ref.is_external:  # nothing keyguard can do there: every step is a task with the provider's steps
             adapter = self.adapter(ref)
-            for step in (
-                Step.CONTAIN,
-                Step.PROVE_DEAD,
-                Step.USAGE_SINCE,
-                Step.ROTATE,
-                Step.DELIVER,
-                Step.CONSUMERS_SWITCHED,
-                Step.RETIRE,
-            ):
+            for step in (Step.CONTAIN, Step.PROVE_DEAD, Step.USAGE_SINCE, Step.ROTATE, Step.DELIVER,
+                         Step.CONSUMERS_SWITCHED, Step.RETIRE):
                 self.manual(incident, ref, step, adapter.instructions(step))
         self.on_step(f"opened incident {incident.id} for {ref}")
         return self.incidents.get(incident.id)
@@ -291,32 +224,19 @@ class ResourceResponder:
             outcome = self._step(incident, ref, adapter, Step.CONTAIN, lambda: adapter.contain(ref))
         if outcome is not None:
             out["contain"] = list(outcome.actions)
-            self.complete(
-                incident_id,
-                TASK_OF[Step.CONTAIN],
-                "; ".join(outcome.actions),
-                {"resource": str(ref), "actions": list(outcome.actions), "at": format_time(outcome.at)},
-            )
+            self.complete(incident_id, TASK_OF[Step.CONTAIN], "; ".join(outcome.actions),
+                           {"resource": str(ref), "actions": list(outcome.actions), "at": format_time(outcome.at)})
         leaked = self.leaked(ref)
         samples = [c for _, c in data.registered_ciphertexts(self.engine, ref)][:3]
         proof = self._step(incident, ref, adapter, Step.PROVE_DEAD, lambda: adapter.prove_dead(ref, leaked, samples))
         if proof is not None:
             out["proof"] = {"is_dead": proof.is_dead, "evidence": list(proof.evidence)}
             if proof.is_dead:
-                self.complete(
-                    incident_id,
-                    TASK_OF[Step.PROVE_DEAD],
-                    "the system refuses the leaked value",
-                    {"resource": str(ref), "evidence": list(proof.evidence)},
-                )
+                self.complete(incident_id, TASK_OF[Step.PROVE_DEAD], "the system refuses the leaked value",
+                               {"resource": str(ref), "evidence": list(proof.evidence)})
             else:
-                self.incidents.record(
-                    incident_id,
-                    "attention",
-                    f"{ref} not proven dead",
-                    {"evidence": list(proof.evidence)},
-                    actor=self.actor,
-                )
+                self.incidents.record(incident_id, "attention", f"{ref} not proven dead",
+                                      {"evidence": list(proof.evidence)}, actor=self.actor)
         if outcome is not None or self._done(self.incidents.get(incident_id), TASK_OF[Step.CONTAIN], skipped=False):
             self._advance(incident_id, Status.CONTAINED, out)
         return out
@@ -338,44 +258,21 @@ class ResourceResponder:
         if records is None:
             return {"resource": str(ref), "manual": True}
         counts = data.import_usage(self.engine, records, key)
-        result = assess(
-            self.engine,
-            key,
-            incident.exposed_at,
-            now=self.incidents.clock.now(),
-            baseline=baseline,
-            detected_at=incident.detected_at,
-        )
-        impact: dict[str, Any] = {
-            "grade": result.grade,
-            "assessments": [result.to_dict()],
-            "factors": [f.to_dict() for f in result.factors],
-            "usage": counts,
-        }
+        result = assess(self.engine, key, incident.exposed_at, now=self.incidents.clock.now(),
+                        baseline=baseline, detected_at=incident.detected_at)
+        impact: dict[str, Any] = {"grade": result.grade, "assessments": [result.to_dict()],
+                                  "factors": [f.to_dict() for f in result.factors], "usage": counts}
         radius = getattr(adapter, "blast_radius", None)
         if callable(radius):
             impact["blast_radius"] = radius(ref)
-        self.incidents.update_facts(
-            incident_id,
-            severity=result.grade,
-            impact=impact,
-            add_flags=["high-risk"] if result.grade == "high" else [],
-            actor=self.actor,
-        )
-        self.complete(
-            incident_id,
-            TASK_OF[Step.USAGE_SINCE],
-            f"risk {result.grade}: {result.events_after_exposure} event(s) since the exposure",
-            {"grade": result.grade, "events_after_exposure": result.events_after_exposure, **counts},
-        )
+        self.incidents.update_facts(incident_id, severity=result.grade, impact=impact,
+                                    add_flags=["high-risk"] if result.grade == "high" else [], actor=self.actor)
+        self.complete(incident_id, TASK_OF[Step.USAGE_SINCE],
+                       f"risk {result.grade}: {result.events_after_exposure} event(s) since the exposure",
+                       {"grade": result.grade, "events_after_exposure": result.events_after_exposure, **counts})
         self._advance(incident_id, Status.ASSESSED, {"grade": result.grade})
-        return {
-            "resource": str(ref),
-            "grade": result.grade,
-            "events_after_exposure": result.events_after_exposure,
-            "usage": counts,
-            "assessment": result.to_dict(),
-        }
+        return {"resource": str(ref), "grade": result.grade, "events_after_exposure": result.events_after_exposure,
+                "usage": counts, "assessment": result.to_dict()}
 
     def rotation(self, ref: Ref) -> Rotation | None:
         """The rotation of ``ref`` made earlier (sealed), or None."""
@@ -386,14 +283,8 @@ class ResourceResponder:
             return None
         doc = json.loads(sealed.reveal())
         secret = doc.get("new_secret")
-        return Rotation(
-            ref,
-            parse_ref(doc["new_ref"]),
-            datetime.fromisoformat(doc["at"]),
-            Secret(secret) if secret else None,
-            (),
-            dict(doc.get("detail", {})),
-        )
+        return Rotation(ref, parse_ref(doc["new_ref"]), datetime.fromisoformat(doc["at"]),
+                        Secret(secret) if secret else None, (), dict(doc.get("detail", {})))
 
     def rotate(self, incident_id: int) -> dict[str, Any]:
         """A new credential or key version, once; registered ciphertexts re-encrypted (resumable after kill -9)."""
@@ -405,34 +296,19 @@ class ResourceResponder:
             return {"resource": str(ref), "new": str(done.new_ref), "reused": True}
         cp = self.checkpoint(ref, "rotate")
         items = data.registered_ciphertexts(self.engine, ref)
-        made = self._step(
-            incident,
-            ref,
-            adapter,
-            Step.ROTATE,
-            lambda: adapter.rotate(ref, ciphertexts=[c for _, c in items], checkpoint=cp),
-        )
+        made = self._step(incident, ref, adapter, Step.ROTATE,
+                          lambda: adapter.rotate(ref, ciphertexts=[c for _, c in items], checkpoint=cp))
         if made is None:
             return {"resource": str(ref), "manual": True}
         rewrapped = data.store_rewrapped(self.engine, ref, made.new_ref, made.rewrapped, self.incidents.clock.now())
         if self.store is not None:
-            doc = {
-                "new_ref": str(made.new_ref),
-                "at": made.at.isoformat(),
-                "detail": made.detail,
-                "new_secret": made.new_secret.reveal() if made.new_secret is not None else None,
-            }
+            doc = {"new_ref": str(made.new_ref), "at": made.at.isoformat(), "detail": made.detail,
+                   "new_secret": made.new_secret.reveal() if made.new_secret is not None else None}
             self.store.put(ref.connector, rotation_field(ref), Secret(json.dumps(doc)))
-        evidence = {
-            "resource": str(ref),
-            "new": str(made.new_ref),
-            "at": format_time(made.at),
-            "rewrapped": rewrapped,
-            "detail": made.detail,
-        }
-        self.incidents.record(
-            incident_id, ROTATION_KIND, f"{ref} rotated to {made.new_ref}", evidence, actor=self.actor
-        )
+        evidence = {"resource": str(ref), "new": str(made.new_ref), "at": format_time(made.at),
+                    "rewrapped": rewrapped, "detail": made.detail}
+        self.incidents.record(incident_id, ROTATION_KIND, f"{ref} rotated to {made.new_ref}", evidence,
+                              actor=self.actor)
         for suffix in ("", ".log"):
             cp.with_name(cp.name + suffix).unlink(missing_ok=True)
         self.complete(incident_id, TASK_OF[Step.ROTATE], f"new {made.new_ref}", evidence)
@@ -443,9 +319,8 @@ class ResourceResponder:
         self._advance(incident_id, Status.ROTATED, evidence)
         return {"resource": str(ref), "new": str(made.new_ref), "rewrapped": rewrapped, "reused": False}
 
-    def rollout(
-        self, incident_id: int, targets: Sequence[Path] = (), *, retire: bool = True, secrets: Sequence[str] = ()
-    ) -> dict[str, Any]:
+    def rollout(self, incident_id: int, targets: Sequence[Path] = (), *, retire: bool = True,
+                secrets: Sequence[str] = ()) -> dict[str, Any]:
         """Deliver the new value to ``targets`` and ``secrets``, ask whether consumers switched, retire the old one.
 
         ``secrets`` are names of keyguard secrets (``--target secret:NAME``): each gets the new
@@ -458,36 +333,29 @@ class ResourceResponder:
         made = self.rotation(ref)
         if made is None:
             if adapter.supports(Step.ROTATE):
-                raise NotFoundError(
-                    f"{ref} has not been rotated yet", hint=f"keyguard incident rotate {incident_id} --resource {ref}"
-                )
+                raise NotFoundError(f"{ref} has not been rotated yet",
+                                    hint=f"keyguard incident rotate {incident_id} --resource {ref}")
             for step in (Step.DELIVER, Step.CONSUMERS_SWITCHED, Step.RETIRE):
                 self.manual(incident, ref, step, adapter.instructions(step))
             return out
         rotation = made
         if targets:
             old = self.leaked(ref)
-            delivered = self._step(
-                incident, ref, adapter, Step.DELIVER, lambda: adapter.deliver(rotation, list(targets), old)
-            )
+            delivered = self._step(incident, ref, adapter, Step.DELIVER,
+                                   lambda: adapter.deliver(rotation, list(targets), old))
             if delivered is not None:
                 out["delivered"] = list(delivered.detail.get("files", []))
         if secrets:
             out["delivered_secrets"] = self._deliver_secrets(ref, rotation, secrets)
         if not targets and not secrets and not adapter.supports(Step.DELIVER):
             self.manual(incident, ref, Step.DELIVER, adapter.instructions(Step.DELIVER))
-        switched = self._step(
-            incident, ref, adapter, Step.CONSUMERS_SWITCHED, lambda: adapter.consumers_switched(rotation)
-        )
+        switched = self._step(incident, ref, adapter, Step.CONSUMERS_SWITCHED,
+                              lambda: adapter.consumers_switched(rotation))
         if switched is not None:
             out["switched"] = {"is_switched": switched.is_switched, "evidence": list(switched.evidence)}
             if switched.is_switched:
-                self.complete(
-                    incident_id,
-                    TASK_OF[Step.CONSUMERS_SWITCHED],
-                    "the consumers use the new credential",
-                    {"resource": str(ref), "evidence": list(switched.evidence)},
-                )
+                self.complete(incident_id, TASK_OF[Step.CONSUMERS_SWITCHED], "the consumers use the new credential",
+                               {"resource": str(ref), "evidence": list(switched.evidence)})
         retired_before = any(e.kind == "retired" for e in self.incidents.get(incident_id).timeline)
         if retired_before:
             out["retired"] = ["retired earlier"]
@@ -495,13 +363,8 @@ class ResourceResponder:
             retired = self._step(incident, ref, adapter, Step.RETIRE, lambda: adapter.retire(rotation))
             if retired is not None:
                 out["retired"] = list(retired.actions)
-                self.incidents.record(
-                    incident_id,
-                    "retired",
-                    f"old credential of {ref} retired",
-                    {"actions": list(retired.actions)},
-                    actor=self.actor,
-                )
+                self.incidents.record(incident_id, "retired", f"old credential of {ref} retired",
+                                      {"actions": list(retired.actions)}, actor=self.actor)
         elif not adapter.supports(Step.RETIRE):
             self.manual(incident, ref, Step.RETIRE, adapter.instructions(Step.RETIRE))
         return out
@@ -511,19 +374,12 @@ class ResourceResponder:
             raise UsageError(f"cannot deliver {ref} to a keyguard secret here", hint="deliver to a file instead")
         store, principal, old = SecretStore(self.vault), self.principal, self.leaked(ref)
         self.on_step(f"deliver {ref} to {len(names)} secret(s) …")
-        done = audit_step(
-            self.audit,
-            actor=self.actor,
-            ref=ref,
-            step=Step.DELIVER,
-            run=lambda: deliver_to_secrets(store, principal, names, rotation, old),
-        )
+        done = audit_step(self.audit, actor=self.actor, ref=ref, step=Step.DELIVER,
+                          run=lambda: deliver_to_secrets(store, principal, names, rotation, old))
         return list(done.detail.get("secrets", []))
 
     def require(self, ref: Ref) -> None:
         """UnknownReferenceError unless the reference names a configured connector (or is external)."""
         if not ref.is_external and ref.connector not in self.connectors:
-            raise UnknownReferenceError(
-                f"unknown connector {ref.connector!r} in {ref}",
-                hint="configured: " + (", ".join(sorted(self.connectors)) or "none"),
-            )
+            raise UnknownReferenceError(f"unknown connector {ref.connector!r} in {ref}",
+                                        hint="configured: " + (", ".join(sorted(self.connectors)) or "none"))

@@ -59,9 +59,8 @@ def usage_events(records: Sequence[UsageRecord], key: str) -> list[MonitorEvent]
             events.append(parsed)
     if vault_lines:
         stream = io.BytesIO(b"\n".join(vault_lines) + b"\n")
-        events += [
-            p for p in vault_audit.parse(stream, name=None, options=ImportOptions()) if isinstance(p, MonitorEvent)
-        ]
+        events += [p for p in vault_audit.parse(stream, name=None, options=ImportOptions())
+                   if isinstance(p, MonitorEvent)]
     for event in events:
         event.key = key
     return events
@@ -71,12 +70,12 @@ def import_usage(engine: Engine, records: Sequence[UsageRecord], key: str) -> di
     """Store the records (duplicates of an earlier import are skipped); returns the counts."""
     events = usage_events(records, key)
     stats = import_stream(engine, events)
-    return {"records": len(records), "events": len(events), "imported": stats.imported, "duplicates": stats.duplicates}
+    return {"records": len(records), "events": len(events), "imported": stats.imported,
+            "duplicates": stats.duplicates}
 
 
-def register_ciphertext(
-    engine: Engine, ref: Ref, name: str, data_class: str, records: int, ciphertext: str, now: datetime
-) -> dict[str, object]:
+def register_ciphertext(engine: Engine, ref: Ref, name: str, data_class: str, records: int, ciphertext: str,
+                        now: datetime) -> dict[str, object]:
     """Record a ciphertext made under a KMS or transit key, and what it protects."""
     if ref.kind not in CIPHERTEXT_KINDS:
         raise UsageError(f"{ref}: only {' and '.join(CIPHERTEXT_KINDS)} resources hold ciphertexts")
@@ -91,30 +90,17 @@ def register_ciphertext(
     with write_tx(engine) as conn:
         if conn.execute(select(DataItem.id).where(DataItem.name == name)).first():
             raise ConflictError(f"data item {name!r} already exists")
-        conn.execute(
-            insert(DataItem).values(
-                name=name,
-                data_class=data_class,
-                records=records,
-                key_name=resource_key(ref),
-                version=version,
-                ciphertext=text,
-                context={"resource": str(ref)},
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        conn.execute(insert(DataItem).values(
+            name=name, data_class=data_class, records=records, key_name=resource_key(ref), version=version,
+            ciphertext=text, context={"resource": str(ref)}, created_at=now, updated_at=now))
     return {"name": name, "key": resource_key(ref), "resource": str(ref), "class": data_class, "records": records}
 
 
 def registered_ciphertexts(engine: Engine, ref: Ref) -> list[tuple[int, str]]:
     """(row id, ciphertext) of the items registered under ``ref``, in registration order."""
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(DataItem.id, DataItem.ciphertext)
-            .where(DataItem.key_name == resource_key(ref), DataItem.is_deleted.is_(False))
-            .order_by(DataItem.id)
-        ).all()
+        rows = conn.execute(select(DataItem.id, DataItem.ciphertext).where(
+            DataItem.key_name == resource_key(ref), DataItem.is_deleted.is_(False)).order_by(DataItem.id)).all()
     return [(int(i), str(c)) for i, c in rows]
 
 
@@ -123,26 +109,15 @@ def store_rewrapped(engine: Engine, ref: Ref, new_ref: Ref, pairs: Sequence[tupl
     mapping = dict(pairs)
     changed = 0
     with write_tx(engine) as conn:
-        rows = conn.execute(
-            select(DataItem.id, DataItem.ciphertext).where(
-                DataItem.key_name == resource_key(ref), DataItem.is_deleted.is_(False)
-            )
-        ).all()
+        rows = conn.execute(select(DataItem.id, DataItem.ciphertext).where(
+            DataItem.key_name == resource_key(ref), DataItem.is_deleted.is_(False))).all()
         for row_id, old in rows:
             new = mapping.get(str(old))
             if new is None:
                 continue
             version = int(new.split(":")[1][1:]) if re.match(r"^vault:v\d+:", new) else 0
-            conn.execute(
-                update(DataItem)
-                .where(DataItem.id == row_id)
-                .values(
-                    ciphertext=new,
-                    version=version,
-                    key_name=resource_key(new_ref),
-                    updated_at=now,
-                    context={"resource": str(new_ref)},
-                )
-            )
+            conn.execute(update(DataItem).where(DataItem.id == row_id).values(
+                ciphertext=new, version=version, key_name=resource_key(new_ref), updated_at=now,
+                context={"resource": str(new_ref)}))
             changed += 1
     return changed

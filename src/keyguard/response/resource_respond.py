@@ -45,28 +45,16 @@ def respond_resource(
     if incident is None:
         if exposed_at is None:
             raise UsageError(f"no open incident on {ref}", hint="pass --exposed-at (RFC 3339 or -2h)")
-        incident = responder.open(
-            ref,
-            exposed_at,
-            detected_at=detected_at,
-            jurisdictions=jurisdictions,
-            flags=flags,
-            source="keyguard respond --resource",
-        )
+        incident = responder.open(ref, exposed_at, detected_at=detected_at, jurisdictions=jurisdictions,
+                                  flags=flags, source="keyguard respond --resource")
     result = RespondResult(incident=incident.id)
     iid = incident.id
 
     def step(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         t0 = time.perf_counter()
         value = fn()
-        result.steps.append(
-            {
-                "step": name,
-                "seconds": round(time.perf_counter() - t0, 3),
-                "at": format_time(incidents.clock.now()),
-                **value,
-            }
-        )
+        result.steps.append({"step": name, "seconds": round(time.perf_counter() - t0, 3),
+                             "at": format_time(incidents.clock.now()), **value})
         return value
 
     step("contain", lambda: responder.contain(iid))
@@ -76,9 +64,8 @@ def respond_resource(
     except KeyguardError as exc:
         assessed = {}
         result.attention.append(f"assess {ref}: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
-        incidents.record(
-            iid, "task-failed", f"assessment of {ref} failed: {exc.message}", {"hint": exc.hint}, actor=responder.actor
-        )
+        incidents.record(iid, "task-failed", f"assessment of {ref} failed: {exc.message}",
+                         {"hint": exc.hint}, actor=responder.actor)
     result.grade = str(assessed.get("grade", "unknown"))
     rotated = step("rotate", lambda: responder.rotate(iid))
     if "new" in rotated:
@@ -92,24 +79,18 @@ def respond_resource(
     current = incidents.get(iid)
     now = incidents.clock.now()
     result.obligations = [o.to_dict(now) for o in current.obligations]
-    responder.complete(
-        iid,
-        "comply.obligations",
-        f"{len(current.obligations)} obligation(s) scheduled",
-        {"obligations": [o.regulation for o in current.obligations]},
-    )
+    responder.complete(iid, "comply.obligations", f"{len(current.obligations)} obligation(s) scheduled",
+                        {"obligations": [o.regulation for o in current.obligations]})
     for task in current.tasks:
         if task.action == "manual" and task.id.startswith("manual-") and task.done_at is None:
             result.attention.append(f"task {task.id}: {task.title.en}")
     if isinstance(switched, dict) and not switched.get("is_switched"):
-        result.attention.append(
-            f"consumers of {ref} have not switched yet: keyguard incident rollout {iid} --resource {ref} once they have"
-        )
+        result.attention.append(f"consumers of {ref} have not switched yet: "
+                                f"keyguard incident rollout {iid} --resource {ref} once they have")
     for o in current.obligations:
         if o.done_at is None:
-            result.attention.append(
-                f"notify: {o.regulation} due " + (format_time(o.due_at) if o.due_at else "without undue delay")
-            )
+            result.attention.append(f"notify: {o.regulation} due "
+                                    + (format_time(o.due_at) if o.due_at else "without undue delay"))
     if all(a.startswith("notify:") for a in result.attention) and "grade" in assessed:
         if incidents.get(iid).status.rank < Status.RECOVERED.rank and "retired" in rolled:
             incidents.advance_status(iid, Status.RECOVERED, {"resource": str(ref)}, actor=responder.actor)

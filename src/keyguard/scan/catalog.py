@@ -5,7 +5,7 @@ against their own examples. A catalog whose examples fail does not load.
 from __future__ import annotations
 
 import hashlib
-import marshal
+import json
 import os
 import random
 from dataclasses import dataclass
@@ -156,24 +156,24 @@ def _validated_marker(texts: list[tuple[str, str]]) -> Path | None:
 def _builtin_tables(texts: list[tuple[str, str]]) -> list[tuple[str, list[dict[str, Any]]]]:
     """``(family, rule tables)`` of the built-in files. Parsing the TOML (and importing
     tomllib) is a fifth of a small scan's start-up: the tables are kept in the cache folder
-    (marshal: plain data only, keyed by the files' and the code's digest) and every rule is
-    still checked by :func:`parse_rule` on load."""
+    (JSON, keyed by the files' and the code's digest) and every rule is still checked by
+    :func:`parse_rule` on load."""
     cached = _catalog_key(texts).with_suffix(".tables")
     try:
-        loaded = marshal.loads(cached.read_bytes())
+        loaded = json.loads(cached.read_bytes())
         if isinstance(loaded, list) and len(loaded) == len(texts):
-            return loaded
-    except (OSError, EOFError, ValueError, TypeError):
+            return [(str(family), list(tables)) for family, tables in loaded]
+    except (OSError, ValueError, TypeError):
         pass
     tables = [(family, rule_tables(text, f"rules/{family}.toml")) for family, text in texts]
     try:
-        data = marshal.dumps(tables)
+        data = json.dumps(tables, allow_nan=False).encode()
         cached.parent.mkdir(parents=True, exist_ok=True)
         scratch = cached.with_suffix(f".{os.getpid()}.tmp")
         scratch.write_bytes(data)
         scratch.replace(cached)  # whole or absent: a concurrent scan never reads half a file
     except (OSError, ValueError):
-        pass  # a read-only home or a value marshal does not take: parse on every load
+        pass  # a read-only home or a value JSON does not take (a TOML date): parse every time
     return tables
 
 

@@ -62,16 +62,9 @@ class RotationReport:
 class ScheduledRotations:
     """Due rotations of ``vault``'s keys, claimed, rotated, re-wrapped and recorded."""
 
-    def __init__(
-        self,
-        vault: Vault,
-        *,
-        node: str | None = None,
-        batch: int = 2000,
-        claim_grace: timedelta = CLAIM_GRACE,
-        retry_after: timedelta = RETRY_AFTER,
-        dispatcher: Dispatcher | None = None,
-    ) -> None:
+    def __init__(self, vault: Vault, *, node: str | None = None, batch: int = 2000,
+                 claim_grace: timedelta = CLAIM_GRACE, retry_after: timedelta = RETRY_AFTER,
+                 dispatcher: Dispatcher | None = None) -> None:
         self.vault = vault
         self.dispatcher = dispatcher
         self.engine: Engine = vault.engine
@@ -100,23 +93,10 @@ class ScheduledRotations:
         latest = max(self.vault.key_info(name).versions) if self._exists(name) else None
         try:
             with write_tx(self.engine) as conn:
-                return int(
-                    conn.execute(
-                        insert(ScheduledRotation)
-                        .values(
-                            key_name=name,
-                            slot=format_ts(as_utc(rotated_at)),
-                            due_at=due_at(rotated_at, days),
-                            status="claimed",
-                            node=self.node,
-                            claimed_at=now,
-                            from_version=latest,
-                            attempts=1,
-                            error="",
-                        )
-                        .returning(ScheduledRotation.id)
-                    ).scalar_one()
-                )
+                return int(conn.execute(insert(ScheduledRotation).values(
+                    key_name=name, slot=format_ts(as_utc(rotated_at)), due_at=due_at(rotated_at, days),
+                    status="claimed", node=self.node, claimed_at=now, from_version=latest, attempts=1, error="",
+                ).returning(ScheduledRotation.id)).scalar_one())
         except IntegrityError:
             return None  # another node (or an earlier pass) holds this rotation
 
@@ -126,28 +106,16 @@ class ScheduledRotations:
 
     def _unfinished(self) -> list[Any]:
         with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    select(ScheduledRotation)
-                    .where(ScheduledRotation.status.in_(("claimed", "rewrapping", "failed")))
-                    .order_by(ScheduledRotation.id)
-                )
-            )
+            return list(conn.execute(select(ScheduledRotation).where(
+                ScheduledRotation.status.in_(("claimed", "rewrapping", "failed"))).order_by(ScheduledRotation.id)))
 
     def _take_over(self, run: Any, now: datetime, status: str) -> bool:
         """Move a stale claim or an old failure to this node (conditional: one taker)."""
         with write_tx(self.engine) as conn:
-            return bool(
-                conn.execute(
-                    update(ScheduledRotation)
-                    .where(
-                        ScheduledRotation.id == run.id,
-                        ScheduledRotation.status == run.status,
-                        ScheduledRotation.claimed_at == run.claimed_at,
-                    )
-                    .values(status=status, node=self.node, claimed_at=now, attempts=ScheduledRotation.attempts + 1)
-                ).rowcount
-            )
+            return bool(conn.execute(update(ScheduledRotation).where(
+                ScheduledRotation.id == run.id, ScheduledRotation.status == run.status,
+                ScheduledRotation.claimed_at == run.claimed_at).values(
+                status=status, node=self.node, claimed_at=now, attempts=ScheduledRotation.attempts + 1)).rowcount)
 
     def _resume(self, run: Any, report: RotationReport) -> None:
         now = self.vault.clock.now()
@@ -213,30 +181,12 @@ class ScheduledRotations:
         log.warning("scheduled rotation of %s failed: %s", name, message)
         ts = format_ts(now)
         try:
-            created = save_alerts(
-                self.engine,
-                [
-                    AlertUpdate(
-                        rule=ALERT_RULE,
-                        severity="high",
-                        key=name,
-                        group_key=group_key_of(ALERT_RULE, name, ""),
-                        title=f"scheduled rotation of {name} failed",
-                        details={"error": message, "run": run_id},
-                        ts=ts,
-                        is_new=False,
-                        first_ts=ts,
-                        event={
-                            "actor": SCHEDULER.actor,
-                            "op": "key.rotate",
-                            "key": name,
-                            "result": "error",
-                            "reason": message,
-                            "ts": ts,
-                        },
-                    )
-                ],
-            )
+            created = save_alerts(self.engine, [AlertUpdate(
+                rule=ALERT_RULE, severity="high", key=name, group_key=group_key_of(ALERT_RULE, name, ""),
+                title=f"scheduled rotation of {name} failed", details={"error": message, "run": run_id},
+                ts=ts, is_new=False, first_ts=ts,
+                event={"actor": SCHEDULER.actor, "op": "key.rotate", "key": name, "result": "error",
+                       "reason": message, "ts": ts})])
             if self.dispatcher is not None:
                 self.dispatcher.submit_saved(created)  # a repeat of an open alert counts, it is not re-sent
         except Exception:  # noqa: BLE001 - the failure is in the row and the audit log already

@@ -34,19 +34,10 @@ log = logging.getLogger("keyguard.response.scheduler")
 class Scheduler:
     """Lease expiry and scheduled rotation in one background thread."""
 
-    def __init__(
-        self,
-        vault: Vault,
-        leases: LeaseManager | None,
-        *,
-        tick: float = 0.25,
-        rotation_every: float = 60.0,
-        rotate: bool = True,
-        leadership: Leadership | None = None,
-        jwt_keyring: JwtKeyring | None = None,
-        jwt_every: float = 10.0,
-        dispatcher: Dispatcher | None = None,
-    ) -> None:
+    def __init__(self, vault: Vault, leases: LeaseManager | None, *, tick: float = 0.25,
+                 rotation_every: float = 60.0, rotate: bool = True, leadership: Leadership | None = None,
+                 jwt_keyring: JwtKeyring | None = None, jwt_every: float = 10.0,
+                 dispatcher: Dispatcher | None = None) -> None:
         self.vault = vault
         self.leases = leases
         self.dispatcher = dispatcher
@@ -124,6 +115,5 @@ def build_scheduler(settings: Settings, vault: Vault, **options: Any) -> Schedul
     """The scheduler of ``serve``: connectors and alert sinks from ``keyguard.toml``, the vault's database."""
     sinks = configured_sinks(settings)
     dispatcher = Dispatcher(vault.engine, sinks) if sinks else None
-    return Scheduler(
-        vault, lease_manager(vault, load_connectors(settings.config_file)), dispatcher=dispatcher, **options
-    )
+    return Scheduler(vault, lease_manager(vault, load_connectors(settings.config_file)), dispatcher=dispatcher,
+                     **options)
