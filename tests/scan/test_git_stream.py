@@ -73,9 +73,9 @@ def test_path_is_that_of_the_first_introduction(repo: Path, tangled: dict[str, s
     history = stream.finish()
     assert paths[_hash(repo, "one\n")] == "a.txt"  # not again.txt (c5)
     assert paths[_hash(repo, "bee\n")] == "b.txt"  # not renamed.txt (c3)
-    assert paths[_hash(repo, "same\n")] == "copy2.txt"  # two paths in one commit: the greatest
+    assert paths[_hash(repo, "same\n")] == "copy1.txt"  # two paths in one commit: git's first
     for blob, path in paths.items():
-        assert max(history.introductions[blob])[1] == path
+        assert gitsrc.origin_for(history, blob).path == path  # what attribution has always used
     index = {c.sha: i for i, c in enumerate(history.commits)}
     assert sorted(history.introductions[_hash(repo, "one\n")]) == [
         (index[tangled["c5"]], "again.txt"),

@@ -103,13 +103,17 @@ def log_args(*, branch: str | None, since: str | None, max_commits: int | None, 
     return args
 
 
+def _newest_first(pair: tuple[int, str]) -> int:
+    return -pair[0]
+
+
 class HistoryStream:
     """``git log --raw --reverse`` read as it is produced, oldest commit first.
 
     Iterating yields, commit by commit, the ``(blob id, path)`` pairs of blobs not seen in
     any older commit, so scanning can start before the whole history is read; the path is
-    the one of the blob's oldest introduction (the greatest path when that commit adds the
-    blob at several). Once the iteration ends, :meth:`finish` returns the
+    the one of the blob's oldest introduction (the first in git's order when that commit
+    adds the blob at several, as :func:`origin_for` picks it). Once the iteration ends, :meth:`finish` returns the
     :class:`History` (commits newest first, as :func:`read_history` has always given) or
     raises UsageError when git failed. The iterator never raises itself: it may run in a
     worker pool's feeder thread.
@@ -170,8 +174,6 @@ class HistoryStream:
                     fresh[blob] = name
                 else:
                     seen.append((index, name))
-                    if blob in fresh and name > fresh[blob]:
-                        fresh[blob] = name
             if fresh:
                 yield list(fresh.items())
         finally:
@@ -203,8 +205,10 @@ class HistoryStream:
             return self._history
         last = len(self._commits) - 1
         intro = self._intro
-        for blob, pairs in intro.items():  # in place: a large history's table is not doubled
-            intro[blob] = [(last - index, path) for index, path in reversed(pairs)]
+        # newest commit first and, within a commit, git's order (as git log without
+        # --reverse lists them); in place: a large history's table is not doubled
+        for blob, pairs in intro.items():
+            intro[blob] = [(last - index, path) for index, path in sorted(pairs, key=_newest_first)]
         self._commits.reverse()
         self._history = History(commits=self._commits, introductions=intro)
         return self._history
