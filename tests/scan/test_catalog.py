@@ -150,3 +150,26 @@ def test_validation_result_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert len(list((tmp_path / "keyguard").glob("catalog-*.ok"))) == 1
     finally:
         catalog._builtin.cache_clear()
+
+
+def test_parsed_tables_are_cached_and_a_bad_cache_is_reparsed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from keyguard.scan import catalog
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    texts = catalog.builtin_rule_texts()
+    fresh = catalog._builtin_tables(texts)
+    (cached,) = (tmp_path / "keyguard").glob("catalog-*.tables")
+    parsed: list[str] = []
+    real = catalog.rule_tables
+    monkeypatch.setattr(catalog, "rule_tables", lambda text, where: parsed.append(where) or real(text, where))
+    assert catalog._builtin_tables(texts) == fresh and parsed == []  # no TOML parsed
+    cached.write_bytes(b"{not json")
+    assert catalog._builtin_tables(texts) == fresh and len(parsed) == len(texts)
+    catalog._builtin.cache_clear()
+    try:
+        rules = catalog.load_rules()
+        assert [(r.id, r.regex.pattern, r.keywords) for r in rules] == [
+            (r.id, r.regex.pattern, r.keywords) for r in RULES
+        ]
+    finally:
+        catalog._builtin.cache_clear()

@@ -179,6 +179,22 @@ def test_git_cli(capsys: pytest.CaptureFixture[str], repo: Path, gen: Callable[[
     assert run(capsys, "scan", str(repo))[0] == 0  # the working tree is clean
 
 
+def test_git_cli_several_targets_and_not_a_repository(
+    capsys: pytest.CaptureFixture[str], repo: Path, tmp_path: Path, gen: Callable[[str], str]
+) -> None:
+    """git log of the first target starts before the rules load; the others, and a folder
+    that is no repository, are read as before."""
+    token = gen("{crc:ghp}")
+    (repo / "a.py").write_text(f"T = '{token}'\n")
+    commit(repo, "leak", "2024-01-01T00:00:00+00:00")
+    code, out, _ = run(capsys, "scan", str(repo), str(repo), "--git", "--json", "--branch", "main")
+    assert code == 1 and [(r["rule"], r["file"]) for r in json.loads(out)] == [("github-pat", "a.py")] * 2
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    code, _, err = run(capsys, "scan", str(plain), "--git")
+    assert code == 2 and "not a git repository" in err
+
+
 def test_match_vault_without_vault(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -157,3 +157,21 @@ def test_documented_example_values_are_not_findings(scanner: Scanner) -> None:
     # the documented Stripe test key, assembled so this file holds no literal
     value = "sk_test_" + "4eC39HqLyjWDarjtT1zdp7dc"
     assert scan_text(scanner, f"stripe.api_key = '{value}'") == []
+
+
+def test_a_window_seen_before_is_not_verified_again(gen: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next version of a file repeats most of its lines: a window already verified
+    reuses its accepted matches, placed at the new offset, and the inline allow marker is
+    still looked for on the whole line (here beyond the window of a very long line)."""
+    scanner = Scanner(load_rules())
+    verified: list[bytes] = []
+    verify = scanner._verify
+    monkeypatch.setattr(scanner, "_verify", lambda chunk, rule: verified.append(chunk) or verify(chunk, rule))
+    line = gen(f"TOKEN = '{GH}'") + " " * 3000
+    first = scan_text(scanner, f"a = 1\n{line}\n")
+    again = scan_text(scanner, f"b = 2\nc = 3\n\n{line}\n")
+    allowed = scan_text(scanner, f"{line}# keyguard:allow\n")
+    assert [(f.line, f.column) for f in first] == [(2, 10)]
+    assert [(f.line, f.column, f.secret) for f in again] == [(4, 10, first[0].secret)]
+    assert allowed == []
+    assert len(verified) == len(set(verified))  # each distinct window verified once

@@ -68,6 +68,7 @@ def test_parallel_workers_same_result(
     repo: Path, scanner: Scanner, history: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(run, "BATCH", 1)
+    monkeypatch.setattr(run, "TASK_BLOBS", 1)
     serial = scan_history(scanner, str(repo), jobs=1)
     parallel = scan_history(scanner, str(repo), jobs=2)
     key = lambda f: (f.secret, f.commit, f.file, f.line)  # noqa: E731

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from keyguard.scan.model import Finding
+    from keyguard.scan.sources.git import HistoryStream
     from keyguard.vault.service import Vault
 
 FORMATS = ("table", "json", "jsonl", "sarif", "csv")
@@ -214,6 +215,30 @@ def render_table(findings: list[Finding], show_secrets: bool, out: Console | Non
 
 
 def _collect(o: ScanOptions, targets: list[str], since_iso: str | None) -> tuple[list[Finding], Vault | None]:
+    early = _start_history(o, targets[0], since_iso) if o.git else None
+    try:
+        return _collect_with(o, targets, since_iso, early)
+    finally:
+        if early is not None:
+            early.close()
+
+
+def _start_history(o: ScanOptions, target: str, since_iso: str | None) -> HistoryStream | None:
+    """git log of the first target, started before the rules are loaded: git walks the
+    commits on the other core meanwhile (None when it is not a repository: the scan then
+    reports that as before)."""
+    from keyguard.scan.sources import git as gitsrc
+
+    try:
+        gitsrc.check_repo(target)
+    except UsageError:
+        return None
+    return gitsrc.HistoryStream(target, branch=o.branch, since=since_iso, max_commits=o.max_commits)
+
+
+def _collect_with(
+    o: ScanOptions, targets: list[str], since_iso: str | None, early: HistoryStream | None
+) -> tuple[list[Finding], Vault | None]:
     from keyguard.scan.catalog import load_rules
     from keyguard.scan.config import load_config
     from keyguard.scan.engine import Scanner
@@ -233,7 +258,7 @@ def _collect(o: ScanOptions, targets: list[str], since_iso: str | None) -> tuple
     findings: list[Finding] = []
     with bar:
         if o.git:
-            for target in targets:
+            for position, target in enumerate(targets):
                 findings.extend(
                     scan_history(
                         scanner,
@@ -243,6 +268,7 @@ def _collect(o: ScanOptions, targets: list[str], since_iso: str | None) -> tuple
                         max_commits=o.max_commits,
                         jobs=o.jobs,
                         progress=update,
+                        stream=early if position == 0 else None,
                     )
                 )
         elif o.staged:

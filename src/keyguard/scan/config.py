@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +107,8 @@ def load_config(path: Path | None, search_from: Path | None = None) -> ScanConfi
                 break
     if path is None:
         return ScanConfig()
+    import tomllib  # here: a scan without a project file never loads it (start-up time)
+
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

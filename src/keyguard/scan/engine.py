@@ -28,6 +28,9 @@ MULTILINE_BACK = 512  # and start up to this far before the line of their keywor
 ABSORB_WINDOW = 4096
 CHUNK = 1024 * 1024  # streamed input is scanned this much at a time (bounded memory)
 OVERLAP = 128 * 1024
+VERIFIED_WINDOW_MAX = 16 * 1024  # windows up to this size have their verified matches kept
+VERIFIED_BYTES = 4 * 1024 * 1024  # the kept windows' bytes in all (then forgotten at once)
+VERIFIED_WINDOWS = 32_768  # and their number (a worker's memory stays bounded)
 
 
 class Readable(Protocol):
@@ -62,6 +65,10 @@ class Scanner:
     _keyword_rules: list[list[int]] = field(init=False, repr=False)
     _decoder_base: int = field(init=False, repr=False)
     _decoder_kinds: list[str] = field(init=False, repr=False)
+    _verified: dict[tuple[int, bytes], list[tuple[int, int, str, float]]] = field(
+        init=False, repr=False, default_factory=dict
+    )
+    _verified_bytes: int = field(init=False, repr=False, default=0)
 
     def __post_init__(self) -> None:
         if self.engine not in ("auto", "hyperscan", "ahocorasick"):
@@ -187,6 +194,31 @@ class Scanner:
 
     def _match_window(self, data: bytes, lo: int, hi: int, rule_index: int, rule: Rule) -> Iterator[_Candidate]:
         chunk = data[lo:hi]
+        key = (rule_index, chunk)
+        accepted = self._verified.get(key)
+        if accepted is None:
+            accepted = list(self._verify(chunk, rule))
+            if len(chunk) <= VERIFIED_WINDOW_MAX:
+                self._verified_bytes += len(chunk)
+                if self._verified_bytes > VERIFIED_BYTES or len(self._verified) >= VERIFIED_WINDOWS:
+                    self._verified.clear()
+                    self._verified_bytes = len(chunk)
+                self._verified[key] = accepted
+        for s_off, s_len, secret, entropy in accepted:
+            start = lo + s_off
+            end = start + s_len
+            line_start = data.rfind(b"\n", 0, start) + 1
+            line_end = data.find(b"\n", end)
+            line = data[line_start : line_end if line_end >= 0 else len(data)]
+            if ALLOW_MARKER in line:  # the whole line, which may reach past the window
+                continue
+            yield _Candidate(rule_index, start, end, secret, entropy, line_start)
+
+    def _verify(self, chunk: bytes, rule: Rule) -> Iterator[tuple[int, int, str, float]]:
+        """``(offset, byte length, secret, entropy)`` of every match of ``rule`` in one window
+        that passes entropy, validator, filters and allowlists: what depends on the window's
+        bytes only, so an identical window (the same lines in the next version of a file) is
+        not verified again."""
         ascii_only = chunk.isascii()
         text = chunk.decode("utf-8", "surrogateescape")
         search = rule.regex.search
@@ -200,20 +232,13 @@ class Scanner:
             s_off = match.start(rule.secret_group)
             if not ascii_only:
                 s_off = len(text[:s_off].encode("utf-8", "surrogateescape"))
-            start = lo + s_off
-            end = start + len(secret.encode("utf-8", "surrogateescape"))
             if not self._accept(rule, secret, match.group(0)) or (
                 rule.generic and "name" in rule.regex.groupindex and not secret_name(match.group("name") or "")
             ):
                 if retry > match.start():  # a rejected value may hold the real assignment
                     pos = retry
                 continue
-            line_start = data.rfind(b"\n", 0, start) + 1
-            line_end = data.find(b"\n", end)
-            line = data[line_start : line_end if line_end >= 0 else len(data)]
-            if ALLOW_MARKER in line:
-                continue
-            yield _Candidate(rule_index, start, end, secret, shannon(secret), line_start)
+            yield s_off, len(secret.encode("utf-8", "surrogateescape")), secret, shannon(secret)
 
     def _accept(self, rule: Rule, secret: str, matched: str) -> bool:
         if rule.entropy and shannon(secret) < rule.entropy:

@@ -31,7 +31,7 @@ class Allowlist:
 
     def allows_path(self, path: str) -> bool:
         """True when the path matches an allowlisted path regex."""
-        return any(rx.search(path) for rx in self.paths)
+        return bool(self.paths) and any(rx.search(path) for rx in self.paths)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,10 @@ from keyguard.scan.engine import Scanner
 from keyguard.scan.model import Finding, Origin
 from keyguard.scan.sources import git as gitsrc
 from keyguard.scan.sources.files import (
+    SNIFF,
     Item,
     expand_content,
     expand_stream,
-    is_binary,
     read_file,
     read_stdin,
     walk_dir,
@@ -111,21 +112,38 @@ def scan_targets(
 # -- git history ----------------------------------------------------------------------
 
 _WORKER: dict[str, Any] = {}
+TASK_BLOBS = 128  # blobs per worker task: small, so scanning starts while git log still runs
+
+
+def _blob_reader() -> gitsrc.CatFile:
+    """This process's long-lived ``git cat-file`` (started on first use)."""
+    reader: gitsrc.CatFile | None = _WORKER.get("reader")
+    if reader is None:
+        reader = _WORKER["reader"] = gitsrc.CatFile(_WORKER["repo"])
+        if _WORKER.get("pooled"):
+            from multiprocessing.util import Finalize
+
+            # run when the worker exits: git is waited for, so its CPU time is the tree's
+            Finalize(reader, reader.close, exitpriority=10)
+    return reader
+
+
+def _init_worker() -> None:
+    _WORKER["pooled"] = True
 
 
 def _scan_blob_batch(batch: list[tuple[str, str]]) -> tuple[list[tuple[str, Finding]], int]:
     """Findings of ``(blob id, path)`` pairs; the path is the one of the blob's oldest
     introduction (commit fields are set later, by :func:`attribute`)."""
     scanner: Scanner = _WORKER["scanner"]
-    repo: str = _WORKER["repo"]
     paths = dict(batch)
     limits = scanner.config.limits
     out: list[tuple[str, Finding]] = []
     total = 0
-    for blob, size, content in gitsrc.iter_blobs(repo, [b for b, _ in batch], in_memory_limit=BLOB_IN_MEMORY):
+    for blob, size, content in _blob_reader().blobs([b for b, _ in batch], in_memory_limit=BLOB_IN_MEMORY):
         total += size
         origin = Origin(paths[blob])
-        if isinstance(content, bytes) and not is_binary(content[:8000]):
+        if isinstance(content, bytes) and content.find(b"\0", 0, SNIFF) < 0:
             out.extend((blob, f) for f in scanner.scan_bytes(content, origin))
             continue
         # archives (bounded expansion) and large blobs: streamed, never held whole
@@ -138,7 +156,7 @@ def _scan_blob_batch(batch: list[tuple[str, str]]) -> tuple[list[tuple[str, Find
 
 
 def _chunks(blobs: list[tuple[str, int]], parts: int, path_of: Callable[[str], str]) -> Iterable[list[tuple[str, str]]]:
-    """Contiguous runs (pack order kept) of roughly equal byte size, as (blob, path)."""
+    """Contiguous runs of roughly equal byte size, as (name, path)."""
     total = sum(size for _, size in blobs) or 1
     target = max(total // max(parts, 1), 1)
     chunk: list[tuple[str, str]] = []
@@ -153,6 +171,18 @@ def _chunks(blobs: list[tuple[str, int]], parts: int, path_of: Callable[[str], s
         yield chunk
 
 
+def _tasks(commits: Iterable[list[tuple[str, str]]], size: int) -> Iterator[list[tuple[str, str]]]:
+    """The new blobs of successive commits regrouped into tasks of ``size`` blobs."""
+    task: list[tuple[str, str]] = []
+    for fresh in commits:
+        task.extend(fresh)
+        while len(task) >= size:
+            yield task[:size]
+            task = task[size:]
+    if task:
+        yield task
+
+
 def scan_history(
     scanner: Scanner,
     repo: str,
@@ -162,10 +192,17 @@ def scan_history(
     max_commits: int | None = None,
     jobs: int = 0,
     progress: Progress = _noop,
+    stream: gitsrc.HistoryStream | None = None,
 ) -> list[Finding]:
     """Scan every blob introduced in the selected history once; attribute each finding to
-    the oldest commit that introduced it, per path."""
-    gitsrc.check_repo(repo)
+    the oldest commit that introduced it, per path.
+
+    The history is read oldest commit first while the blobs it introduces are scanned: the
+    workers get each new blob with the path of its first introduction as soon as git log
+    names it. ``stream`` is that history already opened on ``repo`` with the same
+    selection (the CLI starts git before it loads the rules)."""
+    if stream is None:
+        gitsrc.check_repo(repo)
     jobs = jobs or min(2, os.cpu_count() or 1)
     _WORKER.update(scanner=scanner, repo=repo)
     # the workers are forked before the history is read: each then holds the scanner only,
@@ -174,39 +211,42 @@ def scan_history(
     if jobs > 1:
         import multiprocessing  # here: a small scan never loads it (start-up time)
 
-        pool = multiprocessing.get_context("fork").Pool(jobs)
+        pool = multiprocessing.get_context("fork").Pool(jobs, initializer=_init_worker)
     results: list[tuple[str, Finding]] = []
     done = 0
+    if stream is None:
+        stream = gitsrc.HistoryStream(repo, branch=branch, since=since, max_commits=max_commits)
     try:
-        history = gitsrc.read_history(
-            repo,
-            branch=branch,
-            since=since,
-            max_commits=max_commits,
-            on_commit=lambda n: progress(0, n),
-        )
-        blobs = gitsrc.pack_order(repo, history.introductions)
-
-        def path_of(blob: str) -> str:
-            return max(history.introductions[blob], key=lambda pair: pair[0])[1]
-
-        if pool is not None and len(blobs) > BATCH:
-            for found, size in pool.imap_unordered(_scan_blob_batch, _chunks(blobs, jobs * 4, path_of)):
+        tasks = _tasks(stream, TASK_BLOBS)
+        first: list[list[tuple[str, str]]] = []
+        for task in tasks:  # a small history is scanned here, without worker processes
+            first.append(task)
+            if sum(map(len, first)) > BATCH:
+                break
+        if pool is not None and sum(map(len, first)) > BATCH:
+            for found, size in pool.imap_unordered(_scan_blob_batch, itertools.chain(first, tasks)):
                 results.extend(found)
                 done += size
-                progress(done, len(history.commits))
+                progress(done, stream.commits_read)
+            pool.close()  # the workers exit on their own, closing their git readers
+            pool.join()
+            pool = None
         else:
-            for batch in _chunks(blobs, 8, path_of):
-                found, size = _scan_blob_batch(batch)
+            for task in itertools.chain(first, tasks):
+                found, size = _scan_blob_batch(task)
                 results.extend(found)
                 done += size
-                progress(done, len(history.commits))
+                progress(done, stream.commits_read)
     finally:
+        stream.close()
         if pool is not None:
             pool.terminate()
             pool.join()
+        reader = _WORKER.get("reader")
+        if reader is not None:
+            reader.close()
         _WORKER.clear()
-    return attribute(history, results, scanner)
+    return attribute(stream.finish(), results, scanner)
 
 
 def attribute(history: gitsrc.History, results: list[tuple[str, Finding]], scanner: Scanner) -> list[Finding]:

@@ -6,27 +6,28 @@ those blobs (``git log --raw``), so each secret is reported with its first commi
 from __future__ import annotations
 
 import subprocess
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO
 
 from keyguard.errors import UsageError
 from keyguard.scan.model import Origin
 
-NULL_SHA = "0" * 40
 SEP = "\x1f"
 # git maps pack files in 1 GiB windows and caches 96 MiB of delta bases by default: on a
-# large repository each reader then holds >100 MB resident. Smaller windows and cache keep
-# a history scan's process tree under its memory bound (issue 14) at little cost in speed.
-CAT_FILE_LIMITS = (
+# large repository each reader then holds >100 MB resident. git log runs beside the
+# cat-file readers (the history is scanned while it is read), so both get small windows
+# and cache, keeping a history scan's process tree under its memory bound (issue 14) at
+# little cost in speed.
+PACK_LIMITS = (
     "-c",
     "core.packedGitWindowSize=16m",
     "-c",
-    "core.packedGitLimit=64m",
+    "core.packedGitLimit=48m",
     "-c",
     "core.deltaBaseCacheLimit=24m",
 )
+IN_FLIGHT = 256  # blob ids asked of cat-file ahead of the answers read (~10 KiB of pipe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,20 @@ class History:
 
     commits: list[Commit] = field(default_factory=list)
     introductions: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+
+
+def _pipe_size() -> int:
+    """A 1 MiB pipe from git (fewer context switches for hundreds of MB of blobs), or the
+    system's default when it allows less."""
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            limit = int(f.read())
+    except (OSError, ValueError):
+        return -1
+    return min(limit, 1 << 20)
+
+
+PIPE_SIZE = _pipe_size()
 
 
 def _git(repo: str, *args: str) -> list[str]:
@@ -67,10 +82,12 @@ def _unquote(path: str) -> str:
     return path
 
 
-def log_args(*, branch: str | None, since: str | None, max_commits: int | None) -> list[str]:
-    """The ``git log`` arguments selecting the commits to scan."""
+def log_args(*, branch: str | None, since: str | None, max_commits: int | None, reverse: bool = False) -> list[str]:
+    """The ``git log`` arguments selecting the commits to scan (oldest first with ``reverse``:
+    git applies ``--max-count`` before reversing, so the same commits are selected)."""
     args = [
         "log",
+        *(["--reverse"] if reverse else []),
         "--raw",
         "--no-abbrev",
         "--no-renames",
@@ -86,6 +103,123 @@ def log_args(*, branch: str | None, since: str | None, max_commits: int | None) 
     return args
 
 
+def _newest_first(pair: tuple[int, str]) -> int:
+    return -pair[0]
+
+
+class HistoryStream:
+    """``git log --raw --reverse`` read as it is produced, oldest commit first.
+
+    Iterating yields, commit by commit, the ``(blob id, path)`` pairs of blobs not seen in
+    any older commit, so scanning can start before the whole history is read; the path is
+    the one of the blob's oldest introduction (the first in git's order when that commit
+    adds the blob at several, as :func:`origin_for` picks it). Once the iteration ends, :meth:`finish` returns the
+    :class:`History` (commits newest first, as :func:`read_history` has always given) or
+    raises UsageError when git failed. The iterator never raises itself: it may run in a
+    worker pool's feeder thread.
+    """
+
+    def __init__(
+        self, repo: str, *, branch: str | None = None, since: str | None = None, max_commits: int | None = None
+    ) -> None:
+        self.commits_read = 0
+        self._commits: list[Commit] = []
+        self._intro: dict[str, list[tuple[int, str]]] = {}
+        self._error = ""
+        self._history: History | None = None
+        self._proc = subprocess.Popen(  # noqa: S603
+            _git(repo, *PACK_LIMITS, *log_args(branch=branch, since=since, max_commits=max_commits, reverse=True)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pipesize=PIPE_SIZE,
+        )
+
+    def __iter__(self) -> Iterator[list[tuple[str, str]]]:
+        proc = self._proc
+        assert proc.stdout is not None
+        intro = self._intro
+        # one string per path however many versions it has, decoded once (bytes are parsed:
+        # this loop feeds the workers, so its speed bounds theirs)
+        paths: dict[bytes, str] = {}
+        index = -1
+        fresh: dict[str, str] = {}
+        try:
+            for raw in proc.stdout:
+                if raw.startswith(b"\0"):
+                    if fresh:
+                        yield list(fresh.items())
+                        fresh = {}
+                    line = raw[1:].rstrip(b"\n").decode("utf-8", "surrogateescape")
+                    sha, author, email, date = (line.split(SEP) + ["", "", ""])[:4]
+                    self._commits.append(Commit(sha, author, email, date))
+                    index += 1
+                    self.commits_read = index + 1
+                    continue
+                if not raw.startswith(b":"):
+                    continue
+                meta, _, path = raw.rstrip(b"\n").partition(b"\t")
+                fields = meta.split()
+                if len(fields) < 5:
+                    continue
+                new_mode, new_sha, status = fields[1], fields[3], fields[4]
+                if status.startswith(b"D") or new_mode in (b"160000", b"120000") or not new_sha.strip(b"0"):
+                    continue  # deleted file, submodule or symlink: no blob to scan
+                name = paths.get(path)
+                if name is None:
+                    name = paths[path] = _unquote(path.decode("utf-8", "surrogateescape"))
+                blob = new_sha.decode()
+                seen = intro.get(blob)
+                if seen is None:
+                    intro[blob] = [(index, name)]
+                    fresh[blob] = name
+                else:
+                    seen.append((index, name))
+            if fresh:
+                yield list(fresh.items())
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        proc = self._proc
+        if proc.returncode is not None:
+            return
+        if proc.stdout is not None:
+            proc.stdout.close()
+        err = proc.stderr.read() if proc.stderr else b""
+        if proc.wait() != 0 and not self._error:
+            text = err.decode("utf-8", "replace").strip().splitlines()
+            self._error = text[0] if text else "unknown error"
+
+    def finish(self) -> History:
+        """The history read (newest commit first); UsageError if git log failed."""
+        if self._proc.returncode is None:
+            self._proc.kill()
+            self._close()
+            self._error = self._error or "history not read to its end"
+        if self._error:
+            raise UsageError(
+                f"git log failed: {self._error}",
+                hint="check --branch / --since and that the repository has commits",
+            )
+        if self._history is not None:
+            return self._history
+        last = len(self._commits) - 1
+        intro = self._intro
+        # newest commit first and, within a commit, git's order (as git log without
+        # --reverse lists them); in place: a large history's table is not doubled
+        for blob, pairs in intro.items():
+            intro[blob] = [(last - index, path) for index, path in sorted(pairs, key=_newest_first)]
+        self._commits.reverse()
+        self._history = History(commits=self._commits, introductions=intro)
+        return self._history
+
+    def close(self) -> None:
+        """Stop git (a scan that ended early)."""
+        if self._proc.returncode is None:
+            self._proc.kill()
+            self._close()
+
+
 def read_history(
     repo: str,
     *,
@@ -94,45 +228,14 @@ def read_history(
     max_commits: int | None = None,
     on_commit: Callable[[int], None] | None = None,
 ) -> History:
-    """Parse ``git log --raw`` into a :class:`History` (streamed, not held as text)."""
-    history = History()
-    proc = subprocess.Popen(  # noqa: S603
-        _git(repo, *log_args(branch=branch, since=since, max_commits=max_commits)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert proc.stdout is not None
-    index = -1
-    intro = history.introductions
-    paths: dict[str, str] = {}  # one string per path, however many versions it has
-    for raw in proc.stdout:
-        line = raw.decode("utf-8", "surrogateescape").rstrip("\n")
-        if line.startswith("\0"):
-            sha, author, email, date = (line[1:].split(SEP) + ["", "", ""])[:4]
-            history.commits.append(Commit(sha, author, email, date))
-            index += 1
-            if on_commit is not None and index % 256 == 0:
-                on_commit(index)
-            continue
-        if not line.startswith(":"):
-            continue
-        meta, _, path = line.partition("\t")
-        fields = meta.split()
-        if len(fields) < 5:
-            continue
-        new_mode, new_sha, status = fields[1], fields[3], fields[4]
-        if new_sha == NULL_SHA or status.startswith("D") or new_mode in ("160000", "120000"):
-            continue
-        name = _unquote(path)
-        intro.setdefault(new_sha, []).append((index, paths.setdefault(name, name)))
-    err = proc.stderr.read() if proc.stderr else b""
-    if proc.wait() != 0:
-        text = err.decode("utf-8", "replace").strip().splitlines()
-        raise UsageError(
-            f"git log failed: {text[0] if text else 'unknown error'}",
-            hint="check --branch / --since and that the repository has commits",
-        )
-    return history
+    """The whole selected history as a :class:`History` (streamed, not held as text)."""
+    stream = HistoryStream(repo, branch=branch, since=since, max_commits=max_commits)
+    reported = 0
+    for _ in stream:
+        if on_commit is not None and stream.commits_read - reported >= 256:
+            reported = stream.commits_read
+            on_commit(reported)
+    return stream.finish()
 
 
 class _BlobReader:
@@ -157,40 +260,52 @@ class _BlobReader:
             pass
 
 
-def iter_blobs(
-    repo: str, blob_ids: Iterable[str], *, in_memory_limit: int = 16 * 1024 * 1024
-) -> Iterator[tuple[str, int, bytes | _BlobReader]]:
-    """Yield ``(blob id, size, content)`` for each id; big blobs come as a stream that
-    must be consumed before the next item is requested."""
-    proc = subprocess.Popen(  # noqa: S603
-        _git(repo, *CAT_FILE_LIMITS, "cat-file", "--batch"),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        bufsize=1 << 20,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    stdin, stdout = proc.stdin, proc.stdout
+class CatFile:
+    """One long-lived ``git cat-file --batch``, reused for any number of :meth:`blobs`
+    calls (a worker starts git once, not once per batch)."""
 
-    def feed() -> None:
+    def __init__(self, repo: str) -> None:
+        self._repo = repo
+        self._proc = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(  # noqa: S603
+            _git(self._repo, *PACK_LIMITS, "cat-file", "--batch"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            bufsize=1 << 20,
+            pipesize=PIPE_SIZE,
+        )
+
+    def blobs(
+        self, blob_ids: Sequence[str], *, in_memory_limit: int = 16 * 1024 * 1024
+    ) -> Iterator[tuple[str, int, bytes | _BlobReader]]:
+        """Yield ``(blob id, size, content)`` for each id that is a blob, in order; big
+        blobs come as a stream that must be consumed before the next item is requested.
+        At most IN_FLIGHT ids are asked ahead of what was read, so neither pipe fills up
+        and no writer thread is needed."""
+        if self._proc.returncode is not None:  # a previous call was left unfinished
+            self._proc = self._start()
         try:
-            for blob in blob_ids:
-                stdin.write(blob.encode() + b"\n")
-        except BrokenPipeError:
-            pass
-        finally:
-            try:
-                stdin.close()
-            except BrokenPipeError:
-                pass
+            yield from self._answers(blob_ids, in_memory_limit)
+        except BaseException:
+            self.close()  # answers may be left in the pipe: the next call starts afresh
+            raise
 
-    writer = threading.Thread(target=feed, daemon=True)
-    writer.start()
-    try:
-        while True:
+    def _answers(self, blob_ids: Sequence[str], in_memory_limit: int) -> Iterator[tuple[str, int, bytes | _BlobReader]]:
+        stdin, stdout = self._proc.stdin, self._proc.stdout
+        assert stdin is not None and stdout is not None
+        asked = 0
+        for answered in range(len(blob_ids)):
+            if asked - answered < IN_FLIGHT // 2 and asked < len(blob_ids):
+                more = blob_ids[asked : answered + IN_FLIGHT]
+                stdin.write(("\n".join(more) + "\n").encode())
+                stdin.flush()
+                asked += len(more)
             header = stdout.readline()
             if not header:
-                break
+                raise OSError("git cat-file stopped")
             parts = header.split()
             if len(parts) < 3 or parts[1] != b"blob":
                 if len(parts) >= 3 and parts[1] != b"missing":
@@ -206,40 +321,29 @@ def iter_blobs(
                 yield sha, size, reader
                 reader.drain()
                 stdout.read(1)
-    finally:
-        stdout.close()
+
+    def close(self) -> None:
+        """Stop git."""
+        proc = self._proc
+        for pipe in (proc.stdin, proc.stdout):
+            try:
+                if pipe is not None:
+                    pipe.close()
+            except BrokenPipeError:
+                pass
         proc.kill()
         proc.wait()
-        writer.join(timeout=1)
 
 
-def pack_order(repo: str, wanted: Mapping[str, object]) -> list[tuple[str, int]]:
-    """``(blob id, size)`` of the wanted blobs in pack order (cheap delta resolution when
-    read back in this order); wanted blobs git did not list come last."""
-    proc = subprocess.Popen(  # noqa: S603
-        _git(
-            repo,
-            "cat-file",
-            "--batch-all-objects",
-            "--unordered",
-            "--batch-check=%(objectname) %(objecttype) %(objectsize)",
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
-    out: list[tuple[str, int]] = []
-    seen: set[str] = set()
-    for line in proc.stdout:
-        parts = line.split()
-        if len(parts) == 3 and parts[1] == b"blob":
-            sha = parts[0].decode()
-            if sha in wanted and sha not in seen:
-                seen.add(sha)
-                out.append((sha, int(parts[2])))
-    proc.wait()
-    out.extend((sha, 0) for sha in wanted if sha not in seen)
-    return out
+def iter_blobs(
+    repo: str, blob_ids: Iterable[str], *, in_memory_limit: int = 16 * 1024 * 1024
+) -> Iterator[tuple[str, int, bytes | _BlobReader]]:
+    """Yield ``(blob id, size, content)`` for each id (one git process for this call)."""
+    reader = CatFile(repo)
+    try:
+        yield from reader.blobs(list(blob_ids), in_memory_limit=in_memory_limit)
+    finally:
+        reader.close()
 
 
 def origin_for(history: History, blob: str) -> Origin:
