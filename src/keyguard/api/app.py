@@ -43,7 +43,9 @@ class KeyguardAPI(FastAPI):
 
     Request ids and metrics wrap every request; the encrypt/decrypt fast lane
     answers its common case before routing, dependency injection and
-    validation (which cost more CPU than the vault operation itself).
+    validation (which cost more CPU than the vault operation itself). Outermost,
+    the front (:mod:`keyguard.api.front`) answers an encrypt/decrypt from a
+    caller already in the token cache in one coroutine, with the same lane.
     """
 
     _front: ASGIApp | None = None

@@ -28,6 +28,37 @@ from keyguard.api.gate import PRINCIPAL, BodyGate, Disconnected, read_body
 from keyguard.api.metrics import REQUEST_ID, RequestMiddleware, new_request_id
 
 
+def caller_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, int, str | None, str, str | None]:
+    """(authorization, content length, user agent, sane request id or "", X-Forwarded-For) in one walk.
+
+    The first of a repeated header counts, as with Starlette's ``Headers.get``. An
+    ``X-Keyguard-OTP`` header blanks the authorization (the routes check second
+    factors); a length of -1 is missing, -2 unreadable.
+    """
+    authorization = user_agent = rid = forwarded = None
+    length = -1
+    for name, value in headers:
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name == b"content-length":
+            if length == -1:
+                length = int(value) if value.isdigit() else -2
+        elif name == b"user-agent":
+            if user_agent is None:
+                user_agent = value.decode("latin-1")
+        elif name == b"x-request-id":
+            if rid is None:
+                text = value.decode("latin-1")
+                rid = text if REQUEST_ID.match(text) else ""
+        elif name == b"x-forwarded-for":
+            if forwarded is None:
+                forwarded = value.decode("latin-1")
+        elif name == b"x-keyguard-otp":
+            authorization = ""
+    return authorization, length, user_agent, rid or "", forwarded
+
+
 class CachedCallerFront:
     """Pure ASGI app in front of the request-id/metrics middleware (``chain``)."""
 
@@ -43,28 +74,7 @@ class CachedCallerFront:
         if match is None:
             await self.chain(scope, receive, send)
             return
-        authorization = user_agent = rid = forwarded = None
-        length = -1
-        for name, value in scope["headers"]:
-            # Starlette's Headers.get answers the first of a repeated header: so do these.
-            if name == b"authorization":
-                if authorization is None:
-                    authorization = value.decode("latin-1")
-            elif name == b"content-length":
-                if length == -1:
-                    length = int(value) if value.isdigit() else -2
-            elif name == b"user-agent":
-                if user_agent is None:
-                    user_agent = value.decode("latin-1")
-            elif name == b"x-request-id":
-                if rid is None:
-                    text = value.decode("latin-1")
-                    rid = text if REQUEST_ID.match(text) else ""
-            elif name == b"x-forwarded-for":
-                if forwarded is None:
-                    forwarded = value.decode("latin-1")
-            elif name == b"x-keyguard-otp":
-                authorization = ""  # the routes check the second factor
+        authorization, length, user_agent, rid, forwarded = caller_headers(scope["headers"])
         rid = rid or new_request_id()
         scope["keyguard.request_id"] = rid
         scheme, _, token = (authorization or "").partition(" ")
