@@ -16,8 +16,11 @@ routes' dependency, the encrypt/decrypt fast lane, the dashboard).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+
+from starlette.concurrency import run_in_threadpool
 
 from keyguard.errors import PermissionDeniedError
 from keyguard.vault.clients import ClientService
@@ -45,6 +48,7 @@ class TokenCache:
         self._entries: dict[str, tuple[Principal, float]] = {}
         self._lock = threading.Lock()
         self._generation = 0
+        self._flights: dict[str, asyncio.Future[Principal]] = {}  # token digest -> lookup in progress
 
     def clear(self) -> None:
         """Forget every cached principal (called on any state change)."""
@@ -74,6 +78,10 @@ class TokenCache:
         self, token: str, source_ip: str | None, user_agent: str | None, request_id: str | None
     ) -> Principal:
         """Look ``token`` up (database) and cache it, or raise :class:`PermissionDeniedError`."""
+        return self._fetch(token).on_request(source_ip, user_agent, request_id)
+
+    def _fetch(self, token: str) -> Principal:
+        """The principal of ``token`` without per-request fields, looked up and cached."""
         generation = self._generation
         base, deadline = self._lookup(token)
         with self._lock:
@@ -82,6 +90,45 @@ class TokenCache:
                 if len(self._entries) >= self._max:
                     self._entries.clear()
                 self._entries[hash_token(token)] = (base, deadline)
+        return base
+
+    async def authenticate_shared(
+        self, token: str, source_ip: str | None, user_agent: str | None, request_id: str | None
+    ) -> Principal:
+        """:meth:`authenticate` in the threadpool, one lookup per token at a time on this loop.
+
+        When a cached token expires, every request in flight with it misses at
+        once: they wait for the first one's lookup instead of each taking a
+        thread and a database read (the tail latency of every refresh). Each
+        caller still gets its own request fields, and a refusal raises for each.
+        """
+        digest = hash_token(token)
+        loop = asyncio.get_running_loop()
+        flight = self._flights.get(digest)
+        if flight is not None and flight.get_loop() is loop:
+            try:
+                base = await asyncio.shield(flight)
+            except asyncio.CancelledError:
+                if not flight.cancelled():
+                    raise  # this caller was cancelled
+                base = await run_in_threadpool(self._fetch, token)  # the first caller went away
+            return base.on_request(source_ip, user_agent, request_id)
+        flight = loop.create_future()
+        self._flights[digest] = flight
+        try:
+            base = await run_in_threadpool(self._fetch, token)
+        except Exception as exc:
+            flight.set_exception(exc)
+            flight.exception()  # retrieved: nobody else may be waiting
+            raise
+        except BaseException:
+            flight.cancel()
+            raise
+        else:
+            flight.set_result(base)
+        finally:
+            if self._flights.get(digest) is flight:
+                del self._flights[digest]
         return base.on_request(source_ip, user_agent, request_id)
 
     def authenticate_otp(

@@ -42,7 +42,17 @@ def client_ip(request: Request) -> str | None:
     trusted: tuple[Network, ...] = request.app.state.trusted_proxies
     if peer is None or not trusted or not _is_trusted(peer, trusted):
         return peer
-    forwarded = request.headers.get("x-forwarded-for")
+    return _forwarded_client(peer, request.headers.get("x-forwarded-for"), trusted)
+
+
+def client_of(peer: str | None, forwarded: str | None, trusted: tuple[Network, ...]) -> str | None:
+    """:func:`client_ip` from the connection's ``peer`` and the first ``X-Forwarded-For`` value (raw headers)."""
+    if peer is None or not trusted or not _is_trusted(peer, trusted):
+        return peer
+    return _forwarded_client(peer, forwarded, trusted)
+
+
+def _forwarded_client(peer: str, forwarded: str | None, trusted: tuple[Network, ...]) -> str:
     if not forwarded:
         return peer
     hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
@@ -102,7 +112,7 @@ async def authenticate_request(request: Request, *, second_factor: bool = True) 
     try:
         if otp:  # a second factor is checked every time, never cached
             return await run_in_threadpool(cache.authenticate_otp, bearer, source_ip, user_agent, rid, otp)
-        return await run_in_threadpool(cache.authenticate, bearer, source_ip, user_agent, rid)
+        return await cache.authenticate_shared(bearer, source_ip, user_agent, rid)
     except PermissionDeniedError as exc:
         await _audit_refusal(request, source_ip, user_agent, rid, exc.message)
         if is_invalid_token(exc):

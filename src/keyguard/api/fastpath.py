@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -28,7 +29,8 @@ from keyguard.crypto import envelope
 from keyguard.errors import KeyguardError, UsageError
 from keyguard.vault.principal import Principal
 
-_PATH = re.compile(r"^/v1/keys/([a-z0-9][a-z0-9._-]{0,63})/(encrypt|decrypt)$")
+PATH = re.compile(r"^/v1/keys/([a-z0-9][a-z0-9._-]{0,63})/(encrypt|decrypt)$")
+LANE_TRIED = "keyguard.lane_tried"  # scope key: the lane already passed this request on
 _FIELDS = {"encrypt": ("plaintext_b64", "context"), "decrypt": ("ciphertext", "context")}
 _JSON = [(b"content-type", b"application/json")]
 
@@ -45,13 +47,13 @@ class CryptoFastPath:
     def _route(self, op: str) -> Any:
         """The FastAPI route of ``op``, so the metrics middleware labels the request alike."""
         if not self._routes:
-            self._routes = {getattr(r, "name", ""): r for r in self.api.routes}
+            self._routes = {getattr(r, "name", ""): r for r in _walk(self.api.routes)}
         return self._routes.get(op)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = _PATH.match(scope["path"]) if scope["method"] == "POST" else None
+        match = PATH.match(scope["path"]) if scope["method"] == "POST" else None
         principal = scope.get(PRINCIPAL) if match is not None else None
-        if match is None or principal is None:
+        if match is None or principal is None or LANE_TRIED in scope:
             await self.app(scope, receive, send)
             return
         # The gate in front authenticated the caller and read the (capped) body: one message.
@@ -69,6 +71,10 @@ class CryptoFastPath:
         handled = await self._try(scope, send, match.group(1), match.group(2), data, principal)
         if not handled:
             await self.app(scope, replay, send)
+
+    async def answer(self, scope: Scope, send: Send, name: str, op: str, data: bytes, principal: Principal) -> bool:
+        """Answer the request (True), or leave it to the routes (False: nothing was sent, nothing audited)."""
+        return await self._try(scope, send, name, op, data, principal)
 
     async def _try(self, scope: Scope, send: Send, name: str, op: str, data: bytes, principal: Principal) -> bool:
         for header, _value in scope["headers"]:
@@ -101,6 +107,16 @@ class CryptoFastPath:
             return True
         await _respond(send, 200, document)
         return True
+
+
+def _walk(routes: list[Any]) -> Iterator[Any]:
+    """Every route, those of included routers too (FastAPI keeps an included router as one entry)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _walk(inner.routes)
+        else:
+            yield route
 
 
 def _parse(data: bytes, op: str) -> tuple[Any, dict[str, Any] | None] | None:

@@ -60,7 +60,7 @@ def load_max_body(config_file: Path | None) -> int:
     return value
 
 
-class _Disconnected(Exception):
+class Disconnected(Exception):
     """The client went away while sending its body."""
 
 
@@ -71,7 +71,7 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise _Disconnected
+            raise Disconnected
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -134,10 +134,10 @@ class BodyGate:
         if declared is None or declared <= self.max_body:
             try:
                 body = await read_body(receive, self.max_body)
-            except _Disconnected:
+            except Disconnected:
                 return
         if body is None:
-            await self._too_large(request, principal, send)
+            await self.too_large(scope, principal, send)
             return
         replayed = False
 
@@ -150,7 +150,9 @@ class BodyGate:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, request: Request, principal: Principal | None, send: Send) -> None:
+    async def too_large(self, scope: Scope, principal: Principal | None, send: Send) -> None:
+        """Refuse (413, audited, connection closed) a body over the cap."""
+        request = Request(scope)
         reason = f"the request body is over {self.max_body} bytes"
         caller = principal or Principal(
             name="anonymous",

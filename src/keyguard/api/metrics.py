@@ -44,7 +44,7 @@ VAULT_OPS = Counter(
 )
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 # Route names that are vault operations on a key (the ``name`` path parameter).
 VAULT_ROUTES = frozenset(
     {
@@ -82,6 +82,32 @@ def result_of(status: int) -> str:
     return "error"
 
 
+_IDS_PER_DRAW = 256
+_ids: list[str] = []
+os.register_at_fork(after_in_child=_ids.clear)  # a forked worker must not hand out its parent's ids
+
+
+def new_request_id() -> str:
+    """32 random hex digits (as random as uuid4); ``os.urandom`` is called once per 256 ids, not per request."""
+    while True:
+        try:
+            return _ids.pop()
+        except IndexError:
+            pool = os.urandom(16 * _IDS_PER_DRAW).hex()
+            _ids.extend(pool[i : i + 32] for i in range(0, len(pool), 32))
+
+
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's ``X-Request-Id`` when it is sane (the first one), else a fresh id."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if REQUEST_ID.match(text):
+                return text
+            break
+    return new_request_id()
+
+
 class RequestMiddleware:
     """Pure ASGI middleware: request ids and request/operation counters."""
 
@@ -92,15 +118,7 @@ class RequestMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = ""
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                text = value.decode("latin-1")
-                if _REQUEST_ID.match(text):
-                    rid = text
-                break
-        if not rid:
-            rid = os.urandom(16).hex()  # as random as uuid4, without building a UUID object
+        rid: str = scope.get("keyguard.request_id") or request_id_of(scope["headers"])
         scope["keyguard.request_id"] = rid
         status = 500
         header = (b"x-request-id", rid.encode("latin-1"))
@@ -116,10 +134,11 @@ class RequestMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            self._observe(scope, status, time.perf_counter() - started)
+            self.observe(scope, status, time.perf_counter() - started)
 
     @staticmethod
-    def _observe(scope: Scope, status: int, elapsed: float) -> None:
+    def observe(scope: Scope, status: int, elapsed: float) -> None:
+        """Count one answered request (its route, method and status class) and its latency."""
         route: Any = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         op = getattr(route, "name", None)

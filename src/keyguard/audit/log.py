@@ -50,6 +50,8 @@ _WRITER_IDLE = 5.0  # seconds before an idle background writer thread exits
 class _Deferred:
     """Where the appends of a deferred block go: thread futures, or futures of one event loop."""
 
+    __slots__ = ("futures", "loop", "waiters")
+
     def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.loop = loop
         self.futures: list[Future[dict[str, Any]]] = []
@@ -77,21 +79,25 @@ def deferred_appends() -> Iterator[list[Future[dict[str, Any]]]]:
         _deferred.reset(token)
 
 
-@contextmanager
-def loop_appends() -> Iterator[list[asyncio.Future[dict[str, Any]]]]:
+class loop_appends:  # noqa: N801 - used like the function-style context manager above
     """:func:`deferred_appends` for code running on an event loop: yields futures of that loop.
 
     Enter it on the loop's own thread. The writer settles all the futures of a
     batch that belong to one loop with a single ``call_soon_threadsafe``, where
     thread futures wrapped with ``asyncio.wrap_future`` cost a locked future, a
-    callback chain and a loop wake-up per event.
+    callback chain and a loop wake-up per event. A plain class, not a generator:
+    it is entered on every request.
     """
-    sink = _Deferred(asyncio.get_running_loop())
-    token = _deferred.set(sink)
-    try:
-        yield sink.waiters
-    finally:
-        _deferred.reset(token)
+
+    __slots__ = ("_sink", "_token")
+
+    def __enter__(self) -> list[asyncio.Future[dict[str, Any]]]:
+        self._sink = _Deferred(asyncio.get_running_loop())
+        self._token = _deferred.set(self._sink)
+        return self._sink.waiters
+
+    def __exit__(self, *_exc: object) -> None:
+        _deferred.reset(self._token)
 
 
 # The hot path's statements, written once as plain SQL and run on the DBAPI cursor of
@@ -223,6 +229,12 @@ class AuditLog:
         database = engine.url.database
         if engine.dialect.name == "sqlite" and database and database != ":memory:":
             self._lock_path = os.path.abspath(database) + ".audit-lock"
+        # SQLite: the writer keeps its connection and lock file open (checking a connection out
+        # of the pool and back, and opening the lock file, cost more than a batch's inserts).
+        self._keep = self._lock_path is not None
+        self._raw: Any = None
+        self._fd: int | None = None
+        self._owner = os.getpid()
 
     def append(self, draft: EventDraft) -> dict[str, Any]:
         """Append one event; returns the stored record. Raises :class:`AuditWriteError`.
@@ -320,12 +332,59 @@ class AuditLog:
         if self._lock_path is None:
             yield
             return
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)  # per batch: no descriptor outlives it
+        fd = self._lock_fd()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            os.close(fd)  # releases the lock
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _lock_fd(self) -> int:
+        """The lock file's descriptor, opened once per process (a killed process's lock goes with it)."""
+        if self._owner != os.getpid():
+            self._forget_inherited()
+        if self._fd is None:
+            assert self._lock_path is not None
+            # An flock belongs to the open file, which a fork would share: a child opens its own.
+            self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return self._fd
+
+    def _forget_inherited(self) -> None:
+        """After a fork: never use the parent's descriptor or SQLite connection (leave them to the parent)."""
+        self._owner = os.getpid()
+        self._fd = None
+        self._raw = None
+
+    def _connection(self) -> Any:
+        """The DBAPI connection of plain batches: kept open on SQLite, from the pool otherwise."""
+        if not self._keep:
+            return self._engine.raw_connection()
+        if self._owner != os.getpid():
+            self._forget_inherited()
+        if self._raw is None:
+            self._raw = self._engine.raw_connection()
+        return self._raw
+
+    def _release(self, raw: Any, failed: bool) -> None:
+        if not self._keep:
+            raw.close()  # back to the pool
+        elif failed:
+            self._raw = None  # a connection that failed a batch is not trusted with the next one
+            raw.invalidate()
+
+    def close(self) -> None:
+        """Close the kept connection and lock file (after the batch being written, if any)."""
+        with self._cv:
+            while self._writing:
+                self._cv.wait()
+            raw, fd = self._raw, self._fd
+            self._raw = self._fd = None
+            if self._owner != os.getpid():
+                return
+            if raw is not None:
+                raw.close()
+            if fd is not None:
+                os.close(fd)
 
     def _write(self, batch: list[_Pending]) -> None:
         now = datetime.now(UTC)
@@ -430,7 +489,8 @@ class AuditLog:
                 finally:
                     cursor.close()
             return
-        raw = self._engine.raw_connection()
+        raw = self._connection()
+        failed = True
         try:
             cursor = raw.cursor()
             try:
@@ -438,13 +498,14 @@ class AuditLog:
                     cursor.execute("BEGIN IMMEDIATE")
                 yield cursor, None
                 raw.commit()
+                failed = False
             except BaseException:
                 raw.rollback()
                 raise
             finally:
                 cursor.close()
         finally:
-            raw.close()  # back to the pool
+            self._release(raw, failed)
 
     @staticmethod
     def _finish(batch: list[_Pending], error: BaseException | None) -> None:

@@ -81,7 +81,7 @@ def serve(
     import uvicorn
 
     from keyguard.api import metrics_access
-    from keyguard.api.app import app_from_env, create_app
+    from keyguard.api.app import app_from_env, create_app, freeze_startup
     from keyguard.runtime import open_vault
 
     _check_proxies(trusted_proxy)
@@ -120,7 +120,8 @@ def serve(
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools, with each response written in one piece (keyguard.api.wire).
+        "http": "keyguard.api.wire:CoalescingHttpToolsProtocol",
         "access_log": access_log,
         "log_level": log_level,
         "timeout_graceful_shutdown": 5,
@@ -129,6 +130,7 @@ def serve(
     }
     if workers == 1:
         app = create_app(settings, vault, trusted_proxies=trusted_proxy, schedule=scheduler)
+        freeze_startup()
         listener = metrics_access.start_listener(metrics_listen) if metrics_listen is not None else None
         try:
             uvicorn.run(app, **common)  # type: ignore[arg-type]

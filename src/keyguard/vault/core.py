@@ -456,3 +456,4 @@ class VaultCore:
     def close(self) -> None:
         """Stop background work and release connections."""
         self.stop_watcher()
+        self.audit.close()
