@@ -177,21 +177,45 @@ def _builtin_tables(texts: list[tuple[str, str]]) -> list[tuple[str, list[dict[s
     return tables
 
 
+def _checked_groups(marker: Path | None, count: int) -> list[int] | None:
+    """The secret groups the validated marker recorded, one per rule (None if absent)."""
+    if marker is None:
+        return None
+    try:
+        groups = json.loads(marker.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(groups, list) or len(groups) != count or not all(type(g) is int for g in groups):
+        return None
+    return groups
+
+
 @lru_cache(maxsize=2)
 def _builtin(validate: bool) -> tuple[Rule, ...]:
     texts = builtin_rule_texts()
+    tables = _builtin_tables(texts)
+    marker = _validated_marker(texts)
+    # a catalog that passed its examples with this exact code records each rule's secret
+    # group: its regexes are then compiled on first use only (start-up time)
+    groups = _checked_groups(marker, sum(len(t) for _, t in tables))
     rules: list[Rule] = []
-    for family, tables in _builtin_tables(texts):
-        rules.extend(parse_rule(table, family) for table in tables)
+    if groups is not None:
+        numbered = iter(groups)
+        for family, family_tables in tables:
+            rules.extend(parse_rule(table, family, secret_group=next(numbered)) for table in family_tables)
+        check_unique(rules)
+        return tuple(rules)
+    for family, family_tables in tables:
+        rules.extend(parse_rule(table, family) for table in family_tables)
     check_unique(rules)
     if validate:
-        marker = _validated_marker(texts)
-        if marker is None or not marker.exists():
-            _raise_on(validate_examples(rules, seeds=(0,)))
-            try:
-                if marker is not None:
-                    marker.parent.mkdir(parents=True, exist_ok=True)
-                    marker.touch()
-            except OSError:
-                pass  # a read-only home: validate on every load instead
+        _raise_on(validate_examples(rules, seeds=(0,)))
+        try:
+            if marker is not None:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                scratch = marker.with_suffix(f".{os.getpid()}.tmp")
+                scratch.write_text(json.dumps([rule.secret_group for rule in rules]))
+                scratch.replace(marker)  # whole or absent, as the tables
+        except OSError:
+            pass  # a read-only home: validate on every load instead
     return tuple(rules)
