@@ -7,18 +7,20 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from keyguard.scan.config import ScanConfig
 from keyguard.scan.decode import DECODERS, decoded_lines
 from keyguard.scan.entropy import shannon
 from keyguard.scan.filters import rejected_by
-from keyguard.scan.managed import ManagedMatcher
 from keyguard.scan.model import Finding, Origin
 from keyguard.scan.names import secret_name
 from keyguard.scan.prefilter import KeywordMatcher, Pattern, hyperscan_available, make_matcher
 from keyguard.scan.rule import Rule
 from keyguard.scan.validators import VALIDATORS
+
+if TYPE_CHECKING:  # imported by --match-vault only (start-up time)
+    from keyguard.scan.managed import ManagedMatcher
 
 ALLOW_MARKER = b"keyguard:allow"
 MAX_BACK = 2048  # bytes looked at before a keyword on one (possibly huge) line
