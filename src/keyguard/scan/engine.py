@@ -102,6 +102,8 @@ class Scanner:
         if self.config.allows_path(origin.path):
             return []
         candidates = self._candidates(data, depth=0)
+        if not candidates and self.managed is None:
+            return []  # most blobs of a history: no keyword, or no match verified
         findings = [
             self._finding(data, c, origin, base_line, base_column)
             for c in self._absorb(self._resolve(candidates))
