@@ -173,3 +173,25 @@ def test_parsed_tables_are_cached_and_a_bad_cache_is_reparsed(tmp_path: Path, mo
         ]
     finally:
         catalog._builtin.cache_clear()
+
+
+def test_a_validated_catalog_compiles_each_regex_on_first_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from keyguard.scan import catalog
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    catalog._builtin.cache_clear()
+    try:
+        checked = catalog.load_rules()  # validated now: every regex compiled, groups recorded
+        assert all(rule._compiled for rule in checked)
+        catalog._builtin.cache_clear()
+        lazy = catalog.load_rules()
+        assert not any(rule._compiled for rule in lazy)
+        assert [(r.id, r.secret_group) for r in lazy] == [(r.id, r.secret_group) for r in checked]
+        assert [r.regex.pattern for r in lazy] == [r.regex.pattern for r in checked]
+        assert all(rule._compiled for rule in lazy)
+        (marker,) = (tmp_path / "keyguard").glob("catalog-*.ok")
+        marker.write_text("[1, 2]")  # not one group per rule: checked again
+        catalog._builtin.cache_clear()
+        assert all(rule._compiled for rule in catalog.load_rules())
+    finally:
+        catalog._builtin.cache_clear()

@@ -306,6 +306,29 @@ def test_scan_start_up_path_imports_no_heavy_package(leaky: tuple[Path, str]) ->
     assert table.returncode == 0 and table.stdout == "No secrets found.\n" and table.stderr == ""
 
 
+def test_history_scan_start_up_leaves_archive_and_vault_code_unloaded(repo: Path, gen: Callable[[str], str]) -> None:
+    """Issue 14: a history scan's serial start-up imports neither the archive readers, nor
+    importlib.resources, nor the vault matcher or the example generator, and compiles only
+    the regexes of rules whose keywords occur (the catalog was validated by the first run)."""
+    import subprocess
+    import sys
+
+    (repo / "config.py").write_text(f"TOKEN = '{gen('{crc:ghp}')}'\n")
+    commit(repo, "add config", "2024-01-02T10:00:00+00:00")
+    probe = (
+        "import sys; from keyguard.cli.main import main; code = main(sys.argv[1:]); "
+        "from keyguard.scan import catalog; "
+        "lazy = ('tarfile', 'zipfile', 'importlib.resources', 'keyguard.scan.managed', 'keyguard.scan.generate'); "
+        "compiled = sum(bool(r._compiled) for r in catalog.load_rules()); "
+        "sys.stderr.write(' '.join(m for m in lazy if m in sys.modules) + f'|{compiled < 40}'); sys.exit(code)"
+    )
+    args = [sys.executable, "-c", probe, "scan", "--git", str(repo), "-f", "json"]
+    subprocess.run(args, capture_output=True, text=True, check=False)  # validates the catalog once
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    assert done.returncode == 1 and [f["rule"] for f in json.loads(done.stdout)] == ["github-pat"]
+    assert done.stderr == "|True"
+
+
 def test_fast_parser_agrees_or_defers() -> None:
     from keyguard.cli.scan_run import ScanOptions, fast_command, parse_fast
 

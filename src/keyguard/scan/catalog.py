@@ -10,12 +10,10 @@ import os
 import random
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from keyguard.errors import DataFileError
-from keyguard.scan.generate import expand
 from keyguard.scan.model import Origin
 from keyguard.scan.rule import Rule, parse_rule
 
@@ -56,13 +54,11 @@ def rule_tables(text: str, where: str) -> list[dict[str, Any]]:
 
 
 def builtin_rule_texts() -> list[tuple[str, str]]:
-    """``(family, TOML text)`` of every built-in rule file, sorted by family."""
-    folder = resources.files("keyguard.scan") / "rules"
-    out = [
-        (entry.name.removesuffix(".toml"), entry.read_text(encoding="utf-8"))
-        for entry in folder.iterdir()
-        if entry.name.endswith(".toml")
-    ]
+    """``(family, TOML text)`` of every built-in rule file, sorted by family (read from the
+    package's folder, as :func:`_catalog_key` reads its code: importlib.resources and the
+    zipfile it imports cost a scan ~10 ms of start-up)."""
+    folder = Path(__file__).parent / "rules"
+    out = [(entry.stem, entry.read_text(encoding="utf-8")) for entry in folder.glob("*.toml") if entry.is_file()]
     return sorted(out)
 
 
@@ -83,6 +79,7 @@ def validate_examples(
 ) -> list[ExampleFailure]:
     """Run each subject rule's examples through a scanner built from ``rules``."""
     from keyguard.scan.engine import Scanner
+    from keyguard.scan.generate import expand  # examples only: not on a scan's start-up
 
     scanner = Scanner(rules, engine=engine)
     failures: list[ExampleFailure] = []
@@ -177,21 +174,45 @@ def _builtin_tables(texts: list[tuple[str, str]]) -> list[tuple[str, list[dict[s
     return tables
 
 
+def _checked_groups(marker: Path | None, count: int) -> list[int] | None:
+    """The secret groups the validated marker recorded, one per rule (None if absent)."""
+    if marker is None:
+        return None
+    try:
+        groups = json.loads(marker.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(groups, list) or len(groups) != count or not all(type(g) is int for g in groups):
+        return None
+    return groups
+
+
 @lru_cache(maxsize=2)
 def _builtin(validate: bool) -> tuple[Rule, ...]:
     texts = builtin_rule_texts()
+    tables = _builtin_tables(texts)
+    marker = _validated_marker(texts)
+    # a catalog that passed its examples with this exact code records each rule's secret
+    # group: its regexes are then compiled on first use only (start-up time)
+    groups = _checked_groups(marker, sum(len(t) for _, t in tables))
     rules: list[Rule] = []
-    for family, tables in _builtin_tables(texts):
-        rules.extend(parse_rule(table, family) for table in tables)
+    if groups is not None:
+        numbered = iter(groups)
+        for family, family_tables in tables:
+            rules.extend(parse_rule(table, family, secret_group=next(numbered)) for table in family_tables)
+        check_unique(rules)
+        return tuple(rules)
+    for family, family_tables in tables:
+        rules.extend(parse_rule(table, family) for table in family_tables)
     check_unique(rules)
     if validate:
-        marker = _validated_marker(texts)
-        if marker is None or not marker.exists():
-            _raise_on(validate_examples(rules, seeds=(0,)))
-            try:
-                if marker is not None:
-                    marker.parent.mkdir(parents=True, exist_ok=True)
-                    marker.touch()
-            except OSError:
-                pass  # a read-only home: validate on every load instead
+        _raise_on(validate_examples(rules, seeds=(0,)))
+        try:
+            if marker is not None:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                scratch = marker.with_suffix(f".{os.getpid()}.tmp")
+                scratch.write_text(json.dumps([rule.secret_group for rule in rules]))
+                scratch.replace(marker)  # whole or absent, as the tables
+        except OSError:
+            pass  # a read-only home: validate on every load instead
     return tuple(rules)

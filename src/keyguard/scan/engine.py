@@ -7,18 +7,20 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from keyguard.scan.config import ScanConfig
 from keyguard.scan.decode import DECODERS, decoded_lines
 from keyguard.scan.entropy import shannon
 from keyguard.scan.filters import rejected_by
-from keyguard.scan.managed import ManagedMatcher
 from keyguard.scan.model import Finding, Origin
 from keyguard.scan.names import secret_name
 from keyguard.scan.prefilter import KeywordMatcher, Pattern, hyperscan_available, make_matcher
 from keyguard.scan.rule import Rule
 from keyguard.scan.validators import VALIDATORS
+
+if TYPE_CHECKING:  # imported by --match-vault only (start-up time)
+    from keyguard.scan.managed import ManagedMatcher
 
 ALLOW_MARKER = b"keyguard:allow"
 MAX_BACK = 2048  # bytes looked at before a keyword on one (possibly huge) line
@@ -100,6 +102,8 @@ class Scanner:
         if self.config.allows_path(origin.path):
             return []
         candidates = self._candidates(data, depth=0)
+        if not candidates and self.managed is None:
+            return []  # most blobs of a history: no keyword, or no match verified
         findings = [
             self._finding(data, c, origin, base_line, base_column)
             for c in self._absorb(self._resolve(candidates))

@@ -65,15 +65,15 @@ class HyperscanMatcher:
     def hits(self, data: bytes) -> list[tuple[int, int]]:
         """All occurrences of every keyword in ``data``."""
         out: list[tuple[int, int]] = []
-        append = out.append
-
-        def on_match(kid: int, start: int, end: int, flags: int, ctx: object) -> None:
-            del start, flags, ctx
-            append((kid, end))
-
         if data:
-            self._db.scan(data, match_event_handler=on_match)
+            self._db.scan(data, match_event_handler=_collect, context=out)
         return out
+
+
+def _collect(kid: int, start: int, end: int, flags: int, out: list[tuple[int, int]]) -> None:
+    """Hyperscan's match handler: one function for every scan (its list is the context)."""
+    del start, flags
+    out.append((kid, end))
 
 
 class AhoCorasickMatcher:

@@ -40,7 +40,7 @@ class Rule:
 
     id: str
     description: str
-    regex: re.Pattern[str]
+    pattern: str  # the regex's source; compiled on first use (see :attr:`regex`)
     keywords: tuple[str, ...]
     family: str = "custom"
     secret_group: int = 0
@@ -56,6 +56,17 @@ class Rule:
     absorbs: frozenset[str] = frozenset()  # rule ids whose findings nearby are the same credential
     true_positives: tuple[str, ...] = ()
     false_positives: tuple[str, ...] = ()
+    _compiled: list[re.Pattern[str]] = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        """The compiled regex. Compiling the catalog's 245 regexes is most of a scan's serial
+        start-up, and most rules never see their keyword: each is compiled when first used
+        (in the worker processes of a history scan, not in the parent before they fork)."""
+        compiled = self._compiled
+        if not compiled:
+            compiled.append(re.compile(self.pattern))
+        return compiled[0]
 
 
 def _compile(pattern: str, where: str) -> re.Pattern[str]:
@@ -74,8 +85,11 @@ def parse_allowlist(table: dict[str, Any], where: str) -> Allowlist:
     )
 
 
-def parse_rule(table: dict[str, Any], family: str) -> Rule:
-    """Parse and check one ``[[rule]]`` table; raises DataFileError naming the rule."""
+def parse_rule(table: dict[str, Any], family: str, *, secret_group: int | None = None) -> Rule:
+    """Parse and check one ``[[rule]]`` table; raises DataFileError naming the rule.
+
+    ``secret_group`` is the group this table's regex was found to have when it was last
+    checked (a cached, validated catalog): the regex is then compiled on first use only."""
     rule_id = str(table.get("id", ""))
     where = f"rule {rule_id or '?'} ({family})"
     if not _ID.match(rule_id):
@@ -83,11 +97,16 @@ def parse_rule(table: dict[str, Any], family: str) -> Rule:
     for key in ("description", "regex", "keywords"):
         if not table.get(key):
             raise DataFileError(f"{where}: missing {key}")
-    regex = _compile(str(table["regex"]), where)
-    default_group = regex.groupindex.get("secret", 1 if regex.groups else 0)
-    group = int(table.get("secret_group", default_group))
-    if group > regex.groups:
-        raise DataFileError(f"{where}: secret_group {group} > number of groups")
+    compiled: list[re.Pattern[str]] = []
+    if secret_group is None:
+        regex = _compile(str(table["regex"]), where)
+        compiled.append(regex)
+        default_group = regex.groupindex.get("secret", 1 if regex.groups else 0)
+        group = int(table.get("secret_group", default_group))
+        if group > regex.groups:
+            raise DataFileError(f"{where}: secret_group {group} > number of groups")
+    else:
+        group = secret_group
     severity = str(table.get("severity", "high"))
     if severity not in SEVERITIES:
         raise DataFileError(f"{where}: severity must be one of {', '.join(SEVERITIES)}")
@@ -104,7 +123,7 @@ def parse_rule(table: dict[str, Any], family: str) -> Rule:
     return Rule(
         id=rule_id,
         description=str(table["description"]),
-        regex=regex,
+        pattern=str(table["regex"]),
         keywords=tuple(str(k).lower() for k in table["keywords"]),
         family=family,
         secret_group=group,
@@ -120,4 +139,5 @@ def parse_rule(table: dict[str, Any], family: str) -> Rule:
         absorbs=frozenset(str(r) for r in table.get("absorbs", [])),
         true_positives=tuple(str(x) for x in examples.get("true_positives", [])),
         false_positives=tuple(str(x) for x in examples.get("false_positives", [])),
+        _compiled=compiled,
     )

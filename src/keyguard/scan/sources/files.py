@@ -6,8 +6,6 @@ import io
 import os
 import subprocess
 import sys
-import tarfile
-import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +14,6 @@ from typing import IO, Any, Protocol
 
 from keyguard.scan.config import ExpandLimits
 from keyguard.scan.model import Origin
-from keyguard.scan.sources.ignore import IgnoreMatcher
 
 SNIFF = 8000
 IN_MEMORY_LIMIT = 1024 * 1024  # larger files are streamed in overlapping chunks
@@ -24,17 +21,26 @@ MAX_ARCHIVE_DEPTH = 3
 NESTED_ZIP_LIMIT = 16 * 1024 * 1024  # a zip inside an archive is opened in memory up to this
 READ = 256 * 1024
 SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
-_ARCHIVE_ERRORS = (
-    zipfile.BadZipFile,
-    zipfile.LargeZipFile,
-    tarfile.TarError,
-    OSError,
-    EOFError,
-    ValueError,
-    zlib.error,
-    NotImplementedError,  # a zip member's compression method
-    RuntimeError,  # an encrypted zip member
-)
+
+
+def _archive_errors() -> tuple[type[BaseException], ...]:
+    """What a damaged archive or compressed stream raises. Evaluated by ``except`` clauses
+    only when something was raised: tarfile and zipfile are imported when an archive is met
+    (a history scan's start-up, and most of its blobs, never need them)."""
+    import tarfile
+    import zipfile
+
+    return (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        tarfile.TarError,
+        OSError,
+        EOFError,
+        ValueError,
+        zlib.error,
+        NotImplementedError,  # a zip member's compression method
+        RuntimeError,  # an encrypted zip member
+    )
 
 
 @dataclass(slots=True)
@@ -148,7 +154,7 @@ class _Guarded:
             return b""
         try:
             return self._inner.read(n)
-        except _ARCHIVE_ERRORS:
+        except _archive_errors():
             self._failed = True
             warn(f"{self._origin.path}: unreadable archive content, scanned up to the error")
             return b""
@@ -180,7 +186,7 @@ def _read_up_to(stream: Readable, limit: int) -> bytes:
         while size < limit and (block := stream.read(min(READ, limit - size))):
             parts.append(block)
             size += len(block)
-    except _ARCHIVE_ERRORS:
+    except _archive_errors():
         pass
     return b"".join(parts)
 
@@ -240,6 +246,8 @@ def _members(origin: Origin, kind: str, stream: Readable, budget: _Budget, depth
     """Items inside one archive, each streamed; nothing is held whole but a nested zip."""
     prefix = origin.path
     if kind == "zip":
+        import zipfile
+
         if isinstance(stream, _Counted) and stream.seekable():
             seekable: Any = stream
         else:  # zip needs random access: a nested one is read into memory, up to a bound
@@ -259,6 +267,8 @@ def _members(origin: Origin, kind: str, stream: Readable, budget: _Budget, depth
                     return
         return
     if kind == "tar":
+        import tarfile
+
         with tarfile.open(fileobj=stream, mode="r|") as archive:  # type: ignore[call-overload]
             for member in archive:
                 handle = archive.extractfile(member) if member.isfile() else None
@@ -286,7 +296,7 @@ def _expand(origin: Origin, stream: Readable, budget: _Budget, depth: int) -> It
         source = stream if kind == "zip" and seekable else Prepend(head, stream)
         try:
             yield from _members(origin, kind, source, budget, depth)
-        except _ARCHIVE_ERRORS:
+        except _archive_errors():
             return
         return
     if is_binary(head):
@@ -305,7 +315,7 @@ def expand_stream(origin: Origin, raw: IO[bytes], limits: ExpandLimits | None = 
     budget = _Budget(origin, limits or ExpandLimits())
     try:
         yield from _expand(origin, _Counted(raw, budget), budget, 0)
-    except _ARCHIVE_ERRORS:  # an unreadable file
+    except _archive_errors():  # an unreadable file
         return
 
 
@@ -314,7 +324,7 @@ def expand_content(origin: Origin, data: bytes, depth: int = 0, limits: ExpandLi
     budget = _Budget(origin, limits or ExpandLimits())
     try:
         yield from _expand(origin, _Counted(io.BytesIO(data), budget), budget, depth)
-    except _ARCHIVE_ERRORS:
+    except _archive_errors():
         return
 
 
@@ -360,6 +370,8 @@ def walk_dir(folder: Path, *, no_ignore: bool) -> Iterator[Path]:
                 if candidate.is_file() and not candidate.is_symlink():
                     yield candidate
             return
+    from keyguard.scan.sources.ignore import IgnoreMatcher  # only for a folder outside git
+
     matcher = IgnoreMatcher(folder)
     for root, dirs, files in os.walk(folder):
         rel_root = Path(root).relative_to(folder).as_posix()
