@@ -220,6 +220,8 @@ class AuditLog:
         self._update_sql = _for_driver(_UPDATE_HEAD if checkpoint_key is None else _UPDATE_HEAD_CHECKPOINT, dialect)
         self._notify_sql = _for_driver(_NOTIFY, dialect)
         self._touched: dict[tuple[str, int], float] = {}
+        # Events of deferred appends made on an event loop, kept until the end of the loop's turn.
+        self._turns: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         self._seen = 0  # the highest head counter this process saw committed: heads never go back
         self._writer_running = False
         # SQLite: the writers of several processes (serve --workers N, the CLI) queue on
@@ -247,12 +249,13 @@ class AuditLog:
             if sink.loop is None:
                 future: Future[dict[str, Any]] = Future()
                 sink.futures.append(future)
-                self._submit(_Pending(draft, future=future))
+                self._submit([_Pending(draft, future=future)])
             else:
                 waiter = sink.loop.create_future()
                 sink.waiters.append(waiter)
-                self._submit(_Pending(draft, waiter=waiter))
+                self._submit_from_loop(_Pending(draft, waiter=waiter), sink.loop)
             return {}
+        self._hand_over_here()
         pending = _Pending(draft)
         with self._cv:
             self._queue.append(pending)
@@ -300,9 +303,42 @@ class AuditLog:
         finally:
             self._gathering = False
 
-    def _submit(self, pending: _Pending) -> None:
+    def _submit_from_loop(self, pending: _Pending, loop: asyncio.AbstractEventLoop) -> None:
+        """Keep a loop's event until the end of this loop turn, then hand the turn's events over at once.
+
+        Every request answered in one turn appends here without a lock; the writer
+        is woken (and the queue's lock taken) once per turn, not once per event, and
+        it finds the whole turn's events when it wakes.
+        """
+        if asyncio._get_running_loop() is not loop:  # appended from a worker thread: no turn to wait for
+            self._submit([pending])
+            return
+        turn = self._turns.get(loop)
+        if turn is None:
+            turn = self._turns[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        turn.append(pending)
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue the events ``loop`` kept during its last turn (runs on that loop)."""
+        turn = self._turns.pop(loop, None)
+        if turn:
+            self._submit(turn)
+
+    def _hand_over_here(self) -> None:
+        """Queue what this thread's running loop kept, before a blocking append: events keep their order."""
+        if not self._turns:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._hand_over(loop)
+
+    def _submit(self, events: list[_Pending]) -> None:
         with self._cv:
-            self._queue.append(pending)
+            was_empty = not self._queue
+            self._queue.extend(events)
             # Wake a thread only when it has something new to do: every wake-up is a
             # thread switch and a GIL hand-over. A gathering leader waits for the queue to
             # reach the last batch's size; an idle writer waits for the first event (a
@@ -310,7 +346,7 @@ class AuditLog:
             if self._gathering:
                 if len(self._queue) >= self._last_batch:
                     self._grew.notify()
-            elif len(self._queue) == 1:
+            elif was_empty:
                 self._cv.notify_all()
             if not self._writer_running:
                 self._writer_running = True
@@ -452,6 +488,7 @@ class AuditLog:
         the write transaction (``BEGIN IMMEDIATE``) already holds the database's
         lock. A forged or older head refuses the operation here.
         """
+        self._hand_over_here()
         cursor = conn.connection.cursor()
         try:
             self._read_head(cursor)
