@@ -59,18 +59,9 @@ class CryptoFastPath:
         # The gate in front authenticated the caller and read the (capped) body: one message.
         message = await receive()
         data: bytes = message.get("body", b"")
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": data, "more_body": False}
-
         handled = await self._try(scope, send, match.group(1), match.group(2), data, principal)
         if not handled:
-            await self.app(scope, replay, send)
+            await self.app(scope, replaying(receive, data), send)
 
     async def answer(self, scope: Scope, send: Send, name: str, op: str, data: bytes, principal: Principal) -> bool:
         """Answer the request (True), or leave it to the routes (False: nothing was sent, nothing audited)."""
@@ -107,6 +98,20 @@ class CryptoFastPath:
             return True
         await _respond(send, 200, document)
         return True
+
+
+def replaying(receive: Receive, body: bytes) -> Receive:
+    """A ``receive`` that first hands back ``body`` (already read) as one message, then reads on."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 def _walk(routes: list[Any]) -> Iterator[Any]:

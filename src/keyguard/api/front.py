@@ -23,7 +23,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from keyguard.api.deps import client_of
-from keyguard.api.fastpath import LANE_TRIED, PATH, CryptoFastPath
+from keyguard.api.fastpath import LANE_TRIED, PATH, CryptoFastPath, replaying
 from keyguard.api.gate import PRINCIPAL, BodyGate, Disconnected, read_body
 from keyguard.api.metrics import REQUEST_ID, RequestMiddleware, new_request_id
 
@@ -119,14 +119,5 @@ class CachedCallerFront:
                 RequestMiddleware.observe(scope, status, time.perf_counter() - started)
         if not handed_on:
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": data, "more_body": False}
-
         scope[LANE_TRIED] = True
-        await self.chain(scope, replay, send)
+        await self.chain(scope, replaying(receive, data), send)
