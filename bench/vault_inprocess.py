@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from keyguard.audit.log import verify_log
+from keyguard.audit.reading import verify_log
 from keyguard.store.db import create_db_engine, migrate
 from keyguard.vault.principal import Principal
 from keyguard.vault.roots import KeyFileRoot

@@ -67,7 +67,7 @@ def as_admin(api: TestClient, root_token: str) -> TestClient:
 @pytest.fixture
 def events(vault: Vault) -> Callable[..., list[dict[str, Any]]]:
     """``events(op=..., result=...)`` → audit events whose fields equal the arguments."""
-    from keyguard.audit.log import iter_events
+    from keyguard.audit.reading import iter_events
 
     def find(**match: Any) -> list[dict[str, Any]]:
         return [e for e in iter_events(vault.engine) if all(e.get(k) == v for k, v in match.items())]

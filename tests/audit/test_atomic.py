@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from keyguard.audit.log import verify_log
+from keyguard.audit.reading import verify_log
 from keyguard.errors import KeyguardError
 from keyguard.store.tables import AuditEvent, Client, Grant, Token
 from keyguard.vault.clients import ClientService

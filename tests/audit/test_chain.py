@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from keyguard.audit.chain import FIELDS, GENESIS, canonical, event_hash, verify_events
-from keyguard.audit.log import AuditLog, EventDraft, iter_events, loop_appends, verify_log
+from keyguard.audit.log import AuditLog, EventDraft, loop_appends
+from keyguard.audit.reading import iter_events, verify_log
 from keyguard.errors import ChainIntegrityError
 from keyguard.store.db import create_db_engine, migrate
 

@@ -29,8 +29,8 @@ from keyguard.audit.checkpoint import (
     verify_against,
     write_checkpoint_file,
 )
-from keyguard.audit.log import iter_events, verify_log
 from keyguard.audit.push import CheckpointPusher, PushConfig, load_config
+from keyguard.audit.reading import iter_events, verify_log
 from keyguard.errors import AuditWriteError, ChainIntegrityError
 
 

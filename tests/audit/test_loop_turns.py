@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from keyguard.audit.log import AuditLog, EventDraft, iter_events, loop_appends, verify_log
+from keyguard.audit.log import AuditLog, EventDraft, loop_appends
+from keyguard.audit.reading import iter_events, verify_log
 from keyguard.store.db import create_db_engine, migrate
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from keyguard.audit.log import AuditLog, EventDraft, iter_events, verify_log
+from keyguard.audit.log import AuditLog, EventDraft
+from keyguard.audit.reading import iter_events, verify_log
 from keyguard.errors import AuditWriteError
 from keyguard.store.db import create_db_engine, migrate
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from keyguard.audit.log import AuditLog, iter_events, verify_log
+from keyguard.audit.log import AuditLog
+from keyguard.audit.reading import iter_events, verify_log
 from keyguard.connectors.audited import audit_key, audit_step
 from keyguard.connectors.base import Outcome, Proof, Step
 from keyguard.connectors.errors import MissingPermissionError, UnsupportedStepError

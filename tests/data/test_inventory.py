@@ -142,7 +142,7 @@ def test_kill_9_during_rewrap_loses_nothing(vault, admin, db_url: str, tmp_path:
 
 
 def _rewrap_events(vault) -> list[str]:  # type: ignore[no-untyped-def]
-    from keyguard.audit.log import iter_events
+    from keyguard.audit.reading import iter_events
 
     return [e["result"] for e in iter_events(vault.engine) if e["op"] == "data.rewrap"]
 

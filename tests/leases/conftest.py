@@ -124,6 +124,6 @@ def leases(vault: Any, clock: FrozenClock) -> Iterator[Callable[..., LeaseManage
 
 
 def audit_events(vault: Any, op_prefix: str = "lease.") -> list[dict[str, Any]]:
-    from keyguard.audit.log import iter_events
+    from keyguard.audit.reading import iter_events
 
     return [e for e in iter_events(vault.engine) if str(e["op"]).startswith(op_prefix)]

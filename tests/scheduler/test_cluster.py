@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from keyguard.audit.log import iter_events
+from keyguard.audit.reading import iter_events
 from keyguard.response.scheduler.leader import Leadership
 from keyguard.store.db import create_db_engine
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt as pyjwt
 
-from keyguard.audit.log import iter_events
+from keyguard.audit.reading import iter_events
 from keyguard.clock import FrozenClock
 from keyguard.response.scheduler.leader import Leadership
 from keyguard.response.scheduler.service import Scheduler

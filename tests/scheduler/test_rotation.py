@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from keyguard.audit.log import iter_events
+from keyguard.audit.reading import iter_events
 from keyguard.errors import KeyguardError
 from keyguard.monitor.alerts import list_alerts
 from keyguard.policy.schedule import next_rotations

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from keyguard.audit.log import iter_events
+from keyguard.audit.reading import iter_events
 from keyguard.store.db import create_db_engine
 from keyguard.vault.roots import KeyFileRoot
 from keyguard.vault.service import Vault

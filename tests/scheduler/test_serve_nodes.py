@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-from keyguard.audit.log import iter_events
+from keyguard.audit.reading import iter_events
 from keyguard.store.db import create_db_engine
 from keyguard.store.tables import Key, KeyVersion
 from tests.killpoint import child_env, rerun

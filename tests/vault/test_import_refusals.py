@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from keyguard.audit.log import iter_events
+from keyguard.audit.reading import iter_events
 from keyguard.errors import KeyRejectedError, UsageError
 from keyguard.store.db import create_db_engine, migrate
 from keyguard.vault.barrier import live_generations

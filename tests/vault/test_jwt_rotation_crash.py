@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select, update
 from tests.killpoint import child_env, commits, rerun, run
 
-from keyguard.audit.log import verify_log
+from keyguard.audit.reading import verify_log
 from keyguard.store.db import create_db_engine, migrate
 from keyguard.store.jwt_tables import JwtSigningKey
 from keyguard.vault.clients import ClientService

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
-from keyguard.audit.log import iter_events
+from keyguard.audit.reading import iter_events
 from keyguard.clock import FrozenClock
 from keyguard.config import Settings
 from keyguard.errors import PermissionDeniedError, UsageError

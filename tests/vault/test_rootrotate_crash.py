@@ -22,7 +22,7 @@ from sqlalchemy import select
 from tests.conftest import PG_ADMIN_URL
 from tests.killpoint import Copies, child_env, commits, rerun, run
 
-from keyguard.audit.log import verify_log
+from keyguard.audit.reading import verify_log
 from keyguard.data.inventory import DataInventory
 from keyguard.errors import KeyguardError
 from keyguard.store.db import create_db_engine, migrate

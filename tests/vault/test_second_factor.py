@@ -14,7 +14,7 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from keyguard.audit.log import iter_events
+from keyguard.audit.reading import iter_events
 from keyguard.clock import FrozenClock
 from keyguard.errors import (
     MfaRequiredError,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from keyguard.audit.log import verify_log
+from keyguard.audit.reading import verify_log
 from keyguard.clock import FrozenClock
 from keyguard.errors import IntegrityError, NotFoundError, PermissionDeniedError, RefusedError, UsageError
 from keyguard.store.secret_tables import SecretVersionRow

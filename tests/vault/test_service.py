@@ -220,7 +220,7 @@ def test_grants_and_denials_are_audited(vault, admin) -> None:
         vault.encrypt(svc, "hr", b"x")
     with pytest.raises(PermissionDeniedError):
         vault.rotate(svc, "pay")
-    from keyguard.audit.log import iter_events
+    from keyguard.audit.reading import iter_events
 
     denied = [e for e in iter_events(vault.engine) if e["result"] == "denied"]
     assert [(e["actor"], e["op"], e["key"]) for e in denied] == [
@@ -333,7 +333,7 @@ def test_mfa_for_destructive_operations(vault, admin) -> None:
 
 
 def _events(vault):  # type: ignore[no-untyped-def]
-    from keyguard.audit.log import iter_events
+    from keyguard.audit.reading import iter_events
 
     return iter_events(vault.engine)
 

@@ -14,7 +14,7 @@ import pyotp
 import pytest
 from fastapi.testclient import TestClient
 
-from keyguard.audit.log import iter_events
+from keyguard.audit.reading import iter_events
 from keyguard.errors import KeyguardError
 from keyguard.incident.service import IncidentService
 from keyguard.monitor.alerts import list_alerts

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from keyguard.audit.log import iter_events
+from keyguard.audit.reading import iter_events
 from keyguard.vault.clients import ClientService
 from keyguard.vault.principal import local_admin
 from keyguard.web import auth

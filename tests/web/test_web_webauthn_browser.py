@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from keyguard.audit.log import iter_events
+from keyguard.audit.reading import iter_events
 from keyguard.errors import KeyguardError
 from keyguard.vault.principal import Principal
 from keyguard.vault.service import Vault

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from keyguard.audit.log import iter_events
+from keyguard.audit.reading import iter_events
 from keyguard.errors import SecondFactorError
 from keyguard.store.webauthn_tables import WebAuthnChallenge, WebAuthnCredential
 from keyguard.vault.clients import ClientService

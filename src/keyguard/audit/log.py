@@ -34,12 +34,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, DateTime, Engine, TextClause, bindparam, select, text
+from sqlalchemy import Connection, DateTime, Engine, TextClause, bindparam, text
 
-from keyguard.audit.chain import checkpoint, event_hash, head_problem, verify_events
+from keyguard.audit.chain import checkpoint, event_hash, head_problem
 from keyguard.errors import AuditWriteError, ChainIntegrityError
 from keyguard.store.db import write_tx
-from keyguard.store.tables import AuditEvent, AuditHead
 
 RESULTS = ("ok", "denied", "error")
 _TOUCH_EVERY = 1.0  # seconds: last-used times are kept to this precision
@@ -582,42 +581,3 @@ class AuditLog:
             at = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
             conn.execute(_TOUCH_VERSION, {"at": at, "version": version, "key": key})
             conn.execute(_TOUCH_KEY, {"at": at, "key": key})
-
-
-def iter_events(engine: Engine, since_id: int = 0, batch: int = 5000) -> Iterator[dict[str, Any]]:
-    """Stream events in id order without holding the log in memory."""
-    cols = list(AuditEvent.__table__.columns)
-    last = since_id
-    while True:
-        with engine.connect() as conn:
-            rows = conn.execute(select(*cols).where(AuditEvent.id > last).order_by(AuditEvent.id).limit(batch)).all()
-        if not rows:
-            return
-        for row in rows:
-            yield dict(row._mapping)
-        last = rows[-1].id
-
-
-def verify_log(engine: Engine, checkpoint_key: bytes | None = None) -> dict[str, Any]:
-    """Walk the whole chain; raise :class:`ChainIntegrityError` at the first bad event.
-
-    With ``checkpoint_key`` the head must carry the vault's checkpoint: a blank
-    or missing one on a log that has events is a failure, never a skipped check.
-    """
-    with engine.connect() as conn:
-        last_id, last_hash, mark, counter = conn.execute(
-            select(AuditHead.last_id, AuditHead.last_hash, AuditHead.checkpoint, AuditHead.counter).where(
-                AuditHead.id == 1
-            )
-        ).one()
-    result = verify_events(iter_events(engine), int(last_id), str(last_hash))
-    problem = head_problem(checkpoint_key, int(last_id), str(last_hash), int(counter or 0), mark)
-    if problem is not None:
-        raise ChainIntegrityError(int(last_id), problem)
-    return {
-        "events": result.events,
-        "last_id": result.last_id,
-        "last_hash": result.last_hash,
-        "counter": int(counter or 0),
-        "checkpoint": checkpoint_key is not None and bool(mark),
-    }

@@ -13,8 +13,8 @@ import typer
 from rich.table import Table
 
 from keyguard.audit.checkpoint import load_checkpoints, signed_checkpoint, verify_against, write_checkpoint_file
-from keyguard.audit.log import iter_events, verify_log
 from keyguard.audit.push import load_config, push
+from keyguard.audit.reading import iter_events, verify_log
 from keyguard.cli import context
 from keyguard.cli.output import MAX_COUNT, JsonOption, console, emit, local_time, print_json
 from keyguard.clock import parse_time

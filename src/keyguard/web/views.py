@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, inspect, select, text
 
-from keyguard.audit.log import iter_events, verify_log
+from keyguard.audit.reading import iter_events, verify_log
 from keyguard.clock import as_utc
 from keyguard.errors import ChainIntegrityError, KeyguardError
 from keyguard.incident.model import Incident, ItemState, Obligation, Phase, Status

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from keyguard.api import schemas
 from keyguard.api.deps import PrincipalDep, VaultDep
-from keyguard.audit.log import format_ts, verify_log
+from keyguard.audit.log import format_ts
+from keyguard.audit.reading import verify_log
 from keyguard.clock import parse_time
 from keyguard.config import MAX_COUNT
 from keyguard.store.tables import AuditEvent
