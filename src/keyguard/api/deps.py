@@ -40,9 +40,7 @@ def client_ip(request: Request) -> str | None:
     """
     peer = request.client.host if request.client else None
     trusted: tuple[Network, ...] = request.app.state.trusted_proxies
-    if peer is None or not trusted or not _is_trusted(peer, trusted):
-        return peer
-    return _forwarded_client(peer, request.headers.get("x-forwarded-for"), trusted)
+    return client_of(peer, request.headers.get("x-forwarded-for"), trusted)
 
 
 def client_of(peer: str | None, forwarded: str | None, trusted: tuple[Network, ...]) -> str | None:
