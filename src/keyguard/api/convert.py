@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from keyguard.api import schemas
+from keyguard.crypto import b64
 from keyguard.errors import UsageError
 from keyguard.vault.clients import ClientView
 from keyguard.vault.service import KeyInfo
@@ -20,8 +18,8 @@ def b64decode(value: str, field: str) -> bytes:
     if ("-" in text or "_" in text) and not ("+" in text or "/" in text):
         text = text.translate(_URLSAFE_TO_STANDARD)
     try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
+        return b64.decode(text + "=" * (-len(text) % 4))
+    except ValueError:
         raise UsageError(f"{field} is not valid base64") from None
 
 
@@ -30,7 +28,7 @@ _URLSAFE_TO_STANDARD = str.maketrans("-_", "+/")
 
 def b64encode(data: bytes) -> str:
     """Standard base64."""
-    return base64.b64encode(data).decode("ascii")
+    return b64.encode(data)
 
 
 def key_out(info: KeyInfo) -> schemas.KeyOut:

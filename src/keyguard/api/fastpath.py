@@ -13,7 +13,6 @@ unchanged, with the body replayed.
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +24,7 @@ from keyguard.api.calls import vault_call
 from keyguard.api.convert import b64decode
 from keyguard.api.errors import error_body, status_of
 from keyguard.api.gate import MAX_CIPHERTEXT, PRINCIPAL
-from keyguard.crypto import envelope
+from keyguard.crypto import b64, envelope
 from keyguard.errors import KeyguardError, UsageError
 from keyguard.vault.principal import Principal
 
@@ -91,7 +90,7 @@ class CryptoFastPath:
                 if envelope.parse(text).key != name:
                     return False  # the route explains the mismatch
                 plain, key, version = await vault_call(vault, name, lambda: vault.decrypt(principal, text, context))
-                document = {"plaintext_b64": base64.b64encode(plain).decode("ascii"), "version": version, "key": key}
+                document = {"plaintext_b64": b64.encode(plain), "version": version, "key": key}
         except KeyguardError as exc:
             status, slug = status_of(exc)
             await _respond(send, status, error_body(slug, exc.message, exc.hint))
