@@ -24,11 +24,11 @@ from keyguard.vault.clients import ClientService
 def broken_audit(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
     """Call it to make every audit write fail from then on."""
 
-    def boom(_event: Any) -> str:
+    def boom(*_args: Any) -> str:
         raise RuntimeError("injected audit fault")
 
     def arm() -> None:
-        monkeypatch.setattr("keyguard.audit.log.event_hash", boom)
+        monkeypatch.setattr("keyguard.audit.log.linked_hash", boom)
 
     return arm
 

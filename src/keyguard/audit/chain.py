@@ -57,6 +57,48 @@ def event_hash(event: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical(event)).hexdigest()
 
 
+# The canonical JSON of an event before the chain links it, cut where the values of
+# ``id`` and ``prev_hash`` go: both are known only under the chain's write lock, and
+# encoding the rest there made the lock's critical section longer for every writer.
+_ID_SLOT = b'"id":0,'
+_PREV_SLOT = b'"prev_hash":""'
+
+
+def canonical_parts(event: Mapping[str, Any]) -> tuple[bytes, bytes, bytes] | None:
+    """``canonical(event)`` as (before id, between id and prev_hash, after prev_hash), or None.
+
+    The keys are sorted, so the slot of ``id`` follows only ``actor`` and the slot of
+    ``prev_hash`` only ``actor``, ``id``, ``key`` and ``op``; every string value is
+    JSON-escaped, so no value can contain a slot's unescaped quotes. None when the
+    event takes the reference encoding (:func:`canonical`): hash it whole then.
+    """
+    body = {name: event.get(name) for name in FIELDS}
+    body["id"] = 0
+    body["prev_hash"] = ""
+    if not all(type(value) in _ORJSON_TYPES for value in body.values()):
+        return None
+    try:
+        data = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return None
+    at_id = data.index(_ID_SLOT) + len(b'"id":')
+    at_prev = data.index(_PREV_SLOT, at_id) + len(b'"prev_hash":')
+    return data[:at_id], data[at_id + 1 : at_prev], data[at_prev + 2 :]
+
+
+def linked_hash(parts: tuple[bytes, bytes, bytes] | None, event: Mapping[str, Any]) -> str:
+    """:func:`event_hash` of ``event`` (its ``id`` and ``prev_hash`` set), from its :func:`canonical_parts`."""
+    event_id, prev_hash = event["id"], event["prev_hash"]
+    if parts is not None and type(event_id) is int and type(prev_hash) is str:
+        try:
+            before, between, after = parts
+            data = before + orjson.dumps(event_id) + between + orjson.dumps(prev_hash) + after
+            return hashlib.sha256(data).hexdigest()
+        except orjson.JSONEncodeError:
+            pass
+    return event_hash(event)
+
+
 def checkpoint(key: bytes, last_id: int, last_hash: str, counter: int = 0) -> str:
     """HMAC of the head under a vault-internal key: rewriting the whole chain is detected too.
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from sqlalchemy import Connection, DateTime, Engine, TextClause, bindparam, text
 
-from keyguard.audit.chain import checkpoint, event_hash, head_problem
+from keyguard.audit.chain import canonical_parts, checkpoint, head_problem, linked_hash
 from keyguard.errors import AuditWriteError, ChainIntegrityError
 from keyguard.store.db import write_tx
 
@@ -425,10 +425,11 @@ class AuditLog:
         now = datetime.now(UTC)
         # Everything but the chain links is prepared before taking the write lock.
         rows = [_row(pending.draft, now) for pending in batch]
+        parts = [canonical_parts(row) for row in rows]
         due = self._due_touches(rows)
         try:
             with self._process_lock(), self._transaction(with_orm=bool(due)) as (cursor, conn):
-                counter = self._extend(cursor, rows)
+                counter = self._extend(cursor, rows, parts)
                 if conn is not None:
                     self._touch(conn, due)
         except Exception as exc:  # noqa: BLE001 - fail closed for every waiter
@@ -456,14 +457,20 @@ class AuditLog:
             )
         return last_id, last_hash, counter
 
-    def _extend(self, cursor: Any, rows: list[dict[str, Any]]) -> int:
-        """Chain ``rows`` onto the head in the cursor's transaction; returns the new head's counter."""
+    def _extend(
+        self, cursor: Any, rows: list[dict[str, Any]], parts: list[tuple[bytes, bytes, bytes] | None]
+    ) -> int:
+        """Chain ``rows`` onto the head in the cursor's transaction; returns the new head's counter.
+
+        ``parts`` are the rows' canonical forms, encoded before the lock was taken:
+        only the links and SHA-256 are left for the critical section.
+        """
         last_id, last_hash, counter = self._read_head(cursor)
-        for record in rows:
+        for record, cut in zip(rows, parts, strict=True):
             last_id += 1
             record["id"] = last_id
             record["prev_hash"] = last_hash
-            record["hash"] = last_hash = event_hash(record)
+            record["hash"] = last_hash = linked_hash(cut, record)
         cursor.executemany(self._insert_sql, rows)
         counter += 1
         values: dict[str, Any] = {"last_id": last_id, "last_hash": last_hash, "counter": counter}
@@ -503,7 +510,7 @@ class AuditLog:
         record = _row(draft, datetime.now(UTC))
         cursor = conn.connection.cursor()
         try:
-            counter = self._extend(cursor, [record])
+            counter = self._extend(cursor, [record], [canonical_parts(record)])
         finally:
             cursor.close()
         return record, counter
