@@ -7,14 +7,25 @@ wake-up of the client to read it. Here the connection's transport keeps what is
 written during one turn of the event loop and hands it over in one piece at the
 end of that turn (or at once, before the connection closes). Nothing else of
 the protocol changes: parsing, keep-alive, flow control and errors are uvicorn's.
+
+With several workers, a new connection may first be passed on to a less loaded
+worker (:mod:`keyguard.api.balance`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 from typing import Any
 
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from keyguard.api import balance
+
+_log = logging.getLogger("keyguard.api")
 
 
 class CoalescingTransport:
@@ -62,6 +73,58 @@ class CoalescingTransport:
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     """:class:`HttpToolsProtocol` over a :class:`CoalescingTransport` (``uvicorn.run(http=…)``)."""
 
+    placed = False  # a connection another worker passed on: served here, never passed on again
+    _handed = False
+    _counted = False
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Wrap the connection's transport, then let uvicorn set the connection up."""
+        """Pass the connection on to a less loaded worker, or wrap its transport and let uvicorn set it up."""
+        balancer = balance.for_this_worker(self.loop)
+        if balancer is not None:
+            if not self.placed:
+                balancer.receive_with(_Receiver(self.config, self.server_state, self.app_state, self.loop))
+                if balancer.pass_on(transport.get_extra_info("socket")):
+                    self._handed = True
+                    transport.close()  # the other worker holds its own descriptor of the connection
+                    return
+            balancer.opened()
+            self._counted = True
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """uvicorn's bookkeeping, and one connection fewer in this worker's published count."""
+        if self._handed:
+            return
+        if self._counted:
+            balancer = balance.for_this_worker(self.loop)
+            if balancer is not None:
+                balancer.closed()
+        super().connection_lost(exc)
+
+
+class _Receiver:
+    """Serves connections passed on by other workers, with this worker's uvicorn state."""
+
+    def __init__(
+        self, config: Config, server_state: ServerState, app_state: dict[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        self._args = (config, server_state, app_state)
+        self._loop = loop
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _protocol(self) -> CoalescingHttpToolsProtocol:
+        protocol = CoalescingHttpToolsProtocol(*self._args, _loop=self._loop)
+        protocol.placed = True
+        return protocol
+
+    def __call__(self, connection: socket.socket) -> None:
+        task = self._loop.create_task(self._adopt(connection))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _adopt(self, connection: socket.socket) -> None:
+        try:
+            await self._loop.connect_accepted_socket(self._protocol, connection)
+        except OSError as exc:  # the client went away meanwhile
+            _log.debug("a connection passed on could not be served: %s", type(exc).__name__)
+            connection.close()

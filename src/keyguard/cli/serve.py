@@ -11,6 +11,8 @@ typed at a prompt runs one worker (the workers could not ask for it again).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from typing import TYPE_CHECKING
 
 import typer
@@ -80,7 +82,7 @@ def serve(
     """Run the HTTP API, /metrics (token), /healthz and /.well-known/jwks.json."""
     import uvicorn
 
-    from keyguard.api import metrics_access
+    from keyguard.api import balance, metrics_access
     from keyguard.api.app import app_from_env, create_app, freeze_startup
     from keyguard.runtime import open_vault
 
@@ -144,7 +146,13 @@ def serve(
     os.environ["KEYGUARD_TRUSTED_PROXIES"] = ",".join(trusted_proxy)
     os.environ["KEYGUARD_SCHEDULER"] = "on" if scheduler else "off"
     target = f"{app_from_env.__module__}:app_from_env"
-    uvicorn.run(target, factory=True, workers=workers, **common)  # type: ignore[arg-type]
+    # The workers spread their connections evenly (keyguard.api.balance) through a private folder.
+    folder = tempfile.mkdtemp(prefix="keyguard-balance-")
+    os.environ[balance.ENV] = folder
+    try:
+        uvicorn.run(target, factory=True, workers=workers, **common)  # type: ignore[arg-type]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def register(app: typer.Typer) -> None:
