@@ -384,11 +384,15 @@ def load_parquet(ws: Workspace, path: Path, table: str) -> None:
     )
 
 
-def parquet_view(ws: Workspace, path: Path, name: str) -> None:
-    """DuckDB view ``name`` over a segment's Parquet file, with ``seq`` in stored order (the file must stay)."""
+def parquet_view(ws: Workspace, paths: Sequence[Path], name: str) -> None:
+    """DuckDB view ``name`` over segments' Parquet files, one after the other (the files must stay).
+
+    ``seq`` orders the rows: the file's place in ``paths`` times 2**32 plus the row's place in its file.
+    """
+    places = " ".join(f"WHEN '{path}' THEN {n << 32}" for n, path in enumerate(paths))
     ws.con.execute(
-        f"CREATE OR REPLACE VIEW {name} AS SELECT file_row_number AS seq, * "
-        f"FROM read_parquet('{path}', file_row_number = true)"
+        f"CREATE OR REPLACE VIEW {name} AS SELECT CASE filename {places} END + file_row_number AS seq, "
+        f"* EXCLUDE (filename) FROM read_parquet({_list(paths)}, file_row_number = true, filename = true)"
     )
 
 
