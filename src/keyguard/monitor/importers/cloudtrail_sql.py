@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import io
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import IO
 
 import duckdb
 
@@ -39,6 +42,8 @@ from keyguard.monitor.segments import CONTENT_HASH_SQL, Workspace, copy_segment
 from keyguard.monitor.timeutil import TimeFormatError, normalize_ts
 
 CHUNK_BYTES = 24 << 20
+#: Chunks mapped at once, each on a DuckDB connection of its own (one core each).
+PARSERS = 2
 MAX_DOCUMENT = 64 << 20
 _ARRAY_HEAD = re.compile(rb'^\s*\{\s*"Records"\s*:\s*\[')
 
@@ -183,25 +188,27 @@ def _copy_clean(ws: Workspace, path: Path, lines: int, first_line: int, name: st
     return segment
 
 
-def _load_lines(
-    ws: Workspace, table: str, chunk: list[bytes], lines: int, first_line: int, name: str | None
-) -> tuple[int, list[Rejected], Path | None]:
-    """Parse a chunk of ``lines`` whole lines (numbered from ``first_line``); raise _Fallback.
-
-    A clean chunk comes back as a segment's Parquet file (the third value), any
-    other is put into ``table``.
-    """
+def _clean_chunk(ws: Workspace, chunk: list[bytes], lines: int, first_line: int, name: str | None) -> Path | None:
+    """A chunk of ``lines`` whole lines (from line ``first_line``) as a segment Parquet file; None if not clean."""
     path = ws.write(chunk, ".jsonl")
     try:
-        segment = _copy_clean(ws, path, lines, first_line, name)
-        if segment is not None:
-            return lines, [], segment
+        return _copy_clean(ws, path, lines, first_line, name)
+    finally:
+        path.unlink()
+
+
+def _load_lines(
+    ws: Workspace, table: str, chunk: list[bytes], lines: int, first_line: int, name: str | None
+) -> tuple[int, list[Rejected]]:
+    """Parse a chunk that is not clean into ``table`` (rejections, odd times); raise _Fallback."""
+    path = ws.write(chunk, ".jsonl")
+    try:
         read, rejected = _load(ws, table, _LINES_SOURCE, {"path": str(path), "first": first_line}, name)
     finally:
         path.unlink()
     if read != lines:
         raise _Fallback  # DuckDB skips blank lines (and refuses two records on one line): numbering would drift
-    return read, rejected, None
+    return read, rejected
 
 
 def _load_document(
@@ -255,17 +262,68 @@ def cloudtrail_batches(
             else:
                 yield BatchInfo(read, rejected)
             return
-        first = 1
-        while chunk := stream.read(CHUNK_BYTES):
-            # the rest of the last line, kept apart: joining would copy the whole chunk again
-            parts = [chunk] if chunk.endswith(b"\n") else [chunk, stream.readline()]
-            lines = _lines_of(parts)
-            try:
-                read, rejected, segment = _load_lines(ws, table, parts, lines, first, name)
-            except _Fallback:
-                whole = b"".join(parts)
-                parsed = parse_python(io.BufferedReader(io.BytesIO(whole)), name=name, options=options)
-                yield from python_batches(ws, table, _renumbered(parsed, first - 1))
-            else:
-                yield BatchInfo(read, rejected, segment)
-            first += lines
+        yield from _line_batches(ws, table, stream, name, options)
+
+
+def _chunks(stream: IO[bytes]) -> Iterator[tuple[list[bytes], int, int]]:
+    """The input cut into chunks of whole lines: (parts, lines, number of the first line)."""
+    first = 1
+    while chunk := stream.read(CHUNK_BYTES):
+        # the rest of the last line, kept apart: joining would copy the whole chunk again
+        parts = [chunk] if chunk.endswith(b"\n") else [chunk, stream.readline()]
+        lines = _lines_of(parts)
+        yield parts, lines, first
+        first += lines
+
+
+def _line_batches(
+    ws: Workspace, table: str, stream: IO[bytes], name: str | None, options: ImportOptions
+) -> Iterator[BatchInfo]:
+    """One batch per chunk of a one-record-per-line input, in order.
+
+    :data:`PARSERS` chunks are mapped at once, each on a DuckDB connection (and a
+    core) of its own, straight into their segment files; a chunk that is not clean
+    is then loaded into ``table`` here, in its turn.
+    """
+    parsers = [ws.fork() for _ in range(PARSERS)]
+    pending: deque[tuple[Future[Path | None], list[bytes], int, int]] = deque()
+    try:
+        with ThreadPoolExecutor(PARSERS, thread_name_prefix="keyguard-parse") as pool:
+            chunks = _chunks(stream)
+            for n, (parts, lines, first) in enumerate(chunks):
+                parser = parsers[n % PARSERS]  # the chunk PARSERS back, on this one, is done
+                pending.append((pool.submit(_clean_chunk, parser, parts, lines, first, name), parts, lines, first))
+                if len(pending) == PARSERS:
+                    yield from _finish_chunk(ws, table, pending.popleft(), name, options)
+            while pending:
+                yield from _finish_chunk(ws, table, pending.popleft(), name, options)
+    finally:  # stopped early: the chunks parsed ahead are not stored (the pool has finished them)
+        for future, *_ in pending:
+            segment = None if future.cancelled() or future.exception() is not None else future.result()
+            if segment is not None:
+                segment.unlink(missing_ok=True)
+        for parser in parsers:
+            parser.con.close()
+
+
+def _finish_chunk(
+    ws: Workspace,
+    table: str,
+    item: tuple[Future[Path | None], list[bytes], int, int],
+    name: str | None,
+    options: ImportOptions,
+) -> Iterator[BatchInfo]:
+    """The batch of a chunk handed to a parser: its segment file, else the batch table, else Python."""
+    future, parts, lines, first = item
+    segment = future.result()
+    if segment is not None:
+        yield BatchInfo(lines, [], segment)
+        return
+    try:
+        read, rejected = _load_lines(ws, table, parts, lines, first, name)
+    except _Fallback:
+        whole = b"".join(parts)
+        parsed = parse_python(io.BufferedReader(io.BytesIO(whole)), name=name, options=options)
+        yield from python_batches(ws, table, _renumbered(parsed, first - 1))
+    else:
+        yield BatchInfo(read, rejected)
