@@ -33,9 +33,9 @@ from typing import IO, Any
 from keyguard.errors import KeyguardError
 
 #: Segments handed to the process and not answered yet, at most.
-IN_FLIGHT = 8
+IN_FLIGHT = 12
 #: Segments detected together (fewer at the end of the import).
-DETECT_BATCH = 4
+DETECT_BATCH = 8
 
 
 def _serve(requests: IO[str], answers: IO[str]) -> None:

@@ -80,9 +80,8 @@ def _epochs(con: DuckDBPyConnection, table: str, micros: Any) -> list[float]:
     float division of exact integers give the same operations, bit for bit.
     """
     if np.ma.is_masked(micros):
-        return con.execute(  # type: ignore[no-any-return]
-            f"SELECT {_EPOCH_SQL} AS epoch FROM (SELECT *, {_SECONDS_SQL} AS epoch_s FROM {table})"
-        ).fetchnumpy()["epoch"].tolist()
+        query = f"SELECT {_EPOCH_SQL} AS epoch FROM (SELECT *, {_SECONDS_SQL} AS epoch_s FROM {table})"
+        return con.execute(query).fetchnumpy()["epoch"].tolist()  # type: ignore[no-any-return]
     micros = np.asarray(micros, dtype=np.int64)
     seconds = np.floor_divide(micros, 1_000_000)
     fraction = micros - seconds * 1_000_000
@@ -269,12 +268,14 @@ def _store_all(
                 )
             file = segment_file(ws, stored.segment_id) if keep and stored.segment_id is not None else None
             relation = stored.table if stored.file is None else f"read_parquet('{stored.file}')"
-            tally = [
-                (str(k), str(r), int(n))
-                for k, r, n in ws.con.execute(
-                    f"SELECT coalesce(key, ''), result, count(*) FROM {relation} GROUP BY ALL"
-                ).fetchall()
-            ]
+            tally = stored.tally
+            if tally is None:
+                tally = [
+                    (str(k), str(r), int(n))
+                    for k, r, n in ws.con.execute(
+                        f"SELECT coalesce(key, ''), result, count(*) FROM {relation} GROUP BY ALL"
+                    ).fetchall()
+                ]
             columns = None
             if detect is not None and stored.fresh:
                 kept = f"kg_detect_{table}"

@@ -86,14 +86,17 @@ def _cut(value: str, width: int) -> str:
     return f"CASE WHEN strlen({value}) <= {width} THEN {value} ELSE left({value}, {width}) END"
 
 
+_ACTOR = (
+    "coalesce(nullif(userIdentity.arn, ''), nullif(userIdentity.principalId, ''), "
+    "nullif(userIdentity.userName, ''), '')"
+)
 # One pass from DuckDB's reader to the batch: ``{source}`` yields the CloudTrail columns and
 # ``{line}`` numbers them. ``kg_time`` / ``kg_name`` keep what the rejection checks need.
 # The key is a CASE, not nested coalesce: CASE branches run only on their rows, so the
 # ``resources`` filter runs only on the KMS calls that name no key in their parameters.
 _MAP_SQL = f"""
 SELECT {{line}} AS seq, {_TS_SQL} AS ts,
-  {_cut("coalesce(nullif(userIdentity.arn, ''), nullif(userIdentity.principalId, ''), "
-         "nullif(userIdentity.userName, ''), '')", 256)} AS actor,
+  {_cut(_ACTOR, 256)} AS actor,
   {_cut("nullif(sourceIPAddress, '')", 64)} AS source_ip,
   {_cut("nullif(userAgent, '')", 512)} AS user_agent,
   {_OP_SQL} AS op,
