@@ -59,8 +59,9 @@ class _Stored:
     segment_id: int | None = None
 
 
-_HOT = ("key", "result", "actor", "source_ip", "user_agent")  # read at every event
-_COLD = ("ts", "op", "version", "reason", "request_id", "source", "source_line", "source_file")  # at a few
+# read at every event, or at every refused call (op, reason: few distinct values, so coded too)
+_HOT = ("key", "result", "actor", "source_ip", "user_agent", "op", "reason")
+_COLD = ("ts", "request_id", "source", "source_line", "source_file")  # read at the events that fire
 # timeutil.ts_epoch in SQL, operation for operation (whole seconds as an integer, then the fraction):
 # only for a time DuckDB does not take as a TIMESTAMP (a leap second); the others come as microseconds.
 _EPOCH_SQL = (

@@ -85,10 +85,13 @@ class EventColumns:
             source_file=[e.source_file for e in rows],
         )
 
-    def prefetch(self, indices: Iterable[int]) -> None:
-        """Tell lazy columns which events will be read (the ones that fire), so they fetch them at once."""
+    def prefetch(self, indices: Iterable[int], names: Iterable[str] = ()) -> None:
+        """Tell lazy columns which events will be read (the ones that fire), so they fetch them at once.
+
+        ``names``: only these columns will be read there (default: all).
+        """
         wanted = sorted(set(indices))
-        for name in _COLUMNS:
+        for name in tuple(names) or _COLUMNS:
             fetch = getattr(getattr(self, name), "prefetch", None)
             if fetch is not None:
                 fetch(wanted)
