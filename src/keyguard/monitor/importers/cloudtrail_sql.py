@@ -42,7 +42,7 @@ from keyguard.monitor.importers.cloudtrail import parse as parse_python
 from keyguard.monitor.segments import CONTENT_HASH_SQL, Workspace, copy_segment
 from keyguard.monitor.timeutil import TimeFormatError, normalize_ts
 
-CHUNK_BYTES = 24 << 20
+CHUNK_BYTES = 32 << 20
 #: Chunks mapped at once, each on a DuckDB connection of its own (one core each).
 PARSERS = 2
 MAX_DOCUMENT = 64 << 20
