@@ -245,6 +245,48 @@ def test_detection_process_matches_detection_in_process(
     other.dispose()
 
 
+_FORKED_IMPORT = """
+import sys, threading
+from keyguard.monitor import detect_process, ingest
+from keyguard.monitor.importers import cloudtrail_sql
+from keyguard.store.db import create_db_engine
+
+assert threading.active_count() == 1  # so the detection process is forked, not started afresh
+forked = detect_process._fork
+calls = []
+detect_process._fork = lambda: calls.append(1) or forked()
+ingest.DETECT_PROCESS_BYTES = 0
+cloudtrail_sql.CHUNK_BYTES = 4096  # many segments: several detection groups
+stats = ingest.import_target(create_db_engine(sys.argv[1]), sys.argv[2], "cloudtrail")
+print(stats.alerts, len(calls))
+"""
+
+
+@pytest.mark.slow
+def test_forked_detection_process_matches_detection_in_process(db_url: str, tmp_path: Path) -> None:
+    """A single-threaded importer forks its detection process: same alerts and detector state."""
+    import subprocess
+    import sys
+
+    records = [_record(i, sourceIPAddress="203.0.113.1") for i in range(400)]
+    records += [_record(i, sourceIPAddress="198.51.100.7", userAgent="curl/8") for i in range(400, 420)]
+    records += [_record(i, errorCode="AccessDenied") for i in range(420, 460)]
+    target = tmp_path / "trail.jsonl"
+    target.write_text("".join(json.dumps(r) + "\n" for r in records))
+    reference = create_db_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+    migrate(reference)
+    expected = import_target(reference, str(target), "cloudtrail")
+    engine = create_db_engine(db_url)
+    migrate(engine)
+    done = subprocess.run([sys.executable, "-c", _FORKED_IMPORT, db_url, str(target)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(expected.alerts), "1"]
+    assert _alerts(engine) == _alerts(reference) and expected.alerts > 0
+    assert _detector_state(engine) == _detector_state(reference)
+    engine.dispose()
+    reference.dispose()
+
+
 _SLOW_IMPORT = """
 import sys, time
 from keyguard.monitor import pipeline

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from keyguard.monitor import metrics
 from keyguard.monitor.alerts import save_alerts
 from keyguard.monitor.batches import BatchInfo, BatchSource, ImportStats
-from keyguard.monitor.detect.columns import EventColumns
+from keyguard.monitor.detect.columns import CodedColumn, EventColumns
 from keyguard.monitor.detect.engine import DetectionEngine
 from keyguard.monitor.event import MonitorEvent
 from keyguard.monitor.segments import (
@@ -59,9 +59,11 @@ class _Stored:
     segment_id: int | None = None
 
 
-_HOT = ("key", "result", "actor", "source_ip", "user_agent")  # read at every event
-_COLD = ("ts", "op", "version", "reason", "request_id", "source", "source_line", "source_file")  # at a few
-# timeutil.ts_epoch in SQL, operation for operation (whole seconds as an integer, then the fraction).
+# read at every event, or at every refused call (op, reason: few distinct values, so coded too)
+_HOT = ("key", "result", "actor", "source_ip", "user_agent", "op", "reason")
+_COLD = ("ts", "request_id", "source", "source_line", "source_file")  # read at the events that fire
+# timeutil.ts_epoch in SQL, operation for operation (whole seconds as an integer, then the fraction):
+# only for a time DuckDB does not take as a TIMESTAMP (a leap second); the others come as microseconds.
 _EPOCH_SQL = (
     "CASE WHEN substr(ts, 21, 6) = '000000' THEN CAST(epoch_s AS DOUBLE) "
     "ELSE CAST(epoch_s AS DOUBLE) + CAST(substr(ts, 21, 6) AS BIGINT) / 1000000.0 END"
@@ -72,10 +74,25 @@ _SECONDS_SQL = (
 )
 
 
+def _epochs(con: DuckDBPyConnection, table: str, micros: Any) -> list[float]:
+    """``timeutil.ts_epoch`` of every event, from its time in microseconds (NULL: not a TIMESTAMP).
+
+    ``ts_epoch`` adds the fraction to the whole seconds last; floor division and a
+    float division of exact integers give the same operations, bit for bit.
+    """
+    if np.ma.is_masked(micros):
+        query = f"SELECT {_EPOCH_SQL} AS epoch FROM (SELECT *, {_SECONDS_SQL} AS epoch_s FROM {table})"
+        return con.execute(query).fetchnumpy()["epoch"].tolist()  # type: ignore[no-any-return]
+    micros = np.asarray(micros, dtype=np.int64)
+    seconds = np.floor_divide(micros, 1_000_000)
+    fraction = micros - seconds * 1_000_000
+    return (seconds.astype(np.float64) + fraction / 1_000_000).tolist()  # type: ignore[no-any-return]
+
+
 class _ColdRows:
     """The rarely read columns of a DuckDB batch table, fetched together for the events asked about."""
 
-    def __init__(self, con: DuckDBPyConnection, table: str, columns: tuple[str, ...], seqs: list[int]) -> None:
+    def __init__(self, con: DuckDBPyConnection, table: str, columns: tuple[str, ...], seqs: Any) -> None:
         self._con, self._table, self._columns, self.seqs = con, table, columns, seqs
         self.some: dict[str, dict[int, Any]] = {name: {} for name in columns}
         self._asked: set[int] = set()
@@ -86,7 +103,7 @@ class _ColdRows:
         if not wanted:
             return
         self._asked.update(wanted)
-        by_seq = {self.seqs[i]: i for i in wanted}
+        by_seq = {int(self.seqs[i]): i for i in wanted}
         rows = self._con.execute(
             f"SELECT seq, {', '.join(self._columns)} FROM {self._table} WHERE seq IN (SELECT unnest($1::BIGINT[]))",
             [list(by_seq)],
@@ -144,33 +161,51 @@ def fresh_columns(con: DuckDBPyConnection, table: str, lazy: DuckDBPyConnection 
     (``preserve_insertion_order``), so plain scans read them in batch order.
 
     The columns every detector reads come at once, each string column as 64-bit
-    hashes plus a small dictionary, so that a value repeated a million times is one
-    Python string (cheaper to fetch, and dictionary lookups on it compare by
-    identity). The other columns are :class:`DuckColumn`, read through ``lazy``
-    (default ``con``), so ``table`` must outlive the detection of the batch.
+    hashes (numpy, no Python object per event) turned into codes into a small
+    dictionary of its distinct values (one scan for all of them), so that a value
+    repeated a million times is one Python string. The other columns are
+    :class:`DuckColumn`, read through ``lazy`` (default ``con``), so ``table`` must
+    outlive the detection of the batch.
     """
     hashed = ", ".join(f"hash({name}) AS {name}" for name in _HOT)
     hot = con.execute(
-        f"SELECT seq, {hashed}, version, {_EPOCH_SQL} AS epoch FROM (SELECT *, {_SECONDS_SQL} AS epoch_s FROM {table})"
+        f"SELECT seq, {hashed}, version, epoch_us(TRY_CAST(ts AS TIMESTAMP)) AS micros FROM {table}"
     ).fetchnumpy()
-    seqs: list[int] = hot["seq"].tolist()
-    values: dict[str, Any] = {"epoch": hot["epoch"].tolist(), "version": hot["version"].tolist()}
+    values: dict[str, Any] = {"epoch": _epochs(con, table, hot["micros"]), "version": hot["version"].tolist()}
     coded: dict[str, tuple[Any, list[Any]]] = {}
-    for name in _HOT:
-        pairs = con.execute(f"SELECT DISTINCT hash({name}), {name} FROM {table}").fetchall()
-        lookup = dict(pairs)
-        if len(lookup) == len(pairs):
-            found, codes = np.unique(hot[name], return_inverse=True)
-            dictionary = [lookup[h] for h in found.tolist()]
-            as_array = np.empty(len(dictionary), dtype=object)
-            as_array[:] = dictionary
-            values[name] = as_array[codes].tolist()
-            coded[name] = (codes.astype(np.int64, copy=False), dictionary)
-        else:  # two values share a hash: fetch this column as it is
+    for name, (hashes, dictionary) in _dictionaries(con, table).items():
+        if len(hashes) != len(dictionary) or len(set(hashes)) != len(hashes):
+            # two values share a hash: fetch this column as it is
             values[name] = con.execute(f"SELECT {name} FROM {table}").fetchnumpy()[name].tolist()
-    cold = _ColdRows(lazy or con, table, _COLD, seqs)
+            continue
+        order = np.argsort(np.asarray(hashes, dtype=np.uint64))
+        found = np.asarray(hashes, dtype=np.uint64)[order]
+        codes = np.searchsorted(found, hot[name]).astype(np.int64, copy=False)
+        ordered = [dictionary[i] for i in order.tolist()]
+        values[name] = CodedColumn(codes, ordered)
+        coded[name] = (codes, ordered)
+    cold = _ColdRows(lazy or con, table, _COLD, hot["seq"])
     values.update({name: DuckColumn(cold, name) for name in _COLD})
     return EventColumns(**values, coded=coded)
+
+
+def _dictionaries(con: DuckDBPyConnection, table: str) -> dict[str, tuple[list[int], list[Any]]]:
+    """Each hot column's distinct values of ``table`` and their hashes, from one scan (grouping sets)."""
+    names = ", ".join(_HOT)
+    picked = ", ".join(f"hash({name}), {name}" for name in _HOT)
+    rows = con.execute(
+        f"SELECT grouping({names}), {picked} FROM {table} "
+        f"GROUP BY GROUPING SETS ({', '.join(f'({name})' for name in _HOT)})"
+    ).fetchall()
+    found: dict[str, tuple[list[int], list[Any]]] = {name: ([], []) for name in _HOT}
+    bits = len(_HOT)
+    for grouped, *pairs in rows:
+        for n, name in enumerate(_HOT):
+            if not (int(grouped) >> (bits - 1 - n)) & 1:  # grouped by this column (its bit is 0)
+                found[name][0].append(int(pairs[2 * n]))
+                found[name][1].append(pairs[2 * n + 1])
+                break
+    return found
 
 
 _Handoff = queue.Queue[Any]
@@ -234,12 +269,14 @@ def _store_all(
                 )
             file = segment_file(ws, stored.segment_id) if keep and stored.segment_id is not None else None
             relation = stored.table if stored.file is None else f"read_parquet('{stored.file}')"
-            tally = [
-                (str(k), str(r), int(n))
-                for k, r, n in ws.con.execute(
-                    f"SELECT coalesce(key, ''), result, count(*) FROM {relation} GROUP BY ALL"
-                ).fetchall()
-            ]
+            tally = stored.tally
+            if tally is None:
+                tally = [
+                    (str(k), str(r), int(n))
+                    for k, r, n in ws.con.execute(
+                        f"SELECT coalesce(key, ''), result, count(*) FROM {relation} GROUP BY ALL"
+                    ).fetchall()
+                ]
             columns = None
             if detect is not None and stored.fresh:
                 kept = f"kg_detect_{table}"

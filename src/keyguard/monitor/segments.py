@@ -176,6 +176,7 @@ class Stored:
     table: str
     segment_id: int | None = None
     file: Path | None = None  # a batch stored from its own Parquet file: that file (no table was made)
+    tally: list[tuple[str, str, int]] | None = None  # (key or '', result, events), when already counted
 
 
 def store_batch(
@@ -200,9 +201,19 @@ def store_batch(
     """
     con = ws.con
     relation = batch if parquet is None else f"read_parquet('{parquet}')"
-    count, distinct, low, high, sources = con.execute(  # type: ignore[misc]
-        f"SELECT count(*), count(DISTINCT content_hash), min(ts), max(ts), list(DISTINCT source) FROM {relation}"
-    ).fetchone()
+    summary: list[tuple[Any, ...]] | None = None
+    if parquet is None:
+        count, distinct, low, high, sources = con.execute(  # type: ignore[misc]
+            f"SELECT count(*), count(DISTINCT content_hash), min(ts), max(ts), list(DISTINCT source) FROM {relation}"
+        ).fetchone()
+    else:  # one scan for the segment's keys, the metrics' tally and the time range, one for the hashes
+        summary = con.execute(_SUMMARY_SQL.format(relation=relation)).fetchall()
+        found = con.execute(f"SELECT count(DISTINCT content_hash) FROM {relation}").fetchone()
+        distinct = int(found[0]) if found else 0
+        count = sum(int(row[2]) for row in summary)
+        low = min((str(row[3]) for row in summary), default=None)
+        high = max((str(row[4]) for row in summary), default=None)
+        sources = sorted({str(v) for row in summary for v in row[8]})
     if not count:
         if parquet is not None:
             load_parquet(ws, parquet, batch)
@@ -228,12 +239,16 @@ def store_batch(
         for path in known:
             path.unlink()
         overlap = int(con.execute("SELECT count(*) FROM kg_known").fetchone()[0])  # type: ignore[index]
-    if parquet is not None:
-        if not overlap and distinct == count:
-            segment_id = _insert_file(conn, ws, parquet, relation, keep=keep, detected=detected, delete=False)
+    if parquet is not None and summary is not None:
+        if not overlap and distinct == count and len(sources) == 1:
+            keys = _by_key(summary)
+            segment_id = _insert_file(
+                conn, ws, parquet, relation, keep=keep, detected=detected, delete=False, keys=keys
+            )
             _merge_small(conn, ws, str(sources[0]))
             file = segment_file(ws, segment_id) if keep else parquet
-            return Stored(int(count), 0, batch, segment_id, file)
+            tally = [(str(row[0]), str(row[1]), int(row[2])) for row in summary]
+            return Stored(int(count), 0, batch, segment_id, file, tally)
         load_parquet(ws, parquet, batch)
         parquet.unlink()
     fresh_table = batch
@@ -251,6 +266,28 @@ def store_batch(
     segment_id = insert_segment(conn, ws, fresh_table, None, keep=keep, detected=detected)
     _merge_small(conn, ws, str(sources[0]))
     return Stored(fresh, int(count) - fresh, fresh_table, segment_id)
+
+
+_SUMMARY_SQL = (
+    "SELECT coalesce(key, '') AS k, result, count(*), min(ts), max(ts), min(source_line), max(source_line), "
+    "list(DISTINCT source_file), list(DISTINCT source) FROM {relation} GROUP BY k, result"
+)
+
+
+def _by_key(summary: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows of :data:`_SUMMARY_SQL` (per key and result) merged per key, as ``_insert_file`` reads them."""
+    merged: dict[str, list[Any]] = {}
+    for k, _, rows, low, high, first, last, files, sources in summary:
+        found = merged.get(k)
+        if found is None:
+            merged[k] = [k, int(rows), low, high, first, last, set(files), set(sources)]
+            continue
+        found[1] += int(rows)
+        found[2], found[3] = min(found[2], low), max(found[3], high)
+        found[4], found[5] = min(found[4], first), max(found[5], last)
+        found[6].update(files)
+        found[7].update(sources)
+    return [(*row[:6], list(row[6]), list(row[7])) for row in merged.values()]
 
 
 def _list(paths: Sequence[Path]) -> str:
@@ -308,16 +345,19 @@ def _insert_file(
     keep: bool,
     detected: bool,
     delete: bool = True,
+    keys: list[tuple[Any, ...]] | None = None,
 ) -> int:
     """Insert the segment Parquet file ``path`` (its rows readable as ``relation``).
 
+    ``keys``: its rows per key as the query here gives them, when already known.
     Then the file becomes :func:`segment_file` (``keep``), is deleted (``delete``) or is left.
     """
     con = ws.con
-    keys = con.execute(
-        "SELECT coalesce(key, '') AS k, count(*), min(ts), max(ts), min(source_line), max(source_line), "
-        f"list(DISTINCT source_file), list(DISTINCT source) FROM {relation} GROUP BY k"
-    ).fetchall()
+    if keys is None:
+        keys = con.execute(
+            "SELECT coalesce(key, '') AS k, count(*), min(ts), max(ts), min(source_line), max(source_line), "
+            f"list(DISTINCT source_file), list(DISTINCT source) FROM {relation} GROUP BY k"
+        ).fetchall()
     data = path.read_bytes()
     files = {f for row in keys for f in row[6]}
     values: dict[str, Any] = {
@@ -384,11 +424,15 @@ def load_parquet(ws: Workspace, path: Path, table: str) -> None:
     )
 
 
-def parquet_view(ws: Workspace, path: Path, name: str) -> None:
-    """DuckDB view ``name`` over a segment's Parquet file, with ``seq`` in stored order (the file must stay)."""
+def parquet_view(ws: Workspace, paths: Sequence[Path], name: str) -> None:
+    """DuckDB view ``name`` over segments' Parquet files, one after the other (the files must stay).
+
+    ``seq`` orders the rows: the file's place in ``paths`` times 2**32 plus the row's place in its file.
+    """
+    places = " ".join(f"WHEN '{path}' THEN {n << 32}" for n, path in enumerate(paths))
     ws.con.execute(
-        f"CREATE OR REPLACE VIEW {name} AS SELECT file_row_number AS seq, * "
-        f"FROM read_parquet('{path}', file_row_number = true)"
+        f"CREATE OR REPLACE VIEW {name} AS SELECT CASE filename {places} END + file_row_number AS seq, "
+        f"* EXCLUDE (filename) FROM read_parquet({_list(paths)}, file_row_number = true, filename = true)"
     )
 
 

@@ -14,9 +14,9 @@ the same alerts and state).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -39,12 +39,12 @@ class EventColumns:
     ts: Sequence[str]
     epoch: list[float]
     op: Sequence[str]
-    result: list[str]
-    key: list[str | None]
+    result: Sequence[str]
+    key: Sequence[str | None]
     version: Sequence[int | None]
-    actor: list[str]
-    source_ip: list[str | None]
-    user_agent: list[str | None]
+    actor: Sequence[str]
+    source_ip: Sequence[str | None]
+    user_agent: Sequence[str | None]
     reason: Sequence[str | None]
     request_id: Sequence[str | None]
     source: Sequence[str]
@@ -85,10 +85,13 @@ class EventColumns:
             source_file=[e.source_file for e in rows],
         )
 
-    def prefetch(self, indices: Iterable[int]) -> None:
-        """Tell lazy columns which events will be read (the ones that fire), so they fetch them at once."""
+    def prefetch(self, indices: Iterable[int], names: Iterable[str] = ()) -> None:
+        """Tell lazy columns which events will be read (the ones that fire), so they fetch them at once.
+
+        ``names``: only these columns will be read there (default: all).
+        """
         wanted = sorted(set(indices))
-        for name in _COLUMNS:
+        for name in tuple(names) or _COLUMNS:
             fetch = getattr(getattr(self, name), "prefetch", None)
             if fetch is not None:
                 fetch(wanted)
@@ -127,6 +130,39 @@ class EventColumns:
             source_line=self.source_line[i],
             source_file=self.source_file[i],
         )
+
+
+class CodedColumn(Sequence[Any]):
+    """A dictionary-coded string column read as a sequence: value ``i`` is ``values[codes[i]]``.
+
+    Detectors read the hot string columns through their codes (``EventColumns.coded``);
+    values are looked up one by one only at the few events that fire, so no list of
+    a value per event is ever built.
+    """
+
+    __slots__ = ("_codes", "_values")
+
+    def __init__(self, codes: Any, values: list[Any]) -> None:
+        self._codes, self._values = codes, values
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            values = self._values
+            return [values[c] for c in self._codes[index].tolist()]
+        return self._values[self._codes[index]]
+
+    def __iter__(self) -> Iterator[Any]:
+        values = self._values
+        return (values[c] for c in self._codes.tolist())
 
 
 _COLUMNS = tuple(f.name for f in fields(EventColumns) if f.name != "coded")

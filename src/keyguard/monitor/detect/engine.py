@@ -26,6 +26,8 @@ from keyguard.monitor.event import MonitorEvent
 from keyguard.monitor.timeutil import ts_epoch
 
 SNAPSHOT_VERSION = 1
+#: The columns detectors read at every refused or failed call (``bad_version``, ``denied_burst``).
+REFUSED_READS = ("key", "result", "actor", "version", "op", "reason", "epoch")
 
 
 @dataclass(slots=True)
@@ -150,7 +152,7 @@ class DetectionEngine:
             return []
         batch = IndexedColumns.of(cols)
         if batch.not_ok:
-            cols.prefetch(batch.not_ok)  # the refused calls are read by more than one rule
+            cols.prefetch(batch.not_ok, REFUSED_READS)  # the refused calls are read by more than one rule
         hits: list[tuple[int, int, Signal]] = []
         tier_of = {key: self._tier(key) for key in batch.by_key}
         tier_of[None] = "default"
