@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -86,6 +87,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _held(folder: Path) -> list[int]:
+    """The two workers' published connection counts, smaller first."""
+    counts = memoryview((folder / "counts").read_bytes()).cast("i")
+    return sorted(counts[i] for i in range(2))
+
+
 def _get(conn: socket.socket) -> int:
     """One keep-alive ``GET /healthz`` on a raw connection; its status."""
     conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: kg\r\n\r\n")
@@ -103,9 +110,8 @@ def _get(conn: socket.socket) -> int:
 def test_sixteen_connections_at_once_split_evenly_over_two_workers(tmp_path: Path) -> None:
     env = {**os.environ, "KEYGUARD_HOME": str(tmp_path / "home"), "KEYGUARD_KEYFILE": str(tmp_path / "root.key")}
     env.pop("KEYGUARD_DATABASE_URL", None)
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    env["TMPDIR"] = str(scratch)  # where serve makes its balance folder
+    scratch = Path(tempfile.mkdtemp(dir="/tmp"))  # where serve makes its balance folder: short, for AF_UNIX
+    env["TMPDIR"] = str(scratch)
     subprocess.run([KEYGUARD, "init", "--root", "keyfile", "--json"], env=env, check=True, capture_output=True)
     port = _free_port()
     serve = [KEYGUARD, "serve", "--port", str(port), "--workers", "2"]
@@ -124,7 +130,7 @@ def test_sixteen_connections_at_once_split_evenly_over_two_workers(tmp_path: Pat
                 assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
                 time.sleep(0.2)
         # every worker has accepted a connection once (its socket appears then)
-        folder = next(scratch.glob("keyguard-balance-*"))
+        folder = next(scratch.glob("kg-balance-*"))
         while len(list(folder.glob("slot-*.sock"))) < 2:
             with httpx.Client() as warm:
                 for _ in range(8):
@@ -136,8 +142,11 @@ def test_sixteen_connections_at_once_split_evenly_over_two_workers(tmp_path: Pat
         conns = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(16)]
         try:
             assert [_get(c) for c in conns] == [200] * 16
-            counts = memoryview((folder / "counts").read_bytes()).cast("i")
-            held = sorted(counts[i] for i in range(2))
+            held = _held(folder)
+            settle = time.monotonic() + 15
+            while sum(held) != 16 and time.monotonic() < settle:  # the warm-up's closes are seen late
+                time.sleep(0.1)
+                held = _held(folder)
             assert sum(held) == 16 and held[1] - held[0] <= 2, held
             assert [_get(c) for c in conns] == [200] * 16  # the passed ones keep working
         finally:
@@ -147,3 +156,23 @@ def test_sixteen_connections_at_once_split_evenly_over_two_workers(tmp_path: Pat
         proc.terminate()
         proc.wait(timeout=15)
     assert not folder.exists()
+    scratch.rmdir()
+
+
+def test_a_folder_too_long_for_a_unix_socket_leaves_the_worker_unbalanced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyguard.api import balance
+
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setenv(balance.ENV, str(deep))
+    monkeypatch.setattr(balance, "_balancer", None)
+    monkeypatch.setattr(balance, "_failed", 0)
+    loop = asyncio.new_event_loop()
+    try:
+        assert balance.for_this_worker(loop) is None  # served here, never an error on the connection
+        assert balance.for_this_worker(loop) is None  # and not tried again
+        assert not list(deep.glob("slot-*.lock"))  # no slot taken
+    finally:
+        loop.close()

@@ -220,6 +220,16 @@ def _alerts(engine: Engine) -> list[tuple[str, str | None, int]]:
     return [(str(r), k, int(c)) for r, k, c in rows]
 
 
+def _noisy_trail(tmp_path: Path, denied: int) -> Path:
+    """400 calls from home, 20 from a new address and user agent, then ``denied`` refusals."""
+    records = [_record(i, sourceIPAddress="203.0.113.1") for i in range(400)]
+    records += [_record(i, sourceIPAddress="198.51.100.7", userAgent="curl/8") for i in range(400, 420)]
+    records += [_record(i, errorCode="AccessDenied") for i in range(420, 420 + denied)]
+    target = tmp_path / "trail.jsonl"
+    target.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return target
+
+
 @pytest.mark.slow
 def test_detection_process_matches_detection_in_process(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -227,11 +237,7 @@ def test_detection_process_matches_detection_in_process(
     """Big imports detect in a second process: same alerts, same saved detector state."""
     from keyguard.monitor import ingest
 
-    records = [_record(i, sourceIPAddress="203.0.113.1") for i in range(400)]
-    records += [_record(i, sourceIPAddress="198.51.100.7", userAgent="curl/8") for i in range(400, 420)]
-    records += [_record(i, errorCode="AccessDenied") for i in range(420, 440)]
-    target = tmp_path / "trail.jsonl"
-    target.write_text("".join(json.dumps(r) + "\n" for r in records))
+    target = _noisy_trail(tmp_path, denied=20)
     other = create_db_engine(f"sqlite:///{tmp_path / 'thread.db'}")
     migrate(other)
     in_thread = import_target(other, str(target), "cloudtrail")
@@ -268,11 +274,7 @@ def test_forked_detection_process_matches_detection_in_process(db_url: str, tmp_
     import subprocess
     import sys
 
-    records = [_record(i, sourceIPAddress="203.0.113.1") for i in range(400)]
-    records += [_record(i, sourceIPAddress="198.51.100.7", userAgent="curl/8") for i in range(400, 420)]
-    records += [_record(i, errorCode="AccessDenied") for i in range(420, 460)]
-    target = tmp_path / "trail.jsonl"
-    target.write_text("".join(json.dumps(r) + "\n" for r in records))
+    target = _noisy_trail(tmp_path, denied=40)
     reference = create_db_engine(f"sqlite:///{tmp_path / 'reference.db'}")
     migrate(reference)
     expected = import_target(reference, str(target), "cloudtrail")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import array
 import asyncio
 import fcntl
+import logging
 import mmap
 import os
 import socket
@@ -31,9 +32,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+_log = logging.getLogger("keyguard.api")
+
 ENV = "KEYGUARD_BALANCE_DIR"
 SLOTS = 64
 _PEERS_TTL = 1.0  # seconds between looks for workers that started or stopped
+_SUN_PATH = 108  # bytes of a Unix socket's path on Linux, its terminating NUL included
 _IN_FLIGHT = 0.05  # seconds a connection passed on is counted here for its receiver, before it counts it itself
 
 
@@ -43,6 +47,8 @@ class Balancer:
     def __init__(self, folder: Path, loop: asyncio.AbstractEventLoop) -> None:
         self.folder = folder
         self.loop = loop
+        if len(os.fsencode(self._socket_path(SLOTS - 1))) >= _SUN_PATH:
+            raise ValueError("the balance folder's path is too long for a Unix socket")
         self.slot, self._lock_fd = _claim_slot(folder)
         self._counts_fd = os.open(folder / "counts", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         if os.fstat(self._counts_fd).st_size < 4 * SLOTS:
@@ -146,12 +152,25 @@ _balancer: Balancer | None = None
 _owner = 0
 
 
+_failed = 0  # the pid where the balancer could not be set up: it serves what it accepts
+
+
 def for_this_worker(loop: asyncio.AbstractEventLoop) -> Balancer | None:
-    """This process's balancer when ``serve`` runs several workers (``KEYGUARD_BALANCE_DIR``), else None."""
-    global _balancer, _owner
+    """This process's balancer when ``serve`` runs several workers (``KEYGUARD_BALANCE_DIR``), else None.
+
+    A balancer that cannot be set up (a socket path longer than ``AF_UNIX`` allows, no
+    free slot) leaves this worker serving every connection it accepts, as without one.
+    """
+    global _balancer, _owner, _failed
     folder = os.environ.get(ENV)
-    if not folder:
+    pid = os.getpid()
+    if not folder or _failed == pid:
         return None
-    if _balancer is None or _owner != os.getpid():
-        _balancer, _owner = Balancer(Path(folder), loop), os.getpid()
+    if _balancer is None or _owner != pid:
+        try:
+            _balancer, _owner = Balancer(Path(folder), loop), pid
+        except (OSError, RuntimeError, ValueError) as exc:
+            _failed = pid
+            _log.warning("connections are not balanced across workers: %s", type(exc).__name__)
+            return None
     return _balancer

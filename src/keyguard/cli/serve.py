@@ -147,7 +147,7 @@ def serve(
     os.environ["KEYGUARD_SCHEDULER"] = "on" if scheduler else "off"
     target = f"{app_from_env.__module__}:app_from_env"
     # The workers spread their connections evenly (keyguard.api.balance) through a private folder.
-    folder = tempfile.mkdtemp(prefix="keyguard-balance-")
+    folder = tempfile.mkdtemp(prefix="kg-balance-")
     os.environ[balance.ENV] = folder
     try:
         uvicorn.run(target, factory=True, workers=workers, **common)  # type: ignore[arg-type]
