@@ -72,11 +72,16 @@ class Balancer:
     def _socket_path(self, slot: int) -> Path:
         return self.folder / f"slot-{slot}.sock"
 
+    @property
+    def receiving(self) -> bool:
+        """True once :meth:`receive_with` has been called."""
+        return self._serve is not None
+
     def receive_with(self, serve: Callable[[socket.socket], None]) -> None:
-        """Serve connections passed on by other workers with ``serve`` (a socket already accepted)."""
+        """Serve connections passed on by other workers with ``serve`` (a socket already accepted); once."""
         if self._serve is None:
+            self._serve = serve
             self.loop.add_reader(self._inbox.fileno(), self._receive)
-        self._serve = serve
 
     def _receive(self) -> None:
         while True:

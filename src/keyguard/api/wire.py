@@ -82,7 +82,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         balancer = balance.for_this_worker(self.loop)
         if balancer is not None:
             if not self.placed:
-                balancer.receive_with(_Receiver(self.config, self.server_state, self.app_state, self.loop))
+                if not balancer.receiving:  # one receiver per worker: its tasks must outlive any connection
+                    balancer.receive_with(_Receiver(self.config, self.server_state, self.app_state, self.loop))
                 if balancer.pass_on(transport.get_extra_info("socket")):
                     self._handed = True
                     transport.close()  # the other worker holds its own descriptor of the connection
